@@ -1,0 +1,50 @@
+"""sweeper: self-hosted hyperparameter sweeps from W&B sweep specs, on Optuna and Ray.
+
+The public API is re-exported here; heavy modules (Ray, trackers) load only when used.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from sweeper.errors import (
+    SpecError,
+    SpecIssue,
+    StorageError,
+    SweeperError,
+    SweepNotFoundError,
+    TrackerError,
+    TrainerError,
+    TrialPruned,
+    UsageError,
+)
+from sweeper.spec import SweepSpec, load_spec
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; imported on first access so `import sweeper` stays cheap.
+_LAZY: dict[str, str] = {}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sweeper' has no attribute {name!r}")
+    return getattr(import_module(module), name)
+
+
+__all__ = [
+    "SpecError",
+    "SpecIssue",
+    "StorageError",
+    "SweepNotFoundError",
+    "SweepSpec",
+    "SweeperError",
+    "TrackerError",
+    "TrainerError",
+    "TrialPruned",
+    "UsageError",
+    "__version__",
+    "load_spec",
+]

@@ -1,0 +1,7 @@
+"""`sweeper` commands of the inspect layer."""
+
+from __future__ import annotations
+
+from sweeper.cli import main
+
+__all__ = ["main"]
