@@ -1,0 +1,87 @@
+"""Where sweeps live: an Optuna storage named by a URL.
+
+The embedded default is Optuna's journal file under ``./.sweeper/`` (appends are cheap, so per-trial
+overhead stays low); any SQLAlchemy URL works too, PostgreSQL above all for agents on several machines.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import optuna
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+from sweeper.errors import StorageError, UsageError
+
+ENV_VAR = "SWEEPER_STORAGE"
+DEFAULT_DIR = Path(".sweeper")
+JOURNAL_SCHEME = "journal://"
+_DEFAULT_URL = f"{JOURNAL_SCHEME}{DEFAULT_DIR / 'journal.log'}"
+_PASSWORD = re.compile(r"(?P<head>://[^:/@]+:)(?P<password>[^@]+)(?P<tail>@)")
+_SQL_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql")
+
+
+def resolve_url(url: str | None = None) -> str:
+    """The storage URL to use: the given one, else ``$SWEEPER_STORAGE``, else the embedded journal file.
+
+    Relative journal and SQLite paths are made absolute against the working directory, so an agent
+    started elsewhere still names the same file.
+    """
+    chosen = url or os.environ.get(ENV_VAR) or _DEFAULT_URL
+    if chosen.startswith(JOURNAL_SCHEME):
+        return JOURNAL_SCHEME + str(Path(chosen[len(JOURNAL_SCHEME) :]).expanduser().resolve())
+    if chosen.startswith("sqlite:///") and not chosen.startswith("sqlite:////"):
+        relative = chosen[len("sqlite:///") :]
+        if relative and relative != ":memory:":
+            return "sqlite:///" + str(Path(relative).expanduser().resolve())
+    scheme = chosen.split("://", 1)[0].split("+", 1)[0] if "://" in chosen else ""
+    if scheme not in _SQL_SCHEMES:
+        raise UsageError(
+            f"storage URL must be journal://PATH or a database URL ({', '.join(_SQL_SCHEMES)}), "
+            f"got {mask_url(chosen)!r}"
+        )
+    if scheme == "postgres":  # SQLAlchemy only knows the long spelling.
+        chosen = "postgresql" + chosen[len("postgres") :]
+    return chosen
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ``***``, safe to print or log."""
+    return _PASSWORD.sub(r"\g<head>***\g<tail>", url)
+
+
+def open_storage(url: str | None = None) -> BaseStorage:
+    """Open (creating if needed) the Optuna storage named by ``url`` (see :func:`resolve_url`).
+
+    Raises:
+        StorageError: the storage cannot be opened; the message names the masked URL.
+    """
+    resolved = resolve_url(url)
+    try:
+        if resolved.startswith(JOURNAL_SCHEME):
+            path = Path(resolved[len(JOURNAL_SCHEME) :])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # The open-lock works on every filesystem, NFS included, unlike the symlink lock.
+            backend = JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path)))
+            return JournalStorage(backend)
+        if resolved.startswith("sqlite:///"):
+            Path(resolved[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        rdb = RDBStorage(resolved, engine_kwargs=_engine_kwargs(resolved))
+        return optuna.storages.get_storage(rdb)
+    except (OSError, ImportError, optuna.exceptions.StorageInternalError) as exc:
+        raise StorageError(f"cannot open storage {mask_url(resolved)}: {exc}") from exc
+    except Exception as exc:  # SQLAlchemy raises its own hierarchy; keep the message, hide the password
+        if type(exc).__module__.startswith("sqlalchemy"):
+            raise StorageError(f"cannot open storage {mask_url(resolved)}: {exc}") from exc
+        raise
+
+
+def _engine_kwargs(url: str) -> dict[str, object]:
+    if url.startswith("sqlite"):
+        # Several agents and threads write the same file: wait for the lock instead of failing.
+        return {"connect_args": {"timeout": 60}}
+    # Dropped connections (server restarts, idle timeouts) are detected before use, not mid-query.
+    return {"pool_pre_ping": True, "pool_recycle": 300}

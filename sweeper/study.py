@@ -1,0 +1,162 @@
+"""A sweep is one Optuna study: its id is the study name, its spec and state live in study user attrs."""
+
+from __future__ import annotations
+
+import secrets
+import string
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import Any, Literal, cast, get_args
+
+import optuna
+from optuna.storages import BaseStorage
+
+from sweeper.errors import SpecError, SweepNotFoundError, UsageError
+from sweeper.spec import SweepSpec, load_spec
+
+SweepState = Literal["running", "paused", "finished", "cancelled"]
+SWEEP_STATES: tuple[SweepState, ...] = get_args(SweepState)
+
+NAME = "sweeper:name"
+SPEC = "sweeper:spec"
+SOURCE = "sweeper:source"
+VERSION = "sweeper:version"
+STATE = "sweeper:state"
+CREATED_AT = "sweeper:created_at"
+AGENT_PREFIX = "sweeper:agent:"
+
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+_ID_LENGTH = 8
+
+
+@dataclass(frozen=True)
+class SweepInfo:
+    """What the storage knows of one sweep."""
+
+    id: str
+    name: str
+    state: SweepState
+    spec: SweepSpec
+    created_at: str
+    version: str
+    study_id: int
+
+
+def new_sweep_id() -> str:
+    """A short random id, starting with a letter so it never reads as a number."""
+    head = secrets.choice(string.ascii_lowercase)
+    return head + "".join(secrets.choice(_ID_ALPHABET) for _ in range(_ID_LENGTH - 1))
+
+
+def directions(spec: SweepSpec) -> list[str]:
+    """Optuna directions of the spec's objectives (one "minimize" when it names no metric)."""
+    return [metric.goal for metric in spec.objectives] or ["minimize"]
+
+
+def create_sweep(storage: BaseStorage, spec: SweepSpec, name: str | None = None) -> SweepInfo:
+    """Create the study of a new sweep and record its spec, name, version and state."""
+    from sweeper import __version__
+
+    for _ in range(10):
+        sweep_id = new_sweep_id()
+        try:
+            study_id = storage.create_new_study(
+                [_direction(goal) for goal in directions(spec)], study_name=sweep_id
+            )
+            break
+        except optuna.exceptions.DuplicatedStudyError:
+            continue
+    else:  # pragma: no cover - 36**8 ids; ten collisions in a row means a broken RNG
+        raise RuntimeError("could not allocate a unique sweep id")
+    sweep_name = name or spec.name or sweep_id
+    created_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    attrs: dict[str, Any] = {
+        NAME: sweep_name,
+        SPEC: dict(spec.raw),
+        SOURCE: spec.source,
+        VERSION: __version__,
+        CREATED_AT: created_at,
+        STATE: "running",
+    }
+    for key, value in attrs.items():
+        storage.set_study_user_attr(study_id, key, value)
+    return SweepInfo(sweep_id, sweep_name, "running", spec, created_at, __version__, study_id)
+
+
+def get_sweep(storage: BaseStorage, id_or_name: str) -> SweepInfo:
+    """The sweep with this id, else the one sweep with this name.
+
+    Raises:
+        SweepNotFoundError: no sweep matches, or the name is ambiguous.
+    """
+    try:
+        study_id = storage.get_study_id_from_name(id_or_name)
+    except KeyError:
+        matches = [s for s in list_sweeps(storage) if s.name == id_or_name]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            ids = ", ".join(s.id for s in matches)
+            raise SweepNotFoundError(f"sweep name {id_or_name!r} is ambiguous; use an id: {ids}") from None
+        raise SweepNotFoundError(f"no sweep {id_or_name!r} in this storage") from None
+    return _info(id_or_name, study_id, storage.get_study_user_attrs(study_id))
+
+
+def list_sweeps(storage: BaseStorage) -> list[SweepInfo]:
+    """Every sweep in the storage, oldest first; studies not made by sweeper are left out."""
+    sweeps = [
+        _info(study.study_name, study._study_id, study.user_attrs)
+        for study in storage.get_all_studies()
+        if SPEC in study.user_attrs
+    ]
+    return sorted(sweeps, key=lambda s: s.created_at)
+
+
+def set_state(storage: BaseStorage, sweep_id: str, state: str) -> SweepInfo:
+    """Change a sweep's state; agents poll it and obey within seconds.
+
+    Raises:
+        UsageError: ``state`` is not a sweep state, or the sweep has already ended.
+    """
+    if state not in SWEEP_STATES:
+        raise UsageError(f"sweep state must be one of {', '.join(SWEEP_STATES)}, got {state!r}")
+    info = get_sweep(storage, sweep_id)
+    if info.state in ("finished", "cancelled") and state != info.state:
+        raise UsageError(f"sweep {info.id} is {info.state}; it cannot become {state}")
+    storage.set_study_user_attr(info.study_id, STATE, state)
+    return get_sweep(storage, info.id)
+
+
+def load_study(storage: BaseStorage, sweep_id: str, **kwargs: Any) -> optuna.Study:
+    """The Optuna study of a sweep (kwargs go to :func:`optuna.load_study`: sampler, pruner)."""
+    return optuna.load_study(study_name=sweep_id, storage=storage, **kwargs)
+
+
+def _direction(goal: str) -> optuna.study.StudyDirection:
+    direction = optuna.study.StudyDirection
+    return direction.MAXIMIZE if goal == "maximize" else direction.MINIMIZE
+
+
+def _info(sweep_id: str, study_id: int, attrs: dict[str, Any]) -> SweepInfo:
+    raw = attrs.get(SPEC)
+    if not isinstance(raw, dict):
+        raise SweepNotFoundError(f"study {sweep_id!r} exists but was not created by sweeper")
+    try:
+        spec = load_spec(raw)
+    except SpecError as exc:  # a spec recorded by an older version that this one rejects
+        raise SweepNotFoundError(f"sweep {sweep_id} holds a spec this version cannot read: {exc}") from exc
+    spec = _with_source(spec, str(attrs.get(SOURCE, "<stored>")))
+    state = attrs.get(STATE, "running")
+    return SweepInfo(
+        id=sweep_id,
+        name=str(attrs.get(NAME, sweep_id)),
+        state=cast(SweepState, state if state in SWEEP_STATES else "running"),
+        spec=spec,
+        created_at=str(attrs.get(CREATED_AT, "")),
+        version=str(attrs.get(VERSION, "")),
+        study_id=study_id,
+    )
+
+
+def _with_source(spec: SweepSpec, source: str) -> SweepSpec:
+    return replace(spec, source=source)
