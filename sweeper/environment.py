@@ -1,0 +1,126 @@
+"""What a trial ran on: Python, package versions, host, visible GPUs and the trainer's git commit."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+# Distributions whose versions every trial records (absent ones are left out).
+PACKAGES = (
+    "sweeper",
+    "optuna",
+    "ray",
+    "torch",
+    "numpy",
+    "scikit-learn",
+    "mlflow",
+    "wandb",
+    "tensorboard",
+)
+
+# External commands must never hold a trial up for long.
+COMMAND_TIMEOUT_S = 5.0
+
+
+def collect_environment(code_dir: str | None = None) -> dict[str, Any]:
+    """Describe where the calling process runs, cheaply (no heavy import, short subprocess calls).
+
+    Args:
+        code_dir: The trainer's source directory; its git commit is recorded when it lives in a
+            repository. ``None`` means the current directory.
+
+    Returns:
+        A JSON-ready mapping: ``python``, ``platform``, ``hostname``, ``packages``
+        (distribution -> version), ``cuda`` (torch's CUDA version when torch is already imported),
+        ``cuda_visible_devices``, ``gpus`` (names of the GPUs this process sees) and ``git``
+        (``commit``, ``dirty``, ``root``) or ``None``.
+
+    Example:
+        >>> env = collect_environment()
+        >>> sorted(env)[:3]
+        ['cuda', 'cuda_visible_devices', 'git']
+    """
+    return {
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "hostname": socket.gethostname(),
+        "packages": package_versions(),
+        "cuda": _torch_cuda(),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "gpus": visible_gpus(),
+        "git": git_state(code_dir or os.getcwd()),
+    }
+
+
+def package_versions() -> dict[str, str]:
+    """The installed version of each of :data:`PACKAGES`, read from metadata (nothing imported)."""
+    out: dict[str, str] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def _torch_cuda() -> str | None:
+    # Importing torch takes seconds: only ask it when the trainer has already imported it.
+    torch = sys.modules.get("torch")
+    cuda = getattr(getattr(torch, "version", None), "cuda", None)
+    return str(cuda) if cuda else None
+
+
+def _run(args: list[str], cwd: str | None = None) -> str | None:
+    try:
+        done = subprocess.run(
+            args, cwd=cwd, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def visible_gpus() -> list[str]:
+    """Names of the GPUs this process may use: nvidia-smi's list, filtered by CUDA_VISIBLE_DEVICES."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    listing = _run(["nvidia-smi", "--query-gpu=index,uuid,name", "--format=csv,noheader"])
+    if not listing:
+        return []
+    gpus = [
+        tuple(part.strip() for part in line.split(",", 2)) for line in listing.splitlines() if line.strip()
+    ]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return [gpu[2] for gpu in gpus if len(gpu) == 3]
+    wanted = [item.strip() for item in visible.split(",") if item.strip()]
+    names = []
+    for item in wanted:
+        for gpu in gpus:
+            if len(gpu) == 3 and item in (gpu[0], gpu[1]):
+                names.append(gpu[2])
+    return names
+
+
+def git_state(path: str) -> dict[str, Any] | None:
+    """The commit checked out where ``path`` lives, whether the tree is dirty, and its root; ``None``
+    outside a git repository or without git."""
+    if shutil.which("git") is None or not os.path.isdir(path):
+        return None
+    commit = _run(["git", "rev-parse", "HEAD"], cwd=path)
+    if not commit:
+        return None
+    root = _run(["git", "rev-parse", "--show-toplevel"], cwd=path)
+    status = _run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=path)
+    return {
+        "commit": commit.strip(),
+        "dirty": bool(status.strip()) if status is not None else None,
+        "root": root.strip() if root else None,
+    }
