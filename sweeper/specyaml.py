@@ -1,0 +1,79 @@
+"""Reading sweep files: YAML as W&B writes it, with numbers such as ``1e-5`` read as numbers.
+
+PyYAML implements YAML 1.1, whose float pattern requires a dot: ``1e-5`` resolves to the string
+``"1e-5"``. W&B users mean a number there, so :class:`SpecLoader` swaps in a float resolver that
+also accepts exponent-only and dot-less forms. Everything else stays YAML 1.1 (``on``/``off`` are
+booleans, as in W&B).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sweeper.errors import SpecError, SpecIssue
+
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+
+# YAML 1.1's float pattern, plus `1e5` / `1E-5` / `+1e+5` (no dot) and `1.e5`.
+_FLOAT_PATTERN = re.compile(
+    r"""^(?:
+        [-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+      | [-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+      | [-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+      | [-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+      | [-+]?\.(?:inf|Inf|INF)
+      | \.(?:nan|NaN|NAN)
+    )$""",
+    re.VERBOSE,
+)
+
+
+class SpecLoader(yaml.SafeLoader):
+    """A ``SafeLoader`` whose float resolver reads ``1e-5`` as a number."""
+
+
+# Replace (not append to) the inherited float resolver, on a copy owned by SpecLoader.
+SpecLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _FLOAT_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+SpecLoader.add_implicit_resolver(_FLOAT_TAG, _FLOAT_PATTERN, list("-+0123456789."))
+
+
+def parse_yaml(text: str, source: str = "<string>") -> Any:
+    """Parse YAML text with :class:`SpecLoader`.
+
+    Raises:
+        SpecError: on a syntax error, located by line and column.
+
+    >>> parse_yaml("lr: {min: 1e-5, max: 1e-1}")
+    {'lr': {'min': 1e-05, 'max': 0.1}}
+    """
+    try:
+        return yaml.load(text, Loader=SpecLoader)  # SpecLoader is a SafeLoader
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise SpecError([SpecIssue(source, where, f"YAML syntax error: {problem}")]) from None
+    except yaml.YAMLError as exc:
+        raise SpecError([SpecIssue(source, "", f"YAML error: {exc}")]) from None
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Read and parse a YAML file with :class:`SpecLoader`.
+
+    Raises:
+        SpecError: if the file cannot be read or is not valid YAML.
+    """
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SpecError([SpecIssue(source, "", f"must be a readable UTF-8 file, got: {reason}")]) from None
+    return parse_yaml(text, source)
