@@ -27,7 +27,7 @@ import copy
 import itertools
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -260,6 +260,10 @@ class SearchSpace:
         Raises:
             ValueError: if a parameter has no finite grid (a continuous distribution).
         """
+        return list(self.iter_grid())
+
+    def iter_grid(self) -> Iterator[dict[str, Any]]:
+        """The points of :meth:`grid`, one at a time (a large grid need not be built)."""
         names = self.names
         axes = []
         for name in names:
@@ -267,7 +271,8 @@ class SearchSpace:
             if values is None:
                 raise ValueError(f"parameter {name!r} ({self._laws[name].kind}) has no grid")
             axes.append(values)
-        return [dict(zip(names, point, strict=True)) for point in itertools.product(*axes)]
+        for point in itertools.product(*axes):
+            yield dict(zip(names, point, strict=True))
 
     def grid_size(self) -> int:
         """The number of grid points, without building them."""

@@ -1,7 +1,95 @@
-"""`sweeper` commands of the spec layer."""
+"""`sweeper` commands of the spec layer: ``validate`` and ``preview``."""
 
 from __future__ import annotations
 
-from sweeper.cli import main
+import itertools
+import json
+import secrets
+import sys
 
-__all__ = ["main"]
+import click
+
+from sweeper.cli import main
+from sweeper.errors import SpecError
+from sweeper.samplers import draw_params
+from sweeper.spec import SweepSpec, load_spec
+
+DEFAULT_DRAWS = 10
+
+
+def _note_ignored(spec: SweepSpec, path: str) -> None:
+    if spec.ignored_keys:
+        keys = ", ".join(spec.ignored_keys)
+        click.echo(f"{path}: note: ignoring W&B server keys: {keys}", err=True)
+
+
+@main.command("validate")
+@click.argument("specs", nargs=-1, required=True, metavar="SPEC...")
+def validate(specs: tuple[str, ...]) -> None:
+    """Check sweep spec files; print every located error.
+
+    Exits 0 when every SPEC is valid, 2 when any is not. Each error reads
+    ``FILE: dotted.path: what must hold, got VALUE``.
+    """
+    invalid = 0
+    for path in specs:
+        try:
+            spec = load_spec(path)
+        except SpecError as exc:
+            invalid += 1
+            for issue in exc.issues:
+                click.echo(f"error: {issue}", err=True)
+            continue
+        space = spec.space
+        summary = f"{spec.method}, {len(space.names)} searched parameter(s)"
+        if spec.method == "grid":
+            summary += f", {space.grid_size()} grid point(s)"
+        click.echo(f"{path}: ok ({summary})")
+        _note_ignored(spec, path)
+    if invalid:
+        click.echo(f"{invalid} of {len(specs)} spec(s) invalid", err=True)
+        sys.exit(2)
+
+
+@main.command("preview")
+@click.argument("spec_path", metavar="SPEC")
+@click.option(
+    "-n",
+    "--count",
+    type=click.IntRange(min=0),
+    default=None,
+    help=f"How many configs to print (grid: default all; random/bayes: default {DEFAULT_DRAWS}).",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Seed of the draws (default: the spec's sweeper.seed, else random).",
+)
+def preview(spec_path: str, count: int | None, seed: int | None) -> None:
+    """Print the configs the trainer would receive, one JSON object per line.
+
+    For a grid, the points in sweep order (the total count goes to stderr). For random and bayes,
+    draws from the prior law; with the same seed, draw i is what random search gives trial i.
+    """
+    spec = load_spec(spec_path)
+    _note_ignored(spec, spec_path)
+    space = spec.space
+    if spec.method == "grid":
+        total = space.grid_size()
+        shown = total if count is None else min(count, total)
+        click.echo(f"grid: {total} point(s), showing {shown}", err=True)
+        points = itertools.islice(space.iter_grid(), shown)
+        configs = (space.to_config(point) for point in points)
+    else:
+        seed = seed if seed is not None else spec.sweeper.seed
+        seed = seed if seed is not None else secrets.randbelow(2**31)
+        shown = DEFAULT_DRAWS if count is None else count
+        click.echo(f"{spec.method}: {shown} draw(s) from the prior, seed {seed}", err=True)
+        configs = (space.to_config(draw_params(space, seed, number)) for number in range(shown))
+    for config in configs:
+        # Constants may hold YAML-only types (dates); show those as text rather than failing.
+        click.echo(json.dumps(config, default=str))
+
+
+__all__ = ["main", "preview", "validate"]
