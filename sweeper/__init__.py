@@ -24,7 +24,9 @@ from sweeper.spec import SweepSpec, load_spec
 __version__ = "0.1.0"
 
 # name -> module that defines it; imported on first access so `import sweeper` stays cheap.
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    "init": "sweeper.program",
+}
 
 
 def __getattr__(name: str) -> Any:
@@ -46,5 +48,6 @@ __all__ = [
     "TrialPruned",
     "UsageError",
     "__version__",
+    "init",
     "load_spec",
 ]
