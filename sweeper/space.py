@@ -39,9 +39,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from sweeper.spec import SIGMA_SPAN, Parameter
-
-_EXPONENT_LAWS = ("log_uniform", "q_log_uniform", "inv_log_uniform")
+from sweeper.spec import Parameter, law_bounds
 
 
 def _scalar(value: Any) -> bool:
@@ -120,7 +118,7 @@ class _Law:
             self.distribution = CategoricalDistribution(self.grid_values)
             return
 
-        low, high = self._range()
+        low, high = law_bounds(p)
         if p.q is None:
             self.clip = (low, high)
             self.distribution = FloatDistribution(low, high, log=self._log_scale())
@@ -140,28 +138,6 @@ class _Law:
 
     def _log_scale(self) -> bool:
         return "log" in self.kind
-
-    def _range(self) -> tuple[float, float]:
-        """Bounds of the raw (unquantized) law."""
-        p = self.parameter
-        kind = self.kind.removeprefix("q_")
-        if kind == "uniform":
-            return float(_num(p.min)), float(_num(p.max))
-        if kind == "log_uniform":
-            return math.exp(_num(p.min)), math.exp(_num(p.max))
-        if kind in ("log_uniform_values", "inv_log_uniform_values"):
-            return float(_num(p.min)), float(_num(p.max))
-        if kind == "inv_log_uniform":
-            return math.exp(-_num(p.max)), math.exp(-_num(p.min))
-        if kind == "normal":
-            mu, sigma = _num(p.mu), _num(p.sigma)
-            return mu - SIGMA_SPAN * sigma, mu + SIGMA_SPAN * sigma
-        if kind == "log_normal":
-            mu, sigma = _num(p.mu), _num(p.sigma)
-            return math.exp(mu - SIGMA_SPAN * sigma), math.exp(mu + SIGMA_SPAN * sigma)
-        if kind == "beta":
-            return 0.0, 1.0
-        raise ValueError(f"unknown distribution {self.kind!r}")
 
     def raw_draw(self, rng: np.random.Generator) -> float:
         """A draw of the unquantized law, as W&B defines it (U ~ Uniform(0, 1))."""

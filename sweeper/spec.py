@@ -12,6 +12,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -222,6 +223,44 @@ SIGMA_SPAN = 8.0
 # exp() overflows float64 past ~709.8; log-scale laws must keep their exponents below this.
 MAX_EXPONENT = 700.0
 
+MAX_INT = 2**62  # int_uniform bounds: numpy draws int64
+MAX_STEPS = 2.0**53  # quantized laws: k = value / q must stay an exact integer in a float
+
+
+def law_bounds(parameter: Parameter) -> tuple[float, float]:
+    """The bounds of a parameter's unquantized law, as Optuna sees them.
+
+    Exponent forms are turned into values, ``inv_log_uniform`` is ``exp(-max)..exp(-min)``, and
+    unbounded laws are cut at ``mu +- SIGMA_SPAN * sigma`` (in log space for ``log_normal``).
+
+    Raises:
+        ValueError: for a distribution without numeric bounds (constant, categorical).
+    """
+    p = parameter
+    kind = p.distribution.removeprefix("q_")
+    if kind in ("uniform", "int_uniform", "log_uniform_values", "inv_log_uniform_values"):
+        return float(_given(p.min)), float(_given(p.max))
+    if kind == "log_uniform":
+        return math.exp(_given(p.min)), math.exp(_given(p.max))
+    if kind == "inv_log_uniform":
+        return math.exp(-_given(p.max)), math.exp(-_given(p.min))
+    if kind == "normal":
+        mu, sigma = _given(p.mu), _given(p.sigma)
+        return mu - SIGMA_SPAN * sigma, mu + SIGMA_SPAN * sigma
+    if kind == "log_normal":
+        mu, sigma = _given(p.mu), _given(p.sigma)
+        return math.exp(mu - SIGMA_SPAN * sigma), math.exp(mu + SIGMA_SPAN * sigma)
+    if kind == "beta":
+        return 0.0, 1.0
+    raise ValueError(f"distribution {p.distribution!r} has no numeric bounds")
+
+
+def _given(value: float | None) -> float:
+    if value is None:
+        raise ValueError("a validated parameter lacks a numeric setting")
+    return value
+
+
 _PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _TRAINER_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgtp]?i?b?)\s*$", re.IGNORECASE)
@@ -242,7 +281,12 @@ def _show(value: Any) -> str:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float range
+        return False
 
 
 def _is_int(value: Any) -> bool:
@@ -454,7 +498,9 @@ class _Reader:
         if block is None:
             return None
         self.known_keys(block, path, METRIC_KEYS)
-        name = self.string(block.get("name"), f"{path}.name")
+        if "name" not in block:
+            self.error(f"{path}.name", "is required: the name of the logged metric")
+        name = self.string(block["name"], f"{path}.name") if "name" in block else None
         goal: Any = self.choice(block["goal"], f"{path}.goal", GOALS) if "goal" in block else "minimize"
         target = self.number(block["target"], f"{path}.target") if block.get("target") is not None else None
         impute: Any = (
@@ -619,6 +665,7 @@ class _Reader:
         return None
 
     def check_settings(self, distribution: str, raw: dict[str, Any], path: str) -> dict[str, Any] | None:
+        issues_before = len(self.issues)
         out: dict[str, Any] = {}
         if distribution == "constant":
             out["value"] = raw.get("value")
@@ -663,7 +710,28 @@ class _Reader:
                     f"|mu| + {SIGMA_SPAN:g} * sigma must be <= {MAX_EXPONENT:g} so that "
                     f"values stay finite, got mu={mu!r}, sigma={sigma!r}",
                 )
+        if len(self.issues) == issues_before:
+            self.check_range(Parameter(path=(), distribution=distribution, **out), path)
         return out
+
+    def check_range(self, parameter: Parameter, path: str) -> None:
+        """Reject settings whose law leaves float64 (infinite bounds, spans, or step counts)."""
+        if parameter.distribution == "int_uniform":
+            for key, bound in (("min", parameter.min), ("max", parameter.max)):
+                if bound is not None and abs(bound) > MAX_INT:
+                    self.error(f"{path}.{key}", f"must lie within +-2**62, got {bound!r}")
+            return
+        low, high = law_bounds(parameter)
+        if not (math.isfinite(low) and math.isfinite(high) and math.isfinite(high - low)):
+            self.error(path, f"must describe a law whose values are finite floats, got {low!r}..{high!r}")
+            return
+        q = parameter.q
+        if q is not None and max(abs(low), abs(high)) / q > MAX_STEPS:
+            self.error(
+                f"{path}.q",
+                f"must be large enough that values are at most 2**53 steps of q from 0, got {q!r} "
+                f"for values up to {max(abs(low), abs(high)):g}",
+            )
 
     def categorical(self, raw: dict[str, Any], path: str) -> dict[str, Any] | None:
         values = raw.get("values")
@@ -850,10 +918,10 @@ def load_spec(source: str | Path | Mapping[str, Any]) -> SweepSpec:
     >>> spec.parameters[0].distribution
     'uniform'
     """
-    if isinstance(source, Mapping):
-        origin, data = "<mapping>", source
-    else:
+    if isinstance(source, str | PathLike):
         origin, data = str(source), read_yaml(source)
+    else:  # a mapping (anything else is reported as not being one)
+        origin, data = "<mapping>", source
     reader = _Reader(origin)
     spec = reader.spec(data)
     if reader.issues or spec is None:
