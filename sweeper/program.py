@@ -1,0 +1,587 @@
+"""Program trainers: run a W&B-style training script as a child process, one per trial.
+
+Parent side, :func:`run_program`: builds the argv from W&B's command macros (never through a shell),
+writes W&B's sweep parameter file so an unmodified ``wandb.init()`` sees the swept config, starts
+the program in its own process group, forwards what it reports to ``trial.log`` and stops it when
+the pruner says so (SIGTERM, then SIGKILL after :data:`KILL_GRACE_S`).
+
+Child side, :func:`init`: ``trial = sweeper.init()`` returns a :class:`ProgramTrial` bound to the
+parent over a private pair of inherited pipes (JSON lines; nothing listens on a port). Run by
+hand, the program gets a standalone trial: its config comes from ``WANDB_SWEEP_PARAM_PATH`` when
+set (else empty) and ``log`` prints to stdout.
+
+``${interpreter}`` expands to :data:`sys.executable`, not W&B's bare ``python``, so the program
+runs in the same virtual environment as the agent whatever ``PATH`` says.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import io
+import json
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import yaml
+
+from sweeper.errors import TrainerError, TrialPruned
+
+# Seconds a pruned or timed-out program has between SIGTERM and SIGKILL (W&B's agent waits 30).
+KILL_GRACE_S = 10.0
+# How much of the program's stderr is kept in memory for the failure message.
+STDERR_TAIL_BYTES = 64 * 1024
+STDERR_TAIL_LINES = 20
+
+DEFAULT_COMMAND = ("${env}", "${interpreter}", "${program}", "${args}")
+
+# Environment of a program run by an agent (besides W&B's WANDB_SWEEP_PARAM_PATH, _SWEEP_ID, _RUN_ID).
+ENV_CHANNEL = "SWEEPER_CHANNEL"  # "<read fd>,<write fd>" of the pipes to the parent
+ENV_TRIAL_FILE = "SWEEPER_TRIAL_FILE"  # JSON: number, sweep_id, sweep_name, attempt, config, params, ...
+ENV_SWEEP_ID = "SWEEPER_SWEEP_ID"
+ENV_SWEEP_NAME = "SWEEPER_SWEEP_NAME"
+ENV_TRIAL_NUMBER = "SWEEPER_TRIAL_NUMBER"
+ENV_ATTEMPT = "SWEEPER_ATTEMPT"
+ENV_CHECKPOINT_DIR = "SWEEPER_CHECKPOINT_DIR"
+
+_ENVVAR_MACRO = re.compile(r"\$\{envvar\:([A-Z0-9_]*)\}")  # W&B's pattern, upper case only
+_PR_SET_PDEATHSIG = 1
+
+
+class ProgramFailed(RuntimeError):  # noqa: N818 - the name the contract fixes
+    """The program exited with a non-zero code or was killed by a signal.
+
+    Attributes:
+        returncode: The exit code; negative for a signal (``-signal.SIGSEGV``).
+        stderr_tail: The last lines the program wrote to stderr.
+        log_dir: Where its full stdout/stderr logs are.
+    """
+
+    def __init__(self, returncode: int, stderr_tail: str, log_dir: Path) -> None:
+        self.returncode = returncode
+        self.stderr_tail = stderr_tail
+        self.log_dir = log_dir
+        if returncode < 0:
+            try:
+                how = f"was killed by signal {signal.Signals(-returncode).name}"
+            except ValueError:
+                how = f"was killed by signal {-returncode}"
+        else:
+            how = f"exited with code {returncode}"
+        tail = f"; last lines of stderr:\n{stderr_tail}" if stderr_tail.strip() else " (no stderr output)"
+        super().__init__(f"program {how} (logs in {log_dir}){tail}")
+
+
+class TrialTimeout(TimeoutError):  # noqa: N818 - the name the contract fixes
+    """The program ran longer than the trial's timeout and was stopped."""
+
+
+class ReportingTrial(Protocol):
+    """What :func:`run_program` needs of the trial (a subset of :class:`sweeper.trial.Trial`)."""
+
+    @property
+    def number(self) -> int: ...
+    @property
+    def sweep_id(self) -> str: ...
+    @property
+    def sweep_name(self) -> str: ...
+    @property
+    def config(self) -> Mapping[str, Any]: ...
+    @property
+    def params(self) -> Mapping[str, Any]: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def checkpoint_dir(self) -> Path: ...
+
+    def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None: ...
+
+
+# -- argv ---------------------------------------------------------------------------------------
+
+
+def macro_values(
+    config: Mapping[str, Any], *, program: str | None, args_json_file: str
+) -> dict[str, list[str]]:
+    """Every W&B command macro (without ``${}``) and the argv items it expands to.
+
+    Top-level config keys in alphabetical order become arguments (a nested parameter is one
+    argument holding its dict, as W&B renders it); values are rendered with ``str()``.
+
+    Example:
+        >>> macro_values({"lr": 1e-05, "a": True}, program="t.py", args_json_file="p.json")["args"]
+        ['--a=True', '--lr=1e-05']
+    """
+    args: list[str] = []
+    no_equals: list[str] = []
+    no_hyphens: list[str] = []
+    no_boolean_flags: list[str] = []
+    append_hydra: list[str] = []
+    override_hydra: list[str] = []
+    ordered = {name: config[name] for name in sorted(config)}
+    for name, value in ordered.items():
+        flag = f"{name}={value}"
+        args.append(f"--{flag}")
+        no_equals += [f"--{name}", str(value)]
+        no_hyphens.append(flag)
+        append_hydra.append(f"+{flag}")
+        override_hydra.append(f"++{flag}")
+        if isinstance(value, bool):
+            if value:
+                no_boolean_flags.append(f"--{name}")
+        else:
+            no_boolean_flags.append(f"--{flag}")
+    return {
+        "env": ["/usr/bin/env"],
+        "interpreter": [sys.executable],
+        "program": [program] if program is not None else [],
+        "args": args,
+        "args_no_equals": no_equals,
+        "args_no_hyphens": no_hyphens,
+        "args_no_boolean_flags": no_boolean_flags,
+        "args_json": [json.dumps(ordered)],
+        "args_json_file": [args_json_file],
+        "args_append_hydra": append_hydra,
+        "args_override_hydra": override_hydra,
+    }
+
+
+def build_argv(
+    command: Sequence[str],
+    config: Mapping[str, Any],
+    *,
+    program: str | None,
+    args_json_file: str,
+    environ: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Expand a W&B ``command`` into the program's argv, exactly as W&B's agent does.
+
+    ``${envvar:NAME}`` is replaced inside any token (by NAME itself when unset, as W&B does); then
+    a token that is exactly ``${macro}`` becomes the macro's items (nothing for an unknown macro);
+    every other token passes through literally.
+
+    Example:
+        >>> build_argv(["run", "${args_no_hyphens}", "${nope}", "x${args}"], {"c": 1},
+        ...            program=None, args_json_file="p.json")
+        ['run', 'c=1', 'x${args}']
+    """
+    env = os.environ if environ is None else environ
+    values = macro_values(config, program=program, args_json_file=args_json_file)
+    argv: list[str] = []
+    for raw in command:
+        token = _ENVVAR_MACRO.sub(lambda m: env.get(m.group(1), m.group(1)), str(raw))
+        if token.startswith("${") and token.endswith("}"):
+            argv += values.get(token[2:-1], [])
+        else:
+            argv.append(token)
+    return argv
+
+
+def write_param_file(path: Path, config: Mapping[str, Any]) -> None:
+    """Write W&B's sweep parameter file (``wandb_version: 1`` then ``key: {value: v}``)."""
+    text = "wandb_version: 1"
+    if config:
+        body = {name: {"value": value} for name, value in config.items()}
+        text += "\n\n" + yaml.safe_dump(body, default_flow_style=False, allow_unicode=True, sort_keys=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def read_param_file(path: Path) -> dict[str, Any]:
+    """The config held in a W&B sweep parameter file."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return {
+        name: entry["value"]
+        for name, entry in data.items()
+        if name not in ("wandb_version", "_wandb") and isinstance(entry, dict) and "value" in entry
+    }
+
+
+def wandb_run_id(trial: ReportingTrial) -> str:
+    """The W&B run id a program trial gets: unique per sweep, trial and attempt."""
+    suffix = f"-{trial.attempt}" if trial.attempt else ""
+    return f"{trial.sweep_id}-{trial.number}{suffix}"
+
+
+# -- parent side --------------------------------------------------------------------------------
+
+
+def run_program(
+    program: str | None,
+    command: Sequence[str] | None,
+    trial: ReportingTrial,
+    *,
+    timeout: float | None,
+    workdir: Path,
+    cwd: Path | None = None,
+) -> None:
+    """Run a W&B-style program for one trial, forwarding its reports to ``trial.log``.
+
+    The program runs with the agent's working directory (or ``cwd``); ``workdir`` receives the
+    parameter files and the program's ``stdout.log`` / ``stderr.log``.
+
+    Args:
+        program: The spec's ``program`` (a script path), or None when ``command`` does not use it.
+        command: The spec's ``command``; None means ``${env} ${interpreter} ${program} ${args}``.
+        trial: The trial the program runs; receives its ``log`` calls.
+        timeout: Seconds the program may run, or None.
+        workdir: Directory for this trial's files (created).
+        cwd: Working directory of the program; the current one when None.
+
+    Raises:
+        TrialPruned: the pruner stopped the trial (the program was terminated).
+        TrialTimeout: the program ran past ``timeout`` (it was terminated).
+        ProgramFailed: the program exited with a non-zero code or died of a signal.
+        TrainerError: there is nothing to run (no program for a command that needs one).
+    """
+    tokens = tuple(command) if command is not None else DEFAULT_COMMAND
+    run_dir = Path.cwd() if cwd is None else cwd
+    if "${program}" in tokens:
+        if not program:
+            raise TrainerError("the sweep's command uses ${program} but the spec has no program")
+        if not (run_dir / program).is_file():
+            raise TrainerError(f"program {program!r} not found in {run_dir}")
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = dict(trial.config)
+    json_file = workdir / "params.json"
+    argv = build_argv(tokens, config, program=program, args_json_file=str(json_file))
+    if "${args_json_file}" in tokens:
+        json_file.write_text(json.dumps(dict(sorted(config.items()))), encoding="utf-8")
+    param_file = workdir / "params.yaml"
+    write_param_file(param_file, config)
+    trial_file = workdir / "trial.json"
+    trial_file.write_text(json.dumps(_trial_record(trial)), encoding="utf-8")
+    if not argv:
+        raise TrainerError(f"the sweep's command {list(tokens)} expands to nothing to run")
+
+    # Two pipes: reports flow child -> parent, verdicts parent -> child.
+    report_r, report_w = os.pipe()
+    verdict_r, verdict_w = os.pipe()
+    env = dict(os.environ)
+    env.update(
+        {
+            "WANDB_SWEEP_PARAM_PATH": str(param_file),
+            "WANDB_SWEEP_ID": trial.sweep_id,
+            "WANDB_RUN_ID": wandb_run_id(trial),
+            ENV_CHANNEL: f"{verdict_r},{report_w}",
+            ENV_TRIAL_FILE: str(trial_file),
+            ENV_SWEEP_ID: trial.sweep_id,
+            ENV_SWEEP_NAME: trial.sweep_name,
+            ENV_TRIAL_NUMBER: str(trial.number),
+            ENV_ATTEMPT: str(trial.attempt),
+            ENV_CHECKPOINT_DIR: str(trial.checkpoint_dir),
+        }
+    )
+    stdout_log = (workdir / "stdout.log").open("wb")
+    stderr_log = (workdir / "stderr.log").open("wb")
+    try:
+        try:
+            proc = subprocess.Popen(
+                argv,
+                cwd=run_dir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=(verdict_r, report_w),
+                start_new_session=True,  # own process group: a kill reaches the whole tree
+                preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509 - only a prctl call
+            )
+        except OSError as exc:
+            raise TrainerError(f"cannot start {argv[0]!r}: {exc}") from exc
+        finally:
+            os.close(verdict_r)
+            os.close(report_w)
+        assert proc.stdout is not None and proc.stderr is not None
+        stderr_tail: deque[bytes] = deque()
+        pumps = [
+            _Pump(proc.stdout, stdout_log, None),
+            _Pump(proc.stderr, stderr_log, stderr_tail),
+        ]
+        try:
+            _supervise(proc, trial, report_r, verdict_w, timeout)
+        except BaseException:
+            _stop(proc)
+            raise
+        finally:
+            _kill_group(proc.pid)  # leftovers of a finished program would hold GPUs and pipes
+            for pump in pumps:
+                pump.join()
+        if proc.returncode != 0:
+            tail = b"".join(stderr_tail).decode("utf-8", "replace").splitlines()[-STDERR_TAIL_LINES:]
+            raise ProgramFailed(proc.returncode, "\n".join(tail), workdir)
+    finally:
+        os.close(report_r)
+        os.close(verdict_w)
+        stdout_log.close()
+        stderr_log.close()
+
+
+def _trial_record(trial: ReportingTrial) -> dict[str, Any]:
+    return {
+        "number": trial.number,
+        "sweep_id": trial.sweep_id,
+        "sweep_name": trial.sweep_name,
+        "attempt": trial.attempt,
+        "config": dict(trial.config),
+        "params": dict(trial.params),
+        "checkpoint_dir": str(trial.checkpoint_dir),
+    }
+
+
+def _supervise(
+    proc: subprocess.Popen[bytes],
+    trial: ReportingTrial,
+    report_fd: int,
+    verdict_fd: int,
+    timeout: float | None,
+) -> None:
+    """Serve the program's reports until it exits; raise TrialPruned or TrialTimeout to stop it."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    buffer = b""
+    open_channel = True
+    with selectors.DefaultSelector() as selector:
+        selector.register(report_fd, selectors.EVENT_READ)
+        while True:
+            wait = 0.2
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TrialTimeout(f"program ran longer than the trial timeout of {timeout} s")
+                wait = min(wait, left)
+            exited = proc.poll() is not None
+            # After exit, read what is left without waiting.
+            ready = selector.select(0 if exited else wait) if open_channel else []
+            if ready:
+                chunk = os.read(report_fd, 65536)
+                if not chunk:
+                    open_channel = False
+                    selector.unregister(report_fd)
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if line.strip():
+                        _serve(line, trial, verdict_fd)
+                continue
+            if exited:
+                return
+            if not open_channel:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(wait)
+
+
+def _serve(line: bytes, trial: ReportingTrial, verdict_fd: int) -> None:
+    """Handle one report: call ``trial.log`` and tell the program whether to go on."""
+    message = json.loads(line)
+    try:
+        trial.log(message["metrics"], step=message.get("step"))
+    except TrialPruned:
+        _reply(verdict_fd, {"pruned": True})
+        raise
+    except BaseException as exc:
+        _reply(verdict_fd, {"error": f"{type(exc).__name__}: {exc}"})
+        raise
+    _reply(verdict_fd, {"ok": True})
+
+
+def _reply(verdict_fd: int, verdict: Mapping[str, Any]) -> None:
+    # BrokenPipeError: the program is gone; its exit status says why.
+    with contextlib.suppress(BrokenPipeError):
+        os.write(verdict_fd, json.dumps(verdict).encode() + b"\n")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the program's process group, then SIGKILL it after the grace period."""
+    if proc.poll() is None:
+        _signal_group(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(KILL_GRACE_S)
+    _kill_group(proc.pid)
+    proc.wait()
+
+
+def _kill_group(pgid: int) -> None:
+    _signal_group(pgid, signal.SIGKILL)
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is already gone
+        os.killpg(pgid, sig)
+
+
+def _die_with_parent(parent_pid: int) -> Any:
+    """A preexec function that has the kernel SIGKILL the program when its parent dies (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def arm() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return arm
+
+
+class _Pump:
+    """Copy a pipe to a log file on a thread, keeping a bounded tail in memory."""
+
+    def __init__(self, source: IO[bytes], sink: IO[bytes], tail: deque[bytes] | None) -> None:
+        self._source = source
+        self._sink = sink
+        self._tail = tail
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        kept = 0
+        fd = self._source.fileno()
+        while chunk := os.read(fd, 65536):
+            self._sink.write(chunk)
+            if self._tail is not None:
+                self._tail.append(chunk)
+                kept += len(chunk)
+                while kept - len(self._tail[0]) >= STDERR_TAIL_BYTES:
+                    kept -= len(self._tail.popleft())
+        self._sink.flush()
+
+    def join(self) -> None:
+        self._thread.join(timeout=10)
+        self._source.close()
+
+
+# -- child side ---------------------------------------------------------------------------------
+
+
+class ProgramTrial:
+    """The trial as a program sees it, from ``sweeper.init()``.
+
+    Attributes:
+        config: The nested config of the trial (empty when run by hand without a parameter file).
+        params: The flat Optuna parameters (empty when run by hand).
+        number: The trial number, or None when run by hand.
+        sweep_id: The sweep id, or None when run by hand.
+        sweep_name: The sweep name, or None when run by hand.
+        attempt: 0 for the first attempt of the trial.
+        checkpoint_dir: A directory that survives retries of the same trial.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: dict[str, Any],
+        params: dict[str, Any],
+        number: int | None,
+        sweep_id: str | None,
+        sweep_name: str | None,
+        attempt: int,
+        checkpoint_dir: Path,
+        channel: tuple[int, int] | None,
+    ) -> None:
+        self.config = config
+        self.params = params
+        self.number = number
+        self.sweep_id = sweep_id
+        self.sweep_name = sweep_name
+        self.attempt = attempt
+        self.checkpoint_dir = checkpoint_dir
+        self._lock = threading.Lock()
+        self._verdicts: io.BufferedReader | None = None
+        self._reports: int | None = None
+        if channel is not None:
+            self._verdicts = io.BufferedReader(io.FileIO(channel[0], "rb", closefd=False))
+            self._reports = channel[1]
+
+    @property
+    def standalone(self) -> bool:
+        """True when no agent runs this program (run by hand): ``log`` prints instead."""
+        return self._reports is None
+
+    def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Report metrics to the agent (or print them when standalone).
+
+        Raises:
+            TrialPruned: the pruner stopped this trial; let it propagate and exit.
+        """
+        payload = {"metrics": dict(metrics), "step": step}
+        line = json.dumps(payload, default=float)
+        if self._reports is None or self._verdicts is None:
+            print(f"[sweeper] {line}", flush=True)
+            return
+        with self._lock:
+            data = (line + "\n").encode()
+            while data:
+                data = data[os.write(self._reports, data) :]
+            answer = self._verdicts.readline()
+        if not answer:
+            raise RuntimeError("sweeper agent went away while the program was reporting")
+        verdict = json.loads(answer)
+        if verdict.get("pruned"):
+            raise TrialPruned(f"trial {self.number} was pruned at step {step}")
+        if "error" in verdict:
+            raise RuntimeError(f"sweeper agent failed to record metrics: {verdict['error']}")
+
+
+_current: ProgramTrial | None = None
+
+
+def init() -> ProgramTrial:
+    """The trial this program runs for (call once, at start; later calls return the same object).
+
+    Example:
+        >>> trial = init()  # run by hand: standalone
+        >>> trial.standalone
+        True
+    """
+    global _current
+    if _current is None:
+        _current = _trial_from_environment(os.environ)
+    return _current
+
+
+def _trial_from_environment(env: Mapping[str, str]) -> ProgramTrial:
+    record: dict[str, Any] = {}
+    if trial_file := env.get(ENV_TRIAL_FILE):
+        record = json.loads(Path(trial_file).read_text(encoding="utf-8"))
+    config = record.get("config")
+    if config is None:
+        param_path = env.get("WANDB_SWEEP_PARAM_PATH")
+        config = read_param_file(Path(param_path)) if param_path else {}
+    where = record.get("checkpoint_dir") or env.get(ENV_CHECKPOINT_DIR)
+    # Run by hand: a fresh directory rather than litter in the working directory.
+    checkpoint_dir = Path(where) if where else Path(tempfile.mkdtemp(prefix="sweeper-checkpoints-"))
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    return ProgramTrial(
+        config=config,
+        params=record.get("params", {}),
+        number=record.get("number"),
+        sweep_id=record.get("sweep_id"),
+        sweep_name=record.get("sweep_name"),
+        attempt=int(record.get("attempt", 0)),
+        checkpoint_dir=checkpoint_dir,
+        channel=_channel(env.get(ENV_CHANNEL)),
+    )
+
+
+def _channel(value: str | None) -> tuple[int, int] | None:
+    """The inherited pipe fds, if this process really holds them (a grandchild may not)."""
+    if not value:
+        return None
+    try:
+        read_fd, write_fd = (int(part) for part in value.split(","))
+        os.fstat(read_fd)
+        os.fstat(write_fd)
+    except (ValueError, OSError):
+        return None
+    return read_fd, write_fd
