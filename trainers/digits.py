@@ -123,6 +123,10 @@ def train(config: Mapping[str, Any], trial: Trial) -> None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["generator"])
+        # Dropout draws from torch's global generators: restore them too, so a resumed run matches.
+        torch.set_rng_state(state["rng"])
+        if device.type == "cuda" and "cuda_rng" in state:
+            torch.cuda.set_rng_state(state["cuda_rng"])
         history = list(state["history"])
         # A retry is a new run: replay the finished epochs so its curve (and the pruner's view) is whole.
         for epoch, metrics in enumerate(history, start=1):
@@ -154,6 +158,8 @@ def train(config: Mapping[str, Any], trial: Trial) -> None:
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "generator": generator.get_state(),
+                "rng": torch.get_rng_state(),
+                **({"cuda_rng": torch.cuda.get_rng_state()} if device.type == "cuda" else {}),
                 "history": history,
             },
         )

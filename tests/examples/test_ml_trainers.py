@@ -1,0 +1,121 @@
+"""The scikit-learn and PyTorch example trainers, run directly against a stand-in trial."""
+
+from __future__ import annotations
+
+import doctest
+import sys
+
+import pytest
+
+from sweeper.errors import TrialPruned
+from trainers import boosting, digits
+
+
+@pytest.mark.parametrize("module", [boosting, digits])
+def test_doctests_pass(module) -> None:
+    result = doctest.testmod(module)
+    assert result.attempted > 0
+    assert result.failed == 0
+
+
+def test_boosting_reports_every_chunk_and_learns(make_trial) -> None:
+    trial = make_trial()
+    assert boosting.train({"max_iter": 35, "report_every": 10, "learning_rate": 0.2}, trial) is None
+    assert trial.steps() == [10, 20, 30, 35]
+    for _, metrics in trial.rows:
+        assert set(metrics) == {"train_loss", "val_loss", "val_accuracy"}
+        assert 0.0 <= metrics["val_accuracy"] <= 1.0
+    losses = trial.series("train_loss")
+    assert losses[-1] < losses[0]
+
+
+def test_boosting_takes_nested_tree_settings_and_other_datasets(make_trial) -> None:
+    stumps, deep = make_trial(), make_trial()
+    config = {"dataset": "wine", "max_iter": 10, "learning_rate": 0.3}
+    boosting.train({**config, "tree": {"max_depth": 1, "max_leaf_nodes": 2}}, stumps)
+    boosting.train({**config, "tree": {"max_depth": 6}}, deep)
+    # Deeper trees fit the training data better in the same number of stages.
+    assert deep.series("train_loss")[-1] < stumps.series("train_loss")[-1]
+
+
+def test_boosting_stops_when_pruned(make_trial) -> None:
+    trial = make_trial(prune_at_report=2)
+    with pytest.raises(TrialPruned):
+        boosting.train({"max_iter": 100, "report_every": 10}, trial)
+    assert trial.steps() == [10, 20]
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"learnin_rate": 0.1}, "unknown key.*learnin_rate; expected some of dataset, learning_rate"),
+        ({"tree": {"depth": 3}}, "unknown key.*tree.depth"),
+        ({"tree": 3}, "tree must be a mapping, got 3"),
+        ({"dataset": "mnist"}, r"dataset must be one of \('breast_cancer', 'wine'\), got 'mnist'"),
+        ({"report_every": 0}, "report_every must be >= 1, got 0"),
+        ({"val_fraction": 1.5}, r"val_fraction must be in \(0, 1\), got 1.5"),
+    ],
+)
+def test_boosting_rejects_bad_configs(config, message, make_trial) -> None:
+    with pytest.raises(ValueError, match=message):
+        boosting.train(config, make_trial())
+
+
+def test_digits_logs_each_epoch_and_checkpoints(make_trial) -> None:
+    trial = make_trial()
+    digits.train({"epochs": 3, "lr": 0.01}, trial)
+    assert trial.steps() == [1, 2, 3]
+    assert set(trial.rows[0][1]) == {"train_loss", "train_accuracy", "val_loss", "val_accuracy"}
+    assert trial.series("val_loss")[-1] < trial.series("val_loss")[0]
+    assert (trial.checkpoint_dir / digits.CHECKPOINT).is_file()
+
+
+def test_digits_resumes_from_its_checkpoint_as_if_never_stopped(tmp_path, make_trial) -> None:
+    config = {"epochs": 4, "lr": 0.01, "hidden": 32, "dropout": 0.2}
+    straight = make_trial(checkpoint_dir=tmp_path / "straight")
+    digits.train(config, straight)
+
+    # First attempt pruned (or killed) after epoch 2; the retry shares the checkpoint dir.
+    first = make_trial(prune_at_report=2, checkpoint_dir=tmp_path / "resumed")
+    with pytest.raises(TrialPruned):
+        digits.train(config, first)
+    retry = make_trial(checkpoint_dir=tmp_path / "resumed")
+    digits.train(config, retry)
+
+    assert retry.steps() == [1, 2, 3, 4]
+    assert retry.rows[:2] == first.rows  # finished epochs are replayed, not retrained
+    for (_, resumed), (_, fresh) in zip(retry.rows, straight.rows, strict=True):
+        assert resumed == pytest.approx(fresh, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"learning_rate": 0.1}, "unknown key.*learning_rate; expected some of epochs"),
+        ({"optimizer": "lbfgs"}, r"optimizer must be one of \('adam', 'sgd'\), got 'lbfgs'"),
+        ({"dropout": 1.0}, r"dropout must be in \[0, 1\), got 1.0"),
+        ({"lr": 0}, "lr must be > 0, got 0"),
+    ],
+)
+def test_digits_rejects_bad_configs(config, message, make_trial) -> None:
+    with pytest.raises(ValueError, match=message):
+        digits.train(config, make_trial())
+
+
+@pytest.mark.parametrize(
+    ("module", "missing", "extra"),
+    [
+        (digits, "torch", "sweeper[torch]"),
+        (digits, "sklearn", "sweeper[examples]"),
+        (boosting, "sklearn", "sweeper[examples]"),
+    ],
+)
+def test_a_missing_library_fails_at_call_time_naming_the_extra(
+    module, missing, extra, make_trial, monkeypatch
+) -> None:
+    # None in sys.modules makes `import missing` raise ImportError, as if it were not installed.
+    for name in list(sys.modules):
+        if name == missing or name.startswith(missing + "."):
+            monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(ImportError, match=extra.replace("[", r"\[").replace("]", r"\]")):
+        module.train({}, make_trial())
