@@ -1,0 +1,42 @@
+"""Tracker tests write only under tmp directories and never reach the network."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+def isolate_tracker_env(mp: pytest.MonkeyPatch, root: Path) -> None:
+    """Point every tracker library's files at ``root`` and turn off anything that phones home."""
+    for name, value in {
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "WANDB_DIR": str(root / "wandb-dir"),
+        "WANDB_CONFIG_DIR": str(root / "wandb-config"),
+        "WANDB_CACHE_DIR": str(root / "wandb-cache"),
+        "WANDB_DATA_DIR": str(root / "wandb-data"),
+        "WANDB_ARTIFACT_DIR": str(root / "wandb-artifacts"),
+        "WANDB_DISABLE_CODE": "true",
+        "WANDB_ERROR_REPORTING": "false",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "true",
+        "MPLBACKEND": "Agg",
+    }.items():
+        mp.setenv(name, value)
+    for name in (
+        "MLFLOW_TRACKING_URI",
+        "WANDB_PROJECT",
+        "WANDB_ENTITY",
+        "WANDB_API_KEY",
+        "CUDA_VISIBLE_DEVICES",
+    ):
+        mp.delenv(name, raising=False)
+    mp.chdir(root)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_trackers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    isolate_tracker_env(monkeypatch, tmp_path)
+    yield
