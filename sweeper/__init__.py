@@ -26,6 +26,13 @@ __version__ = "0.1.0"
 # name -> module that defines it; imported on first access so `import sweeper` stays cheap.
 _LAZY: dict[str, str] = {
     "init": "sweeper.program",
+    "sweep": "sweeper.api",
+    "agent": "sweeper.api",
+    "Trial": "sweeper.trial",
+    "load": "sweeper.results",
+    "SweepResults": "sweeper.results",
+    "TrialRecord": "sweeper.results",
+    "AgentRecord": "sweeper.results",
 }
 
 
@@ -41,13 +48,20 @@ __all__ = [
     "SpecIssue",
     "StorageError",
     "SweepNotFoundError",
+    "AgentRecord",
+    "SweepResults",
     "SweepSpec",
     "SweeperError",
     "TrackerError",
     "TrainerError",
+    "Trial",
     "TrialPruned",
+    "TrialRecord",
     "UsageError",
     "__version__",
+    "agent",
     "init",
+    "load",
     "load_spec",
+    "sweep",
 ]

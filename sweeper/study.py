@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal, cast, get_args
 
 import optuna
+from optuna.distributions import BaseDistribution
 from optuna.storages import BaseStorage
 
 from sweeper.errors import SpecError, SweepNotFoundError, UsageError
@@ -24,6 +25,21 @@ VERSION = "sweeper:version"
 STATE = "sweeper:state"
 CREATED_AT = "sweeper:created_at"
 AGENT_PREFIX = "sweeper:agent:"
+
+# Trial user attrs.
+CONFIG = "config"
+FAIL_REASON = "fail_reason"
+ATTEMPT = "attempt"
+RETRY_OF = "retry_of"
+REPEAT_OF = "repeat_of"
+TRACKER_RUNS = "tracker_runs"
+TRACKER_ERRORS = "tracker_errors"
+METRICS = "metrics"
+AGENT = "agent"
+HOST = "host"
+DURATION_S = "duration_s"
+
+OPEN_STATES = (optuna.trial.TrialState.WAITING, optuna.trial.TrialState.RUNNING)
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 _ID_LENGTH = 8
@@ -80,7 +96,79 @@ def create_sweep(storage: BaseStorage, spec: SweepSpec, name: str | None = None)
     }
     for key, value in attrs.items():
         storage.set_study_user_attr(study_id, key, value)
+    _enqueue_work(load_study(storage, sweep_id), spec)
     return SweepInfo(sweep_id, sweep_name, "running", spec, created_at, __version__, study_id)
+
+
+def is_budgeted(spec: SweepSpec) -> bool:
+    """Whether the sweep's trials were enqueued at creation (grid points or ``run_cap`` tokens).
+
+    A budgeted sweep never creates a trial beyond what is enqueued, so its size is exact however
+    many agents race; retries add trials with fixed params on top.
+    """
+    return spec.method == "grid" or spec.run_cap is not None
+
+
+def _enqueue_work(study: optuna.Study, spec: SweepSpec) -> None:
+    """Enqueue every grid point, or ``run_cap`` empty budget tokens the sampler fills when asked.
+
+    Optuna's ask pops a WAITING trial atomically on every storage (a conditional update), which is
+    what makes "each point exactly once" and "exactly run_cap trials" hold under concurrency.
+    """
+    if spec.method == "grid":
+        points = spec.space.grid()
+        if spec.run_cap is not None:
+            points = points[: spec.run_cap]
+        for params in points:
+            study.enqueue_trial(params, user_attrs={ATTEMPT: 0}, skip_if_exists=False)
+    elif spec.run_cap is not None:
+        for _ in range(spec.run_cap):
+            study.enqueue_trial({}, user_attrs={ATTEMPT: 0}, skip_if_exists=False)
+
+
+def ask_trial(
+    study: optuna.Study, distributions: dict[str, BaseDistribution], *, budgeted: bool
+) -> optuna.Trial | None:
+    """The next trial to run with all params suggested, or None when a budgeted sweep has none left.
+
+    Enqueued trials (grid points, budget tokens, retries) come first; their fixed params win over
+    the sampler. Only an unbudgeted sweep creates new trials.
+    """
+    study._thread_local.cached_all_trials = None
+    trial_id = study._pop_waiting_trial_id()
+    if trial_id is None:
+        if budgeted:
+            return None
+        trial_id = study._storage.create_new_trial(study._study_id)
+    trial = optuna.Trial(study, trial_id)
+    for name, distribution in distributions.items():
+        trial._suggest(name, distribution)
+    return trial
+
+
+def enqueue_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Enqueue another attempt of a failed trial: same params, same original (checkpoint dir)."""
+    attempt = int(trial.user_attrs.get(ATTEMPT, 0)) + 1
+    original = int(trial.user_attrs.get(RETRY_OF, trial.number))
+    study.enqueue_trial(
+        dict(trial.params), user_attrs={ATTEMPT: attempt, RETRY_OF: original}, skip_if_exists=False
+    )
+
+
+def read_state(storage: BaseStorage, study_id: int) -> SweepState:
+    """The sweep's state, read cheaply (one study-user-attrs read) for polling."""
+    state = storage.get_study_user_attrs(study_id).get(STATE, "running")
+    return cast(SweepState, state if state in SWEEP_STATES else "running")
+
+
+def has_open_trials(storage: BaseStorage, study_id: int) -> bool:
+    """Whether any trial still waits to run or runs (the sweep is not done yet)."""
+    return bool(storage.get_all_trials(study_id, deepcopy=False, states=OPEN_STATES))
+
+
+def heartbeat(storage: BaseStorage, study_id: int, agent_id: str, record: dict[str, Any]) -> None:
+    """Record that an agent is alive: ``sweeper:agent:<agent_id>`` -> {host, pid, started_at, last_seen}."""
+    storage.set_study_user_attr(study_id, AGENT_PREFIX + agent_id, record)
 
 
 def get_sweep(storage: BaseStorage, id_or_name: str) -> SweepInfo:

@@ -1,7 +1,124 @@
-"""`sweeper` commands of the engine layer."""
+"""`sweeper` commands of the engine layer: submit, agent, run, and the sweep state changes."""
 
 from __future__ import annotations
 
-from sweeper.cli import main
+from collections.abc import Callable
+from typing import Any
 
-__all__ = ["main"]
+import click
+
+from sweeper.cli import main
+from sweeper.storage import ENV_VAR
+
+_STORAGE_HELP = f"Storage URL (default: ${ENV_VAR}, else the journal file under ./.sweeper/)."
+
+
+def _storage_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--storage", "storage", metavar="URL", default=None, help=_STORAGE_HELP)(func)
+
+
+def _agent_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--count", type=click.IntRange(min=1), default=None, help="Run at most N trials here."),
+        click.option(
+            "--max-concurrent", type=click.IntRange(min=1), default=None, help="At most K trials at once."
+        ),
+        click.option(
+            "--ray-address",
+            metavar="ADDR",
+            default=None,
+            help="Ray cluster to use: 'auto' or host:port (default: a local Ray).",
+        ),
+        click.option(
+            "--executor",
+            type=click.Choice(["ray", "local"]),
+            default="ray",
+            show_default=True,
+            help="Ray tasks, or one trial at a time in this process (debuggers work).",
+        ),
+        click.option(
+            "--trainer",
+            metavar="MODULE:FUNCTION",
+            default=None,
+            help="Trainer function (overrides the spec).",
+        ),
+        click.option("--json", "json_lines", is_flag=True, help="One JSON object per event on stdout."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _run_agent(sweep_id: str, storage: Any, **options: Any) -> None:
+    from sweeper.agents import Agent
+    from sweeper.progress import make_progress
+
+    json_lines = options.pop("json_lines")
+    agent = Agent(sweep_id, storage=storage, **options)
+    metric = agent.spec.objectives[0].name if agent.spec.objectives else None
+    agent._progress = make_progress(json_lines=json_lines, metric=metric)
+    agent.run()
+
+
+@main.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+@_storage_option
+@click.option("--name", default=None, help="Name of the sweep (default: the spec's name, else its id).")
+def submit(spec_path: str, storage: str | None, name: str | None) -> None:
+    """Validate SPEC and create its sweep; prints the sweep id as the last line."""
+    from sweeper.spec import load_spec
+    from sweeper.storage import mask_url, open_storage, resolve_url
+    from sweeper.study import create_sweep
+
+    spec = load_spec(spec_path)
+    url = resolve_url(storage or spec.sweeper.storage)
+    info = create_sweep(open_storage(url), spec, name=name)
+    click.echo(f"created sweep {info.name!r} in {mask_url(url)}", err=True)
+    click.echo(info.id)
+
+
+@main.command()
+@click.argument("sweep")
+@_storage_option
+@_agent_options
+def agent(sweep: str, storage: str | None, **options: Any) -> None:
+    """Run trials of SWEEP until it is done (or --count trials ran here)."""
+    _run_agent(sweep, storage, **options)
+
+
+@main.command()
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+@_storage_option
+@click.option("--name", default=None, help="Name of the sweep (default: the spec's name, else its id).")
+@_agent_options
+def run(spec_path: str, storage: str | None, name: str | None, **options: Any) -> None:
+    """Submit SPEC and run an agent on it: `submit` then `agent` in one command."""
+    from sweeper.spec import load_spec
+    from sweeper.storage import open_storage, resolve_url
+    from sweeper.study import create_sweep
+
+    spec = load_spec(spec_path)
+    url = resolve_url(storage or spec.sweeper.storage)
+    info = create_sweep(open_storage(url), spec, name=name)
+    click.echo(f"created sweep {info.id} ({info.name})", err=True)
+    _run_agent(info.id, url, **options)
+
+
+def _state_command(name: str, state: str, doc: str) -> None:
+    @main.command(name=name, help=doc)
+    @click.argument("sweep")
+    @_storage_option
+    def command(sweep: str, storage: str | None) -> None:
+        from sweeper.storage import open_storage
+        from sweeper.study import set_state
+
+        info = set_state(open_storage(storage), sweep, state)
+        click.echo(f"sweep {info.id} is {info.state}")
+
+
+_state_command("pause", "paused", "Pause SWEEP: agents start no new trials until it is resumed.")
+_state_command("resume", "running", "Resume a paused SWEEP.")
+_state_command("stop", "finished", "Stop SWEEP: no new trials; running ones finish, then it is finished.")
+_state_command("cancel", "cancelled", "Cancel SWEEP: agents kill its running trials and exit.")
+
+__all__ = ["agent", "main", "run", "submit"]

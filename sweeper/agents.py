@@ -1,0 +1,451 @@
+"""The agent: asks Optuna for trials, keeps the executor's slots full, tells Optuna how they ended.
+
+Any number of agents can work on one sweep and join or leave at any time: the storage is the only
+thing they share. An agent ends at the sweep's budget (``run_cap``, grid exhausted), its own
+``count``, the metric's ``target``, or when the sweep is stopped or cancelled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import TrialState
+
+from sweeper import study as sweeps
+from sweeper.broker import PruningJudge
+from sweeper.errors import TrainerError, UsageError
+from sweeper.executor import Executor, LocalExecutor, RayExecutor
+from sweeper.progress import Progress, SilentProgress, Tally
+from sweeper.spec import SweepSpec
+from sweeper.storage import DEFAULT_DIR, open_storage
+from sweeper.trial import Objective, TrialOutcome, TrialTask, load_trainer
+
+ExecutorKind = Literal["ray", "local"]
+EXECUTORS: tuple[ExecutorKind, ...] = ("ray", "local")
+
+STATE_POLL_S = 1.0
+HEARTBEAT_S = 5.0
+
+
+@dataclass(frozen=True)
+class AgentSummary:
+    """What one agent did, and why it stopped."""
+
+    sweep_id: str
+    sweep_name: str
+    agent_id: str
+    ran: int
+    complete: int
+    pruned: int
+    failed: int
+    best_value: float | None
+    best_trial: int | None
+    metric: str | None
+    state: str
+    ended: str
+
+    def line(self) -> str:
+        """The one-line summary the CLI prints last."""
+        best = (
+            f"best {self.metric or 'value'}={self.best_value:.6g} (trial {self.best_trial})"
+            if self.best_value is not None
+            else "no best yet"
+        )
+        return (
+            f"sweep {self.sweep_id}: {self.ran} trials ({self.complete} complete, {self.pruned} pruned, "
+            f"{self.failed} failed); {best}; {self.ended}; sweep {self.state}"
+        )
+
+
+class Agent:
+    """Runs a sweep's trials until the sweep, or this agent's share of it, is done.
+
+    Args:
+        sweep_id: The sweep's id or unique name.
+        storage: A storage URL (None: ``$SWEEPER_STORAGE`` or the embedded default) or an open
+            Optuna storage.
+        function: A trainer function ``train(config, trial)``; pickled by Ray.
+        trainer: A ``module:function`` path; overrides the spec's ``sweeper.trainer``.
+        count: Run at most this many trials in this agent.
+        max_concurrent: At most this many trials at once (default: what the cluster can run).
+        executor: ``ray`` (default) or ``local`` (one at a time, in this process).
+        ray_address: Ray to connect to (None: a local instance; ``auto``; ``host:port``); an
+            already initialized Ray is reused.
+        progress: Where the live progress goes (default: nowhere).
+        workdir: The project directory shipped to the workers (default: the current directory).
+    """
+
+    def __init__(
+        self,
+        sweep_id: str,
+        *,
+        storage: str | BaseStorage | None = None,
+        function: Callable[..., Any] | None = None,
+        trainer: str | None = None,
+        count: int | None = None,
+        max_concurrent: int | None = None,
+        executor: ExecutorKind = "ray",
+        ray_address: str | None = None,
+        progress: Progress | None = None,
+        workdir: str | Path | None = None,
+    ) -> None:
+        if executor not in EXECUTORS:
+            raise UsageError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+        if count is not None and count < 1:
+            raise UsageError(f"count must be >= 1, got {count}")
+        if max_concurrent is not None and max_concurrent < 1:
+            raise UsageError(f"max_concurrent must be >= 1, got {max_concurrent}")
+        if function is not None and trainer is not None:
+            raise UsageError("give either a trainer function or a module:function trainer, not both")
+        self._storage = storage if isinstance(storage, BaseStorage) else open_storage(storage)
+        self.info = sweeps.get_sweep(self._storage, sweep_id)
+        self.spec: SweepSpec = self.info.spec
+        self._function = function
+        self._trainer = trainer
+        self._count = count
+        self._max_concurrent = max_concurrent or self.spec.sweeper.max_concurrent
+        self._executor_kind = executor
+        self._ray_address = ray_address
+        self._progress: Progress = progress or SilentProgress()
+        self._workdir = Path(workdir or Path.cwd()).resolve()
+        host = socket.gethostname()
+        self.agent_id = f"{host}-{os.getpid()}-{secrets.token_hex(2)}"
+        self._heartbeat_record = {
+            "host": host,
+            "pid": os.getpid(),
+            "started_at": _now(),
+            "last_seen": _now(),
+        }
+        self._objectives = tuple(Objective(m.name, m.goal) for m in self.spec.objectives)
+        self._tally = Tally()
+        self._inflight: dict[int, optuna.Trial] = {}
+
+    # -- setup ---------------------------------------------------------------------------------
+
+    def _trainer_target(self) -> str | Callable[..., Any] | None:
+        if self._function is not None:
+            return self._function
+        path = self._trainer or self.spec.sweeper.trainer
+        if path is not None:
+            load_trainer(path)  # fail here, once, with one line, rather than in every trial
+            return path
+        if self.spec.program is None and self.spec.command is None:
+            raise TrainerError(
+                f"sweep {self.info.id} names no trainer: set sweeper.trainer or program in the spec, "
+                "or pass --trainer module:function"
+            )
+        return None
+
+    def _make_executor(self, judge: PruningJudge) -> Executor:
+        if self._executor_kind == "local":
+            return LocalExecutor(judge)
+        return RayExecutor(
+            self.spec.sweeper.resources,
+            judge,
+            address=self._ray_address,
+            ship_dir=self._workdir,
+            max_concurrent=self._max_concurrent,
+        )
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def run(self) -> AgentSummary:
+        """Work on the sweep until it ends for this agent; returns what was done."""
+        from sweeper.pruners import make_pruner
+        from sweeper.strategy import make_sampler
+        from sweeper.trackers.tracker_set import prepare_trackers
+
+        target = self._trainer_target()
+        spec = self.spec
+        directions = sweeps.directions(spec)
+        pruner = make_pruner(spec.early_terminate, directions) if len(directions) == 1 else None
+        study = sweeps.load_study(
+            self._storage,
+            self.info.id,
+            sampler=optuna.samplers.RandomSampler(seed=spec.sweeper.seed),
+            pruner=pruner or optuna.pruners.NopPruner(),
+        )
+        sweep_dir = self._workdir / DEFAULT_DIR / "sweeps" / self.info.id
+        trackers = prepare_trackers(spec.sweeper.trackers, self.info.id, self.info.name, str(sweep_dir))
+        judge = PruningJudge(study, study.pruner)
+        executor = self._make_executor(judge)
+        study.sampler = make_sampler(spec, parallelism=max(1, executor.slots()))
+        shipped = bool(getattr(executor, "shipped", False))
+        make_task = _TaskFactory(self, target, trackers, str(sweep_dir), shipped)
+        self._tally.total = self._total(study)
+        stop_beat = threading.Event()
+        beat = threading.Thread(target=self._beat, args=(stop_beat,), name="sweeper-heartbeat", daemon=True)
+        beat.start()
+        self._progress.start(self.info.id, self.info.name, self._tally)
+        try:
+            ended = self._loop(study, executor, make_task)
+        finally:
+            executor.close()
+            stop_beat.set()
+            beat.join(timeout=5.0)
+        state = sweeps.read_state(self._storage, self.info.study_id)
+        if (
+            ended == "sweep exhausted"
+            and state == "running"
+            and not sweeps.has_open_trials(self._storage, self.info.study_id)
+        ):
+            self._set_state_quietly("finished")
+            state = "finished"
+        summary = AgentSummary(
+            sweep_id=self.info.id,
+            sweep_name=self.info.name,
+            agent_id=self.agent_id,
+            ran=self._tally.done,
+            complete=self._tally.complete,
+            pruned=self._tally.pruned,
+            failed=self._tally.failed,
+            best_value=self._tally.best_value,
+            best_trial=self._tally.best_trial,
+            metric=self._objectives[0].name if self._objectives else None,
+            state=state,
+            ended=ended,
+        )
+        self._progress.finish(summary.line(), asdict(summary))
+        return summary
+
+    def _loop(self, study: optuna.Study, executor: Executor, make_task: _TaskFactory) -> str:
+        budgeted = sweeps.is_budgeted(self.spec)
+        distributions = self.spec.space.distributions()
+        launched = 0
+        exhausted = False
+        target_hit = False
+        state = sweeps.read_state(self._storage, self.info.study_id)
+        next_poll = time.monotonic() + STATE_POLL_S
+        while True:
+            now = time.monotonic()
+            if now >= next_poll:
+                state = sweeps.read_state(self._storage, self.info.study_id)
+                next_poll = now + STATE_POLL_S
+            if state == "cancelled":
+                self._cancel_all(study, executor)
+                return "sweep cancelled"
+            count_left = self._count is None or launched < self._count
+            while (
+                state == "running"
+                and not exhausted
+                and not target_hit
+                and count_left
+                and len(self._inflight) < executor.slots()
+            ):
+                trial = sweeps.ask_trial(study, distributions, budgeted=budgeted)
+                if trial is None:
+                    exhausted = True
+                    break
+                task = make_task(trial)
+                executor.start(task)
+                self._inflight[trial._trial_id] = trial
+                launched += 1
+                count_left = self._count is None or launched < self._count
+                self._tally.started += 1
+                self._tally.running = len(self._inflight)
+                self._progress.trial_started(trial.number, dict(task.config), self._tally)
+            if not self._inflight:
+                if state == "finished":
+                    return "sweep stopped"
+                if target_hit:
+                    return "metric target reached"
+                if exhausted:
+                    return "sweep exhausted"
+                if not count_left:
+                    return f"count {self._count} reached"
+                # paused, or no slot on the cluster yet: idle until the next state poll
+                time.sleep(max(0.0, next_poll - time.monotonic()))
+                continue
+            wait_s = max(0.05, min(STATE_POLL_S, next_poll - time.monotonic()))
+            for task, outcome in executor.wait(wait_s):
+                retried, reached = self._record(study, task, outcome)
+                exhausted = exhausted and not retried
+                target_hit = target_hit or reached
+
+    def _record(self, study: optuna.Study, task: TrialTask, outcome: TrialOutcome) -> tuple[bool, bool]:
+        """Tell Optuna how a trial ended; enqueue a retry. Returns (retried, target reached)."""
+        trial = self._inflight.pop(task.trial_id)
+        storage = study._storage
+        attrs: dict[str, Any] = {
+            sweeps.AGENT: self.agent_id,
+            sweeps.HOST: outcome.host,
+            sweeps.DURATION_S: round(outcome.duration_s, 3),
+            sweeps.METRICS: dict(outcome.metrics),
+        }
+        if outcome.tracker_runs:
+            attrs[sweeps.TRACKER_RUNS] = dict(outcome.tracker_runs)
+        if outcome.tracker_errors:
+            attrs[sweeps.TRACKER_ERRORS] = list(outcome.tracker_errors)
+        if outcome.fail_reason:
+            attrs[sweeps.FAIL_REASON] = outcome.fail_reason
+        try:
+            for key, value in attrs.items():
+                storage.set_trial_user_attr(task.trial_id, key, value)
+            if outcome.state == "complete" and outcome.values is not None:
+                study.tell(trial, list(outcome.values))
+            elif outcome.state == "pruned":
+                self._tell_pruned(study, task.trial_id, outcome.values)
+            else:
+                study.tell(trial, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # someone else (sweeper cancel, a lease reaper) already ended it
+        self._count_outcome(task, outcome)
+        retried = False
+        if outcome.state == "failed" and task.attempt < self.spec.sweeper.retries and not self._cancelling:
+            sweeps.enqueue_retry(study, storage.get_trial(task.trial_id))
+            retried = True
+        reached = outcome.state == "complete" and self._target_reached(outcome.values)
+        if reached:
+            self._set_state_quietly("finished")
+        self._progress.trial_ended(
+            task.number, outcome.state, list(outcome.values or ()), outcome.fail_reason, self._tally
+        )
+        return retried, reached
+
+    _cancelling = False
+
+    def _tell_pruned(self, study: optuna.Study, trial_id: int, values: tuple[float, ...] | None) -> None:
+        # Optuna's tell would store the last intermediate value; W&B's objective is the best one.
+        frozen = study._storage.get_trial(trial_id)
+        study.sampler.after_trial(study, frozen, TrialState.PRUNED, list(values) if values else None)
+        study._storage.set_trial_state_values(trial_id, TrialState.PRUNED, list(values) if values else None)
+
+    def _count_outcome(self, task: TrialTask, outcome: TrialOutcome) -> None:
+        tally = self._tally
+        tally.running = len(self._inflight)
+        if outcome.state == "complete":
+            tally.complete += 1
+        elif outcome.state == "pruned":
+            tally.pruned += 1
+        else:
+            tally.failed += 1
+        if outcome.state == "complete" and outcome.values and self._objectives:
+            value = outcome.values[0]
+            objective = self._objectives[0]
+            if tally.best_value is None or objective.better(value, tally.best_value):
+                tally.best_value = value
+                tally.best_trial = task.number
+
+    def _target_reached(self, values: tuple[float, ...] | None) -> bool:
+        if not values or not self.spec.objectives:
+            return False
+        metric = self.spec.objectives[0]
+        if metric.target is None or not math.isfinite(values[0]):
+            return False
+        return values[0] <= metric.target if metric.goal == "minimize" else values[0] >= metric.target
+
+    def _cancel_all(self, study: optuna.Study, executor: Executor) -> None:
+        self._cancelling = True
+        for trial_id in list(self._inflight):
+            executor.cancel(trial_id, "sweep cancelled")
+        deadline = time.monotonic() + 30.0
+        while self._inflight and time.monotonic() < deadline:
+            for task, ended in executor.wait(0.5):
+                outcome = ended
+                if ended.state != "failed":
+                    outcome = TrialOutcome.failed(
+                        "sweep cancelled", duration_s=ended.duration_s, host=ended.host
+                    )
+                self._record(study, task, outcome)
+
+    def _set_state_quietly(self, state: str) -> None:
+        current = sweeps.read_state(self._storage, self.info.study_id)
+        if current in ("running", "paused"):
+            self._storage.set_study_user_attr(self.info.study_id, sweeps.STATE, state)
+
+    def _total(self, study: optuna.Study) -> int | None:
+        total: int | None = None
+        if self.spec.method == "grid":
+            total = self.spec.space.grid_size() if hasattr(self.spec.space, "grid_size") else None
+            if self.spec.run_cap is not None and total is not None:
+                total = min(total, self.spec.run_cap)
+        elif self.spec.run_cap is not None:
+            total = self.spec.run_cap
+        if self._count is not None:
+            total = self._count if total is None else min(total, self._count)
+        return total
+
+    def _beat(self, stop: threading.Event) -> None:
+        while True:
+            self._heartbeat_record["last_seen"] = _now()
+            # A storage hiccup must not kill the agent; the next beat retries.
+            with contextlib.suppress(Exception):
+                sweeps.heartbeat(
+                    self._storage, self.info.study_id, self.agent_id, dict(self._heartbeat_record)
+                )
+            if stop.wait(HEARTBEAT_S):
+                return
+
+
+class _TaskFactory:
+    """Turns an asked Optuna trial into the worker's :class:`TrialTask` (and records its config)."""
+
+    def __init__(
+        self,
+        agent: Agent,
+        target: str | Callable[..., Any] | None,
+        trackers: tuple[Any, ...],
+        sweep_dir: str,
+        shipped: bool,
+    ) -> None:
+        self._agent = agent
+        self._target = target
+        self._trackers = trackers
+        self._sweep_dir = sweep_dir
+        self._shipped = shipped
+        self._space = agent.spec.space
+        self._checkpoints = agent._workdir / DEFAULT_DIR / "checkpoints" / agent.info.id
+
+    def __call__(self, trial: optuna.Trial) -> TrialTask:
+        agent = self._agent
+        spec = agent.spec
+        params = dict(trial.params)
+        config = self._space.to_config(params)
+        user_attrs = trial.user_attrs
+        attempt = int(user_attrs.get(sweeps.ATTEMPT, 0))
+        original = int(user_attrs.get(sweeps.RETRY_OF, trial.number))
+        trial.set_user_attr(sweeps.CONFIG, config)
+        if sweeps.ATTEMPT not in user_attrs:
+            trial.set_user_attr(sweeps.ATTEMPT, attempt)
+        trial.set_user_attr(sweeps.AGENT, agent.agent_id)
+        return TrialTask(
+            sweep_id=agent.info.id,
+            sweep_name=agent.info.name,
+            trial_id=trial._trial_id,
+            number=trial.number,
+            params=params,
+            config=config,
+            objectives=agent._objectives,
+            checkpoint_dir=str(self._checkpoints / str(original)),
+            sweep_dir=self._sweep_dir,
+            trainer=self._target,
+            program=spec.program,
+            command=spec.command,
+            attempt=attempt,
+            timeout=spec.sweeper.timeout,
+            trackers=tuple(self._trackers),
+            tags=spec.sweeper.tags,
+            workdir=None if self._shipped else str(agent._workdir),
+        )
+
+
+def run_agent(sweep_id: str, **options: Any) -> AgentSummary:
+    """Run an :class:`Agent` on a sweep (options as for :class:`Agent`) and return its summary."""
+    return Agent(sweep_id, **options).run()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

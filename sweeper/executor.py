@@ -1,0 +1,325 @@
+"""Where trials run: the narrow seam between the agent loop and Ray.
+
+An :class:`Executor` says how many trials can run now, starts one, hands back those that ended,
+and kills one. :class:`RayExecutor` runs each trial as a Ray task with the spec's resources;
+:class:`LocalExecutor` runs them one at a time in the agent's process, so debuggers work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any, Protocol
+
+from sweeper.broker import BrokerDrain, BrokerReporter, DirectReporter, PruningJudge, start_broker
+from sweeper.errors import UsageError
+from sweeper.spec import Resources
+from sweeper.trial import TrialOutcome, TrialTask, execute_trial
+
+_logger = logging.getLogger(__name__)
+
+# What never travels to the workers with the project directory.
+SHIP_EXCLUDES = (
+    ".venv",
+    "venv",
+    ".git",
+    ".sweeper",
+    "mlruns",
+    "wandb",
+    "__pycache__",
+    "*.pyc",
+    ".mypy_cache",
+)
+SHIP_MAX_FILE_BYTES = 16 * 1024 * 1024
+_CAPACITY_RECHECK_S = 10.0
+
+
+class Executor(Protocol):
+    """Runs trial tasks; the agent keeps :meth:`slots` of them in flight."""
+
+    def slots(self) -> int:
+        """How many trials can run at once right now (re-checked as the cluster changes)."""
+        ...
+
+    def start(self, task: TrialTask) -> None:
+        """Start a trial; it runs until it ends, times out or is cancelled."""
+        ...
+
+    def wait(self, timeout: float) -> list[tuple[TrialTask, TrialOutcome]]:
+        """Trials that ended, waiting up to ``timeout`` seconds for at least one."""
+        ...
+
+    def cancel(self, trial_id: int, reason: str) -> None:
+        """Kill a running trial; the next :meth:`wait` hands it back as failed with ``reason``."""
+        ...
+
+    def close(self) -> None:
+        """Release what the executor holds (Ray connection, threads)."""
+        ...
+
+
+class TrialTimeoutError(Exception):
+    """Raised inside an in-process trainer that runs past ``sweeper.timeout``."""
+
+
+class LocalExecutor:
+    """One trial at a time in the agent's own process: the trainer runs when :meth:`wait` is called."""
+
+    def __init__(self, judge: PruningJudge) -> None:
+        self._reporter = DirectReporter(judge)
+        self._queue: list[TrialTask] = []
+
+    def slots(self) -> int:
+        return 1
+
+    def start(self, task: TrialTask) -> None:
+        self._queue.append(task)
+
+    def wait(self, timeout: float) -> list[tuple[TrialTask, TrialOutcome]]:
+        if not self._queue:
+            time.sleep(timeout)
+            return []
+        task = self._queue.pop(0)
+        with _alarm(task.timeout):
+            outcome = execute_trial(task, self._reporter)
+        return [(task, outcome)]
+
+    def cancel(self, trial_id: int, reason: str) -> None:
+        # A trial only runs inside wait(); a queued one is simply dropped.
+        self._queue = [t for t in self._queue if t.trial_id != trial_id]
+
+    def close(self) -> None:
+        self._queue.clear()
+
+
+@contextmanager
+def _alarm(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`TrialTimeoutError` in the main thread after ``seconds`` (POSIX only)."""
+    usable = (
+        seconds is not None
+        and hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+    )
+    if not usable or seconds is None:
+        yield
+        return
+
+    def _expire(signum: int, frame: FrameType | None) -> None:
+        raise TrialTimeoutError(f"trial ran past sweeper.timeout ({seconds:g} s)")
+
+    previous = signal.signal(signal.SIGALRM, _expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@dataclass
+class _Running:
+    task: TrialTask
+    started: float
+    deadline: float | None
+
+
+class RayExecutor:
+    """Each trial is a Ray task with the spec's resources; reports go through a broker actor.
+
+    Connects to Ray unless it is already initialized (then it is reused as configured): a local
+    instance by default, ``auto`` or an address for a cluster. When it connects, the project
+    directory (``ship_dir``) travels to every worker as the task's working directory.
+    """
+
+    def __init__(
+        self,
+        resources: Resources,
+        judge: PruningJudge,
+        *,
+        address: str | None = None,
+        ship_dir: Path | None = None,
+        max_concurrent: int | None = None,
+    ) -> None:
+        import ray
+
+        self._owns_ray = False
+        self.shipped = False
+        if not ray.is_initialized():
+            runtime_env: dict[str, Any] = {}
+            if ship_dir is not None:
+                runtime_env = {"working_dir": str(ship_dir), "excludes": ship_excludes(ship_dir)}
+                self.shipped = True
+            ray.init(address=address, runtime_env=runtime_env or None, include_dashboard=False)
+            self._owns_ray = True
+        self._resources = resources
+        self._max_concurrent = max_concurrent
+        self._options = _task_options(resources)
+        self._remote = ray.remote(_run_in_ray).options(**self._options)
+        self._broker = start_broker()
+        self._wants_decisions = judge.prunes
+        self._drain = BrokerDrain(self._broker, judge)
+        self._running: dict[Any, _Running] = {}
+        self._cancelled: dict[int, str] = {}
+        self._slots = 0
+        self._slots_checked = -math.inf
+        if self.slots() == 0:
+            raise UsageError(
+                f"no node of the Ray cluster can run a trial: each needs {_describe_needs(self._options)}, "
+                f"the cluster has {_describe_needs(_cluster_resources())}"
+            )
+
+    def slots(self) -> int:
+        now = time.monotonic()
+        if now - self._slots_checked >= _CAPACITY_RECHECK_S:
+            self._slots = capacity(_cluster_resources(), self._resources)
+            if self._max_concurrent is not None:
+                self._slots = min(self._slots, self._max_concurrent)
+            self._slots_checked = now
+        return self._slots
+
+    def start(self, task: TrialTask) -> None:
+        ref = self._remote.remote(task, self._broker, self._wants_decisions)
+        now = time.monotonic()
+        deadline = now + task.timeout if task.timeout is not None else None
+        self._running[ref] = _Running(task, now, deadline)
+
+    def wait(self, timeout: float) -> list[tuple[TrialTask, TrialOutcome]]:
+        import ray
+
+        if not self._running:
+            time.sleep(timeout)
+            return []
+        now = time.monotonic()
+        for running in self._running.values():
+            expired = running.deadline is not None and now >= running.deadline
+            if expired and running.task.trial_id not in self._cancelled:
+                reason = f"timeout: trial ran past sweeper.timeout ({running.task.timeout:g} s)"
+                self.cancel(running.task.trial_id, reason)
+        deadlines = [r.deadline - now for r in self._running.values() if r.deadline is not None]
+        wait_s = max(0.0, min([timeout, *deadlines]))
+        refs = list(self._running)
+        ready, _ = ray.wait(refs, num_returns=1, timeout=wait_s)
+        if ready:  # take every other trial that ended meanwhile too, without waiting
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        return [self._collect(ref) for ref in ready]
+
+    def _collect(self, ref: Any) -> tuple[TrialTask, TrialOutcome]:
+        import ray
+
+        running = self._running.pop(ref)
+        elapsed = time.monotonic() - running.started
+        cancelled = self._cancelled.pop(running.task.trial_id, None)
+        try:
+            outcome: TrialOutcome = ray.get(ref)
+        except Exception as exc:
+            outcome = TrialOutcome.failed(cancelled or _ray_failure(exc), duration_s=elapsed)
+        else:
+            if cancelled is not None and outcome.state == "complete":
+                cancelled = None  # it finished before the kill landed: keep its result
+        if cancelled is not None and outcome.state != "failed":
+            outcome = TrialOutcome.failed(cancelled, duration_s=elapsed, host=outcome.host)
+        return running.task, outcome
+
+    def cancel(self, trial_id: int, reason: str) -> None:
+        import ray
+
+        for ref, running in self._running.items():
+            if running.task.trial_id == trial_id:
+                self._cancelled[trial_id] = reason
+                ray.cancel(ref, force=True)
+
+    def close(self) -> None:
+        import ray
+
+        self._drain.close()
+        for running in list(self._running.values()):
+            self.cancel(running.task.trial_id, "agent stopped")
+        with contextlib.suppress(Exception):  # already gone with a dead cluster
+            ray.kill(self._broker)
+        if self._owns_ray:
+            ray.shutdown()
+
+
+def capacity(cluster: Mapping[str, float], resources: Resources) -> int:
+    """How many trials with ``resources`` fit in ``cluster`` (Ray resource totals) at once.
+
+    Example:
+        >>> capacity({"CPU": 16.0, "GPU": 4.0}, Resources(gpus=0.5, cpus=1))
+        8
+    """
+    needs = _task_options(resources)
+    fits = []
+    for key, need in _as_ray_resources(needs).items():
+        if need > 0:
+            fits.append(math.floor(cluster.get(key, 0.0) / need + 1e-9))
+    return max(0, min(fits)) if fits else int(cluster.get("CPU", 1.0))
+
+
+def ship_excludes(root: Path) -> list[str]:
+    """Ray ``excludes`` for shipping ``root``: tool and tracker directories, and files too large."""
+    excludes = list(SHIP_EXCLUDES)
+    skip = {name for name in SHIP_EXCLUDES if "*" not in name}
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in skip]
+        for name in files:
+            path = Path(folder) / name
+            try:
+                if path.stat().st_size > SHIP_MAX_FILE_BYTES:
+                    excludes.append("/" + path.relative_to(root).as_posix())
+            except OSError:
+                continue
+    return excludes
+
+
+def _cluster_resources() -> dict[str, float]:
+    import ray
+
+    return dict(ray.cluster_resources())  # type: ignore[no-untyped-call]
+
+
+def _task_options(resources: Resources) -> dict[str, Any]:
+    options: dict[str, Any] = {"num_cpus": resources.cpus, "num_gpus": resources.gpus, "max_retries": 0}
+    if resources.memory:
+        options["memory"] = resources.memory
+    if resources.custom:
+        options["resources"] = dict(resources.custom)
+    return options
+
+
+def _as_ray_resources(options: Mapping[str, Any]) -> dict[str, float]:
+    out = {"CPU": float(options.get("num_cpus") or 0), "GPU": float(options.get("num_gpus") or 0)}
+    if options.get("memory"):
+        out["memory"] = float(options["memory"])
+    out.update({k: float(v) for k, v in dict(options.get("resources") or {}).items()})
+    return out
+
+
+def _describe_needs(resources: Mapping[str, Any]) -> str:
+    shown = _as_ray_resources(resources) if "num_cpus" in resources else dict(resources)
+    return ", ".join(f"{k}={v:g}" for k, v in sorted(shown.items()) if v and not k.startswith("node:"))
+
+
+def _ray_failure(exc: BaseException) -> str:
+    import ray
+
+    if isinstance(exc, ray.exceptions.WorkerCrashedError | ray.exceptions.NodeDiedError):
+        return f"worker died: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+    if isinstance(exc, ray.exceptions.TaskCancelledError):
+        return "cancelled"
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: " + "\n".join(lines[-12:])
+
+
+def _run_in_ray(task: TrialTask, broker: Any, wants_decisions: bool) -> TrialOutcome:
+    """The body of every trial's Ray task."""
+    return execute_trial(task, BrokerReporter(broker, wants_decisions))

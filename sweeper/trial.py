@@ -1,0 +1,392 @@
+"""One trial as the trainer sees it, and the worker-side code that runs it.
+
+The agent turns an Optuna trial into a picklable :class:`TrialTask`; :func:`execute_trial` runs it
+wherever the executor put it (a Ray worker or the agent's own process) and returns a
+:class:`TrialOutcome`. Workers never touch the storage: reports of the first objective metric go
+through a :class:`Reporter` (a Ray actor on the agent's node, or a direct call), which answers
+whether the pruner stops the trial.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from sweeper.errors import TrainerError, TrialPruned
+from sweeper.spec import TrackerSpec
+
+if TYPE_CHECKING:
+    from sweeper.trackers.tracker_set import TrackerSet
+
+OutcomeState = Literal["complete", "pruned", "failed"]
+TrainerFunction = Callable[..., Any]
+
+_TRACKER_STATES: dict[OutcomeState, Literal["completed", "pruned", "failed"]] = {
+    "complete": "completed",
+    "pruned": "pruned",
+    "failed": "failed",
+}
+_REASON_TAIL_LINES = 12
+
+
+class Reporter(Protocol):
+    """Where a trial sends each value of its first objective metric."""
+
+    def report(self, trial_id: int, step: int, value: float) -> bool:
+        """Record ``value`` at ``step``; True means the pruner stops the trial."""
+        ...
+
+
+class NullReporter:
+    """A reporter that records nothing and never prunes (a trial run by hand)."""
+
+    def report(self, trial_id: int, step: int, value: float) -> bool:
+        return False
+
+
+@dataclass(frozen=True)
+class Objective:
+    """An objective metric the trial's value is computed from."""
+
+    name: str
+    goal: Literal["minimize", "maximize"] = "minimize"
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether ``a`` is strictly better than ``b``."""
+        return a < b if self.goal == "minimize" else a > b
+
+
+@dataclass(frozen=True)
+class TrialTask:
+    """Everything a worker needs to run one trial; it never reads the storage."""
+
+    sweep_id: str
+    sweep_name: str
+    trial_id: int
+    number: int
+    params: Mapping[str, Any]
+    config: Mapping[str, Any]
+    objectives: tuple[Objective, ...]
+    checkpoint_dir: str
+    sweep_dir: str
+    trainer: str | TrainerFunction | None = None
+    program: str | None = None
+    command: tuple[str, ...] | None = None
+    attempt: int = 0
+    timeout: float | None = None
+    trackers: tuple[TrackerSpec, ...] = ()
+    tags: tuple[str, ...] = ()
+    # The agent's directory, put on sys.path; None when the executor shipped it as the cwd.
+    workdir: str | None = None
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """How a trial ended, as the worker saw it."""
+
+    state: OutcomeState
+    values: tuple[float, ...] | None = None
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    fail_reason: str | None = None
+    duration_s: float = 0.0
+    host: str = ""
+    tracker_runs: Mapping[str, str] = field(default_factory=dict)
+    tracker_errors: tuple[str, ...] = ()
+
+    @classmethod
+    def failed(cls, reason: str, *, duration_s: float = 0.0, host: str = "") -> TrialOutcome:
+        """A failed outcome the worker could not report itself (timeout, dead worker, cancel)."""
+        return cls("failed", fail_reason=reason, duration_s=duration_s, host=host)
+
+
+class Trial:
+    """The trial a function trainer receives: its config, where to checkpoint, and ``log``.
+
+    Example:
+        >>> import tempfile
+        >>> task = TrialTask("abcdefgh", "demo", 0, 0, {"lr": 0.1}, {"lr": 0.1},
+        ...                  (Objective("loss"),), tempfile.mkdtemp(), tempfile.mkdtemp())
+        >>> trial = Trial(task)
+        >>> trial.log({"loss": 0.5})
+        >>> trial.log({"loss": 0.25})
+        >>> trial.values()
+        (0.25, None)
+    """
+
+    def __init__(
+        self, task: TrialTask, reporter: Reporter | None = None, trackers: TrackerSet | None = None
+    ) -> None:
+        self._task = task
+        self._reporter: Reporter = reporter or NullReporter()
+        self._trackers = trackers
+        self._best: list[float | None] = [None] * len(task.objectives)
+        self._reports = 0
+        self._summary: dict[str, Any] = {}
+        self.checkpoint_dir = Path(task.checkpoint_dir)
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def number(self) -> int:
+        """The Optuna trial number."""
+        return self._task.number
+
+    @property
+    def sweep_id(self) -> str:
+        """The sweep's id."""
+        return self._task.sweep_id
+
+    @property
+    def sweep_name(self) -> str:
+        """The sweep's name."""
+        return self._task.sweep_name
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The nested config: constants included, natural types."""
+        return dict(self._task.config)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The flat Optuna params (dotted names), constants excluded."""
+        return dict(self._task.params)
+
+    @property
+    def attempt(self) -> int:
+        """0 for the first attempt, 1 for the first retry, ..."""
+        return self._task.attempt
+
+    def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Record metrics (W&B's ``wandb.log``); forwarded to the trackers.
+
+        Raises:
+            TrialPruned: the pruner stopped this trial; let it propagate out of the trainer.
+        """
+        metrics = dict(metrics)
+        if self._trackers is not None:
+            self._trackers.log_metrics(metrics, step)
+        self._summary.update(metrics)
+        first = self._observe(metrics)
+        if first is None:
+            return
+        self._reports += 1
+        at = int(step) if step is not None else self._reports
+        if self._reporter.report(self._task.trial_id, at, first):
+            raise TrialPruned(
+                f"trial {self.number} pruned at step {at} ({self._task.objectives[0].name}={first})"
+            )
+
+    def log_artifact(self, path: str | os.PathLike[str]) -> None:
+        """Attach a file or directory to the trial's tracker runs."""
+        if self._trackers is not None:
+            self._trackers.log_artifact(str(path))
+
+    def log_figure(self, name: str, figure: Any, step: int | None = None) -> None:
+        """Record a matplotlib figure in the trial's tracker runs."""
+        if self._trackers is not None:
+            self._trackers.log_figure(name, figure, step)
+
+    def log_histogram(self, name: str, values: Sequence[float], step: int | None = None) -> None:
+        """Record the distribution of ``values`` in the trial's tracker runs."""
+        if self._trackers is not None:
+            self._trackers.log_histogram(name, values, step)
+
+    def log_table(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Record a table (rows of column -> value) in the trial's tracker runs."""
+        if self._trackers is not None:
+            self._trackers.log_table(name, rows)
+
+    def values(self) -> tuple[float | None, ...]:
+        """The best finite value of each objective seen so far (None: none yet)."""
+        return tuple(self._best)
+
+    def summary(self) -> dict[str, Any]:
+        """The last value of every metric logged or returned (W&B's run summary)."""
+        return dict(self._summary)
+
+    def absorb_result(self, result: Any) -> None:
+        """Take the trainer's return value: a number is the first objective, a mapping final metrics."""
+        if result is None:
+            return
+        if isinstance(result, Mapping):
+            metrics = dict(result)
+        elif isinstance(result, (int, float)) and not isinstance(result, bool):
+            if not self._task.objectives:
+                return
+            metrics = {self._task.objectives[0].name: float(result)}
+        else:
+            try:
+                metrics = {self._task.objectives[0].name: float(result)} if self._task.objectives else {}
+            except (TypeError, ValueError):
+                kind = type(result).__name__
+                raise TypeError(
+                    f"a trainer must return a number, a mapping of metrics or None, got {kind}"
+                ) from None
+        self._summary.update(metrics)
+        self._observe(metrics)
+
+    def _observe(self, metrics: Mapping[str, Any]) -> float | None:
+        """Update the best values; return the first objective's finite value if present."""
+        first: float | None = None
+        for index, objective in enumerate(self._task.objectives):
+            value = _finite(metrics.get(objective.name))
+            if value is None:
+                continue
+            best = self._best[index]
+            if best is None or objective.better(value, best):
+                self._best[index] = value
+            if index == 0:
+                first = value
+        return first
+
+
+def load_trainer(path: str) -> TrainerFunction:
+    """The function named by ``module:function`` (dotted attributes allowed after the colon).
+
+    Raises:
+        TrainerError: the path is malformed, the module cannot be imported or has no such function.
+    """
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise TrainerError(f"trainer must be 'module:function', got {path!r}")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        raise TrainerError(
+            f"cannot import trainer module {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+    for part in attr.split("."):
+        if not hasattr(target, part):
+            raise TrainerError(f"trainer module {module_name!r} has no attribute {attr!r}")
+        target = getattr(target, part)
+    if not callable(target):
+        raise TrainerError(f"trainer {path!r} is not callable")
+    return target  # type: ignore[no-any-return]
+
+
+def execute_trial(task: TrialTask, reporter: Reporter | None = None) -> TrialOutcome:
+    """Run one trial to its end and say how it ended; never raises for the trainer's sake.
+
+    A trainer that raises, returns NaN or never reports a finite value of an objective fails,
+    with the reason kept; :class:`~sweeper.errors.TrialPruned` makes a pruned trial.
+    """
+    started = time.monotonic()
+    host = socket.gethostname()
+    if task.workdir and task.workdir not in sys.path:
+        sys.path.insert(0, task.workdir)
+    trackers = _open_trackers(task)
+    trial = Trial(task, reporter, trackers)
+    state: OutcomeState = "failed"
+    reason: str | None = None
+    values: tuple[float, ...] | None = None
+    try:
+        result = _run_trainer(task, trial)
+        trial.absorb_result(result)
+        values, reason = _final_values(task, trial)
+        state = "complete" if reason is None else "failed"
+    except TrialPruned:
+        state = "pruned"
+        best = trial.values()
+        values = tuple(v for v in best if v is not None) if all(v is not None for v in best) else None
+    except Exception as exc:
+        reason = _describe(exc)
+    summary = trial.summary()
+    tracker_runs: dict[str, str] = {}
+    tracker_errors: tuple[str, ...] = ()
+    if trackers is not None:
+        trackers.finish(_TRACKER_STATES[state], _plain(summary))
+        tracker_runs = trackers.refs()
+        tracker_errors = tuple(trackers.errors)
+    return TrialOutcome(
+        state=state,
+        values=values if state != "failed" else None,
+        metrics=_plain(summary),
+        fail_reason=reason,
+        duration_s=time.monotonic() - started,
+        host=host,
+        tracker_runs=tracker_runs,
+        tracker_errors=tracker_errors,
+    )
+
+
+def _run_trainer(task: TrialTask, trial: Trial) -> Any:
+    if callable(task.trainer):
+        return task.trainer(dict(task.config), trial)
+    if isinstance(task.trainer, str):
+        return load_trainer(task.trainer)(dict(task.config), trial)
+    if task.program is not None or task.command is not None:
+        from sweeper.program import run_program
+
+        workdir = Path(task.workdir) if task.workdir else Path.cwd()
+        run_program(task.program, task.command, trial, timeout=task.timeout, workdir=workdir)
+        return None
+    raise TrainerError("the sweep names no trainer: set sweeper.trainer or program, or pass a trainer")
+
+
+def _final_values(task: TrialTask, trial: Trial) -> tuple[tuple[float, ...] | None, str | None]:
+    if not task.objectives:
+        # A sweep without a metric still completes its trials; the value carries no meaning.
+        return (0.0,), None
+    best = trial.values()
+    missing = [o.name for o, v in zip(task.objectives, best, strict=True) if v is None]
+    if missing:
+        return None, f"logged or returned no finite value of {', '.join(missing)}"
+    return tuple(v for v in best if v is not None), None
+
+
+def _open_trackers(task: TrialTask) -> TrackerSet | None:
+    from sweeper.trackers.base import RunInfo
+    from sweeper.trackers.tracker_set import open_trackers
+
+    run = RunInfo(
+        sweep_id=task.sweep_id,
+        sweep_name=task.sweep_name,
+        trial_number=task.number,
+        attempt=task.attempt,
+        config=dict(task.config),
+        params=dict(task.params),
+        tags=task.tags,
+        sweep_dir=task.sweep_dir,
+        code_dir=task.workdir,
+    )
+    return open_trackers(task.trackers, run)
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message`` plus the tail of the traceback, enough to find the failing line."""
+    head = f"{type(exc).__name__}: {exc}".strip()
+    tail = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    lines = "".join(tail).rstrip().splitlines()[-_REASON_TAIL_LINES:]
+    return head + "\n" + "\n".join(lines)
+
+
+def _plain(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """Metrics reduced to what JSON storages keep: numbers, strings, bools, None."""
+    out: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if value is None or isinstance(value, (str, bool, int)):
+            out[str(key)] = value
+        elif isinstance(value, float):
+            out[str(key)] = value if math.isfinite(value) else str(value)
+        else:
+            number = _finite(value)
+            out[str(key)] = number if number is not None else repr(value)[:200]
+    return out
