@@ -1,0 +1,616 @@
+"""What a sweep found: its trials as frozen records, the best ones, and the agents working on it.
+
+Everything here reads the storage once (one ``get_all_trials`` without deep copies, one read of the
+study user attrs) and works in memory afterwards, so a sweep of ten thousand trials answers in well
+under a second. Records are plain data: the config as the trainer saw it, the objective values, the
+learning curve (intermediate values) and where the tracker runs live.
+
+Example:
+    >>> import sweeper
+    >>> results = sweeper.load("k3v9x2ab", storage="sqlite:///sweeps.db")  # doctest: +SKIP
+    >>> results.best()[0].config  # doctest: +SKIP
+    {'lr': 0.003, 'model': {'depth': 4}}
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, Literal
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from sweeper import study as sweeps
+from sweeper.errors import UsageError
+from sweeper.spec import SweepSpec
+from sweeper.storage import open_storage
+
+if TYPE_CHECKING:
+    import pandas
+
+TrialStateName = Literal["running", "waiting", "complete", "pruned", "fail"]
+TRIAL_STATES: tuple[TrialStateName, ...] = ("running", "waiting", "complete", "pruned", "fail")
+FINISHED_STATES: frozenset[str] = frozenset({"complete", "pruned", "fail"})
+
+# An agent whose heartbeat is older than this is shown as gone (agents beat every few seconds).
+AGENT_STALE_AFTER_S = 120.0
+
+_STATE_NAMES: dict[TrialState, TrialStateName] = {
+    TrialState.RUNNING: "running",
+    TrialState.WAITING: "waiting",
+    TrialState.COMPLETE: "complete",
+    TrialState.PRUNED: "pruned",
+    TrialState.FAIL: "fail",
+}
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial of a sweep, as the trainer saw it and as Optuna scored it.
+
+    Attributes:
+        number: The trial number (0-based, unique within the sweep).
+        state: ``running``, ``waiting``, ``complete``, ``pruned`` or ``fail``.
+        values: The objective values (one per objective) of a complete trial, else ``None``.
+        config: The nested config the trainer received, real values (not Optuna's encodings).
+        params: The flat Optuna params (dotted names).
+        intermediate_values: The learning curve of the first objective metric as ``(step, value)``
+            pairs in step order.
+        metrics: The final metrics the trial reported.
+        tracker_runs: Where each tracker recorded the run (tracker name -> reference).
+        started_at: When the trial started (``None`` while waiting).
+        completed_at: When it ended (``None`` while running or waiting).
+        duration_s: Seconds it ran; for a running trial, seconds since it started.
+        fail_reason: Why it failed, for failed trials.
+        attempt: 0 for the first attempt, n for the n-th retry.
+        retry_of: The trial this one retries, if any.
+        repeat_of: The trial whose config this one repeats with another seed (``sweeper repeat``).
+        tracker_errors: Messages of trackers that failed for this trial.
+        agent: The id of the agent that ran it.
+        host: The machine it ran on.
+    """
+
+    number: int
+    state: TrialStateName
+    values: tuple[float, ...] | None
+    config: Mapping[str, Any]
+    params: Mapping[str, Any]
+    intermediate_values: tuple[tuple[int, float], ...] = ()
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    tracker_runs: Mapping[str, str] = field(default_factory=dict)
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    duration_s: float | None = None
+    fail_reason: str | None = None
+    attempt: int = 0
+    retry_of: int | None = None
+    repeat_of: int | None = None
+    tracker_errors: tuple[str, ...] = ()
+    agent: str | None = None
+    host: str | None = None
+
+    @property
+    def value(self) -> float | None:
+        """The single objective value (the first one of a multi-objective trial)."""
+        return self.values[0] if self.values else None
+
+    @property
+    def last_intermediate(self) -> tuple[int, float] | None:
+        """The latest ``(step, value)`` of the learning curve, if any was reported."""
+        return self.intermediate_values[-1] if self.intermediate_values else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping (datetimes as ISO 8601, non-finite floats as ``None``)."""
+        record: dict[str, Any] = {
+            "number": self.number,
+            "state": self.state,
+            "value": self.value,
+            "values": list(self.values) if self.values is not None else None,
+            "config": self.config,
+            "params": self.params,
+            "duration_s": self.duration_s,
+            "started_at": _iso(self.started_at),
+            "completed_at": _iso(self.completed_at),
+            "metrics": self.metrics,
+            "intermediate_values": [[step, value] for step, value in self.intermediate_values],
+            "tracker_runs": self.tracker_runs,
+            "tracker_errors": list(self.tracker_errors),
+            "fail_reason": self.fail_reason,
+            "attempt": self.attempt,
+            "retry_of": self.retry_of,
+            "repeat_of": self.repeat_of,
+            "agent": self.agent,
+            "host": self.host,
+        }
+        return jsonable_dict(record)
+
+
+@dataclass(frozen=True)
+class AgentRecord:
+    """An agent that has worked on the sweep, from its heartbeat (study user attr ``sweeper:agent:<id>``)."""
+
+    id: str
+    host: str | None
+    pid: int | None
+    started_at: datetime | None
+    last_seen: datetime | None
+
+    def seconds_since_seen(self, now: datetime | None = None) -> float | None:
+        """Seconds since the last heartbeat, ``None`` if the agent never beat."""
+        if self.last_seen is None:
+            return None
+        return ((now or _utcnow()) - self.last_seen).total_seconds()
+
+    def is_active(self, now: datetime | None = None) -> bool:
+        """Whether the agent beat within :data:`AGENT_STALE_AFTER_S` seconds."""
+        age = self.seconds_since_seen(now)
+        return age is not None and age <= AGENT_STALE_AFTER_S
+
+    def to_dict(self, now: datetime | None = None) -> dict[str, Any]:
+        """A JSON-ready mapping, with ``seconds_since_seen`` and ``active`` as of ``now``."""
+        return jsonable_dict(
+            {
+                "id": self.id,
+                "host": self.host,
+                "pid": self.pid,
+                "started_at": _iso(self.started_at),
+                "last_seen": _iso(self.last_seen),
+                "seconds_since_seen": self.seconds_since_seen(now),
+                "active": self.is_active(now),
+            }
+        )
+
+
+@dataclass(frozen=True)
+class SweepResults:
+    """A snapshot of one sweep: its spec, state, trials and agents, read from the storage at once.
+
+    Build it with :func:`load`. Every method works on the snapshot; call :func:`load` again for news.
+    """
+
+    info: sweeps.SweepInfo
+    trials: tuple[TrialRecord, ...]
+    agents: tuple[AgentRecord, ...]
+    loaded_at: datetime
+    storage: BaseStorage = field(repr=False, compare=False)
+
+    @property
+    def id(self) -> str:
+        """The sweep id (the Optuna study name)."""
+        return self.info.id
+
+    @property
+    def name(self) -> str:
+        """The sweep's display name."""
+        return self.info.name
+
+    @property
+    def state(self) -> str:
+        """``running``, ``paused``, ``finished`` or ``cancelled``."""
+        return self.info.state
+
+    @property
+    def spec(self) -> SweepSpec:
+        """The sweep spec as recorded when the sweep was created."""
+        return self.info.spec
+
+    @property
+    def objective_names(self) -> tuple[str, ...]:
+        """The objective metric names, in the order of a trial's ``values``."""
+        return tuple(m.name for m in self.spec.objectives) or ("value",)
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        """``minimize`` or ``maximize`` per objective."""
+        return tuple(sweeps.directions(self.spec))
+
+    @property
+    def is_multi_objective(self) -> bool:
+        """Whether the sweep optimises more than one metric (then :meth:`best` is a Pareto front)."""
+        return len(self.directions) > 1
+
+    def trial(self, number: int) -> TrialRecord:
+        """The trial with this number.
+
+        Raises:
+            UsageError: no such trial in the sweep.
+        """
+        index = self._index()
+        if number not in index:
+            raise UsageError(
+                f"trial number must be one of the sweep's trials (0..{len(self.trials) - 1}), got {number}"
+            )
+        return index[number]
+
+    def counts(self) -> dict[str, int]:
+        """Trials per state, every state listed (zeros included)."""
+        counter = Counter(t.state for t in self.trials)
+        return {state: counter.get(state, 0) for state in TRIAL_STATES}
+
+    def completed(self) -> list[TrialRecord]:
+        """The complete trials (those with objective values)."""
+        return [t for t in self.trials if t.state == "complete" and t.values is not None]
+
+    def best(self, k: int | None = 1) -> list[TrialRecord]:
+        """The best trials, best first.
+
+        Single objective: the ``k`` complete trials with the best value (all of them when ``k`` is
+        ``None``). Multi-objective: the Pareto front (Optuna's ``study.best_trials``), ordered by the
+        first objective and cut to ``k`` when ``k`` is given.
+        """
+        done = self.completed()
+        if self.is_multi_objective:
+            front = pareto_front(done, self.directions)
+            return front if k is None else front[:k]
+        ranked = sorted(done, key=self._objective_key(0))
+        return ranked if k is None else ranked[:k]
+
+    def sorted_by(self, key: str, *, reverse: bool = False) -> list[TrialRecord]:
+        """The trials sorted by ``key``; trials without that key come last.
+
+        ``key`` is ``number``, ``value``, ``duration``, an objective metric name (best first), a
+        final metric name, or a dotted config key (ascending).
+
+        Raises:
+            UsageError: no trial has that key.
+        """
+        getter, best_first_sign = self._sort_getter(key)
+        present = [(getter(t), t) for t in self.trials]
+        keyed = [(v, t) for v, t in present if v is not None]
+        if not keyed and self.trials:
+            raise UsageError(
+                f"sort key must be number, value, duration, an objective ({', '.join(self.objective_names)}),"
+                f" a metric or a config key held by some trial, got {key!r}"
+            )
+        missing = [t for v, t in present if v is None]
+        try:
+            keyed.sort(key=lambda pair: pair[0] * best_first_sign, reverse=reverse)
+        except TypeError:  # mixed types under one config key: compare as text
+            keyed.sort(key=lambda pair: str(pair[0]), reverse=reverse)
+        return [t for _, t in keyed] + missing
+
+    def budget(self) -> int | None:
+        """How many trials the sweep will run at most: ``run_cap``, else the grid size, else unknown."""
+        if self.spec.run_cap is not None:
+            return self.spec.run_cap
+        if self.spec.method == "grid":
+            try:
+                return len(self.spec.space.grid())
+            except Exception:  # a grid the space cannot enumerate has no known size
+                return None
+        return None
+
+    def study(self) -> optuna.Study:
+        """The Optuna study of the sweep, for Optuna's own tools (visualization, importance)."""
+        return sweeps.load_study(self.storage, self.id)
+
+    def to_frame(self) -> pandas.DataFrame:
+        """The trials as a pandas DataFrame, one row per trial, config flattened to ``config.<key>``."""
+        import pandas
+
+        return pandas.DataFrame([flat_record(t, self.objective_names) for t in self.trials])
+
+    def _index(self) -> dict[int, TrialRecord]:
+        return {t.number: t for t in self.trials}
+
+    def _objective_key(self, i: int) -> Any:
+        sign = -1.0 if self.directions[i] == "maximize" else 1.0
+
+        def key(t: TrialRecord) -> tuple[float, int]:
+            assert t.values is not None  # only complete trials are ranked
+            return (sign * t.values[i], t.number)
+
+        return key
+
+    def _sort_getter(self, key: str) -> tuple[Any, float]:
+        if key == "number":
+            return (lambda t: t.number), 1.0
+        if key == "duration":
+            return (lambda t: t.duration_s), 1.0
+        if key in ("value", *self.objective_names):
+            i = 0 if key == "value" else self.objective_names.index(key)
+            sign = -1.0 if self.directions[i] == "maximize" else 1.0
+            return (lambda t: t.values[i] if t.values else None), sign
+
+        def getter(t: TrialRecord) -> Any:
+            if key in t.metrics:
+                value = t.metrics[key]
+                return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+            return lookup(t.config, key)
+
+        return getter, 1.0
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    """One line of ``sweeper ls``: a sweep with its trial counts and best value(s)."""
+
+    id: str
+    name: str
+    state: str
+    created_at: str
+    method: str
+    objectives: tuple[str, ...]
+    counts: Mapping[str, int]
+    best_values: tuple[float, ...] | None
+
+    @property
+    def n_trials(self) -> int:
+        """All trials of the sweep, every state."""
+        return sum(self.counts.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping."""
+        return jsonable_dict(
+            {
+                "id": self.id,
+                "name": self.name,
+                "state": self.state,
+                "created_at": self.created_at,
+                "method": self.method,
+                "objectives": list(self.objectives),
+                "n_trials": self.n_trials,
+                "counts": dict(self.counts),
+                "best_value": self.best_values[0] if self.best_values else None,
+                "best_values": list(self.best_values) if self.best_values else None,
+            }
+        )
+
+
+def load(sweep_id: str, storage: str | BaseStorage | None = None) -> SweepResults:
+    """Read a sweep and all its trials from the storage.
+
+    Args:
+        sweep_id: The sweep id, or its name when that is unique in the storage.
+        storage: A storage URL (see :func:`sweeper.storage.resolve_url`) or an open Optuna storage.
+
+    Raises:
+        SweepNotFoundError: no such sweep.
+        StorageError: the storage cannot be opened.
+    """
+    store = storage if isinstance(storage, BaseStorage) else open_storage(storage)
+    info = sweeps.get_sweep(store, sweep_id)
+    return _results(store, info)
+
+
+def summarize(storage: str | BaseStorage | None = None) -> list[SweepSummary]:
+    """One :class:`SweepSummary` per sweep in the storage, oldest first."""
+    store = storage if isinstance(storage, BaseStorage) else open_storage(storage)
+    summaries = []
+    for info in sweeps.list_sweeps(store):
+        results = _results(store, info, with_agents=False)
+        best = results.best(1)
+        summaries.append(
+            SweepSummary(
+                id=info.id,
+                name=info.name,
+                state=info.state,
+                created_at=info.created_at,
+                method=info.spec.method,
+                objectives=results.objective_names,
+                counts=results.counts(),
+                best_values=best[0].values if best else None,
+            )
+        )
+    return summaries
+
+
+def pareto_front(trials: Sequence[TrialRecord], directions: Sequence[str]) -> list[TrialRecord]:
+    """The trials no other trial dominates, ordered by the first objective (best first).
+
+    A trial dominates another when it is at least as good on every objective and better on one.
+    Trials with identical values are all kept, as Optuna's ``best_trials`` does.
+    """
+    signs = [-1.0 if d == "maximize" else 1.0 for d in directions]
+    scored = sorted(
+        ((tuple(s * v for s, v in zip(signs, t.values or (), strict=True)), t) for t in trials),
+        key=lambda pair: (pair[0], pair[1].number),
+    )
+    front: list[tuple[tuple[float, ...], TrialRecord]] = []
+    # Lexicographic order means no later point can dominate an earlier one: compare with the front only.
+    for point, trial in scored:
+        if not any(_dominates(kept, point) for kept, _ in front):
+            front.append((point, trial))
+    return [t for _, t in front]
+
+
+def to_record(trial: FrozenTrial, spec: SweepSpec | None = None) -> TrialRecord:
+    """The :class:`TrialRecord` of an Optuna trial (the config comes from its ``config`` user attr)."""
+    attrs = trial.user_attrs
+    state = _STATE_NAMES[trial.state]
+    params = trial.params
+    if state == "waiting" and not params:  # enqueued (grid point, retry, repeat): params are fixed ahead
+        fixed = trial.system_attrs.get("fixed_params")
+        params = fixed if isinstance(fixed, dict) else {}
+    config = attrs.get("config")
+    if not isinstance(config, Mapping):
+        config = _config_from_params(params, spec) if params else {}
+    started = trial.datetime_start
+    completed = trial.datetime_complete
+    # Optuna stamps trials with naive local datetimes; compare with the same clock.
+    duration = _number(attrs.get("duration_s"))
+    if state == "running" and started is not None:
+        duration = max((datetime.now() - started).total_seconds(), 0.0)
+    elif duration is None and started is not None and completed is not None:
+        duration = max((completed - started).total_seconds(), 0.0)
+    values = tuple(trial.values) if state == "complete" and trial.values is not None else None
+    metrics = attrs.get("metrics")
+    tracker_runs = attrs.get("tracker_runs")
+    errors = attrs.get("tracker_errors")
+    return TrialRecord(
+        number=trial.number,
+        state=state,
+        values=values,
+        config=config,
+        params=params,
+        intermediate_values=tuple(sorted(trial.intermediate_values.items())),
+        metrics=metrics if isinstance(metrics, Mapping) else {},
+        tracker_runs=tracker_runs if isinstance(tracker_runs, Mapping) else {},
+        started_at=started,
+        completed_at=completed,
+        duration_s=duration,
+        fail_reason=_text(attrs.get("fail_reason")),
+        attempt=int(attrs.get("attempt", 0) or 0),
+        retry_of=_int(attrs.get("retry_of")),
+        repeat_of=_int(attrs.get("repeat_of")),
+        tracker_errors=tuple(str(e) for e in errors) if isinstance(errors, list) else (),
+        agent=_text(attrs.get("agent")),
+        host=_text(attrs.get("host")),
+    )
+
+
+def flat_record(trial: TrialRecord, objective_names: Sequence[str]) -> dict[str, Any]:
+    """One flat row for CSV and DataFrames: ``config.<dotted key>`` columns, one column per objective."""
+    row: dict[str, Any] = {
+        "number": trial.number,
+        "state": trial.state,
+    }
+    for i, name in enumerate(objective_names):
+        row[f"value.{name}"] = trial.values[i] if trial.values else None
+    row.update(
+        {
+            "duration_s": trial.duration_s,
+            "started_at": _iso(trial.started_at),
+            "completed_at": _iso(trial.completed_at),
+            "attempt": trial.attempt,
+            "retry_of": trial.retry_of,
+            "repeat_of": trial.repeat_of,
+            "fail_reason": trial.fail_reason,
+        }
+    )
+    row.update({f"config.{k}": v for k, v in flatten(trial.config).items()})
+    row.update({f"metric.{k}": v for k, v in flatten(trial.metrics).items()})
+    row.update({f"tracker.{k}": v for k, v in trial.tracker_runs.items()})
+    return jsonable_dict(row)
+
+
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as one level of dotted keys (``{"a": {"b": 1}}`` -> ``{"a.b": 1}``)."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def lookup(mapping: Mapping[str, Any], dotted: str) -> Any:
+    """The value at a dotted key of a nested mapping, ``None`` when absent."""
+    if dotted in mapping:
+        return mapping[dotted]
+    node: Any = mapping
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def jsonable_dict(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`jsonable` for a mapping, typed as one."""
+    return {str(k): jsonable(v) for k, v in mapping.items()}
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with non-finite floats as ``None`` and tuples as lists, so ``json.dumps`` is strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return _iso(value)
+    return value
+
+
+def _results(store: BaseStorage, info: sweeps.SweepInfo, *, with_agents: bool = True) -> SweepResults:
+    now = _utcnow()
+    frozen = store.get_all_trials(info.study_id, deepcopy=False)
+    trials = tuple(to_record(t, info.spec) for t in frozen)
+    agents: tuple[AgentRecord, ...] = ()
+    if with_agents:
+        attrs = store.get_study_user_attrs(info.study_id)
+        agents = tuple(
+            sorted(
+                _agents(attrs),
+                key=lambda a: a.last_seen or datetime.min.replace(tzinfo=timezone.utc),
+                reverse=True,
+            )
+        )
+    return SweepResults(info=info, trials=trials, agents=agents, loaded_at=now, storage=store)
+
+
+def _agents(attrs: Mapping[str, Any]) -> Iterable[AgentRecord]:
+    for key, beat in attrs.items():
+        if not key.startswith(sweeps.AGENT_PREFIX) or not isinstance(beat, Mapping):
+            continue
+        yield AgentRecord(
+            id=key[len(sweeps.AGENT_PREFIX) :],
+            host=_text(beat.get("host")),
+            pid=_int(beat.get("pid")),
+            started_at=_timestamp(beat.get("started_at")),
+            last_seen=_timestamp(beat.get("last_seen")),
+        )
+
+
+def _config_from_params(params: Mapping[str, Any], spec: SweepSpec | None) -> dict[str, Any]:
+    # A trial that has not started yet (enqueued, waiting) has no recorded config: rebuild it.
+    if spec is not None:
+        try:
+            return spec.space.to_config(params)
+        except Exception:  # params outside the current space; fall back to nesting
+            pass
+    nested: dict[str, Any] = {}
+    for name, value in params.items():
+        node = nested
+        *parents, leaf = name.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
+
+
+def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
+    return all(x <= y for x, y in zip(a, b, strict=True)) and any(x < y for x, y in zip(a, b, strict=True))
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, tz=timezone.utc)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return None
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
