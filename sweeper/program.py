@@ -47,7 +47,7 @@ STDERR_TAIL_LINES = 20
 DEFAULT_COMMAND = ("${env}", "${interpreter}", "${program}", "${args}")
 
 # Environment of a program run by an agent (besides W&B's WANDB_SWEEP_PARAM_PATH, _SWEEP_ID, _RUN_ID).
-ENV_CHANNEL = "SWEEPER_CHANNEL"  # "<read fd>,<write fd>" of the pipes to the parent
+ENV_CHANNEL = "SWEEPER_CHANNEL"  # "<fd>:<inode>,<fd>:<inode>": the pipes from and to the parent
 ENV_TRIAL_FILE = "SWEEPER_TRIAL_FILE"  # JSON: number, sweep_id, sweep_name, attempt, config, params, ...
 ENV_SWEEP_ID = "SWEEPER_SWEEP_ID"
 ENV_SWEEP_NAME = "SWEEPER_SWEEP_NAME"
@@ -274,7 +274,7 @@ def run_program(
             "WANDB_SWEEP_PARAM_PATH": str(param_file),
             "WANDB_SWEEP_ID": trial.sweep_id,
             "WANDB_RUN_ID": wandb_run_id(trial),
-            ENV_CHANNEL: f"{verdict_r},{report_w}",
+            ENV_CHANNEL: _channel_spec(verdict_r, report_w),
             ENV_TRIAL_FILE: str(trial_file),
             ENV_SWEEP_ID: trial.sweep_id,
             ENV_SWEEP_NAME: trial.sweep_name,
@@ -574,14 +574,27 @@ def _trial_from_environment(env: Mapping[str, str]) -> ProgramTrial:
     )
 
 
+def _channel_spec(read_fd: int, write_fd: int) -> str:
+    return ",".join(f"{fd}:{os.fstat(fd).st_ino}" for fd in (read_fd, write_fd))
+
+
 def _channel(value: str | None) -> tuple[int, int] | None:
-    """The inherited pipe fds, if this process really holds them (a grandchild may not)."""
+    """The inherited pipe fds, if this process really holds them.
+
+    A grandchild inherits the environment but usually not the fds, and may have reused their
+    numbers for other files: the pipes' inode numbers tell them apart.
+    """
     if not value:
         return None
+    fds: list[int] = []
     try:
-        read_fd, write_fd = (int(part) for part in value.split(","))
-        os.fstat(read_fd)
-        os.fstat(write_fd)
+        for part in value.split(","):
+            fd, inode = (int(item) for item in part.split(":"))
+            if os.fstat(fd).st_ino != inode:
+                return None
+            fds.append(fd)
     except (ValueError, OSError):
         return None
-    return read_fd, write_fd
+    if len(fds) != 2:
+        return None
+    return fds[0], fds[1]

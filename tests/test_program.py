@@ -425,3 +425,25 @@ def test_program_dies_with_its_parent(tmp_path, script):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_grandchild_without_the_pipes_is_standalone(tmp_path, make_trial, script):
+    script(
+        """
+        import os, sweeper
+        spare = [os.open(os.devnull, os.O_RDONLY) for _ in range(8)]  # reuse the channel's fd numbers
+        open("grandchild", "w").write(str(sweeper.init().standalone))
+        """,
+        name="grandchild.py",
+    )
+    name = script(
+        """
+        import subprocess, sys, sweeper
+        subprocess.run([sys.executable, "grandchild.py"], check=True)
+        sweeper.init().log({"loss": 1.0})
+        """
+    )
+    trial = make_trial()
+    run_program(name, None, trial, timeout=60, workdir=tmp_path / "w", cwd=tmp_path)
+    assert (tmp_path / "grandchild").read_text() == "True"
+    assert trial.logged == [({"loss": 1.0}, None)]
