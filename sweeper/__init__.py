@@ -44,11 +44,11 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AgentRecord",
     "SpecError",
     "SpecIssue",
     "StorageError",
     "SweepNotFoundError",
-    "AgentRecord",
     "SweepResults",
     "SweepSpec",
     "SweeperError",
