@@ -7,7 +7,9 @@ store back and check names, params, metric histories with their steps, states an
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,7 @@ from tracker_readers import (
 from sweeper.errors import TrialPruned
 from sweeper.spec import TrackerSpec
 from sweeper.trackers import RunInfo, open_trackers, prepare_trackers
+from sweeper.trackers import base as tracker_base
 
 SWEEP_ID = "k3v9q2zt"
 SWEEP_NAME = "contract"
@@ -116,12 +119,32 @@ def sweep(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     root = tmp_path_factory.mktemp(f"sweep-{request.param}")
     artifact = root / "weights.txt"
     artifact.write_text("0.1 0.2 0.3\n")
+    # The trainer's code lives in a git repository: its commit must reach every tracker.
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(root),
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "x",
+        ],
+        check=True,
+    )
     collect = _Collect()
     logger = logging.getLogger("sweeper.trackers")
     logger.addHandler(collect)
     try:
         with pytest.MonkeyPatch.context() as mp:
             isolate_tracker_env(mp, root)
+            mp.setattr(tracker_base, "_UNSUPPORTED_SAID", set())
             mp.syspath_prepend(install_plugin(root / "site"))
             result = run_sweep(request.param, root, artifact)
             result.log = collect.records
@@ -195,6 +218,7 @@ def test_nothing_written_outside_the_sweep_root(sweep: Sweep) -> None:
     written = {path.relative_to(sweep.root).parts[0] for path in sweep.root.iterdir()}
     # The sweep directory, the test's own inputs, and W&B's per-user dirs pointed here by the env.
     assert written <= {
+        ".git",
         ".sweeper",
         "weights.txt",
         "site",
@@ -204,3 +228,106 @@ def test_nothing_written_outside_the_sweep_root(sweep: Sweep) -> None:
         "wandb-data",
     }
     assert not (sweep.root / "mlruns").exists()
+
+
+def git_commit(root: Path) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+# What each tool shows beyond the shared contract, from the same sweeps.
+
+
+@pytest.mark.parametrize("sweep", ["jsonl"], indirect=True)
+def test_jsonl_keeps_media_artifacts_and_environment(sweep: Sweep) -> None:
+    runs = read_back(sweep)
+    completed = runs[f"{SWEEP_NAME}-0"]
+    kinds = [event["event"] for event in completed.extra["events"]]
+    assert kinds[0] == "start" and kinds[-1] == "finish"
+    assert {"histogram", "figure", "table", "artifact"} <= set(kinds)
+    # Non-numeric values are kept as given in the embedded log.
+    assert completed.extra["events"][1]["metrics"]["note"] == "warming up"
+    files = Path(sweep.refs[f"{SWEEP_NAME}-0"]["jsonl"]).with_suffix("")
+    assert (files / "weights.txt").read_text() == "0.1 0.2 0.3\n"
+    assert (files / "loss-curve-1.png").read_bytes()[:4] == b"\x89PNG"
+    environment = completed.extra["environment"]
+    assert environment["git"]["commit"] == git_commit(sweep.root)
+    assert environment["packages"]["optuna"]
+    assert completed.extra["events"][-1]["summary"] == {"loss": 0.125, "accuracy": 0.75}
+
+
+@pytest.mark.parametrize("sweep", ["mlflow"], indirect=True)
+def test_mlflow_nests_trial_runs_under_one_sweep_run(sweep: Sweep) -> None:
+    runs = read_back(sweep)
+    parents = {run.extra["parent"] for run in runs.values()}
+    assert parents == set(runs[f"{SWEEP_NAME}-0"].extra["parents"])
+    assert len(parents) == 1
+    assert {name: run.extra["status"] for name, run in runs.items()} == {
+        f"{SWEEP_NAME}-0": "FINISHED",
+        f"{SWEEP_NAME}-1": "KILLED",
+        f"{SWEEP_NAME}-2": "FAILED",
+    }
+    completed = runs[f"{SWEEP_NAME}-0"]
+    assert completed.extra["tags"]["sweeper.sweep_id"] == SWEEP_ID
+    assert completed.extra["tags"]["sweeper.trial_number"] == "0"
+    assert completed.extra["tags"]["mlflow.source.git.commit"] == git_commit(sweep.root)
+    assert completed.history["accuracy"] == [(5, 0.75)]  # returned only: recorded at the last step
+    assert {"environment.json", "summary.json", "weights.txt", "figures", "tables"} <= set(
+        completed.extra["artifacts"]
+    )
+
+
+@pytest.mark.parametrize("sweep", ["mlflow"], indirect=True)
+def test_mlflow_says_once_it_has_no_histograms(sweep: Sweep) -> None:
+    said = [r for r in sweep.log if "does not support histograms" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == logging.WARNING
+
+
+@pytest.mark.parametrize("sweep", ["tensorboard"], indirect=True)
+def test_tensorboard_writes_hparams_sessions_and_media(sweep: Sweep) -> None:
+    runs = read_back(sweep)
+    sweep_dir = sweep.root / ".sweeper" / "sweeps" / SWEEP_ID
+    for name, refs in sweep.refs.items():
+        assert Path(refs["tensorboard"]) == sweep_dir / "tensorboard" / SWEEP_NAME / name
+    assert {name: run.extra["status"] for name, run in runs.items()} == {
+        f"{SWEEP_NAME}-0": "STATUS_SUCCESS",
+        f"{SWEEP_NAME}-1": "STATUS_SUCCESS",
+        f"{SWEEP_NAME}-2": "STATUS_FAILURE",
+    }
+    completed = runs[f"{SWEEP_NAME}-0"]
+    assert completed.extra["group"] == SWEEP_NAME
+    assert set(completed.extra["hparams_plugin"]) == {
+        "_hparams_/session_start_info",
+        "_hparams_/session_end_info",
+    }
+    tags = completed.extra["tags"]
+    assert "weights" in tags["histograms"]
+    assert "loss-curve" in tags["images"]
+    assert {"predictions", "sweeper/environment"} <= set(tags["tensors"])
+    assert completed.history["accuracy"] == [(5, 0.75)]
+    artifacts_said = [r for r in sweep.log if "does not support artifacts" in r.getMessage()]
+    assert len(artifacts_said) == 1
+
+
+@pytest.mark.parametrize("sweep", ["wandb"], indirect=True)
+def test_wandb_runs_are_offline_grouped_with_summary_and_files(sweep: Sweep) -> None:
+    runs = read_back(sweep)
+    assert {run.extra["group"] for run in runs.values()} == {SWEEP_NAME}
+    assert {name: run.extra["exit_code"] for name, run in runs.items()} == {
+        f"{SWEEP_NAME}-0": 0,
+        f"{SWEEP_NAME}-1": 0,
+        f"{SWEEP_NAME}-2": 1,
+    }
+    completed = runs[f"{SWEEP_NAME}-0"]
+    assert completed.extra["summary"]["accuracy"] == 0.75
+    assert completed.extra["summary"]["sweeper/sweep_id"] == SWEEP_ID
+    assert "completed" in completed.extra["tags"]
+    run_dir = completed.extra["dir"]
+    assert run_dir.name.startswith("offline-run-")
+    assert run_dir.is_relative_to(sweep.root / ".sweeper" / "sweeps" / SWEEP_ID / "wandb")
+    environment = json.loads((run_dir / "files" / "sweeper-environment.json").read_text())
+    assert environment["git"]["commit"] == git_commit(sweep.root)
+    media = {path.parent.name for path in (run_dir / "files" / "media").rglob("*") if path.is_file()}
+    assert {"images", "table"} <= media
