@@ -217,6 +217,15 @@ def wandb_run_id(trial: ReportingTrial) -> str:
 # -- parent side --------------------------------------------------------------------------------
 
 
+def trial_files_dir(workdir: Path, trial: ReportingTrial) -> Path:
+    """Where :func:`run_program` keeps a trial's parameter files and the program's logs.
+
+    ``<workdir>/.sweeper/sweeps/<sweep id>/programs/<trial number>-<attempt>``: next to the sweep's
+    other local outputs, one folder per attempt, so concurrent trials never share a file.
+    """
+    return workdir / ".sweeper" / "sweeps" / trial.sweep_id / "programs" / f"{trial.number}-{trial.attempt}"
+
+
 def run_program(
     program: str | None,
     command: Sequence[str] | None,
@@ -224,20 +233,21 @@ def run_program(
     *,
     timeout: float | None,
     workdir: Path,
-    cwd: Path | None = None,
+    files_dir: Path | None = None,
 ) -> None:
     """Run a W&B-style program for one trial, forwarding its reports to ``trial.log``.
 
-    The program runs with the agent's working directory (or ``cwd``); ``workdir`` receives the
-    parameter files and the program's ``stdout.log`` / ``stderr.log``.
+    The program runs in ``workdir`` (the agent's directory, as W&B's agent runs it, so a relative
+    ``program`` resolves there). The parameter files and the program's ``stdout.log`` /
+    ``stderr.log`` go to ``files_dir``, by default :func:`trial_files_dir`.
 
     Args:
         program: The spec's ``program`` (a script path), or None when ``command`` does not use it.
         command: The spec's ``command``; None means ``${env} ${interpreter} ${program} ${args}``.
         trial: The trial the program runs; receives its ``log`` calls.
         timeout: Seconds the program may run, or None.
-        workdir: Directory for this trial's files (created).
-        cwd: Working directory of the program; the current one when None.
+        workdir: Working directory of the program.
+        files_dir: Directory for this attempt's files (created).
 
     Raises:
         TrialPruned: the pruner stopped the trial (the program was terminated).
@@ -246,21 +256,21 @@ def run_program(
         TrainerError: there is nothing to run (no program for a command that needs one).
     """
     tokens = tuple(command) if command is not None else DEFAULT_COMMAND
-    run_dir = Path.cwd() if cwd is None else cwd
     if "${program}" in tokens:
         if not program:
             raise TrainerError("the sweep's command uses ${program} but the spec has no program")
-        if not (run_dir / program).is_file():
-            raise TrainerError(f"program {program!r} not found in {run_dir}")
-    workdir.mkdir(parents=True, exist_ok=True)
+        if not (workdir / program).is_file():
+            raise TrainerError(f"program {program!r} not found in {workdir}")
+    files = trial_files_dir(workdir, trial) if files_dir is None else files_dir
+    files.mkdir(parents=True, exist_ok=True)
     config = dict(trial.config)
-    json_file = workdir / "params.json"
+    json_file = files / "params.json"
     argv = build_argv(tokens, config, program=program, args_json_file=str(json_file))
     if "${args_json_file}" in tokens:
         json_file.write_text(json.dumps(dict(sorted(config.items()))), encoding="utf-8")
-    param_file = workdir / "params.yaml"
+    param_file = files / "params.yaml"
     write_param_file(param_file, config)
-    trial_file = workdir / "trial.json"
+    trial_file = files / "trial.json"
     trial_file.write_text(json.dumps(_trial_record(trial)), encoding="utf-8")
     if not argv:
         raise TrainerError(f"the sweep's command {list(tokens)} expands to nothing to run")
@@ -283,13 +293,13 @@ def run_program(
             ENV_CHECKPOINT_DIR: str(trial.checkpoint_dir),
         }
     )
-    stdout_log = (workdir / "stdout.log").open("wb")
-    stderr_log = (workdir / "stderr.log").open("wb")
+    stdout_log = (files / "stdout.log").open("wb")
+    stderr_log = (files / "stderr.log").open("wb")
     try:
         try:
             proc = subprocess.Popen(
                 argv,
-                cwd=run_dir,
+                cwd=workdir,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
@@ -320,7 +330,7 @@ def run_program(
                 pump.join()
         if proc.returncode != 0:
             tail = b"".join(stderr_tail).decode("utf-8", "replace").splitlines()[-STDERR_TAIL_LINES:]
-            raise ProgramFailed(proc.returncode, "\n".join(tail), workdir)
+            raise ProgramFailed(proc.returncode, "\n".join(tail), files)
     finally:
         os.close(report_r)
         os.close(verdict_w)

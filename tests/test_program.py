@@ -24,6 +24,7 @@ from sweeper.program import (
     build_argv,
     read_param_file,
     run_program,
+    trial_files_dir,
     write_param_file,
 )
 
@@ -153,7 +154,7 @@ def test_envvar_macro_is_replaced_inside_any_token():
 
 def test_default_command_runs_the_program_with_wandb_args(tmp_path, make_trial, script):
     name = script(ECHO_ARGV)
-    run_program(name, None, make_trial(), timeout=60, workdir=tmp_path / "w", cwd=tmp_path)
+    run_program(name, None, make_trial(), timeout=60, workdir=tmp_path, files_dir=tmp_path / "w")
     assert json.loads((tmp_path / "argv.json").read_text()) == [
         "--a=True",
         "--b=False",
@@ -166,7 +167,9 @@ def test_shell_metacharacters_pass_literally(tmp_path, make_trial, script):
     name = script(ECHO_ARGV)
     nasty = "$(touch pwned); `id` | cat > x && echo 'q\" *"
     command = ["${env}", "${interpreter}", "${program}", nasty, "${args_no_hyphens}"]
-    run_program(name, command, make_trial({"s": nasty}), timeout=60, workdir=tmp_path / "w", cwd=tmp_path)
+    run_program(
+        name, command, make_trial({"s": nasty}), timeout=60, workdir=tmp_path, files_dir=tmp_path / "w"
+    )
     assert json.loads((tmp_path / "argv.json").read_text()) == [nasty, f"s={nasty}"]
     assert not (tmp_path / "pwned").exists()
 
@@ -174,15 +177,15 @@ def test_shell_metacharacters_pass_literally(tmp_path, make_trial, script):
 def test_args_json_file_holds_the_params(tmp_path, make_trial, script):
     name = script("import json, sys; json.dump(json.load(open(sys.argv[1])), open('seen.json', 'w'))")
     command = ["${interpreter}", "${program}", "${args_json_file}"]
-    run_program(name, command, make_trial(), timeout=60, workdir=tmp_path / "w", cwd=tmp_path)
+    run_program(name, command, make_trial(), timeout=60, workdir=tmp_path, files_dir=tmp_path / "w")
     assert json.loads((tmp_path / "seen.json").read_text()) == WORKED
 
 
 def test_missing_program_is_a_trainer_error(tmp_path, make_trial):
     with pytest.raises(TrainerError, match=r"program 'nope\.py' not found"):
-        run_program("nope.py", None, make_trial(), timeout=60, workdir=tmp_path / "w", cwd=tmp_path)
+        run_program("nope.py", None, make_trial(), timeout=60, workdir=tmp_path, files_dir=tmp_path / "w")
     with pytest.raises(TrainerError, match="has no program"):
-        run_program(None, None, make_trial(), timeout=60, workdir=tmp_path / "w", cwd=tmp_path)
+        run_program(None, None, make_trial(), timeout=60, workdir=tmp_path, files_dir=tmp_path / "w")
 
 
 # -- the parameter file and wandb ---------------------------------------------------------------
@@ -211,7 +214,7 @@ def test_unmodified_wandb_script_sees_its_config(tmp_path, make_trial, script, m
         """
     )
     trial = make_trial({"lr": 0.01, "layers": 3, "opt": {"name": "adam"}, "flag": True})
-    run_program(name, None, trial, timeout=120, workdir=tmp_path / "w", cwd=tmp_path)
+    run_program(name, None, trial, timeout=120, workdir=tmp_path, files_dir=tmp_path / "w")
     seen = json.loads((tmp_path / "seen.json").read_text())
     assert seen["config"] == trial.config
     assert seen["id"] == "abcdefgh-7"
@@ -232,7 +235,7 @@ open("done", "w").write(f"{trial.number} {trial.sweep_id} {trial.checkpoint_dir}
 def test_program_reports_reach_trial_log(tmp_path, make_trial, script):
     name = script(REPORTER)
     trial = make_trial({"lr": 1.0})
-    run_program(name, None, trial, timeout=60, workdir=tmp_path / "w", cwd=tmp_path)
+    run_program(name, None, trial, timeout=60, workdir=tmp_path, files_dir=tmp_path / "w")
     assert trial.logged == [({"loss": 1.0 / s, "epoch": s}, s * 10) for s in range(1, 6)]
     assert (tmp_path / "done").read_text() == f"7 abcdefgh {tmp_path / 'ckpt'}"
 
@@ -252,7 +255,7 @@ def test_program_reports_reach_the_real_trial(tmp_path, script):
         str(tmp_path),
     )
     trial = Trial(task)
-    run_program(script(REPORTER), None, trial, timeout=60, workdir=tmp_path / "w", cwd=tmp_path)
+    run_program(script(REPORTER), None, trial, timeout=60, workdir=tmp_path, files_dir=tmp_path / "w")
     assert trial.values()[0] == pytest.approx(0.2)
 
 
@@ -306,7 +309,7 @@ def test_pruned_program_gets_sigterm_and_the_whole_tree_dies(tmp_path, make_tria
     )
     trial = make_trial(prune_after=3)
     with pytest.raises(TrialPruned):
-        run_program(name, None, trial, timeout=120, workdir=tmp_path / "w", cwd=tmp_path)
+        run_program(name, None, trial, timeout=120, workdir=tmp_path, files_dir=tmp_path / "w")
     assert len(trial.logged) == 3
     # Whether the program saw TrialPruned before SIGTERM arrived is a race; SIGTERM it always gets.
     assert (tmp_path / "got-sigterm").exists()
@@ -329,7 +332,9 @@ def test_pruned_program_ignoring_sigterm_is_killed(tmp_path, make_trial, script)
         """
     )
     with pytest.raises(TrialPruned):
-        run_program(name, None, make_trial(prune_after=1), timeout=120, workdir=tmp_path / "w", cwd=tmp_path)
+        run_program(
+            name, None, make_trial(prune_after=1), timeout=120, workdir=tmp_path, files_dir=tmp_path / "w"
+        )
     assert not alive(int((tmp_path / "pid").read_text()))
 
 
@@ -346,7 +351,7 @@ def test_non_zero_exit_says_code_and_stderr(tmp_path, make_trial, script):
     with pytest.raises(
         ProgramFailed, match=r"exited with code 3[\s\S]*ValueError: lr must be positive"
     ) as info:
-        run_program(name, None, make_trial(), timeout=60, workdir=tmp_path / "w", cwd=tmp_path)
+        run_program(name, None, make_trial(), timeout=60, workdir=tmp_path, files_dir=tmp_path / "w")
     assert info.value.returncode == 3
     assert "noise 0\n" not in info.value.stderr_tail  # only the tail
     assert "noise 0\n" in (tmp_path / "w" / "stderr.log").read_text()
@@ -355,7 +360,7 @@ def test_non_zero_exit_says_code_and_stderr(tmp_path, make_trial, script):
 def test_death_by_signal_is_named(tmp_path, make_trial, script):
     name = script("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
     with pytest.raises(ProgramFailed, match="killed by signal SIGSEGV"):
-        run_program(name, None, make_trial(), timeout=60, workdir=tmp_path / "w", cwd=tmp_path)
+        run_program(name, None, make_trial(), timeout=60, workdir=tmp_path, files_dir=tmp_path / "w")
 
 
 def test_timeout_stops_the_program(tmp_path, make_trial, script):
@@ -367,7 +372,7 @@ def test_timeout_stops_the_program(tmp_path, make_trial, script):
         """
     )
     with pytest.raises(TrialTimeout, match=r"timeout of 1\.5 s"):
-        run_program(name, None, make_trial(), timeout=1.5, workdir=tmp_path / "w", cwd=tmp_path)
+        run_program(name, None, make_trial(), timeout=1.5, workdir=tmp_path, files_dir=tmp_path / "w")
     assert not alive(int((tmp_path / "pid").read_text()))
 
 
@@ -384,7 +389,7 @@ def test_megabytes_of_output_do_not_deadlock(tmp_path, make_trial, script):
         """
     )
     trial = make_trial()
-    run_program(name, None, trial, timeout=120, workdir=tmp_path / "w", cwd=tmp_path)
+    run_program(name, None, trial, timeout=120, workdir=tmp_path, files_dir=tmp_path / "w")
     assert len(trial.logged) == 8
     assert (tmp_path / "w" / "stdout.log").stat().st_size == 8 * 1024 * 1024
     assert (tmp_path / "w" / "stderr.log").stat().st_size == 8 * 1024 * 1024
@@ -407,7 +412,7 @@ def test_program_dies_with_its_parent(tmp_path, script):
             number = 0; sweep_id = "abcdefgh"; sweep_name = "d"; attempt = 0
             config = {{}}; params = {{}}; checkpoint_dir = Path({str(tmp_path / "ck")!r})
             def log(self, metrics, step=None): pass
-        run_program("train.py", None, T(), timeout=None, workdir=Path("w"), cwd=Path("."))
+        run_program("train.py", None, T(), timeout=None, workdir=Path("."))
         """
     )
     import subprocess
@@ -444,6 +449,18 @@ def test_grandchild_without_the_pipes_is_standalone(tmp_path, make_trial, script
         """
     )
     trial = make_trial()
-    run_program(name, None, trial, timeout=60, workdir=tmp_path / "w", cwd=tmp_path)
+    run_program(name, None, trial, timeout=60, workdir=tmp_path, files_dir=tmp_path / "w")
     assert (tmp_path / "grandchild").read_text() == "True"
     assert trial.logged == [({"loss": 1.0}, None)]
+
+
+def test_each_attempt_keeps_its_files_under_the_sweep_dir(tmp_path, make_trial, script):
+    name = script("import os; print(os.environ['WANDB_SWEEP_PARAM_PATH'], os.environ['WANDB_RUN_ID'])")
+    first, retry = make_trial(), make_trial(attempt=1)
+    for trial in (first, retry):
+        run_program(name, None, trial, timeout=60, workdir=tmp_path)
+    for trial, run_id in ((first, "abcdefgh-7"), (retry, "abcdefgh-7-1")):
+        files = trial_files_dir(tmp_path, trial)
+        assert files == tmp_path / ".sweeper" / "sweeps" / "abcdefgh" / "programs" / f"7-{trial.attempt}"
+        assert (files / "stdout.log").read_text() == f"{files / 'params.yaml'} {run_id}\n"
+        assert read_param_file(files / "params.yaml") == WORKED
