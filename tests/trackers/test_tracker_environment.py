@@ -1,0 +1,61 @@
+"""The environment every trial records: Python, packages, host, GPUs, the trainer's git commit."""
+
+from __future__ import annotations
+
+import json
+import platform
+import socket
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from sweeper.environment import collect_environment
+
+
+def make_repo(path: Path) -> str:
+    path.mkdir(parents=True, exist_ok=True)
+    git = ["git", "-C", str(path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (path / "train.py").write_text("def train(config, trial):\n    return 0.0\n")
+    subprocess.run([*git, "add", "train.py"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "trainer"], check=True)
+    return subprocess.run(
+        [*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def test_records_python_packages_and_host(tmp_path: Path) -> None:
+    env = collect_environment(str(tmp_path))
+    assert env["python"] == platform.python_version()
+    assert env["hostname"] == socket.gethostname()
+    assert env["packages"]["optuna"] == version("optuna")
+    assert env["packages"]["sweeper"] == version("sweeper")
+    assert env["git"] is None  # tmp_path is no repository
+    json.dumps(env)  # ready for any tracker
+
+
+def test_records_the_trainer_commit_and_dirtiness(tmp_path: Path) -> None:
+    commit = make_repo(tmp_path / "code")
+    env = collect_environment(str(tmp_path / "code"))
+    assert env["git"] == {"commit": commit, "dirty": False, "root": str((tmp_path / "code").resolve())}
+    (tmp_path / "code" / "train.py").write_text("# edited\n")
+    assert collect_environment(str(tmp_path / "code"))["git"]["dirty"] is True
+
+
+def test_records_the_visible_devices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,3")
+    env = collect_environment()
+    assert env["cuda_visible_devices"] == "1,3"
+    assert isinstance(env["gpus"], list)
+
+
+def test_never_imports_torch_to_find_cuda() -> None:
+    code = (
+        "import sys; from sweeper.environment import collect_environment as c; "
+        "e = c(); print('torch' in sys.modules, e['cuda'])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "None"]
