@@ -230,7 +230,7 @@ def test_iterations_follow_step_order_and_skip_non_finite_values():
 # -- a whole study ------------------------------------------------------------------------------
 
 ITERATIONS = 27
-EARLY_TERMINATE = {"max_iter": 27, "s": 2, "eta": 3, "strict": ORACLE_HAS_STRICT}
+BANDS_27 = {"max_iter": 27, "s": 2, "eta": 3}  # bands 3 and 9
 
 
 def known_curves(n: int, seed: int) -> list[list[float]]:
@@ -243,11 +243,15 @@ def known_curves(n: int, seed: int) -> list[list[float]]:
 
 
 def run_study(
-    curves: list[list[float]], pruner: optuna.pruners.BasePruner, workers: int
+    curves: list[list[float]],
+    pruner: optuna.pruners.BasePruner,
+    workers: int,
+    oracle: dict[str, Any] | None = None,
 ) -> tuple[dict[int, int], int]:
     """Ask/tell with ``workers`` trials in flight, round-robin one value each.
 
-    Checks every decision against the oracle's verdict on the same snapshot.
+    With ``oracle`` (early_terminate settings), checks every decision against W&B's verdict on
+    the same snapshot.
     Returns {trial: iteration it was pruned at} and the steps spent.
     """
     study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), pruner=pruner)
@@ -268,11 +272,11 @@ def run_study(
             steps += 1
             trial.report(value, step=progress[index] * 10)  # the user's steps: 10, 20, ...
             decision = trial.should_prune()
-            snapshot = [curves[i][: progress[i]] for i in range(len(curves)) if i in active or i in done]
-            numbers = [i for i in range(len(curves)) if i in active or i in done]
-            is_running = [i in active for i in numbers]
-            expected = numbers.index(index) in oracle_stops(snapshot, is_running, EARLY_TERMINATE, "minimize")
-            if isinstance(pruner, WandbHyperbandPruner):
+            if oracle is not None:
+                numbers = [i for i in range(len(curves)) if i in active or i in done]
+                snapshot = [curves[i][: progress[i]] for i in numbers]
+                is_running = [i in active for i in numbers]
+                expected = numbers.index(index) in oracle_stops(snapshot, is_running, oracle, "minimize")
                 assert decision == expected, f"trial {index} at iteration {progress[index]}"
             if decision:
                 study.tell(trial, state=TrialState.PRUNED)
@@ -286,10 +290,13 @@ def run_study(
     return pruned_at, steps
 
 
+@pytest.mark.parametrize("strict", [False, True])
 @pytest.mark.parametrize("workers", [1, 4])
-def test_hyperband_study_prunes_what_wandb_stops_and_saves_steps(workers):
+def test_hyperband_study_prunes_what_wandb_stops_and_saves_steps(workers, strict):
     curves = known_curves(12, seed=workers)
-    pruned_at, steps = run_study(curves, WandbHyperbandPruner(**EARLY_TERMINATE), workers)
+    settings = {**BANDS_27, "strict": strict}
+    oracle = settings if ORACLE_HAS_STRICT or not strict else None
+    pruned_at, steps = run_study(curves, WandbHyperbandPruner(**settings), workers, oracle)
     baseline_pruned, baseline_steps = run_study(curves, optuna.pruners.NopPruner(), workers)
     assert baseline_pruned == {}
     assert baseline_steps == 12 * ITERATIONS
