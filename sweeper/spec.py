@@ -261,6 +261,7 @@ def _given(value: float | None) -> float:
     return value
 
 
+_PLAIN_KEY = re.compile(r"^[^\s.'\"]+$")
 _PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _TRAINER_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 _MEMORY = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgtp]?i?b?)\s*$", re.IGNORECASE)
@@ -294,7 +295,9 @@ def _is_int(value: Any) -> bool:
 
 
 def _join(path: str, key: Any) -> str:
-    return f"{path}.{key}" if path else str(key)
+    # Keys that would blur the dotted path (empty, spaces, dots, non-strings) are shown quoted.
+    segment = key if isinstance(key, str) and _PLAIN_KEY.match(key) else repr(key)
+    return f"{path}.{segment}" if path else segment
 
 
 def _is_plain_data(value: Any) -> bool:
@@ -632,13 +635,17 @@ class _Reader:
         allowed = DISTRIBUTIONS[distribution]
         self.known_keys(block, path, ("distribution", *allowed))
         settings: dict[str, Any] = {}
+        missing = False
         for key, default in allowed.items():
             if key in block:
                 settings[key] = block[key]
             elif default is _REQUIRED:
                 self.error(_join(path, key), f"is required for distribution {distribution}")
+                missing = True
             elif default is not None:
                 settings[key] = default
+        if missing:
+            return ()
         issues_before = len(self.issues)
         checked = self.check_settings(distribution, settings, path)
         if checked is None or len(self.issues) > issues_before:
@@ -867,7 +874,7 @@ class _Reader:
                 got["custom"] = {
                     str(k): float(v)
                     for k, v in custom.items()
-                    if self.number(v, f"{path}.custom.{k}", at_least=0) is not None
+                    if self.number(v, _join(f"{path}.custom", k), at_least=0) is not None
                 }
         return Resources(**got)
 
