@@ -202,6 +202,21 @@ def test_random_learning_curves_match_oracle(curves, running_bits, form, goal, s
     assert pruner_stops(curves, running, et, goal) == oracle_stops(curves, running, et, goal)
 
 
+@pytest.mark.parametrize("goal", ["minimize", "maximize"])
+def test_seeded_random_sweeps_match_oracle(goal):
+    rng = np.random.default_rng(42)
+    with_stops = 0
+    for _ in range(100):
+        n = int(rng.integers(2, 12))
+        curves = [list(rng.normal(size=int(rng.integers(0, 30))).cumsum()) for _ in range(n)]
+        running = list(rng.random(n) < 0.7)
+        et = {"min_iter": int(rng.integers(1, 4)), "eta": float(rng.choice([2, 3, 4])), "strict": False}
+        expected = oracle_stops(curves, running, et, goal)
+        assert pruner_stops(curves, running, et, goal) == expected
+        with_stops += bool(expected)
+    assert with_stops >= 30  # the comparison is not vacuous
+
+
 @settings(max_examples=100, deadline=None)
 @given(
     curves=st.lists(st.lists(st.integers(0, 6).map(float), max_size=10), min_size=1, max_size=8),
