@@ -88,7 +88,10 @@ class TrialTimeout(TimeoutError):  # noqa: N818 - the name the contract fixes
 
 
 class ReportingTrial(Protocol):
-    """What :func:`run_program` needs of the trial (a subset of :class:`sweeper.trial.Trial`)."""
+    """What :func:`run_program` needs of the trial (a subset of :class:`sweeper.trial.Trial`).
+
+    ``log_artifact(path)``, when the trial has it, receives the program's artifacts.
+    """
 
     @property
     def number(self) -> int: ...
@@ -395,7 +398,12 @@ def _serve(line: bytes, trial: ReportingTrial, verdict_fd: int) -> None:
     """Handle one report: call ``trial.log`` and tell the program whether to go on."""
     message = json.loads(line)
     try:
-        trial.log(message["metrics"], step=message.get("step"))
+        if "artifact" in message:
+            log_artifact = getattr(trial, "log_artifact", None)
+            if log_artifact is not None:
+                log_artifact(message["artifact"])
+        else:
+            trial.log(message["metrics"], step=message.get("step"))
     except TrialPruned:
         _reply(verdict_fd, {"pruned": True})
         raise
@@ -524,11 +532,20 @@ class ProgramTrial:
         Raises:
             TrialPruned: the pruner stopped this trial; let it propagate and exit.
         """
-        payload = {"metrics": dict(metrics), "step": step}
+        verdict = self._send({"metrics": dict(metrics), "step": step})
+        if verdict.get("pruned"):
+            raise TrialPruned(f"trial {self.number} was pruned at step {step}")
+
+    def log_artifact(self, path: str | os.PathLike[str]) -> None:
+        """Attach a file or directory to the trial's tracker runs (by absolute path)."""
+        self._send({"artifact": str(Path(path).resolve())})
+
+    def _send(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Send one message and wait for the agent's verdict ({} when standalone)."""
         line = json.dumps(payload, default=float)
         if self._reports is None or self._verdicts is None:
             print(f"[sweeper] {line}", flush=True)
-            return
+            return {}
         with self._lock:
             data = (line + "\n").encode()
             while data:
@@ -536,11 +553,10 @@ class ProgramTrial:
             answer = self._verdicts.readline()
         if not answer:
             raise RuntimeError("sweeper agent went away while the program was reporting")
-        verdict = json.loads(answer)
-        if verdict.get("pruned"):
-            raise TrialPruned(f"trial {self.number} was pruned at step {step}")
+        verdict: dict[str, Any] = json.loads(answer)
         if "error" in verdict:
-            raise RuntimeError(f"sweeper agent failed to record metrics: {verdict['error']}")
+            raise RuntimeError(f"sweeper agent failed to record a report: {verdict['error']}")
+        return verdict
 
 
 _current: ProgramTrial | None = None

@@ -44,6 +44,10 @@ class StandInTrial:
     params: dict[str, Any] = field(default_factory=dict)
     logged: list[tuple[dict[str, Any], int | None]] = field(default_factory=list)
     prune_after: int | None = None
+    artifacts: list[str] = field(default_factory=list)
+
+    def log_artifact(self, path: str) -> None:
+        self.artifacts.append(path)
 
     def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         self.logged.append((dict(metrics), step))
@@ -229,6 +233,7 @@ assert not trial.standalone
 for step in range(1, 6):
     trial.log({"loss": trial.config["lr"] / step, "epoch": step}, step=step * 10)
 open("done", "w").write(f"{trial.number} {trial.sweep_id} {trial.checkpoint_dir}")
+trial.log_artifact("done")
 """
 
 
@@ -238,6 +243,7 @@ def test_program_reports_reach_trial_log(tmp_path, make_trial, script):
     run_program(name, None, trial, timeout=60, workdir=tmp_path, files_dir=tmp_path / "w")
     assert trial.logged == [({"loss": 1.0 / s, "epoch": s}, s * 10) for s in range(1, 6)]
     assert (tmp_path / "done").read_text() == f"7 abcdefgh {tmp_path / 'ckpt'}"
+    assert trial.artifacts == [str(tmp_path / "done")]
 
 
 def test_program_reports_reach_the_real_trial(tmp_path, script):
