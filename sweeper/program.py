@@ -368,12 +368,12 @@ def _supervise(
         selector.register(report_fd, selectors.EVENT_READ)
         while True:
             wait = 0.2
-            if deadline is not None:
+            exited = proc.poll() is not None
+            if deadline is not None and not exited:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TrialTimeout(f"program ran longer than the trial timeout of {timeout} s")
                 wait = min(wait, left)
-            exited = proc.poll() is not None
             # After exit, read what is left without waiting.
             ready = selector.select(0 if exited else wait) if open_channel else []
             if ready:
@@ -532,7 +532,7 @@ class ProgramTrial:
         Raises:
             TrialPruned: the pruner stopped this trial; let it propagate and exit.
         """
-        verdict = self._send({"metrics": dict(metrics), "step": step})
+        verdict = self._send({"metrics": dict(metrics), "step": None if step is None else int(step)})
         if verdict.get("pruned"):
             raise TrialPruned(f"trial {self.number} was pruned at step {step}")
 
