@@ -11,7 +11,7 @@ import html
 import json
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,7 +36,7 @@ class Figure:
 
     key: str
     title: str
-    figure: go.Figure | None
+    figure: go.Figure | None = field(repr=False)
     note: str = ""
 
 
@@ -182,7 +182,8 @@ def write_pngs(figs: Sequence[go.Figure], paths: Sequence[Path]) -> None:
     browser = chromium_path()
     if browser is None:
         raise UsageError(
-            f"PNG export needs a Chromium browser (kaleido drives one), found none: {CHROMIUM_HINT}"
+            f"PNG export needs a Chromium browser (kaleido drives one), found none: {CHROMIUM_HINT}; "
+            "or skip the PNGs (--no-png)"
         )
     import plotly.io as pio
 

@@ -503,7 +503,8 @@ def _state(state: str) -> Text:
 
 
 def _config(config: Mapping[str, Any]) -> str:
-    return json.dumps(config, separators=(", ", ": "), default=str)
+    # A queued trial (run_cap budget token) has no config until an agent picks it up.
+    return json.dumps(config, separators=(", ", ": "), default=str) if config else "-"
 
 
 def _value(value: Any) -> str:
