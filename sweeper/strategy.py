@@ -59,7 +59,6 @@ def make_sampler(spec: SweepSpec, *, parallelism: int = 1) -> BaseSampler:
         inner = TPESampler(
             seed=seed,
             multivariate=True,
-            group=True,
             constant_liar=True,
         )
     return DistinctSampler(inner, space, seed)
