@@ -448,6 +448,9 @@ class _Reader:
                     f"or a W&B program, got trainer {settings.trainer!r} and program {_show(top['program'])}",
                 )
 
+        if not self.issues:
+            # The raw mapping is stored with the study (JSON): every value must survive that.
+            self.json_compatible(top, "")
         if self.issues or method is None:
             return None
         return SweepSpec(
@@ -468,6 +471,21 @@ class _Reader:
             source=self.source,
             ignored_keys=ignored,
         )
+
+    def json_compatible(self, value: Any, path: str) -> None:
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                if not isinstance(key, str | int | float | bool) and key is not None:
+                    self.error(_join(path, key), f"keys must be strings or numbers, got {_show(key)}")
+                else:
+                    self.json_compatible(item, _join(path, key))
+        elif isinstance(value, list | tuple):
+            for i, item in enumerate(value):
+                self.json_compatible(item, _join(path, i))
+        elif value is not None and not isinstance(value, str | int | float | bool):
+            self.error(
+                path, f"must be plain data (null, bool, number, string, list or mapping), got {_show(value)}"
+            )
 
     def ignored(self, top: Mapping[Any, Any]) -> tuple[str, ...]:
         for key in ("controller", "scheduler"):

@@ -33,7 +33,30 @@ _FLOAT_PATTERN = re.compile(
 
 
 class SpecLoader(yaml.SafeLoader):
-    """A ``SafeLoader`` whose float resolver reads ``1e-5`` as a number."""
+    """A ``SafeLoader`` whose float resolver reads ``1e-5`` as a number and that rejects duplicate keys.
+
+    PyYAML keeps the last of two equal keys silently; a sweep file with ``lr:`` twice is a mistake.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *base` then overriding a merged key is fine
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key; the base class reports it
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found duplicate key {key!r}",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 # Replace (not append to) the inherited float resolver, on a copy owned by SpecLoader.

@@ -446,7 +446,10 @@ def test_every_error_is_collected_in_one_pass() -> None:
 def test_yaml_syntax_errors_are_located(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text("method: grid\nparameters:\n  x: {values: [1, 2}\n")
-    with pytest.raises(SpecError, match=r"broken\.yaml: line 3, column 20: YAML syntax error: expected .,. or .\]., but got .}."):
+    with pytest.raises(
+        SpecError,
+        match=r"broken\.yaml: line 3, column 20: YAML syntax error: expected .,. or .\]., but got .}.",
+    ):
         load_spec(path)
 
 
@@ -467,3 +470,30 @@ def test_example_specs_are_valid(name: str) -> None:
     assert spec.method == name
     assert spec.sweeper.trainer == "trainers.functions:branin"
     assert {p.name for p in spec.parameters} == {"x1", "x2"}
+
+
+def test_duplicate_yaml_keys_are_located(tmp_path: Path) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text("method: random\nparameters:\n  lr: {min: 0.0, max: 1.0}\n  lr: {min: 0.0, max: 2.0}\n")
+    with pytest.raises(
+        SpecError, match=r"dup\.yaml: line 4, column 3: YAML syntax error: found duplicate key 'lr'"
+    ):
+        load_spec(path)
+
+
+def test_yaml_merge_keys_may_be_overridden(tmp_path: Path) -> None:
+    path = tmp_path / "merge.yaml"
+    path.write_text("method: random\nparameters:\n  a: &u {min: 0.0, max: 1.0}\n  b: {<<: *u, max: 5.0}\n")
+    by_name = {p.name: p for p in load_spec(path).parameters}
+    assert (by_name["b"].min, by_name["b"].max) == (0.0, 5.0)
+
+
+def test_values_must_be_plain_data_to_be_stored(tmp_path: Path) -> None:
+    path = tmp_path / "date.yaml"
+    path.write_text("method: random\nparameters:\n  day: {value: 2024-01-01}\n  x: {values: [2024-01-02]}\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert [issue.path for issue in info.value.issues] == ["parameters.x.values.0"]
+    path.write_text("method: random\nparameters:\n  day: {value: 2024-01-01}\n")
+    with pytest.raises(SpecError, match=r"parameters\.day\.value: must be plain data .*, got datetime\.date"):
+        load_spec(path)
