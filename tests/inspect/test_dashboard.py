@@ -1,0 +1,109 @@
+"""optuna-dashboard serves our sweeps over HTTP on loopback, real config values included."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Built
+
+from sweeper import dashboard
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def get_json(url: str, server: subprocess.Popen[str] | None = None, timeout_s: float = 60.0) -> Any:
+    """GET ``url`` as JSON, retrying while the server starts (and failing at once if it died)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return json.loads(response.read())
+        except (urllib.error.URLError, ConnectionError):
+            if server is not None and server.poll() is not None:
+                raise AssertionError(f"the dashboard exited: {server.communicate()}") from None
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_dashboard_command_serves_the_sweep_on_loopback(finished: Built) -> None:
+    port = free_port()
+    executable = str(Path(sys.executable).parent / "sweeper")  # the installed console script
+    command = [
+        executable,
+        "dashboard",
+        "--storage",
+        finished.url,
+        "--port",
+        str(port),
+    ]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        studies = get_json(f"http://127.0.0.1:{port}/api/studies", server)["study_summaries"]
+        (study,) = [s for s in studies if s["study_name"] == finished.sweep_id]
+        assert study["user_attrs"]  # the sweep's name, spec and state travel as study user attrs
+        detail = get_json(f"http://127.0.0.1:{port}/api/studies/{study['study_id']}")
+        trials = {t["number"]: t for t in detail["trials"]}
+        best = finished.study.best_trial
+        attrs = {a["key"]: a["value"] for a in trials[best.number]["user_attrs"]}
+        assert json.loads(attrs["config"]) == best.user_attrs["config"]  # the nested, real values
+        assert [float(v) for v in trials[best.number]["values"]] == [best.value]
+    finally:
+        server.terminate()
+        _, stderr = server.communicate(timeout=30)
+    assert f"on http://127.0.0.1:{port}/" in stderr
+    assert "WARNING" not in stderr
+
+
+def test_wsgi_app_over_an_open_storage(finished: Built) -> None:
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    import threading
+
+    server = make_server("127.0.0.1", 0, dashboard.app(finished.storage), handler_class=Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        studies = get_json(f"http://127.0.0.1:{server.server_port}/api/studies")["study_summaries"]
+        assert finished.sweep_id in {s["study_name"] for s in studies}
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.53"])
+def test_loopback_hosts_need_no_warning(host: str) -> None:
+    assert dashboard.is_loopback(host)
+    assert dashboard.exposure_warning(host) is None
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.20"])
+def test_other_hosts_are_warned_about(host: str) -> None:
+    warning = dashboard.exposure_warning(host)
+    assert warning is not None and warning.startswith(f"WARNING: serving the dashboard on {host}")
+    assert "no login" in warning
+
+
+def test_bad_port_is_a_usage_error(finished: Built) -> None:
+    from sweeper.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"dashboard port must be in 1\.\.65535, got 70000"):
+        dashboard.serve(finished.storage, port=70000)
