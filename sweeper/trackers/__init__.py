@@ -20,6 +20,7 @@ from sweeper.trackers.tracker_set import (
     DEFAULT_TRACKERS,
     TrackerSet,
     check_tracker_specs,
+    close_trackers,
     open_trackers,
     prepare_trackers,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "TrackerSet",
     "available_trackers",
     "check_tracker_specs",
+    "close_trackers",
     "get_tracker_class",
     "open_trackers",
     "prepare_trackers",

@@ -105,6 +105,11 @@ class Tracker:
         """Agent side, once per agent: set up what the sweep's runs share; return the options to ship."""
         return dict(options)
 
+    @classmethod
+    def close_sweep(cls, options: Mapping[str, Any], state: str) -> None:
+        """Agent side, when the sweep ends for this agent (``finished``, ``cancelled``, ...): close
+        what :meth:`prepare` opened. ``options`` are the ones :meth:`prepare` returned."""
+
     def start(self, run: RunInfo, environment: Mapping[str, Any]) -> None:
         """Open the trial's run, recording its config and environment."""
 

@@ -94,6 +94,8 @@ class MlflowTracker(Tracker):
         parents = client.search_runs([experiment_id], filter_string=parent_filter, max_results=1)
         if parents:
             parent_id = parents[0].info.run_id
+            if parents[0].info.status != "RUNNING":  # the sweep resumes after it was closed
+                client.update_run(parent_id, status="RUNNING")
         else:
             parent = client.create_run(
                 experiment_id,
@@ -108,6 +110,18 @@ class MlflowTracker(Tracker):
             "_experiment_id": experiment_id,
             "_parent_run_id": parent_id,
         }
+
+    @classmethod
+    def close_sweep(cls, options: Mapping[str, Any], state: str) -> None:
+        """End the sweep's parent run: ``FINISHED`` when the sweep finished, ``KILLED`` otherwise."""
+        parent = options.get("_parent_run_id")
+        if not parent:
+            return
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking_uri=str(options["tracking_uri"]))
+        client.set_tag(parent, TAG_STATE, state)
+        client.set_terminated(parent, status="FINISHED" if state == "finished" else "KILLED")
 
     def start(self, run: RunInfo, environment: Mapping[str, Any]) -> None:
         from mlflow import MlflowClient

@@ -64,6 +64,27 @@ def prepare_trackers(
     return tuple(prepared)
 
 
+def close_trackers(specs: Sequence[TrackerSpec], state: str) -> list[str]:
+    """Agent side, when the sweep ends for this agent: close what :func:`prepare_trackers` opened
+    (the MLflow parent run, ...). Never raises.
+
+    Args:
+        specs: The specs :func:`prepare_trackers` returned.
+        state: The sweep's state (``finished``, ``cancelled``, ``paused``, ...).
+
+    Returns:
+        One message per tracker that failed to close (each is also logged).
+    """
+    errors = []
+    for spec in specs:
+        try:
+            get_tracker_class(spec.type).close_sweep(spec.options, state)
+        except Exception as exc:
+            errors.append(f"{spec.type}: close the sweep: {type(exc).__name__}: {exc}")
+            logger.error("tracker %s failed to close the sweep: %s", spec.type, exc)
+    return errors
+
+
 def open_trackers(specs: Sequence[TrackerSpec], run: RunInfo) -> TrackerSet:
     """Worker side, before the trainer starts: open each tracker's run and record the environment.
 

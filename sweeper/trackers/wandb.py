@@ -107,9 +107,11 @@ class WandbTracker(Tracker):
         self._run.log({name: wandb.Image(figure)}, step=step)
 
     def log_histogram(self, name: str, values: Sequence[float], step: int) -> None:
+        import numpy as np
         import wandb
 
-        self._run.log({name: wandb.Histogram(list(values))}, step=step)
+        array = np.asarray(values, dtype=float).ravel()
+        self._run.log({name: wandb.Histogram(array[np.isfinite(array)])}, step=step)
 
     def log_table(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None:
         import wandb

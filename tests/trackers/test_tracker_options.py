@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from sweeper.spec import TrackerSpec
-from sweeper.trackers import RunInfo, open_trackers, prepare_trackers
+from sweeper.trackers import RunInfo, close_trackers, open_trackers, prepare_trackers
 
 
 def prepared(type_: str, sweep_dir: Path, **options: object) -> dict[str, object]:
@@ -40,6 +40,8 @@ def test_wandb_defaults_to_offline_in_the_sweep_dir(tmp_path: Path, monkeypatch:
 def test_mlflow_uses_its_environment_variable_and_reuses_the_sweep_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from mlflow import MlflowClient
+
     uri = f"sqlite:///{tmp_path / 'team.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     first = prepared("mlflow", tmp_path / "s", experiment="team-experiment")
@@ -47,6 +49,12 @@ def test_mlflow_uses_its_environment_variable_and_reuses_the_sweep_run(
     assert first["experiment"] == "team-experiment"
     # A second agent on the same sweep joins the same experiment and parent run.
     assert prepared("mlflow", tmp_path / "s", experiment="team-experiment") == first
+    # When the sweep ends, the parent run ends with it; a later agent (sweep resumed) reopens it.
+    assert close_trackers([TrackerSpec("mlflow", first)], "finished") == []
+    client = MlflowClient(uri)
+    assert client.get_run(str(first["_parent_run_id"])).info.status == "FINISHED"
+    assert prepared("mlflow", tmp_path / "s", experiment="team-experiment") == first
+    assert client.get_run(str(first["_parent_run_id"])).info.status == "RUNNING"
     # The option beats the environment variable (the same file spelled otherwise: no second database).
     own = f"sqlite:///{tmp_path}/./team.db"
     assert prepared("mlflow", tmp_path / "s", tracking_uri=own)["tracking_uri"] == own
