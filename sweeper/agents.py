@@ -12,6 +12,7 @@ import math
 import os
 import secrets
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -140,6 +141,9 @@ class Agent:
             return self._function
         path = self._trainer or self.spec.sweeper.trainer
         if path is not None:
+            # `trainers.digits:train` names a module of the project directory, like on the workers.
+            if str(self._workdir) not in sys.path:
+                sys.path.insert(0, str(self._workdir))
             load_trainer(path)  # fail here, once, with one line, rather than in every trial
             return path
         if self.spec.program is None and self.spec.command is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,6 +90,7 @@ class ReportBroker:
 
         self._timeout = decision_timeout
         self._pending: list[Report] = []
+        self._started: list[int] = []
         self._futures: dict[int, asyncio.Future[bool]] = {}
         self._next_key = 0
         self._arrived = asyncio.Event()
@@ -113,16 +114,22 @@ class ReportBroker:
         finally:
             self._futures.pop(key, None)
 
-    async def drain(self, max_wait: float = _DRAIN_WAIT_S) -> list[Report]:
-        """Every pending report, waiting up to ``max_wait`` seconds for the first one."""
+    async def started(self, trial_id: int) -> None:
+        """Note that a trial's trainer starts now (fire and forget)."""
+        self._started.append(trial_id)
+        self._arrived.set()
+
+    async def drain(self, max_wait: float = _DRAIN_WAIT_S) -> tuple[list[Report], list[int]]:
+        """Every pending report and start notice, waiting up to ``max_wait`` s for the first one."""
         import asyncio
 
-        if not self._pending:
+        if not self._pending and not self._started:
             self._arrived.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), max_wait)
         batch, self._pending = self._pending, []
-        return batch
+        started, self._started = self._started, []
+        return batch, started
 
     async def resolve(self, decisions: dict[int, bool]) -> None:
         """Answer the trials waiting on these reports."""
@@ -153,6 +160,9 @@ class BrokerReporter:
         except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError):
             return False
 
+    def started(self, trial_id: int) -> None:
+        self._broker.started.remote(trial_id)
+
 
 class DirectReporter:
     """In-process channel for the local executor: the judge decides on each report at once."""
@@ -166,13 +176,22 @@ class DirectReporter:
         report = Report(self._next_key, trial_id, step, value, self._judge.prunes)
         return self._judge.decide([report]).get(report.key, False)
 
+    def started(self, trial_id: int) -> None:
+        pass
+
 
 class BrokerDrain:
-    """Agent thread: drains the broker in batches, decides, resolves; stops with :meth:`close`."""
+    """Agent thread: drains the broker in batches, decides, resolves; stops with :meth:`close`.
 
-    def __init__(self, broker: Any, judge: PruningJudge) -> None:
+    ``on_started`` receives the trial ids whose trainers started since the last batch.
+    """
+
+    def __init__(
+        self, broker: Any, judge: PruningJudge, on_started: Callable[[list[int]], None] | None = None
+    ) -> None:
         self._broker = broker
         self._judge = judge
+        self._on_started = on_started
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sweeper-report-drain", daemon=True)
         self._thread.start()
@@ -182,7 +201,9 @@ class BrokerDrain:
 
         while not self._stop.is_set():
             try:
-                batch: list[Report] = ray.get(self._broker.drain.remote())
+                batch, started = ray.get(self._broker.drain.remote())
+                if started and self._on_started is not None:
+                    self._on_started(started)
                 if batch:
                     self._broker.resolve.remote(self._judge.decide(batch))
             except Exception:

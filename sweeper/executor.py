@@ -167,7 +167,9 @@ class RayExecutor:
         self._remote = ray.remote(_run_in_ray).options(**self._options)
         self._broker = start_broker()
         self._wants_decisions = judge.prunes
-        self._drain = BrokerDrain(self._broker, judge)
+        self._drain = BrokerDrain(self._broker, judge, self._note_started)
+        self._started_at: dict[int, float] = {}
+        self._started_lock = threading.Lock()
         self._running: dict[Any, _Running] = {}
         self._cancelled: dict[int, str] = {}
         self._slots = 0
@@ -189,9 +191,23 @@ class RayExecutor:
 
     def start(self, task: TrialTask) -> None:
         ref = self._remote.remote(task, self._broker, self._wants_decisions)
+        self._running[ref] = _Running(task, time.monotonic(), None)
+
+    def _note_started(self, trial_ids: list[int]) -> None:
+        # Called from the drain thread: the timeout counts from the trainer's start, not from
+        # submission (a trial may queue, or its worker may take seconds to start).
         now = time.monotonic()
-        deadline = now + task.timeout if task.timeout is not None else None
-        self._running[ref] = _Running(task, now, deadline)
+        with self._started_lock:
+            for trial_id in trial_ids:
+                self._started_at.setdefault(trial_id, now)
+
+    def _deadlines(self) -> None:
+        with self._started_lock:
+            for running in self._running.values():
+                timeout = running.task.timeout
+                started = self._started_at.get(running.task.trial_id)
+                if timeout is not None and running.deadline is None and started is not None:
+                    running.deadline = started + timeout
 
     def wait(self, timeout: float) -> list[tuple[TrialTask, TrialOutcome]]:
         import ray
@@ -199,6 +215,7 @@ class RayExecutor:
         if not self._running:
             time.sleep(timeout)
             return []
+        self._deadlines()
         now = time.monotonic()
         for running in self._running.values():
             expired = running.deadline is not None and now >= running.deadline
@@ -217,7 +234,9 @@ class RayExecutor:
         import ray
 
         running = self._running.pop(ref)
-        elapsed = time.monotonic() - running.started
+        with self._started_lock:
+            started = self._started_at.pop(running.task.trial_id, running.started)
+        elapsed = time.monotonic() - started
         cancelled = self._cancelled.pop(running.task.trial_id, None)
         try:
             outcome: TrialOutcome = ray.get(ref)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
@@ -69,7 +70,9 @@ def open_storage(url: str | None = None) -> BaseStorage:
             return JournalStorage(backend)
         if resolved.startswith("sqlite:///"):
             Path(resolved[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-        rdb = RDBStorage(resolved, engine_kwargs=_engine_kwargs(resolved))
+        rdb = RDBStorage(_with_driver(resolved), engine_kwargs=_engine_kwargs(resolved))
+        if resolved.startswith("sqlite"):
+            _serialize_sqlite(rdb)
         return optuna.storages.get_storage(rdb)
     except (OSError, ImportError, optuna.exceptions.StorageInternalError) as exc:
         raise StorageError(f"cannot open storage {mask_url(resolved)}: {exc}") from exc
@@ -77,6 +80,36 @@ def open_storage(url: str | None = None) -> BaseStorage:
         if type(exc).__module__.startswith("sqlalchemy"):
             raise StorageError(f"cannot open storage {mask_url(resolved)}: {exc}") from exc
         raise
+
+
+def _with_driver(url: str) -> str:
+    """Name an installed PostgreSQL driver: SQLAlchemy 2.1 assumes psycopg 3 for a bare URL."""
+    import importlib.util
+
+    find = importlib.util.find_spec
+    if url.startswith("postgresql://") and find("psycopg") is None and find("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url[len("postgresql://") :]
+    return url
+
+
+def _serialize_sqlite(rdb: RDBStorage) -> None:
+    """Make each SQLite transaction take the write lock when it begins (``BEGIN IMMEDIATE``).
+
+    pysqlite only starts a transaction at the first write, so Optuna's read-then-update of a
+    WAITING trial (``SELECT ... FOR UPDATE``, a no-op in SQLite) lets two agents pop the same
+    trial. With the lock taken up front, the pop is atomic, as on PostgreSQL.
+    """
+    from sqlalchemy import event
+
+    @event.listens_for(rdb.engine, "connect")
+    def _no_driver_transactions(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy's "begin" below opens them instead
+
+    @event.listens_for(rdb.engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    rdb.engine.dispose()  # connections opened while creating the schema predate the listeners
 
 
 def _engine_kwargs(url: str) -> dict[str, object]:

@@ -45,12 +45,19 @@ class Reporter(Protocol):
         """Record ``value`` at ``step``; True means the pruner stops the trial."""
         ...
 
+    def started(self, trial_id: int) -> None:
+        """The trial's worker is about to call the trainer (its timeout counts from here)."""
+        ...
+
 
 class NullReporter:
     """A reporter that records nothing and never prunes (a trial run by hand)."""
 
     def report(self, trial_id: int, step: int, value: float) -> bool:
         return False
+
+    def started(self, trial_id: int) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -284,6 +291,8 @@ def execute_trial(task: TrialTask, reporter: Reporter | None = None) -> TrialOut
         sys.path.insert(0, task.workdir)
     trackers = _open_trackers(task)
     trial = Trial(task, reporter, trackers)
+    if reporter is not None:
+        reporter.started(task.trial_id)
     state: OutcomeState = "failed"
     reason: str | None = None
     values: tuple[float, ...] | None = None

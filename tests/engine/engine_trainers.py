@@ -1,0 +1,88 @@
+"""Trainers the engine tests run: each records what it saw so the tests can assert on it."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+
+def quadratic(config: dict[str, Any], trial: Any) -> float:
+    """Loss falls with each step toward (x - 1)^2; logs every step so pruners can act."""
+    loss = math.inf
+    for step in range(1, int(config.get("steps", 3)) + 1):
+        loss = (config["x"] - 1.0) ** 2 + 1.0 / step
+        trial.log({"loss": loss, "step_seen": step})
+    return loss
+
+
+def record_gpu(config: dict[str, Any], trial: Any) -> float:
+    """Write CUDA_VISIBLE_DEVICES and start/end times; wait until `expect` trials have started.
+
+    The wait makes "this many trials run at once" observable without timing assumptions: if the
+    trials could not all run together, none would see the others and the test fails.
+    """
+    out = Path(config["out"])
+    start = time.time()
+    (out / f"{trial.number}.start").write_text(str(start))
+    deadline = time.time() + float(config.get("wait_s", 60))
+    while len(list(out.glob("*.start"))) < int(config["expect"]) and time.time() < deadline:
+        time.sleep(0.05)
+    seen = len(list(out.glob("*.start")))
+    record = {
+        "number": trial.number,
+        "cvd": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "start": start,
+        "end": time.time(),
+        "seen": seen,
+    }
+    (out / f"{trial.number}.json").write_text(json.dumps(record))
+    return float(seen)
+
+
+def misbehave(config: dict[str, Any], trial: Any) -> float:
+    """Ends the way `mode` says: ok, raise, nan, silent (no metric), sleep (past the timeout), kill."""
+    mode = config["mode"]
+    if mode == "raise":
+        raise ValueError(f"boom in trial {trial.number}")
+    if mode == "nan":
+        return float("nan")
+    if mode == "silent":
+        trial.log({"other": 1.0})
+        return None  # type: ignore[return-value]
+    if mode == "sleep":
+        time.sleep(120)
+    if mode == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return 1.0
+
+
+def flaky(config: dict[str, Any], trial: Any) -> float:
+    """Fails on its first attempt, after leaving a file in its checkpoint dir; resumes from it on retry."""
+    marker = trial.checkpoint_dir / "state.json"
+    if trial.attempt == 0:
+        marker.write_text(json.dumps({"number": trial.number}))
+        raise RuntimeError("first attempt always fails")
+    saved = json.loads(marker.read_text())
+    return float(saved["number"]) + config["x"]
+
+
+def wait_for_file(config: dict[str, Any], trial: Any) -> float:
+    """Log once, then run until the file `release` exists (so tests can stop or cancel mid-trial)."""
+    release = Path(config["release"])
+    Path(config["started"]).joinpath(str(trial.number)).write_text("1")
+    trial.log({"loss": 1.0})
+    deadline = time.time() + 120
+    while not release.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    return 0.5
+
+
+def two_objectives(config: dict[str, Any], trial: Any) -> dict[str, float]:
+    """A trade-off: loss grows with x while cost falls."""
+    x = float(config["x"])
+    return {"loss": x, "cost": 1.0 - x}
