@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import socket
 import subprocess
@@ -59,3 +60,39 @@ def test_never_imports_torch_to_find_cuda() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "None"]
+
+
+@pytest.fixture
+def two_gpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ``nvidia-smi`` on PATH that reports two GPUs, as the real one does (CI machines have none)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    tool = bin_dir / "nvidia-smi"
+    tool.write_text(
+        "#!/bin/sh\n"
+        'test "$1" = "--query-gpu=index,uuid,name" || exit 2\n'
+        "echo '0, GPU-aaaa, NVIDIA H200'\n"
+        "echo '1, GPU-bbbb, NVIDIA A100-SXM4-80GB'\n"
+    )
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+@pytest.mark.parametrize(
+    ("visible", "names"),
+    [
+        (None, ["NVIDIA H200", "NVIDIA A100-SXM4-80GB"]),
+        ("1", ["NVIDIA A100-SXM4-80GB"]),
+        ("GPU-aaaa", ["NVIDIA H200"]),
+        ("1,0", ["NVIDIA A100-SXM4-80GB", "NVIDIA H200"]),
+        ("", []),
+    ],
+)
+def test_gpus_are_those_the_trial_may_use(
+    two_gpus: None, monkeypatch: pytest.MonkeyPatch, visible: str | None, names: list[str]
+) -> None:
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    assert collect_environment()["gpus"] == names
