@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -131,6 +132,8 @@ class TrackerSet:
         self._error_counts: dict[str, int] = {}
         self._next_step = 0
         self._finished = False
+        # A program's report-forwarding thread and the trainer may log at the same time.
+        self._lock = threading.RLock()
 
     def add(self, name: str, tracker: Tracker) -> None:
         """Add an already started tracker under ``name``."""
@@ -149,15 +152,16 @@ class TrackerSet:
         logger.error("tracker %s failed to %s for trial %s: %s", name, action, self.run.run_name, exc)
 
     def _each(self, action: str, call: Callable[[Tracker], Any], *, finishing: bool = False) -> None:
-        if self._finished:
-            return
-        for name, tracker in self._trackers:
-            if not finishing and self._error_counts.get(name, 0) >= MAX_ERRORS_PER_TRACKER:
-                continue
-            try:
-                call(tracker)
-            except Exception as exc:
-                self.record_error(name, action, exc)
+        with self._lock:
+            if self._finished:
+                return
+            for name, tracker in self._trackers:
+                if not finishing and self._error_counts.get(name, 0) >= MAX_ERRORS_PER_TRACKER:
+                    continue
+                try:
+                    call(tracker)
+                except Exception as exc:
+                    self.record_error(name, action, exc)
 
     def _step(self, step: int | None) -> int:
         if step is None:
@@ -171,8 +175,9 @@ class TrackerSet:
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Record metrics at ``step`` (default: the step after the last one)."""
-        at = self._step(step)
-        self._each("log metrics", lambda t: t.log_metrics(metrics, at))
+        with self._lock:
+            at = self._step(step)
+            self._each("log metrics", lambda t: t.log_metrics(metrics, at))
 
     def log_artifact(self, path: str) -> None:
         """Attach a file or directory to the run."""
@@ -180,13 +185,15 @@ class TrackerSet:
 
     def log_figure(self, name: str, figure: Any, step: int | None = None) -> None:
         """Record a matplotlib figure."""
-        at = self._media_step(step)
-        self._each("log a figure", lambda t: t.log_figure(name, figure, at))
+        with self._lock:
+            at = self._media_step(step)
+            self._each("log a figure", lambda t: t.log_figure(name, figure, at))
 
     def log_histogram(self, name: str, values: Sequence[float], step: int | None = None) -> None:
         """Record the distribution of ``values``."""
-        at = self._media_step(step)
-        self._each("log a histogram", lambda t: t.log_histogram(name, values, at))
+        with self._lock:
+            at = self._media_step(step)
+            self._each("log a histogram", lambda t: t.log_histogram(name, values, at))
 
     def log_table(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None:
         """Record a table given as rows (mappings from column to value)."""
@@ -198,8 +205,9 @@ class TrackerSet:
         if state not in STATES:
             raise ValueError(f"state must be one of {', '.join(STATES)}, got {state!r}")
         summary = dict(summary or {})
-        self._each("finish", lambda t: t.finish(state, summary), finishing=True)
-        self._finished = True
+        with self._lock:
+            self._each("finish", lambda t: t.finish(state, summary), finishing=True)
+            self._finished = True
 
     def refs(self) -> dict[str, str]:
         """Where each tracker keeps this trial's run: ``{tracker name: run id, path or URL}``."""

@@ -234,3 +234,21 @@ def test_importing_trackers_imports_no_tracking_library() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_threads_logging_at_once_get_distinct_steps(tmp_path: Path) -> None:
+    import threading
+
+    with open_trackers([], run_info(tmp_path)) as trackers:
+        threads = [
+            threading.Thread(target=lambda: [trackers.log_metrics({"loss": 1.0}) for _ in range(50)])
+            for _ in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    events = read_events(trackers.refs()["jsonl"])
+    steps = [event["step"] for event in events if event["event"] == "metrics"]
+    assert sorted(steps) == list(range(200))
+    assert events[-1]["event"] == "finish"
