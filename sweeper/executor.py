@@ -159,7 +159,8 @@ class RayExecutor:
             if ship_dir is not None:
                 runtime_env = {"working_dir": str(ship_dir), "excludes": ship_excludes(ship_dir)}
                 self.shipped = True
-            ray.init(address=address, runtime_env=runtime_env or None, include_dashboard=False)
+            # "local" starts a fresh instance, never a cluster some other process made "current".
+            ray.init(address=address or "local", runtime_env=runtime_env or None, include_dashboard=False)
             self._owns_ray = True
         self._resources = resources
         self._max_concurrent = max_concurrent

@@ -26,7 +26,8 @@ def ray_session() -> Iterator[None]:
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=4, num_gpus=4, include_dashboard=False, log_to_driver=False)
+        # "local": a fresh instance even when another cluster on this machine is the "current" one.
+        ray.init(address="local", num_cpus=4, num_gpus=4, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
