@@ -12,6 +12,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -142,9 +143,9 @@ class SweepSpec:
             return self.metrics
         return (self.metric,) if self.metric is not None else ()
 
-    @property
+    @cached_property
     def space(self) -> SearchSpace:
-        """The search space of this spec's parameters."""
+        """The search space of this spec's parameters (built once per spec)."""
         from sweeper.space import SearchSpace
 
         return SearchSpace(self.parameters, method=self.method)
