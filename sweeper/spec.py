@@ -605,12 +605,18 @@ class _Reader:
             self.integer(got["max_iter"], f"{path}.max_iter", at_least=1) if "max_iter" in got else None
         )
         s = self.integer(got["s"], f"{path}.s", at_least=1) if "s" in got else None
-        if "max_iter" in got and "s" not in got and "min_iter" not in got:
+        # W&B uses max_iter whenever it is given (then s is needed), else min_iter.
+        if "max_iter" in got and "s" not in got:
             self.error(f"{path}.s", "is required with max_iter: the number of bands below max_iter")
         elif "min_iter" not in got and "max_iter" not in got:
             self.error(path, f"must give min_iter, or max_iter and s, got keys {sorted(map(str, block))}")
         eta = self.number(block["eta"], f"{path}.eta", above=1) if block.get("eta") is not None else 3.0
         strict = self.boolean(block["strict"], f"{path}.strict") if block.get("strict") is not None else True
+        if max_iter is not None and s is not None and eta is not None and max_iter / eta < 1:
+            self.error(
+                f"{path}.max_iter",
+                f"must be >= eta ({eta:g}) so that at least one band (max_iter / eta) exists, got {max_iter}",
+            )
         if len(self.issues) > issues_before or eta is None or strict is None:
             return None
         return EarlyTerminate(

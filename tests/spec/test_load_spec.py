@@ -355,6 +355,16 @@ def test_early_terminate_forms(early: dict[str, Any], expected: EarlyTerminate) 
             "early_terminate.eta: must be a number > 1, got 1",
         ),
         (
+            spec_with(
+                metric={"name": "l"}, early_terminate={"type": "hyperband", "max_iter": 9, "min_iter": 1}
+            ),
+            "early_terminate.s: is required with max_iter",
+        ),
+        (
+            spec_with(metric={"name": "l"}, early_terminate={"type": "hyperband", "max_iter": 2, "s": 2}),
+            "early_terminate.max_iter: must be >= eta (3) so that at least one band (max_iter / eta) exists",
+        ),
+        (
             spec_with(metric={"name": "l"}, early_terminate={"type": "hyperband"}),
             "early_terminate: must give min_iter, or max_iter and s",
         ),
