@@ -6,21 +6,31 @@ import itertools
 import json
 import secrets
 import sys
+from collections.abc import Mapping, Sequence
 
 import click
 
 from sweeper.cli import main
 from sweeper.errors import SpecError
 from sweeper.samplers import draw_params
-from sweeper.spec import SweepSpec, load_spec
+from sweeper.spec import IGNORED_KEYS, load_spec
+from sweeper.specyaml import read_yaml
 
 DEFAULT_DRAWS = 10
 
 
-def _note_ignored(spec: SweepSpec, path: str) -> None:
-    if spec.ignored_keys:
-        keys = ", ".join(spec.ignored_keys)
-        click.echo(f"{path}: note: ignoring W&B server keys: {keys}", err=True)
+def _note_ignored(keys: Sequence[str], path: str) -> None:
+    if keys:
+        click.echo(f"{path}: note: ignoring W&B server keys: {', '.join(keys)}", err=True)
+
+
+def _ignored_in_file(path: str) -> tuple[str, ...]:
+    """The W&B server keys of a spec file that did not validate (if it parses at all)."""
+    try:
+        data = read_yaml(path)
+    except SpecError:
+        return ()
+    return tuple(key for key in IGNORED_KEYS if isinstance(data, Mapping) and key in data)
 
 
 @main.command("validate")
@@ -39,13 +49,14 @@ def validate(specs: tuple[str, ...]) -> None:
             invalid += 1
             for issue in exc.issues:
                 click.echo(f"error: {issue}", err=True)
+            _note_ignored(_ignored_in_file(path), path)
             continue
         space = spec.space
         summary = f"{spec.method}, {len(space.names)} searched parameter(s)"
         if spec.method == "grid":
             summary += f", {space.grid_size()} grid point(s)"
         click.echo(f"{path}: ok ({summary})")
-        _note_ignored(spec, path)
+        _note_ignored(spec.ignored_keys, path)
     if invalid:
         click.echo(f"{invalid} of {len(specs)} spec(s) invalid", err=True)
         sys.exit(2)
@@ -73,7 +84,7 @@ def preview(spec_path: str, count: int | None, seed: int | None) -> None:
     draws from the prior law; with the same seed, draw i is what random search gives trial i.
     """
     spec = load_spec(spec_path)
-    _note_ignored(spec, spec_path)
+    _note_ignored(spec.ignored_keys, spec_path)
     space = spec.space
     if spec.method == "grid":
         total = space.grid_size()

@@ -51,6 +51,7 @@ def test_validate_prints_every_located_error(runner: CliRunner, bad_spec: Path) 
         "did you mean 'grid'?",
         f"error: {bad_spec}: parameters.lr.min: must be < max (1e-05), got 0.1",
         f"error: {bad_spec}: metric.goel: unknown key; did you mean 'goal'?",
+        f"{bad_spec}: note: ignoring W&B server keys: controller",
         "1 of 2 spec(s) invalid",
     ]
     assert f"{EXAMPLES[0]}: ok" in result.stdout
