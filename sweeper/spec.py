@@ -412,7 +412,7 @@ class _Reader:
             metrics = self.metrics(top["metrics"], "metrics")
             if "metric" in top and top["metric"] is not None:
                 self.error("metrics", "cannot be combined with metric: give one objective or a list of them")
-        has_objective = metric is not None or bool(metrics) or "metric" in top or "metrics" in top
+        has_objective = top.get("metric") is not None or top.get("metrics") is not None
 
         early = None
         if top.get("early_terminate") is not None:
@@ -442,12 +442,14 @@ class _Reader:
         settings = SweeperSettings()
         if top.get("sweeper") is not None:
             settings = self.settings(top["sweeper"], "sweeper") or settings
-            if settings.trainer is not None and "program" in top:
-                self.error(
-                    "sweeper.trainer",
-                    "cannot be combined with program: give either a trainer function "
-                    f"or a W&B program, got trainer {settings.trainer!r} and program {_show(top['program'])}",
-                )
+            for key in ("program", "command"):
+                if settings.trainer is not None and top.get(key) is not None:
+                    self.error(
+                        "sweeper.trainer",
+                        f"cannot be combined with {key}: give either a trainer function or a W&B program, "
+                        f"got trainer {settings.trainer!r} and {key} {_show(top[key])}",
+                    )
+                    break
 
         if not self.issues:
             # The raw mapping is stored with the study (JSON): every value must survive that.

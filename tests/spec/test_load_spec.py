@@ -406,6 +406,11 @@ def test_early_terminate_forms(early: dict[str, Any], expected: EarlyTerminate) 
             spec_with(program="t.py", sweeper={"trainer": "a:b"}),
             "sweeper.trainer: cannot be combined with program",
         ),
+        (
+            spec_with(command=["python", "t.py"], sweeper={"trainer": "a:b"}),
+            "sweeper.trainer: cannot be combined with command",
+        ),
+        (spec_with(method="bayes", metric=None), "metric: is required when method is bayes"),
         (spec_with(sweeper={"trainr": "a:b"}), "sweeper.trainr: unknown key; did you mean 'trainer'?"),
         (
             spec_with(sweeper={"resources": {"gpu": 1}}),
