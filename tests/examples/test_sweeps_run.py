@@ -1,0 +1,171 @@
+"""Each example spec, run for real: `sweeper run SPEC --count N` on the session's Ray (4 fake GPUs).
+
+The agent runs in a scratch directory holding a link to the repository's ``trainers/``, as a user's
+project directory would, so its ``.sweeper/`` outputs (trackers, checkpoints) stay out of the repo.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from click.testing import CliRunner
+
+from sweeper.cli import main
+from sweeper.storage import open_storage
+from sweeper.study import list_sweeps, load_study
+from trainers import functions
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "trainers").symlink_to(REPO / "trainers", target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def run_spec(project: Path, name: str, *args: str) -> optuna.Study:
+    url = f"sqlite:///{project / 'sweeps.db'}"
+    result = CliRunner().invoke(main, ["run", str(REPO / "sweeps" / f"{name}.yaml"), "--storage", url, *args])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    storage = open_storage(url)
+    (sweep,) = list_sweeps(storage)
+    return load_study(storage, sweep.id)
+
+
+def ended(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Trials that ran (the agent may have queued more than --count, as WAITING)."""
+    return [t for t in study.trials if t.state.is_finished()]
+
+
+def states(study: optuna.Study) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for trial in ended(study):
+        counts[trial.state.name] = counts.get(trial.state.name, 0) + 1
+    return counts
+
+
+def config(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    return dict(trial.user_attrs["config"])
+
+
+def test_quickstart(project: Path) -> None:
+    study = run_spec(project, "quickstart", "--count", "3")
+    assert states(study) == {"COMPLETE": 3}
+    for trial in ended(study):
+        assert 0 < trial.value < 1  # a log loss on a two-class problem that the model learns
+        assert set(config(trial)) == {"learning_rate", "max_iter", "l2_regularization"}
+
+
+def test_asha_prunes_and_never_prunes_the_best_config(project: Path) -> None:
+    # One trial at a time makes the pruning decisions a function of the seed alone.
+    study = run_spec(project, "asha", "--count", "12", "--max-concurrent", "1")
+    counts = states(study)
+    assert counts.get("PRUNED", 0) > 0
+    assert counts.get("PRUNED", 0) + counts.get("COMPLETE", 0) == 12
+    trials = ended(study)
+    best = min(trials, key=lambda t: functions.branin_value(config(t)["x1"], config(t)["x2"]))
+    # The curve ranks configs as the function does, so the best config is in the top third at every rung.
+    assert best.state == optuna.trial.TrialState.COMPLETE
+    for trial in ended(study):
+        steps = sorted(trial.intermediate_values)
+        assert steps == list(range(1, len(steps) + 1))
+        if trial.state == optuna.trial.TrialState.PRUNED:
+            assert len(steps) < 27
+        else:
+            assert trial.value == pytest.approx(
+                functions.multifidelity_branin_value(config(trial)["x1"], config(trial)["x2"], 27)
+            )
+
+
+def test_hyperband_stops_bad_learning_rates_early(project: Path) -> None:
+    study = run_spec(project, "hyperband", "--count", "9", "--max-concurrent", "1")
+    counts = states(study)
+    assert counts.get("PRUNED", 0) > 0
+    assert counts.get("PRUNED", 0) + counts.get("COMPLETE", 0) == 9
+    for trial in ended(study):
+        reports = len(trial.intermediate_values)
+        assert reports < 30 if trial.state == optuna.trial.TrialState.PRUNED else reports == 30
+
+
+def test_multi_objective(project: Path) -> None:
+    study = run_spec(project, "multi_objective", "--count", "5")
+    assert states(study) == {"COMPLETE": 5}
+    for trial in ended(study):
+        expected = functions.branin_currin(config(trial), None)
+        assert trial.values == pytest.approx([expected["branin"], expected["currin"]])
+    result = CliRunner().invoke(
+        main, ["best", study.study_name, "--storage", f"sqlite:///{project / 'sweeps.db'}"]
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_nested_parameters_reach_the_trainer_as_a_dict(project: Path) -> None:
+    study = run_spec(project, "nested", "--count", "3")
+    assert states(study) == {"COMPLETE": 3}
+    for trial in ended(study):
+        tree = config(trial)["tree"]
+        assert set(tree) == {"max_leaf_nodes", "max_depth", "min_samples_leaf"}
+        assert trial.params["tree.max_leaf_nodes"] == tree["max_leaf_nodes"]
+        assert 0.5 < trial.value <= 1.0
+
+
+def test_fractional_gpus_share_the_fake_gpus(project: Path) -> None:
+    # Two half-GPU trials at once: Ray places both (they may share one fake GPU).
+    study = run_spec(project, "fractional_gpus", "--count", "2", "--max-concurrent", "2")
+    assert states(study) == {"COMPLETE": 2}
+    for trial in ended(study):
+        assert sorted(trial.intermediate_values) == [1, 2, 3, 4, 5]
+        assert 0.5 < trial.value <= 1.0
+
+
+def test_program_runs_the_wandb_script(project: Path) -> None:
+    study = run_spec(project, "program", "--count", "2")
+    assert states(study) == {"COMPLETE": 2}, [t.user_attrs.get("fail_reason") for t in ended(study)]
+    for trial in ended(study):
+        assert config(trial)["epochs"] == 5
+        assert sorted(trial.intermediate_values) == [1, 2, 3, 4, 5]
+        assert trial.value == min(trial.intermediate_values.values())
+
+
+def test_trackers_record_every_trial_in_jsonl_mlflow_and_tensorboard(project: Path) -> None:
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    study = run_spec(project, "trackers", "--count", "2")
+    assert states(study) == {"COMPLETE": 2}
+    sweep_dir = project / ".sweeper" / "sweeps" / study.study_name
+    client = MlflowClient(tracking_uri=f"sqlite:///{sweep_dir / 'mlflow.db'}")
+    for trial in ended(study):
+        refs = trial.user_attrs["tracker_runs"]
+        assert set(refs) == {"jsonl", "mlflow", "tensorboard"}, trial.user_attrs.get("tracker_errors")
+        assert not trial.user_attrs.get("tracker_errors")
+        history = client.get_metric_history(refs["mlflow"], "val_loss")
+        assert min(m.value for m in history) == pytest.approx(trial.value)
+    jsonl_rows = [
+        json.loads(line) for path in sweep_dir.rglob("*.jsonl") for line in path.read_text().splitlines()
+    ]
+    assert jsonl_rows
+    event_files = list((sweep_dir / "tensorboard").rglob("events.out.tfevents.*"))
+    assert event_files
+    tags = set()
+    for path in event_files:
+        accumulator = EventAccumulator(str(path))
+        accumulator.Reload()
+        tags |= set(accumulator.Tags().get("scalars", [])) | set(accumulator.Tags().get("tensors", []))
+    assert any("val_loss" in tag for tag in tags)
+
+
+def test_digits(project: Path) -> None:
+    study = run_spec(project, "digits", "--count", "1")
+    assert states(study) == {"COMPLETE": 1}
+    for trial in ended(study):
+        assert sorted(trial.intermediate_values) == list(range(1, 11))
+        assert trial.value == max(trial.intermediate_values.values())
