@@ -16,7 +16,10 @@ How each W&B distribution becomes an Optuna distribution (flat dotted names):
 - quantized laws (``q_*``): values are ``k * q``, so a stepped distribution over every reachable
   ``k`` (``IntDistribution(step=q)`` when ``q`` is an int, else ``FloatDistribution(step=q)``, whose
   points are the decimal multiples ``k * q``, e.g. ``0.3`` rather than ``3 * 0.1``).
-  Optuna forbids ``log`` with ``step``, so quantized log laws are stepped on a linear scale.
+  Optuna forbids ``log`` with ``step``, so quantized log laws are stepped on a linear scale. When
+  Optuna cannot take the float step exactly (it checks divisibility on decimal text, which fails
+  for a ``q`` like 1.2108073776175732), the range is left unstepped and ``to_config`` snaps any
+  suggestion to the nearest multiple of ``q``; W&B draws are multiples either way.
 - In a grid sweep, ``q_uniform`` enumerates W&B's ``arange(min, max, q)`` points, which need not be
   multiples of ``q``: its distribution is then the ``CategoricalDistribution`` of those points.
 """
@@ -27,6 +30,7 @@ import copy
 import itertools
 import json
 import math
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -132,9 +136,7 @@ class _Law:
             self.distribution = IntDistribution(k_low * int(q), k_high * int(q), step=int(q))
         else:
             self.step = Decimal(repr(float(q)))
-            self.distribution = FloatDistribution(
-                float(self.step * k_low), float(self.step * k_high), step=float(q)
-            )
+            self.distribution = _stepped_floats(float(self.step * k_low), float(self.step * k_high), float(q))
 
     def _log_scale(self) -> bool:
         return "log" in self.kind
@@ -184,11 +186,29 @@ class _Law:
         """The value the trainer receives for Optuna param value ``value``."""
         if self.encoded:
             return json.loads(value)
+        if self.step is not None:
+            # Snap to the decimal multiple of q: Optuna's own suggestions carry float noise, and on
+            # an unstepped fallback distribution (see _stepped_floats) they are not multiples at all.
+            return float(self.step * round(float(value) / float(self.step)))
         if self.integer:
             return int(value)
         if isinstance(self.distribution, FloatDistribution):
             return float(value)
         return value
+
+
+def _stepped_floats(low: float, high: float, step: float) -> FloatDistribution:
+    """``FloatDistribution(low, high, step=step)`` if Optuna takes it as is, else unstepped.
+
+    Optuna checks ``high - low`` divisible by ``step`` on the decimal text of the floats and, when
+    that fails (a ``q`` like 1.2108073776175732 times a large ``k``), lowers ``high`` by a step with
+    a warning, which would drop the top value. The unstepped range still holds every multiple;
+    :meth:`SearchSpace.to_config` snaps suggestions to the nearest multiple.
+    """
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        stepped = FloatDistribution(low, high, step=step)
+    return stepped if stepped.high == high else FloatDistribution(low, high)
 
 
 def _num(value: float | None) -> float:

@@ -196,3 +196,21 @@ def test_grid_of_constants_is_one_point() -> None:
 def test_parameter_order_given_does_not_matter() -> None:
     spec = load_spec({"method": "grid", "parameters": {"b": {"values": [1, 2]}, "a": {"values": [3, 4]}}})
     assert SearchSpace(tuple(reversed(spec.parameters)), method="grid").grid() == spec.space.grid()
+
+
+@pytest.mark.parametrize("q", [0.1, 0.05, 1.2108073776175732, 0.3333])
+def test_awkward_float_steps_keep_every_multiple(q: float) -> None:
+    space = space_of({"distribution": "q_normal", "mu": 3.7, "sigma": 20.0, "q": q})
+    distribution = space.distributions()["p"]
+    assert isinstance(distribution, FloatDistribution)
+    assert distribution.low <= -156.3 + q and distribution.high >= 163.7 - q  # mu -+ 8 sigma, quantized
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        value = space.sample("p", rng)
+        assert distribution._contains(value)
+        assert space.to_config({"p": value})["p"] == value
+    # Whatever Optuna suggests inside the range, the trainer sees a multiple of q.
+    suggested = (distribution.low + distribution.high) / 3
+    snapped = space.to_config({"p": suggested})["p"]
+    assert abs(snapped - suggested) <= q / 2 + 1e-9
+    assert abs(snapped / q - round(snapped / q)) < 1e-9
