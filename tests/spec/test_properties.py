@@ -121,7 +121,7 @@ def _exercise(spec: SweepSpec) -> None:
             space.to_config(point)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(specs)
 def test_structured_specs_load_or_raise_located_errors(data: dict[str, Any]) -> None:
     _check(data)
