@@ -133,6 +133,9 @@ class Agent:
         self._objectives = tuple(Objective(m.name, m.goal) for m in self.spec.objectives)
         self._tally = Tally()
         self._inflight: dict[int, optuna.Trial] = {}
+        self._state: sweeps.SweepState = self.info.state
+        self._state_changed = threading.Event()
+        self._cancelling = False
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -175,6 +178,7 @@ class Agent:
         target = self._trainer_target()
         spec = self.spec
         directions = sweeps.directions(spec)
+        # A Pareto front has no single curve to compare: multi-objective sweeps never prune.
         pruner = make_pruner(spec.early_terminate, directions) if len(directions) == 1 else None
         study = sweeps.load_study(
             self._storage,
@@ -186,20 +190,28 @@ class Agent:
         trackers = prepare_trackers(spec.sweeper.trackers, self.info.id, self.info.name, str(sweep_dir))
         judge = PruningJudge(study, study.pruner)
         executor = self._make_executor(judge)
+        # The sampler's choice (GP or TPE) depends on how many trials run at once.
         study.sampler = make_sampler(spec, parallelism=max(1, executor.slots()))
         shipped = bool(getattr(executor, "shipped", False))
         make_task = _TaskFactory(self, target, trackers, str(sweep_dir), shipped)
-        self._tally.total = self._total(study)
-        stop_beat = threading.Event()
-        beat = threading.Thread(target=self._beat, args=(stop_beat,), name="sweeper-heartbeat", daemon=True)
-        beat.start()
-        self._progress.start(self.info.id, self.info.name, self._tally)
+        self._tally.total = self._total()
+        self._state = sweeps.read_state(self._storage, self.info.study_id)
+        stop_watch = threading.Event()
+        watcher = threading.Thread(
+            target=self._watch, args=(stop_watch, executor), name="sweeper-agent-watch", daemon=True
+        )
+        watcher.start()
+        metric = self._objectives[0].name if self._objectives else None
+        self._progress.start(self.info.id, self.info.name, metric, self._tally)
         try:
             ended = self._loop(study, executor, make_task)
+        except BaseException:  # Ctrl-C or a crash: hand the running trials back to the sweep
+            self._abandon(study, "agent interrupted")
+            raise
         finally:
+            stop_watch.set()
             executor.close()
-            stop_beat.set()
-            beat.join(timeout=5.0)
+            watcher.join(timeout=5.0)
         state = sweeps.read_state(self._storage, self.info.study_id)
         if (
             ended == "sweep exhausted"
@@ -218,7 +230,7 @@ class Agent:
             failed=self._tally.failed,
             best_value=self._tally.best_value,
             best_trial=self._tally.best_trial,
-            metric=self._objectives[0].name if self._objectives else None,
+            metric=metric,
             state=state,
             ended=ended,
         )
@@ -231,13 +243,8 @@ class Agent:
         launched = 0
         exhausted = False
         target_hit = False
-        state = sweeps.read_state(self._storage, self.info.study_id)
-        next_poll = time.monotonic() + STATE_POLL_S
         while True:
-            now = time.monotonic()
-            if now >= next_poll:
-                state = sweeps.read_state(self._storage, self.info.study_id)
-                next_poll = now + STATE_POLL_S
+            state = self._state
             if state == "cancelled":
                 self._cancel_all(study, executor)
                 return "sweep cancelled"
@@ -270,14 +277,38 @@ class Agent:
                     return "sweep exhausted"
                 if not count_left:
                     return f"count {self._count} reached"
-                # paused, or no slot on the cluster yet: idle until the next state poll
-                time.sleep(max(0.0, next_poll - time.monotonic()))
+                # Paused, or no slot on the cluster yet: idle until the state changes.
+                self._state_changed.wait(STATE_POLL_S)
+                self._state_changed.clear()
                 continue
-            wait_s = max(0.05, min(STATE_POLL_S, next_poll - time.monotonic()))
-            for task, outcome in executor.wait(wait_s):
+            for task, outcome in executor.wait(STATE_POLL_S / 2):
                 retried, reached = self._record(study, task, outcome)
                 exhausted = exhausted and not retried
                 target_hit = target_hit or reached
+
+    def _watch(self, stop: threading.Event, executor: Executor) -> None:
+        """Background thread: poll the sweep's state every second, beat the heartbeat every few.
+
+        A cancel reaches a trial running in-process here, since the loop is then busy running it.
+        """
+        last_beat = -math.inf
+        while not stop.is_set():
+            # A storage hiccup must not kill the agent; the next round retries.
+            with contextlib.suppress(Exception):
+                state = sweeps.read_state(self._storage, self.info.study_id)
+                if state != self._state:
+                    self._state = state
+                    self._state_changed.set()
+                    interrupt = getattr(executor, "interrupt", None)
+                    if state == "cancelled" and interrupt is not None:
+                        interrupt("sweep cancelled")
+            if time.monotonic() - last_beat >= HEARTBEAT_S:
+                last_beat = time.monotonic()
+                self._heartbeat_record["last_seen"] = _now()
+                with contextlib.suppress(Exception):
+                    record = dict(self._heartbeat_record)
+                    sweeps.heartbeat(self._storage, self.info.study_id, self.agent_id, record)
+            stop.wait(STATE_POLL_S)
 
     def _record(self, study: optuna.Study, task: TrialTask, outcome: TrialOutcome) -> tuple[bool, bool]:
         """Tell Optuna how a trial ended; enqueue a retry. Returns (retried, target reached)."""
@@ -318,8 +349,6 @@ class Agent:
             task.number, outcome.state, list(outcome.values or ()), outcome.fail_reason, self._tally
         )
         return retried, reached
-
-    _cancelling = False
 
     def _tell_pruned(self, study: optuna.Study, trial_id: int, values: tuple[float, ...] | None) -> None:
         # Optuna's tell would store the last intermediate value; W&B's objective is the best one.
@@ -365,33 +394,31 @@ class Agent:
                     )
                 self._record(study, task, outcome)
 
+    def _abandon(self, study: optuna.Study, reason: str) -> None:
+        """Fail the trials still in flight and put their params back in the queue for any agent."""
+        for trial_id, trial in list(self._inflight.items()):
+            del self._inflight[trial_id]
+            with contextlib.suppress(Exception):  # best effort: the storage may be what failed
+                study._storage.set_trial_user_attr(trial_id, sweeps.FAIL_REASON, reason)
+                study.tell(trial, state=TrialState.FAIL)
+                sweeps.enqueue_retry(study, study._storage.get_trial(trial_id))
+
     def _set_state_quietly(self, state: str) -> None:
         current = sweeps.read_state(self._storage, self.info.study_id)
         if current in ("running", "paused"):
             self._storage.set_study_user_attr(self.info.study_id, sweeps.STATE, state)
 
-    def _total(self, study: optuna.Study) -> int | None:
+    def _total(self) -> int | None:
         total: int | None = None
         if self.spec.method == "grid":
-            total = self.spec.space.grid_size() if hasattr(self.spec.space, "grid_size") else None
-            if self.spec.run_cap is not None and total is not None:
+            total = self.spec.space.grid_size()
+            if self.spec.run_cap is not None:
                 total = min(total, self.spec.run_cap)
         elif self.spec.run_cap is not None:
             total = self.spec.run_cap
         if self._count is not None:
             total = self._count if total is None else min(total, self._count)
         return total
-
-    def _beat(self, stop: threading.Event) -> None:
-        while True:
-            self._heartbeat_record["last_seen"] = _now()
-            # A storage hiccup must not kill the agent; the next beat retries.
-            with contextlib.suppress(Exception):
-                sweeps.heartbeat(
-                    self._storage, self.info.study_id, self.agent_id, dict(self._heartbeat_record)
-                )
-            if stop.wait(HEARTBEAT_S):
-                return
 
 
 class _TaskFactory:

@@ -68,16 +68,24 @@ class Executor(Protocol):
         ...
 
 
-class TrialTimeoutError(Exception):
-    """Raised inside an in-process trainer that runs past ``sweeper.timeout``."""
+class TrialInterruptedError(Exception):
+    """Raised inside an in-process trainer that runs past its timeout or whose sweep is cancelled."""
 
 
 class LocalExecutor:
-    """One trial at a time in the agent's own process: the trainer runs when :meth:`wait` is called."""
+    """One trial at a time in the agent's own process: the trainer runs when :meth:`wait` is called.
+
+    Timeouts and cancels interrupt the trainer with a SIGALRM raised in the main thread, so they
+    work when the agent runs in the main thread (the CLI); elsewhere the trial runs to its end.
+    """
 
     def __init__(self, judge: PruningJudge) -> None:
         self._reporter = DirectReporter(judge)
         self._queue: list[TrialTask] = []
+        # Reentrant: the SIGALRM handler runs in the main thread, possibly while it holds the lock.
+        self._lock = threading.RLock()
+        self._armed = False
+        self._reason: str | None = None
 
     def slots(self) -> int:
         return 1
@@ -90,9 +98,23 @@ class LocalExecutor:
             time.sleep(timeout)
             return []
         task = self._queue.pop(0)
-        with _alarm(task.timeout):
-            outcome = execute_trial(task, self._reporter)
+        self._reason = None
+        started = time.monotonic()
+        try:
+            with self._interruptible(task.timeout):
+                outcome = execute_trial(task, self._reporter)
+        except TrialInterruptedError:  # landed outside the trainer (tracker code): same result
+            outcome = TrialOutcome.failed("interrupted", duration_s=time.monotonic() - started)
+        if self._reason is not None:
+            outcome = TrialOutcome.failed(self._reason, duration_s=outcome.duration_s, host=outcome.host)
         return [(task, outcome)]
+
+    def interrupt(self, reason: str) -> None:
+        """Stop the trial running now (from another thread); it ends as failed with ``reason``."""
+        with self._lock:
+            if self._armed and self._reason is None:
+                self._reason = reason
+                signal.setitimer(signal.ITIMER_REAL, 0.001)
 
     def cancel(self, trial_id: int, reason: str) -> None:
         # A trial only runs inside wait(); a queued one is simply dropped.
@@ -101,29 +123,37 @@ class LocalExecutor:
     def close(self) -> None:
         self._queue.clear()
 
+    @contextmanager
+    def _interruptible(self, seconds: float | None) -> Iterator[None]:
+        if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+            yield
+            return
 
-@contextmanager
-def _alarm(seconds: float | None) -> Iterator[None]:
-    """Raise :class:`TrialTimeoutError` in the main thread after ``seconds`` (POSIX only)."""
-    usable = (
-        seconds is not None
-        and hasattr(signal, "setitimer")
-        and threading.current_thread() is threading.main_thread()
-    )
-    if not usable or seconds is None:
-        yield
-        return
+        def _expire(signum: int, frame: FrameType | None) -> None:
+            with self._lock:
+                if not self._armed:
+                    return  # the trial already ended
+                if self._reason is None:
+                    self._reason = f"timeout: trial ran past sweeper.timeout ({seconds:g} s)"
+                reason = self._reason
+            raise TrialInterruptedError(reason)
 
-    def _expire(signum: int, frame: FrameType | None) -> None:
-        raise TrialTimeoutError(f"trial ran past sweeper.timeout ({seconds:g} s)")
-
-    previous = signal.signal(signal.SIGALRM, _expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        previous = signal.signal(signal.SIGALRM, _expire)
+        with self._lock:
+            self._armed = True
+            if seconds is not None:
+                signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            disarmed = False
+            while not disarmed:
+                # An alarm landing here, before the disarm, would escape the finally: go again.
+                with contextlib.suppress(TrialInterruptedError), self._lock:
+                    self._armed = False
+                    disarmed = True
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
 
 
 @dataclass

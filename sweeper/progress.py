@@ -33,8 +33,8 @@ class Tally:
 class Progress(Protocol):
     """Receives the agent's events."""
 
-    def start(self, sweep_id: str, sweep_name: str, tally: Tally) -> None:
-        """The agent begins working on the sweep."""
+    def start(self, sweep_id: str, sweep_name: str, metric: str | None, tally: Tally) -> None:
+        """The agent begins working on the sweep (``metric``: the first objective's name)."""
         ...
 
     def trial_started(self, number: int, config: dict[str, Any], tally: Tally) -> None:
@@ -56,7 +56,7 @@ class QuietProgress:
     def __init__(self, stream: IO[str] | None = None) -> None:
         self._stream = stream
 
-    def start(self, sweep_id: str, sweep_name: str, tally: Tally) -> None:
+    def start(self, sweep_id: str, sweep_name: str, metric: str | None, tally: Tally) -> None:
         pass
 
     def trial_started(self, number: int, config: dict[str, Any], tally: Tally) -> None:
@@ -87,8 +87,10 @@ class JsonProgress:
             json.dumps({"event": event, **fields}, default=str), file=self._stream or sys.stdout, flush=True
         )
 
-    def start(self, sweep_id: str, sweep_name: str, tally: Tally) -> None:
-        self._emit("agent_started", sweep_id=sweep_id, sweep_name=sweep_name, total=tally.total)
+    def start(self, sweep_id: str, sweep_name: str, metric: str | None, tally: Tally) -> None:
+        self._emit(
+            "agent_started", sweep_id=sweep_id, sweep_name=sweep_name, metric=metric, total=tally.total
+        )
 
     def trial_started(self, number: int, config: dict[str, Any], tally: Tally) -> None:
         self._emit("trial_started", trial=number, config=config, running=tally.running)
@@ -112,11 +114,11 @@ class JsonProgress:
 class RichProgress:
     """A live status line on the terminal: done of total, running, pruned, failed, best so far."""
 
-    def __init__(self, metric: str | None) -> None:
+    def __init__(self) -> None:
         from rich.console import Console
 
         self._console = Console()
-        self._metric = metric or "value"
+        self._metric = "value"
         self._live: Any = None
 
     def _line(self, tally: Tally) -> str:
@@ -127,9 +129,10 @@ class RichProgress:
             f"[yellow]{tally.pruned}[/] pruned  [red]{tally.failed}[/] failed  best {self._metric}: {best}"
         )
 
-    def start(self, sweep_id: str, sweep_name: str, tally: Tally) -> None:
+    def start(self, sweep_id: str, sweep_name: str, metric: str | None, tally: Tally) -> None:
         from rich.live import Live
 
+        self._metric = metric or "value"
         self._console.print(f"agent on sweep [bold]{sweep_id}[/] ({sweep_name})")
         self._live = Live(self._line(tally), console=self._console, refresh_per_second=4, transient=True)
         self._live.start()
@@ -151,10 +154,10 @@ class RichProgress:
         self._console.print(summary_line, markup=False, highlight=False)
 
 
-def make_progress(*, json_lines: bool = False, metric: str | None = None) -> Progress:
+def make_progress(*, json_lines: bool = False) -> Progress:
     """The view for the CLI: JSON lines if asked, rich on a terminal, otherwise quiet."""
     if json_lines:
         return JsonProgress()
     if sys.stdout.isatty():
-        return RichProgress(metric)
+        return RichProgress()
     return QuietProgress()

@@ -126,7 +126,7 @@ class Trial:
         >>> trial.log({"loss": 0.5})
         >>> trial.log({"loss": 0.25})
         >>> trial.values()
-        (0.25, None)
+        (0.25,)
     """
 
     def __init__(
@@ -136,6 +136,7 @@ class Trial:
         self._reporter: Reporter = reporter or NullReporter()
         self._trackers = trackers
         self._best: list[float | None] = [None] * len(task.objectives)
+        self._non_finite: dict[str, str] = {}  # objective -> a non-finite value it got, for the reason
         self._reports = 0
         self._summary: dict[str, Any] = {}
         self.checkpoint_dir = Path(task.checkpoint_dir)
@@ -215,6 +216,10 @@ class Trial:
         """The best finite value of each objective seen so far (None: none yet)."""
         return tuple(self._best)
 
+    def non_finite(self) -> dict[str, str]:
+        """A non-finite value each objective metric got (NaN, inf, a string), if any."""
+        return dict(self._non_finite)
+
     def summary(self) -> dict[str, Any]:
         """The last value of every metric logged or returned (W&B's run summary)."""
         return dict(self._summary)
@@ -244,8 +249,11 @@ class Trial:
         """Update the best values; return the first objective's finite value if present."""
         first: float | None = None
         for index, objective in enumerate(self._task.objectives):
-            value = _finite(metrics.get(objective.name))
+            raw = metrics.get(objective.name)
+            value = _finite(raw)
             if value is None:
+                if raw is not None:
+                    self._non_finite.setdefault(objective.name, repr(raw)[:50])
                 continue
             best = self._best[index]
             if best is None or objective.better(value, best):
@@ -347,7 +355,11 @@ def _final_values(task: TrialTask, trial: Trial) -> tuple[tuple[float, ...] | No
     best = trial.values()
     missing = [o.name for o, v in zip(task.objectives, best, strict=True) if v is None]
     if missing:
-        return None, f"logged or returned no finite value of {', '.join(missing)}"
+        got = trial.non_finite()
+        seen = [f"{name}={got[name]}" for name in missing if name in got]
+        return None, f"logged or returned no finite value of {', '.join(missing)}" + (
+            f" (got {', '.join(seen)})" if seen else ""
+        )
     return tuple(v for v in best if v is not None), None
 
 

@@ -53,11 +53,16 @@ def _run_agent(sweep_id: str, storage: Any, **options: Any) -> None:
     from sweeper.agents import Agent
     from sweeper.progress import make_progress
 
-    json_lines = options.pop("json_lines")
-    agent = Agent(sweep_id, storage=storage, **options)
-    metric = agent.spec.objectives[0].name if agent.spec.objectives else None
-    agent._progress = make_progress(json_lines=json_lines, metric=metric)
-    agent.run()
+    _quiet_optuna()
+    progress = make_progress(json_lines=options.pop("json_lines"))
+    Agent(sweep_id, storage=storage, progress=progress, **options).run()
+
+
+def _quiet_optuna() -> None:
+    # Optuna's per-trial INFO lines would drown the progress view; warnings still show.
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 @main.command()
@@ -70,6 +75,7 @@ def submit(spec_path: str, storage: str | None, name: str | None) -> None:
     from sweeper.storage import mask_url, open_storage, resolve_url
     from sweeper.study import create_sweep
 
+    _quiet_optuna()
     spec = load_spec(spec_path)
     url = resolve_url(storage or spec.sweeper.storage)
     info = create_sweep(open_storage(url), spec, name=name)
@@ -97,6 +103,7 @@ def run(spec_path: str, storage: str | None, name: str | None, **options: Any) -
     from sweeper.storage import open_storage, resolve_url
     from sweeper.study import create_sweep
 
+    _quiet_optuna()
     spec = load_spec(spec_path)
     url = resolve_url(storage or spec.sweeper.storage)
     info = create_sweep(open_storage(url), spec, name=name)

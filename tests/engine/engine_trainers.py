@@ -74,8 +74,8 @@ def flaky(config: dict[str, Any], trial: Any) -> float:
 def wait_for_file(config: dict[str, Any], trial: Any) -> float:
     """Log once, then run until the file `release` exists (so tests can stop or cancel mid-trial)."""
     release = Path(config["release"])
-    Path(config["started"]).joinpath(str(trial.number)).write_text("1")
     trial.log({"loss": 1.0})
+    Path(config["started"]).joinpath(str(trial.number)).write_text("1")
     deadline = time.time() + 120
     while not release.exists() and time.time() < deadline:
         time.sleep(0.05)

@@ -127,5 +127,3 @@ def test_cancel_kills_running_trials(project: Path) -> None:
     trials = _trials(url, sweep_id)
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]
     assert all(t.user_attrs["fail_reason"] == "sweep cancelled" for t in trials)
-    # Each got its one report in before the kill.
-    assert all(t.intermediate_values == {1: 1.0} for t in trials)
