@@ -80,11 +80,18 @@ def parse_yaml(text: str, source: str = "<string>") -> Any:
         return yaml.load(text, Loader=SpecLoader)  # SpecLoader is a SafeLoader
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "<root>"
         problem = exc.problem or exc.context or "invalid YAML"
         raise SpecError([SpecIssue(source, where, f"YAML syntax error: {problem}")]) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        where = f"line {line}, column {column}"
+        raise SpecError(
+            [SpecIssue(source, where, f"YAML error: {exc.reason} (character {exc.character!r})")]
+        ) from None
     except yaml.YAMLError as exc:
-        raise SpecError([SpecIssue(source, "", f"YAML error: {exc}")]) from None
+        raise SpecError([SpecIssue(source, "<root>", f"YAML error: {exc}")]) from None
 
 
 def read_yaml(path: str | Path) -> Any:
@@ -98,5 +105,7 @@ def read_yaml(path: str | Path) -> Any:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise SpecError([SpecIssue(source, "", f"must be a readable UTF-8 file, got: {reason}")]) from None
+        raise SpecError(
+            [SpecIssue(source, "<root>", f"must be a readable UTF-8 file, got: {reason}")]
+        ) from None
     return parse_yaml(text, source)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -137,3 +139,38 @@ def test_free_form_mappings_load_or_raise_located_errors(data: dict[Any, Any]) -
 @given(st.sampled_from(sorted(DISTRIBUTIONS)), st.dictionaries(param_keys, numbers, max_size=4))
 def test_every_distribution_with_random_numbers(distribution: str, extra: dict[str, Any]) -> None:
     _check({"method": "random", "parameters": {"p": {**extra, "distribution": distribution}}})
+
+
+yaml_fragments = st.sampled_from(
+    [
+        "method: grid\n",
+        "parameters:\n",
+        "  x: {values: [1, 2]}\n",
+        "  y: {min: 1e-5, max: 1e-1}\n",
+        "- a\n",
+        "  ",
+        ": ",
+        "{",
+        "]",
+        "!!python/object:os.system ls\n",
+        "? [1, 2]\n: 3\n",
+        "&a x\n",
+        "*a\n",
+        "\t",
+        "x: 1\n",
+    ]
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(yaml_fragments | st.text(max_size=5), max_size=8).map("".join))
+def test_any_yaml_text_loads_or_raises_located_errors(text: str) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "spec.yaml"
+        path.write_text(text, encoding="utf-8")
+        try:
+            spec = load_spec(path)
+        except SpecError as exc:
+            assert exc.issues and all(issue.source == str(path) and issue.path for issue in exc.issues)
+            return
+    _exercise(spec)
