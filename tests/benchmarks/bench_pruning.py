@@ -1,0 +1,94 @@
+"""Pruning latency: how long ``trial.log`` takes to come back with the pruner's decision.
+
+32 trials run at once on 32 fake GPUs (``gpus: 1`` each), each logging its objective every 10 ms
+under W&B's hyperband rule; the trainer times every ``trial.log`` call (it returns when the
+decision "go on" arrives, or raises TrialPruned). Reported: p50/p95/max over all calls.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import harness
+from harness import Figure, percentile, stopwatch
+
+
+def main() -> None:
+    args = harness.parse_args(__doc__.splitlines()[0])
+    gpus = 8 if args.quick else 32
+    trials = 3 * gpus
+    steps = 20 if args.quick else 60
+    import ray
+    import yaml
+
+    import sweeper
+
+    root = Path(tempfile.mkdtemp(prefix="bench-pruning-"))
+    os.chdir(root)
+    outdir = root / "out"
+    outdir.mkdir()
+    with stopwatch() as ray_s:
+        ray.init(
+            address="local",
+            num_cpus=gpus,  # logical: the trials mostly sleep
+            num_gpus=gpus,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": {"PYTHONPATH": str(harness.BENCH_DIR)}},
+        )
+    spec = {
+        "name": "bench-pruning",
+        "method": "random",
+        "metric": {"name": "value", "goal": "minimize"},
+        "parameters": {
+            "x": {"min": 0.0, "max": 1.0},
+            "steps": {"value": steps},
+            "interval": {"value": 0.01},
+            "outdir": {"value": str(outdir)},
+        },
+        # Bands at 10, 30, 90 reports: trials live long enough to keep 32 of them reporting at once.
+        "early_terminate": {"type": "hyperband", "min_iter": 10, "eta": 3},
+        "run_cap": trials,
+        "sweeper": {
+            "trainer": "bench_trainers:log_every",
+            "resources": {"gpus": 1},
+            "max_concurrent": gpus,
+            "seed": 0,
+        },
+    }
+    (root / "pruning.yaml").write_text(yaml.safe_dump(spec))
+    storage = f"journal://{root / 'journal.log'}"
+    sweep_id = sweeper.sweep(str(root / "pruning.yaml"), storage=storage)
+    with stopwatch() as took:
+        summary = sweeper.agent(sweep_id, storage=storage)
+    latencies: list[float] = []
+    pruned = 0
+    for path in outdir.glob("*.json"):
+        record = json.loads(path.read_text())
+        latencies.extend(record["latencies"])
+        pruned += bool(record["pruned"])
+    ms = [x * 1000 for x in latencies]
+    p50, p95 = percentile(ms, 50), percentile(ms, 95)
+    section = "2. Pruning latency"
+    figures = [
+        Figure(
+            section,
+            f"trial.log -> decision, p50 ({gpus} trials at once on {gpus} fake GPUs, a report every 10 ms)",
+            f"{p50:.1f} ms",
+        ),
+        Figure(section, "trial.log -> decision, p95", f"{p95:.1f} ms", "< 20 ms", p95 < 20),
+        Figure(
+            section,
+            "reports timed / trials pruned / sweep time",
+            f"{len(ms)} / {pruned} of {summary.ran} / {took[0]:.1f} s",
+            note=f"max {max(ms):.0f} ms; offered load {gpus * 100} reports/s; Ray start {ray_s[0]:.1f} s",
+        ),
+    ]
+    harness.emit(figures, args.json)
+
+
+if __name__ == "__main__":
+    main()

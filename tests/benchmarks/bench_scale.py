@@ -1,0 +1,165 @@
+"""Scale: inspect commands on a 10,000-trial sweep, sampler time per trial at 1,000 and 5,000 trials,
+and the agent's memory over a long no-op sweep.
+
+- Inspect: the sweep is built by ``bench_inspect.build`` (the inspect helper's benchmark) on the
+  default storage kind (journal file) and each CLI command runs in process, median of 3.
+- Sampler: an in-memory study holding N finished trials of a 6-parameter space (5 floats, one
+  categorical); the time of one more ``ask`` with the sampler the agent uses (``make_sampler``).
+- Memory: one agent process runs a no-op sweep in chunks (``sweeper.agent(count=...)``, local
+  executor so no Ray worker shares the work), its RSS read after each chunk.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import harness
+from harness import Figure, rss_mib
+
+SECTION = "6. Scale"
+SAMPLER_SPACE: dict[str, Any] = {
+    **{f"x{i}": {"min": 0.0, "max": 1.0} for i in range(1, 6)},
+    "act": {"values": ["relu", "gelu", "tanh"]},
+}
+
+
+def inspect_figures(trials: int, root: Path) -> list[Figure]:
+    """Time the inspect commands with the inspect helper's benchmark (built on a journal file)."""
+    try:
+        import bench_inspect
+    except ImportError as exc:  # the inspect benchmark is another helper's file
+        return [Figure(SECTION, "inspect commands", "not measured", "< 1 s", None, f"bench_inspect: {exc}")]
+    url = f"journal://{root / 'inspect.log'}"
+    began = time.perf_counter()
+    sweep_id = bench_inspect.build(url, trials)
+    built = time.perf_counter() - began
+    figures = []
+    for label, args in (
+        ("sweeper status", ("status", sweep_id)),
+        ("sweeper best --top 10", ("best", sweep_id, "--top", "10")),
+        ("sweeper trials (sorted table)", ("trials", sweep_id, "--sort", "loss")),
+        ("sweeper trials --json (every record)", ("trials", sweep_id, "--json")),
+        ("sweeper ls", ("ls",)),
+    ):
+        took = bench_inspect.timed(label, bench_inspect.cli(*args, "--storage", url))
+        figures.append(
+            Figure(
+                SECTION,
+                f"{label} on {trials:,} trials (journal, in process, median of 3)",
+                f"{took:.2f} s",
+                "< 1 s",
+                took < 1.0,
+            )
+        )
+    figures[0].note = f"sweep built in {built:.0f} s"
+    return figures
+
+
+def sampler_figures(sizes: tuple[int, ...], asks: int) -> list[Figure]:
+    """Seconds per ``ask`` of TPE (bayes) and W&B-random samplers on a study of N finished trials."""
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    from sweeper.spec import load_spec
+    from sweeper.strategy import make_sampler
+
+    figures = []
+    for method, sampler in (("bayes", "tpe"), ("random", "auto")):
+        spec = load_spec(
+            {
+                "method": method,
+                "metric": {"name": "value"},
+                "parameters": SAMPLER_SPACE,
+                "sweeper": {"seed": 0, "sampler": sampler},
+            }
+        )
+        distributions = spec.space.distributions()
+        per_size = []
+        for size in sizes:
+            rng = random.Random(size)
+            study = optuna.create_study(sampler=make_sampler(spec, parallelism=2))
+            study.add_trials(
+                [
+                    create_trial(
+                        state=TrialState.COMPLETE,
+                        value=rng.random(),
+                        params={
+                            **{f"x{i}": rng.random() for i in range(1, 6)},
+                            "act": rng.choice(["relu", "gelu", "tanh"]),
+                        },
+                        distributions=distributions,
+                    )
+                    for _ in range(size)
+                ]
+            )
+            times = []
+            for _ in range(asks):
+                began = time.perf_counter()
+                trial = study.ask(distributions)
+                times.append(time.perf_counter() - began)
+                study.tell(trial, rng.random())
+            per_size.append(f"{statistics.median(times) * 1000:.1f} ms at {size:,}")
+        label = "TPE (method: bayes, sampler: tpe)" if method == "bayes" else "W&B random (method: random)"
+        figures.append(Figure(SECTION, f"sampler time per trial, {label}", "; ".join(per_size), "documented"))
+    return figures
+
+
+def memory_figure(total: int, chunks: int, root: Path) -> Figure:
+    """RSS of this (the agent's) process after each chunk of a no-op sweep."""
+    import sweeper
+
+    outdir = root / "noop-out"
+    outdir.mkdir()
+    os.chdir(root)
+    storage = f"journal://{root / 'memory.log'}"
+    spec = {
+        "method": "random",
+        "metric": {"name": "value"},
+        "parameters": {"x": {"min": 0.0, "max": 1.0}, "outdir": {"value": str(outdir)}},
+        "sweeper": {"trainer": "bench_trainers:noop", "seed": 0},
+    }
+    sweep_id = sweeper.sweep(spec, storage=storage)
+    gc.collect()
+    readings = [(0, rss_mib())]
+    began = time.perf_counter()
+    for index in range(1, chunks + 1):
+        sweeper.agent(sweep_id, storage=storage, count=total // chunks, executor="local")
+        gc.collect()
+        readings.append((index * total // chunks, rss_mib()))
+    took = time.perf_counter() - began
+    per_k = (readings[-1][1] - readings[1][1]) / ((readings[-1][0] - readings[1][0]) / 1000)
+    shown = ", ".join(f"{n:,}: {mib:.0f}" for n, mib in readings)
+    return Figure(
+        SECTION,
+        "agent RSS (MiB) after N trials of a no-op sweep (N: MiB)",
+        shown,
+        "documented",
+        None,
+        f"growth after the first chunk: {per_k:.1f} MiB per 1,000 trials; {total / took:.0f} trials/s "
+        "(local executor)",
+    )
+
+
+def main() -> None:
+    args = harness.parse_args(__doc__.splitlines()[0])
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sys.path.insert(0, str(harness.BENCH_DIR))
+    root = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    figures = inspect_figures(1_000 if args.quick else 10_000, root)
+    figures += sampler_figures((200, 500) if args.quick else (1_000, 5_000), 3 if args.quick else 10)
+    figures.append(memory_figure(200 if args.quick else 1_000, 4, root))
+    harness.emit(figures, args.json)
+
+
+if __name__ == "__main__":
+    main()
