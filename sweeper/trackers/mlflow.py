@@ -37,6 +37,11 @@ def default_tracking_uri(sweep_dir: str) -> str:
     return f"sqlite:///{Path(sweep_dir).resolve() / 'mlflow.db'}"
 
 
+def mlflow_key(name: str) -> str:
+    """``name`` with the characters MLflow rejects in metric and param keys replaced by ``_``."""
+    return "".join(c if c.isalnum() or c in "_-. :/" else "_" for c in name)
+
+
 def _param_value(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text[:_PARAM_VALUE_MAX]
@@ -149,7 +154,7 @@ class MlflowTracker(Tracker):
         created = client.create_run(options["_experiment_id"], run_name=run.run_name, tags=tags)
         self._client = client
         self._run_id = created.info.run_id
-        params = [Param(key, _param_value(value)) for key, value in flatten(run.config).items()]
+        params = [Param(mlflow_key(key), _param_value(value)) for key, value in flatten(run.config).items()]
         for i in range(0, len(params), _PARAMS_PER_BATCH):
             client.log_batch(self._run_id, params=params[i : i + _PARAMS_PER_BATCH])
         client.log_dict(self._run_id, dict(environment), "environment.json")
@@ -158,7 +163,7 @@ class MlflowTracker(Tracker):
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        values = numeric_metrics(metrics)
+        values = {mlflow_key(key): value for key, value in numeric_metrics(metrics).items()}
         batch = [Metric(key, value, now, step) for key, value in values.items()]
         for i in range(0, len(batch), _METRICS_PER_BATCH):
             self._client.log_batch(self._run_id, metrics=batch[i : i + _METRICS_PER_BATCH])
@@ -189,7 +194,8 @@ class MlflowTracker(Tracker):
 
         # Final metrics the trainer only returned (never logged) still belong in the run.
         now = int(time.time() * 1000)
-        extra = {k: v for k, v in numeric_metrics(summary).items() if k not in self._logged}
+        final = {mlflow_key(key): value for key, value in numeric_metrics(summary).items()}
+        extra = {k: v for k, v in final.items() if k not in self._logged}
         if extra:
             metrics = [Metric(k, v, now, self._last_step) for k, v in extra.items()]
             self._client.log_batch(self._run_id, metrics=metrics)

@@ -84,7 +84,8 @@ def run_sweep(tracker: str, root: Path, artifact: Path) -> Sweep:
         plt.plot([step for step, _ in losses], [loss for _, loss in losses])
         try:
             with trackers:
-                trackers.log_metrics({"loss": losses[0][1], "note": "warming up"})
+                # A text value and a key MLflow would reject ("@") must not upset any tracker.
+                trackers.log_metrics({"loss": losses[0][1], "note": "warming up", "acc@1": 0.5})
                 trackers.log_metrics({"loss": losses[1][1]})
                 trackers.log_histogram("weights", [0.1 * i for i in range(20)])
                 trackers.log_figure("loss-curve", figure)
@@ -274,6 +275,7 @@ def test_mlflow_nests_trial_runs_under_one_sweep_run(sweep: Sweep) -> None:
     assert completed.extra["tags"]["sweeper.trial_number"] == "0"
     assert completed.extra["tags"]["mlflow.source.git.commit"] == git_commit(sweep.root)
     assert completed.history["accuracy"] == [(5, 0.75)]  # returned only: recorded at the last step
+    assert completed.history["acc_1"] == [(0, 0.5)]
     assert {"environment.json", "summary.json", "weights.txt", "figures", "tables"} <= set(
         completed.extra["artifacts"]
     )
