@@ -25,6 +25,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
+from sweeper import leases
 from sweeper import study as sweeps
 from sweeper.broker import PruningJudge
 from sweeper.errors import TrainerError, UsageError
@@ -87,6 +88,9 @@ class Agent:
             already initialized Ray is reused.
         progress: Where the live progress goes (default: nowhere).
         workdir: The project directory shipped to the workers (default: the current directory).
+        lease_grace_s: A trial whose agent renewed no lease for this long is lost: any agent
+            fails it ("agent lost") and re-queues it (see :mod:`sweeper.leases`).
+        lease_renew_s: How often this agent renews the leases of its running trials.
     """
 
     def __init__(
@@ -102,6 +106,8 @@ class Agent:
         ray_address: str | None = None,
         progress: Progress | None = None,
         workdir: str | Path | None = None,
+        lease_grace_s: float = leases.DEFAULT_GRACE_S,
+        lease_renew_s: float = leases.DEFAULT_RENEW_S,
     ) -> None:
         if executor not in EXECUTORS:
             raise UsageError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
@@ -136,6 +142,8 @@ class Agent:
         self._state: sweeps.SweepState = self.info.state
         self._state_changed = threading.Event()
         self._cancelling = False
+        self._lease_policy = leases.LeasePolicy(grace_s=lease_grace_s, renew_s=lease_renew_s)
+        self._leases: leases.LeaseKeeper | None = None
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -194,6 +202,8 @@ class Agent:
         study.sampler = make_sampler(spec, parallelism=max(1, executor.slots()))
         shipped = bool(getattr(executor, "shipped", False))
         make_task = _TaskFactory(self, target, trackers, str(sweep_dir), shipped)
+        self._leases = leases.LeaseKeeper(study, self.agent_id, self._lease_policy, spec.sweeper.retries)
+        self._leases.start()
         self._tally.total = self._total()
         self._state = sweeps.read_state(self._storage, self.info.study_id)
         stop_watch = threading.Event()
@@ -212,6 +222,8 @@ class Agent:
             stop_watch.set()
             executor.close()
             watcher.join(timeout=5.0)
+            # Whatever this agent still holds goes back to the sweep: nothing it ran stays RUNNING.
+            self._leases.close(leases.AGENT_STOPPED)
         state = sweeps.read_state(self._storage, self.info.study_id)
         if (
             ended == "sweep exhausted"
@@ -261,6 +273,8 @@ class Agent:
                     exhausted = True
                     break
                 task = make_task(trial)
+                if self._leases is not None:
+                    self._leases.hold(trial._trial_id)
                 executor.start(task)
                 self._inflight[trial._trial_id] = trial
                 launched += 1
@@ -326,6 +340,7 @@ class Agent:
             attrs[sweeps.TRACKER_ERRORS] = list(outcome.tracker_errors)
         if outcome.fail_reason:
             attrs[sweeps.FAIL_REASON] = outcome.fail_reason
+        told = True
         try:
             for key, value in attrs.items():
                 storage.set_trial_user_attr(task.trial_id, key, value)
@@ -336,12 +351,16 @@ class Agent:
             else:
                 study.tell(trial, state=TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
-            pass  # someone else (sweeper cancel, a lease reaper) already ended it
+            told = False  # someone else (sweeper cancel, a lease reaper) ended and re-queued it
+        if self._leases is not None:
+            self._leases.release(task.trial_id)
         self._count_outcome(task, outcome)
         retried = False
-        if outcome.state == "failed" and task.attempt < self.spec.sweeper.retries and not self._cancelling:
-            sweeps.enqueue_retry(study, storage.get_trial(task.trial_id))
-            retried = True
+        if outcome.state == "failed" and told and not self._cancelling:
+            frozen = storage.get_trial(task.trial_id)
+            if leases.should_requeue(frozen, outcome.fail_reason, self.spec.sweeper.retries):
+                leases.requeue(study, frozen, outcome.fail_reason)
+                retried = True
         reached = outcome.state == "complete" and self._target_reached(outcome.values)
         if reached:
             self._set_state_quietly("finished")
@@ -396,12 +415,13 @@ class Agent:
 
     def _abandon(self, study: optuna.Study, reason: str) -> None:
         """Fail the trials still in flight and put their params back in the queue for any agent."""
-        for trial_id, trial in list(self._inflight.items()):
+        for trial_id in list(self._inflight):
             del self._inflight[trial_id]
-            with contextlib.suppress(Exception):  # best effort: the storage may be what failed
-                study._storage.set_trial_user_attr(trial_id, sweeps.FAIL_REASON, reason)
-                study.tell(trial, state=TrialState.FAIL)
-                sweeps.enqueue_retry(study, study._storage.get_trial(trial_id))
+            # Best effort: the storage may be what failed; then other agents' lease reapers take over.
+            with contextlib.suppress(Exception):
+                leases.fail_and_requeue(study, trial_id, reason, self.spec.sweeper.retries)
+            if self._leases is not None:
+                self._leases.release(trial_id)
 
     def _set_state_quietly(self, state: str) -> None:
         current = sweeps.read_state(self._storage, self.info.study_id)
