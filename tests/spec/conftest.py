@@ -1,9 +1,12 @@
-"""W&B's own sweep engine (the `sweeps` package), imported quietly: it is the reference we test against."""
+"""Spec test fixtures: W&B's own sweep engine (the `sweeps` package), the reference we test against."""
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 with warnings.catch_warnings():
     # `sweeps` imports pydantic v1-style config that warns at import time; not our code.
@@ -23,4 +26,13 @@ def wandb_parameter(settings: dict[str, Any]) -> HyperParameter:
     return HyperParameter("p", dict(settings))
 
 
-__all__ = ["HyperParameter", "wandb_grid", "wandb_parameter"]
+@pytest.fixture(name="wandb_grid")
+def wandb_grid_fixture() -> Callable[[dict[str, Any]], list[dict[str, Any]]]:
+    """W&B's grid order, as a function of the parameters block."""
+    return wandb_grid
+
+
+@pytest.fixture(name="wandb_parameter")
+def wandb_parameter_fixture() -> Callable[[dict[str, Any]], HyperParameter]:
+    """W&B's parameter objects (``cdf``/``ppf``), as a function of the settings."""
+    return wandb_parameter

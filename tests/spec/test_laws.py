@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,6 @@ from click.testing import CliRunner
 from scipy import stats
 
 from sweeper.cli import main
-from tests.spec.wandb_oracle import wandb_parameter
 
 DRAWS = 4000
 ALPHA = 1e-3
@@ -66,7 +66,9 @@ def draws(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Any]]:
 
 
 @pytest.mark.parametrize("name", sorted(CONTINUOUS))
-def test_continuous_law_matches_wandb(name: str, draws: dict[str, list[Any]]) -> None:
+def test_continuous_law_matches_wandb(
+    name: str, draws: dict[str, list[Any]], wandb_parameter: Callable[..., Any]
+) -> None:
     values = np.array(draws[name])
     assert values.dtype == float
     reference = wandb_parameter(CONTINUOUS[name])
@@ -76,7 +78,9 @@ def test_continuous_law_matches_wandb(name: str, draws: dict[str, list[Any]]) ->
     assert np.all((values >= low) & (values <= high))
 
 
-def _expected_quantized(settings: dict[str, Any], support: list[float]) -> np.ndarray:
+def _expected_quantized(
+    settings: dict[str, Any], support: list[float], wandb_parameter: Callable[..., Any]
+) -> np.ndarray:
     """P(value == k q) = F((k + 1/2) q) - F((k - 1/2) q), F the raw law's cdf (W&B's cdf of q_ laws)."""
     reference = wandb_parameter(settings)
     q = settings["q"]
@@ -90,7 +94,9 @@ def _expected_quantized(settings: dict[str, Any], support: list[float]) -> np.nd
 
 
 @pytest.mark.parametrize("name", sorted(QUANTIZED))
-def test_quantized_law_matches_wandb(name: str, draws: dict[str, list[Any]]) -> None:
+def test_quantized_law_matches_wandb(
+    name: str, draws: dict[str, list[Any]], wandb_parameter: Callable[..., Any]
+) -> None:
     settings = QUANTIZED[name]
     q = settings["q"]
     values = draws[name]
@@ -100,7 +106,7 @@ def test_quantized_law_matches_wandb(name: str, draws: dict[str, list[Any]]) -> 
     counts = Counter(round(v / q) for v in values)
     # Every reachable multiple, in order, with the tails merged until each bin expects >= 5 draws.
     ks = range(min(counts), max(counts) + 1)
-    probabilities = _expected_quantized(settings, [k * q for k in ks])
+    probabilities = _expected_quantized(settings, [k * q for k in ks], wandb_parameter)
     assert probabilities.sum() > 0.999  # nothing observed lies outside W&B's support
     observed, expected = _merge_small_bins([counts.get(k, 0) for k in ks], probabilities * len(values))
     expected *= sum(observed) / expected.sum()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,6 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 
 from sweeper import load_spec
 from sweeper.space import SearchSpace
-from tests.spec.wandb_oracle import wandb_grid
 
 
 def space_of(fragment: dict[str, Any], method: str = "random") -> SearchSpace:
@@ -149,7 +149,7 @@ GRID_CASES: list[dict[str, Any]] = [
 
 
 @pytest.mark.parametrize("parameters", GRID_CASES)
-def test_grid_order_matches_wandb(parameters: dict[str, Any]) -> None:
+def test_grid_order_matches_wandb(parameters: dict[str, Any], wandb_grid: Callable[..., Any]) -> None:
     space = load_spec({"method": "grid", "parameters": parameters}).space
     ours = [space.to_config(point) for point in space.grid()]
     assert ours == wandb_grid(parameters)
