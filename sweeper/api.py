@@ -9,6 +9,7 @@ from typing import Any
 from optuna.storages import BaseStorage
 
 from sweeper.agents import Agent, AgentSummary, ExecutorKind
+from sweeper.leases import DEFAULT_GRACE_S, DEFAULT_RENEW_S
 from sweeper.progress import Progress
 from sweeper.spec import SweepSpec, load_spec
 from sweeper.storage import open_storage
@@ -49,6 +50,8 @@ def agent(
     executor: ExecutorKind = "ray",
     ray_address: str | None = None,
     progress: Progress | None = None,
+    lease_grace_s: float = DEFAULT_GRACE_S,
+    lease_renew_s: float = DEFAULT_RENEW_S,
 ) -> AgentSummary:
     """Run trials of a sweep until it is done, ``count`` trials ran, or it is stopped.
 
@@ -62,6 +65,9 @@ def agent(
         executor: ``"ray"`` (default) or ``"local"`` (one at a time, in this process).
         ray_address: Ray to connect to; an already initialized Ray is reused.
         progress: A progress view (default: silent).
+        lease_grace_s: Seconds without a lease renewal after which a trial's agent counts as
+            lost: any agent then fails the trial and re-queues it (see :mod:`sweeper.leases`).
+        lease_renew_s: Seconds between this agent's lease renewals (well below the grace).
 
     Returns:
         What the agent did (:class:`~sweeper.agents.AgentSummary`).
@@ -76,4 +82,6 @@ def agent(
         executor=executor,
         ray_address=ray_address,
         progress=progress,
+        lease_grace_s=lease_grace_s,
+        lease_renew_s=lease_renew_s,
     ).run()

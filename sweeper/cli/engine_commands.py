@@ -43,6 +43,24 @@ def _agent_options(func: Callable[..., Any]) -> Callable[..., Any]:
             help="Trainer function (overrides the spec).",
         ),
         click.option("--json", "json_lines", is_flag=True, help="One JSON object per event on stdout."),
+        click.option(
+            "--lease-grace",
+            "lease_grace_s",
+            type=click.FloatRange(min=0, min_open=True),
+            default=60.0,
+            show_default=True,
+            metavar="SECONDS",
+            help="A trial whose agent renewed no lease for this long is failed and re-queued.",
+        ),
+        click.option(
+            "--lease-renew",
+            "lease_renew_s",
+            type=click.FloatRange(min=0, min_open=True),
+            default=10.0,
+            show_default=True,
+            metavar="SECONDS",
+            help="How often this agent renews the leases of its running trials.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
