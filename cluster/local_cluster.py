@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = with_ray_address(args.command, address)
         return subprocess.call(command, env={**os.environ, "RAY_ADDRESS": address})
     finally:
-        cluster.shutdown()
+        cluster.shutdown()  # type: ignore[no-untyped-call]
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 

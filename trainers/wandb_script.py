@@ -21,7 +21,7 @@ import wandb
 try:
     import sweeper
 except ImportError:  # run with plain W&B, outside sweeper
-    sweeper = None
+    sweeper = None  # type: ignore[assignment]
 
 
 def make_data(seed: int, n: int = 2000, features: int = 20) -> tuple[np.ndarray, np.ndarray]:
@@ -47,9 +47,8 @@ def main() -> None:
     parser.add_argument("--data_seed", type=int, default=0)
     args = parser.parse_args()
 
-    run = wandb.init(
-        project="sweeper-examples", config=vars(args), mode=os.environ.get("WANDB_MODE", "offline")
-    )
+    os.environ.setdefault("WANDB_MODE", "offline")  # nothing leaves the machine unless you ask
+    run = wandb.init(project="sweeper-examples", config=vars(args))
     config = wandb.config
     trial = sweeper.init() if sweeper is not None else None
 

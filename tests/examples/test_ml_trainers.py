@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import doctest
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +122,20 @@ def test_a_missing_library_fails_at_call_time_naming_the_extra(
             monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(ImportError, match=extra.replace("[", r"\[").replace("]", r"\]")):
         module.train({}, make_trial())
+
+
+def test_wandb_script_runs_by_hand_like_any_wandb_script(tmp_path) -> None:
+    script = Path(__file__).resolve().parents[2] / "trainers" / "wandb_script.py"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "SWEEPER_"))}
+    done = subprocess.run(
+        [sys.executable, str(script), "--epochs", "2", "--lr", "0.5"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")  # offline by default: nothing left the machine
+    assert list(run_dir.glob("*.wandb"))
