@@ -148,6 +148,11 @@ class MlflowTracker(Tracker):
         }
         if run.tags:
             tags["sweeper.tags"] = ",".join(run.tags)
+        # The environment's headline as searchable tags; all of it goes to environment.json.
+        if environment.get("python"):
+            tags["sweeper.python"] = str(environment["python"])
+        if environment.get("gpus"):
+            tags["sweeper.gpus"] = ",".join(map(str, environment["gpus"]))
         git = environment.get("git")
         if isinstance(git, Mapping) and git.get("commit"):
             tags["mlflow.source.git.commit"] = str(git["commit"])

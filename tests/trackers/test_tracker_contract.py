@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import platform
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -274,6 +275,7 @@ def test_mlflow_nests_trial_runs_under_one_sweep_run(sweep: Sweep) -> None:
     assert completed.extra["tags"]["sweeper.sweep_id"] == SWEEP_ID
     assert completed.extra["tags"]["sweeper.trial_number"] == "0"
     assert completed.extra["tags"]["mlflow.source.git.commit"] == git_commit(sweep.root)
+    assert completed.extra["tags"]["sweeper.python"] == platform.python_version()
     assert completed.history["accuracy"] == [(5, 0.75)]  # returned only: recorded at the last step
     assert completed.history["acc_1"] == [(0, 0.5)]
     assert {"environment.json", "summary.json", "weights.txt", "figures", "tables"} <= set(
