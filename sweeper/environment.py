@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import shutil
@@ -61,6 +62,13 @@ def collect_environment(code_dir: str | None = None) -> dict[str, Any]:
 
 def package_versions() -> dict[str, str]:
     """The installed version of each of :data:`PACKAGES`, read from metadata (nothing imported)."""
+    return dict(_package_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _package_versions() -> dict[str, str]:
+    # Reading metadata takes tens of ms and every trial asks; a running process keeps the versions
+    # it imported, so once per process is also the right answer.
     out: dict[str, str] = {}
     for name in PACKAGES:
         try:

@@ -7,6 +7,8 @@ Built-ins register through the same group as third-party packages (see pyproject
 from __future__ import annotations
 
 import difflib
+import functools
+import sys
 from importlib import import_module
 from importlib.metadata import entry_points
 from importlib.util import find_spec
@@ -45,6 +47,13 @@ def unregister_tracker(name: str) -> None:
 
 
 def _entry_points() -> dict[str, Any]:
+    return dict(_scan_entry_points(tuple(sys.path)))
+
+
+@functools.lru_cache(maxsize=8)
+def _scan_entry_points(search_path: tuple[str, ...]) -> dict[str, Any]:
+    # Scanning every installed distribution takes tens of ms and every trial asks; the answer only
+    # changes with sys.path (the key), so a worker scans once.
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
