@@ -2,6 +2,19 @@
 
 Owner: spec issue (#2). The dataclasses below are the contract the engine, trackers and inspect
 code build on; parsing (``load_spec``) collects every error with its dotted path.
+
+Every spec W&B's engine accepts loads, with these deliberate differences:
+
+- Unknown keys are errors (W&B warns); our settings live in the ``sweeper:`` block.
+- Keys only W&B's servers use (``controller``, ``job``, ``image_uri``, ``apiVersion``, ``kind``,
+  ``scheduler``) are accepted and listed in :attr:`SweepSpec.ignored_keys`.
+- Degenerate laws W&B lets through and then fails or misbehaves on are rejected up front:
+  ``sigma``, ``a``, ``b`` and ``q`` must be > 0; hyperband ``max_iter`` needs ``s`` and at least
+  one band; ``probabilities`` in a grid; bounds whose law leaves float64 (``exp`` overflow,
+  more than 2**53 quantization steps).
+- ``metric`` and ``metrics`` are exclusive; a trainer excludes ``program`` and ``command``.
+- YAML: ``1e-5`` is a number, duplicate keys are errors, values must be JSON-compatible (the
+  raw spec is stored with the study).
 """
 
 from __future__ import annotations
