@@ -11,8 +11,7 @@ storage (journal files included), unlike Optuna's RDB-only heartbeat.
 
 Only one watcher can win: ending a trial is Optuna's conditional state update, which raises
 :class:`~optuna.exceptions.UpdateFinishedTrialError` for every caller but the first (PostgreSQL
-locks the row, the journal orders the writes). SQLite's driver reads before it locks, so reapers
-of a SQLite storage also take a file lock next to the database.
+locks the row, SQLite transactions begin with the write lock, the journal orders the writes).
 
 The re-queue rule (:func:`should_requeue`): a trial *lost* to the infrastructure (agent lost, node
 lost, agent interrupted or stopped) is re-queued whatever ``sweeper.retries`` says, up to
@@ -24,18 +23,15 @@ lost, agent interrupted or stopped) is re-queued whatever ``sweeper.retries`` sa
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeper import study as sweeps
@@ -132,18 +128,17 @@ def fail_and_requeue(study: optuna.Study, trial_id: int, reason: str, retries: i
     Returns whether this call ended the trial.
     """
     storage = study._storage
-    with _reap_lock(storage):
-        try:
-            frozen = storage.get_trial(trial_id)
-            if frozen.state != TrialState.RUNNING:
-                return False
-            storage.set_trial_user_attr(trial_id, sweeps.FAIL_REASON, reason)
-            if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
-                return False
-        except (optuna.exceptions.UpdateFinishedTrialError, KeyError):
-            return False  # another agent (or the owner) ended it first
-        if should_requeue(frozen, reason, retries):
-            requeue(study, frozen, reason)
+    try:
+        frozen = storage.get_trial(trial_id)
+        if frozen.state != TrialState.RUNNING:
+            return False
+        storage.set_trial_user_attr(trial_id, sweeps.FAIL_REASON, reason)
+        if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
+            return False
+    except (optuna.exceptions.UpdateFinishedTrialError, KeyError):
+        return False  # another agent (or the owner) ended it first
+    if should_requeue(frozen, reason, retries):
+        requeue(study, frozen, reason)
     return True
 
 
@@ -201,6 +196,12 @@ class LeaseKeeper:
         """Trial ids whose leases this agent holds."""
         with self._lock:
             return list(self._held)
+
+    def others_running(self) -> bool:
+        """Whether trials this agent does not hold still run (live, or lost and not yet reaped)."""
+        running = self._storage.get_all_trials(self._study_id, deepcopy=False, states=(TrialState.RUNNING,))
+        mine = set(self.held())
+        return any(t._trial_id not in mine for t in running)
 
     def renew(self) -> None:
         """Renew every held lease once."""
@@ -293,33 +294,3 @@ def _grace(lease: Any, default: float) -> float:
             if declared > 0:
                 return declared
     return default
-
-
-@contextlib.contextmanager
-def _reap_lock(storage: BaseStorage) -> Iterator[None]:
-    """A file lock for SQLite storages (their driver reads before it locks); nothing elsewhere."""
-    path = _sqlite_path(storage)
-    if path is None:
-        yield
-        return
-    with open(path.with_name(path.name + ".reap.lock"), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _sqlite_path(storage: BaseStorage) -> Path | None:
-    inner: Any = storage
-    for _ in range(4):  # our retrying proxy, Optuna's cache, then the RDB storage
-        engine = getattr(inner, "engine", None)
-        if engine is not None:
-            url = engine.url
-            if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-                return Path(url.database)
-            return None
-        inner = getattr(inner, "_backend", None) or getattr(inner, "inner", None)
-        if inner is None:
-            return None
-    return None

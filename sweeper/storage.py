@@ -16,6 +16,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
 from sweeper.errors import StorageError, UsageError
+from sweeper.storage_retry import RetryingStorage
 
 ENV_VAR = "SWEEPER_STORAGE"
 DEFAULT_DIR = Path(".sweeper")
@@ -73,7 +74,8 @@ def open_storage(url: str | None = None) -> BaseStorage:
         rdb = RDBStorage(_with_driver(resolved), engine_kwargs=_engine_kwargs(resolved))
         if resolved.startswith("sqlite"):
             _serialize_sqlite(rdb)
-        return optuna.storages.get_storage(rdb)
+        # Dropped connections and server restarts are retried with backoff, not fatal.
+        return RetryingStorage(optuna.storages.get_storage(rdb))
     except (OSError, ImportError, optuna.exceptions.StorageInternalError) as exc:
         raise StorageError(f"cannot open storage {mask_url(resolved)}: {exc}") from exc
     except Exception as exc:  # SQLAlchemy raises its own hierarchy; keep the message, hide the password
