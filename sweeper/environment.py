@@ -122,13 +122,14 @@ def git_state(path: str) -> dict[str, Any] | None:
     outside a git repository or without git."""
     if shutil.which("git") is None or not os.path.isdir(path):
         return None
-    commit = _run(["git", "rev-parse", "HEAD"], cwd=path)
-    if not commit:
+    # One rev-parse for both answers: every trial pays for each git process it starts.
+    parsed = _run(["git", "rev-parse", "HEAD", "--show-toplevel"], cwd=path)
+    lines = parsed.splitlines() if parsed else []
+    if not lines or not lines[0].strip():
         return None
-    root = _run(["git", "rev-parse", "--show-toplevel"], cwd=path)
     status = _run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=path)
     return {
-        "commit": commit.strip(),
+        "commit": lines[0].strip(),
         "dirty": bool(status.strip()) if status is not None else None,
-        "root": root.strip() if root else None,
+        "root": lines[1].strip() if len(lines) > 1 and lines[1].strip() else None,
     }
