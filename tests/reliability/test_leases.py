@@ -65,7 +65,8 @@ def test_the_requeue_rule() -> None:
 
 
 def test_lease_policy_is_validated() -> None:
-    with pytest.raises(UsageError, match="renew interval must be < the grace period, got renew 5 s, grace 2 s"):
+    expected = "renew interval must be < the grace period, got renew 5 s, grace 2 s"
+    with pytest.raises(UsageError, match=expected):
         leases.LeasePolicy(grace_s=2, renew_s=5)
     with pytest.raises(UsageError, match="must be > 0"):
         leases.LeasePolicy(grace_s=0, renew_s=-1)
