@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import optuna
 from optuna.storages import BaseStorage
@@ -37,8 +37,8 @@ TrialStateName = Literal["running", "waiting", "complete", "pruned", "fail"]
 TRIAL_STATES: tuple[TrialStateName, ...] = ("running", "waiting", "complete", "pruned", "fail")
 FINISHED_STATES: frozenset[str] = frozenset({"complete", "pruned", "fail"})
 
-# An agent whose heartbeat is older than this is shown as gone (agents beat every few seconds).
-AGENT_STALE_AFTER_S = 120.0
+# An agent whose heartbeat is older than this is shown as gone (agents beat every 5 seconds).
+AGENT_STALE_AFTER_S = 30.0
 
 _STATE_NAMES: dict[TrialState, TrialStateName] = {
     TrialState.RUNNING: "running",
@@ -171,13 +171,16 @@ class SweepResults:
     """A snapshot of one sweep: its spec, state, trials and agents, read from the storage at once.
 
     Build it with :func:`load`. Every method works on the snapshot; call :func:`load` again for news.
+    Records are built on demand, so ``best`` or ``counts`` on a sweep of 10,000 trials touch only
+    the trials they return.
     """
 
     info: sweeps.SweepInfo
-    trials: tuple[TrialRecord, ...]
+    frozen_trials: tuple[FrozenTrial, ...] = field(repr=False, compare=False)
     agents: tuple[AgentRecord, ...]
     loaded_at: datetime
     storage: BaseStorage = field(repr=False, compare=False)
+    _records: dict[int, TrialRecord] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def id(self) -> str:
@@ -214,27 +217,36 @@ class SweepResults:
         """Whether the sweep optimises more than one metric (then :meth:`best` is a Pareto front)."""
         return len(self.directions) > 1
 
+    @property
+    def trials(self) -> tuple[TrialRecord, ...]:
+        """Every trial, by number."""
+        return tuple(self._record(t) for t in self.frozen_trials)
+
     def trial(self, number: int) -> TrialRecord:
         """The trial with this number.
 
         Raises:
             UsageError: no such trial in the sweep.
         """
-        index = self._index()
-        if number not in index:
-            raise UsageError(
-                f"trial number must be one of the sweep's trials (0..{len(self.trials) - 1}), got {number}"
-            )
-        return index[number]
+        for t in self.frozen_trials:
+            if t.number == number:
+                return self._record(t)
+        raise UsageError(
+            f"trial number must be one of the sweep's trials (0..{len(self.frozen_trials) - 1}), got {number}"
+        )
 
     def counts(self) -> dict[str, int]:
         """Trials per state, every state listed (zeros included)."""
-        counter = Counter(t.state for t in self.trials)
+        counter = Counter(_STATE_NAMES[t.state] for t in self.frozen_trials)
         return {state: counter.get(state, 0) for state in TRIAL_STATES}
+
+    def with_state(self, *states: str) -> list[TrialRecord]:
+        """The trials in any of ``states`` (``running``, ``complete``, ...), by number."""
+        return [self._record(t) for t in self.frozen_trials if _STATE_NAMES[t.state] in states]
 
     def completed(self) -> list[TrialRecord]:
         """The complete trials (those with objective values)."""
-        return [t for t in self.trials if t.state == "complete" and t.values is not None]
+        return [self._record(t) for t in self._complete()]
 
     def best(self, k: int | None = 1) -> list[TrialRecord]:
         """The best trials, best first.
@@ -243,12 +255,30 @@ class SweepResults:
         ``None``). Multi-objective: the Pareto front (Optuna's ``study.best_trials``), ordered by the
         first objective and cut to ``k`` when ``k`` is given.
         """
-        done = self.completed()
+        done = self._complete()
         if self.is_multi_objective:
-            front = pareto_front(done, self.directions)
-            return front if k is None else front[:k]
-        ranked = sorted(done, key=self._objective_key(0))
-        return ranked if k is None else ranked[:k]
+            front = _front([(tuple(t.values), t) for t in done], self.directions)
+            return [self._record(t) for t in (front if k is None else front[:k])]
+        sign = -1.0 if self.directions[0] == "maximize" else 1.0
+        ranked = sorted(done, key=lambda t: (sign * t.values[0], t.number))
+        return [self._record(t) for t in (ranked if k is None else ranked[:k])]
+
+    def select(
+        self,
+        states: Iterable[str] = (),
+        sort: str = "number",
+        *,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> list[TrialRecord]:
+        """Trials in ``states`` (all when empty), sorted as :meth:`sorted_by`, at most ``limit``.
+
+        Only the trials returned become records, so a page of a large sweep is cheap.
+        """
+        wanted = set(states)
+        pool = [t for t in self.frozen_trials if not wanted or _STATE_NAMES[t.state] in wanted]
+        ordered = self._sort(pool, sort, reverse=reverse)
+        return [self._record(t) for t in (ordered if limit is None else ordered[:limit])]
 
     def sorted_by(self, key: str, *, reverse: bool = False) -> list[TrialRecord]:
         """The trials sorted by ``key``; trials without that key come last.
@@ -259,20 +289,7 @@ class SweepResults:
         Raises:
             UsageError: no trial has that key.
         """
-        getter, best_first_sign = self._sort_getter(key)
-        present = [(getter(t), t) for t in self.trials]
-        keyed = [(v, t) for v, t in present if v is not None]
-        if not keyed and self.trials:
-            raise UsageError(
-                f"sort key must be number, value, duration, an objective ({', '.join(self.objective_names)}),"
-                f" a metric or a config key held by some trial, got {key!r}"
-            )
-        missing = [t for v, t in present if v is None]
-        try:
-            keyed.sort(key=lambda pair: pair[0] * best_first_sign, reverse=reverse)
-        except TypeError:  # mixed types under one config key: compare as text
-            keyed.sort(key=lambda pair: str(pair[0]), reverse=reverse)
-        return [t for _, t in keyed] + missing
+        return [self._record(t) for t in self._sort(list(self.frozen_trials), key, reverse=reverse)]
 
     def budget(self) -> int | None:
         """How many trials the sweep will run at most: ``run_cap``, else the grid size, else unknown."""
@@ -295,33 +312,47 @@ class SweepResults:
 
         return pandas.DataFrame([flat_record(t, self.objective_names) for t in self.trials])
 
-    def _index(self) -> dict[int, TrialRecord]:
-        return {t.number: t for t in self.trials}
+    def _record(self, trial: FrozenTrial) -> TrialRecord:
+        record = self._records.get(trial.number)
+        if record is None:
+            record = self._records[trial.number] = to_record(trial, self.spec)
+        return record
 
-    def _objective_key(self, i: int) -> Any:
-        sign = -1.0 if self.directions[i] == "maximize" else 1.0
+    def _complete(self) -> list[FrozenTrial]:
+        return [t for t in self.frozen_trials if t.state == TrialState.COMPLETE and t.values is not None]
 
-        def key(t: TrialRecord) -> tuple[float, int]:
-            assert t.values is not None  # only complete trials are ranked
-            return (sign * t.values[i], t.number)
+    def _sort(self, pool: list[FrozenTrial], key: str, *, reverse: bool) -> list[FrozenTrial]:
+        getter, sign = self._sort_getter(key)
+        present = [(getter(t), t) for t in pool]
+        keyed = [(v, t) for v, t in present if v is not None]
+        if not keyed and self.frozen_trials and not any(getter(t) is not None for t in self.frozen_trials):
+            raise UsageError(
+                f"sort key must be number, value, duration, an objective ({', '.join(self.objective_names)}),"
+                f" a metric or a config key held by some trial, got {key!r}"
+            )
+        missing = [t for v, t in present if v is None]
+        try:
+            keyed.sort(key=lambda pair: (pair[0] * sign, pair[1].number), reverse=reverse)
+        except TypeError:  # mixed types under one config key: compare as text
+            keyed.sort(key=lambda pair: (str(pair[0]), pair[1].number), reverse=reverse)
+        return [t for _, t in keyed] + missing
 
-        return key
-
-    def _sort_getter(self, key: str) -> tuple[Any, float]:
+    def _sort_getter(self, key: str) -> tuple[Callable[[FrozenTrial], Any], float]:
         if key == "number":
             return (lambda t: t.number), 1.0
         if key == "duration":
-            return (lambda t: t.duration_s), 1.0
+            return _duration_of, 1.0
         if key in ("value", *self.objective_names):
             i = 0 if key == "value" else self.objective_names.index(key)
             sign = -1.0 if self.directions[i] == "maximize" else 1.0
-            return (lambda t: t.values[i] if t.values else None), sign
+            return (lambda t: t.values[i] if t.state == TrialState.COMPLETE and t.values else None), sign
 
-        def getter(t: TrialRecord) -> Any:
-            if key in t.metrics:
-                value = t.metrics[key]
+        def getter(t: FrozenTrial) -> Any:
+            metrics = t.user_attrs.get("metrics")
+            if isinstance(metrics, Mapping) and key in metrics:
+                value = metrics[key]
                 return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-            return lookup(t.config, key)
+            return lookup(self._record(t).config, key)
 
         return getter, 1.0
 
@@ -406,17 +437,24 @@ def pareto_front(trials: Sequence[TrialRecord], directions: Sequence[str]) -> li
     A trial dominates another when it is at least as good on every objective and better on one.
     Trials with identical values are all kept, as Optuna's ``best_trials`` does.
     """
+    return _front([(t.values or (), t) for t in trials], directions)
+
+
+_T = TypeVar("_T", TrialRecord, FrozenTrial)
+
+
+def _front(scored: Sequence[tuple[Sequence[float], _T]], directions: Sequence[str]) -> list[_T]:
     signs = [-1.0 if d == "maximize" else 1.0 for d in directions]
-    scored = sorted(
-        ((tuple(s * v for s, v in zip(signs, t.values or (), strict=True)), t) for t in trials),
+    points = sorted(
+        ((tuple(s * v for s, v in zip(signs, values, strict=True)), item) for values, item in scored),
         key=lambda pair: (pair[0], pair[1].number),
     )
-    front: list[tuple[tuple[float, ...], TrialRecord]] = []
+    front: list[tuple[tuple[float, ...], _T]] = []
     # Lexicographic order means no later point can dominate an earlier one: compare with the front only.
-    for point, trial in scored:
+    for point, item in points:
         if not any(_dominates(kept, point) for kept, _ in front):
-            front.append((point, trial))
-    return [t for _, t in front]
+            front.append((point, item))
+    return [item for _, item in front]
 
 
 def to_record(trial: FrozenTrial, spec: SweepSpec | None = None) -> TrialRecord:
@@ -430,14 +468,12 @@ def to_record(trial: FrozenTrial, spec: SweepSpec | None = None) -> TrialRecord:
     config = attrs.get("config")
     if not isinstance(config, Mapping):
         config = _config_from_params(params, spec) if params else {}
+    if attrs.get("repeat_of") is not None and "seed" in attrs:
+        # `sweeper repeat` hands the trainer this seed (a wrapper overrides the config's seed key).
+        config = {**config, "seed": attrs["seed"]}
     started = trial.datetime_start
     completed = trial.datetime_complete
-    # Optuna stamps trials with naive local datetimes; compare with the same clock.
-    duration = _number(attrs.get("duration_s"))
-    if state == "running" and started is not None:
-        duration = max((datetime.now() - started).total_seconds(), 0.0)
-    elif duration is None and started is not None and completed is not None:
-        duration = max((completed - started).total_seconds(), 0.0)
+    duration = _duration_of(trial)
     values = tuple(trial.values) if state == "complete" and trial.values is not None else None
     metrics = attrs.get("metrics")
     tracker_runs = attrs.get("tracker_runs")
@@ -533,8 +569,7 @@ def jsonable(value: Any) -> Any:
 
 def _results(store: BaseStorage, info: sweeps.SweepInfo, *, with_agents: bool = True) -> SweepResults:
     now = _utcnow()
-    frozen = store.get_all_trials(info.study_id, deepcopy=False)
-    trials = tuple(to_record(t, info.spec) for t in frozen)
+    frozen = tuple(store.get_all_trials(info.study_id, deepcopy=False))
     agents: tuple[AgentRecord, ...] = ()
     if with_agents:
         attrs = store.get_study_user_attrs(info.study_id)
@@ -545,7 +580,7 @@ def _results(store: BaseStorage, info: sweeps.SweepInfo, *, with_agents: bool = 
                 reverse=True,
             )
         )
-    return SweepResults(info=info, trials=trials, agents=agents, loaded_at=now, storage=store)
+    return SweepResults(info=info, frozen_trials=frozen, agents=agents, loaded_at=now, storage=store)
 
 
 def _agents(attrs: Mapping[str, Any]) -> Iterable[AgentRecord]:
@@ -576,6 +611,18 @@ def _config_from_params(params: Mapping[str, Any], spec: SweepSpec | None) -> di
             node = node.setdefault(part, {})
         node[leaf] = value
     return nested
+
+
+def _duration_of(trial: FrozenTrial) -> float | None:
+    """Seconds a trial ran (its ``duration_s`` attr, else its timestamps); running: seconds so far."""
+    started = trial.datetime_start
+    # Optuna stamps trials with naive local datetimes; compare with the same clock.
+    if trial.state == TrialState.RUNNING and started is not None:
+        return max((datetime.now() - started).total_seconds(), 0.0)
+    duration = _number(trial.user_attrs.get("duration_s"))
+    if duration is None and started is not None and trial.datetime_complete is not None:
+        duration = max((trial.datetime_complete - started).total_seconds(), 0.0)
+    return duration
 
 
 def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:

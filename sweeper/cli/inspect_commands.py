@@ -107,7 +107,7 @@ def status_command(sweep: str, storage: str | None, as_json: bool) -> None:
     counts = results.counts()
     budget = results.budget()
     finished = sum(counts[s] for s in res.FINISHED_STATES)
-    running = [t for t in results.trials if t.state == "running"]
+    running = results.with_state("running")
     best = results.best(None if results.is_multi_objective else 1)
     if as_json:
         _echo_json(
@@ -209,19 +209,17 @@ def trials_command(
 ) -> None:
     """The trials of SWEEP: config as the trainer saw it, objective, state, duration, tracker runs."""
     results = res.load(sweep, storage)
-    chosen = results.sorted_by(sort_key, reverse=reverse)
-    if states:
-        wanted = {s.lower() for s in states}
-        chosen = [t for t in chosen if t.state in wanted]
+    wanted = [s.lower() for s in states]
     cap = limit if limit is not None else (0 if as_json else DEFAULT_LIMIT)
-    shown = chosen[:cap] if cap else chosen
+    shown = results.select(wanted, sort_key, reverse=reverse, limit=cap or None)
+    total = sum(n for state, n in results.counts().items() if not wanted or state in wanted)
     if as_json:
         _echo_json([t.to_dict() for t in shown])
         return
     console = _console()
     console.print(_trial_table(results, shown, title=f"Trials of {results.name} ({results.id})"))
-    if len(shown) < len(chosen):
-        console.print(f"Showing {len(shown)} of {len(chosen)} trials; --limit 0 shows all.")
+    if len(shown) < total:
+        console.print(f"Showing {len(shown)} of {total} trials; --limit 0 shows all.")
 
 
 @main.command("best")
@@ -397,6 +395,94 @@ def export_command(sweep: str, fmt: str, out_file: Path | None, storage: str | N
         out_file.parent.mkdir(parents=True, exist_ok=True)
         out_file.write_text(text, encoding="utf-8")
         click.echo(f"wrote {len(results.trials)} trials to {out_file}", err=True)
+
+
+@main.command("repeat")
+@click.argument("sweep")
+@click.option(
+    "--trial", "trial_number", type=click.IntRange(min=0), required=True, help="The trial to repeat."
+)
+@click.option(
+    "--seeds",
+    type=click.IntRange(min=0),
+    required=True,
+    help="How many seeds to run (the original's seed + 1, + 2, ...); 0 only summarizes past repeats.",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["ray", "local"]),
+    default="ray",
+    show_default=True,
+    help="Ray tasks, or one trial at a time in this process.",
+)
+@click.option("--trainer", metavar="MODULE:FUNCTION", default=None, help="Trainer (overrides the spec).")
+@click.option("--max-concurrent", type=click.IntRange(min=1), default=None, help="At most K repeats at once.")
+@click.option("--ray-address", metavar="ADDR", default=None, help="Ray cluster to use.")
+@storage_option
+@json_option
+def repeat_command(
+    *,
+    sweep: str,
+    trial_number: int,
+    seeds: int,
+    executor: str,
+    trainer: str | None,
+    max_concurrent: int | None,
+    ray_address: str | None,
+    storage: str | None,
+    as_json: bool,
+) -> None:
+    """Re-run trial N of SWEEP with K other seeds; show mean, std, range and a 95% t-interval."""
+    from sweeper import repeats
+
+    if seeds == 0:
+        summary = repeats.summarize(res.load(sweep, storage), trial_number)
+    else:
+        summary = repeats.repeat(
+            sweep,
+            trial_number,
+            seeds,
+            storage=storage,
+            trainer=trainer,
+            executor=executor,
+            max_concurrent=max_concurrent,
+            ray_address=ray_address,
+        )
+    if as_json:
+        _echo_json(summary.to_dict())
+        return
+    console = _console()
+    table = Table(title=f"Trial {trial_number} of {summary.sweep_id} and its repeats")
+    for column in ("trial", "seed", "state", summary.metric, "duration"):
+        table.add_column(column, justify="right")
+    for t in (summary.original, *summary.repeats):
+        table.add_row(
+            str(t.number),
+            _value(t.config.get("seed")),
+            _state(t.state),
+            _num(t.value),
+            _duration(t.duration_s),
+        )
+    console.print(table)
+    stats = summary.stats
+    if stats is None:
+        console.print("No repeat completed.")
+        return
+    line = (
+        f"{summary.metric} over {stats.n} repeats: mean {_num(stats.mean)}, std {_num(stats.std)}, "
+        f"min {_num(stats.min)}, max {_num(stats.max)}"
+    )
+    if stats.ci_low is not None and stats.ci_high is not None:
+        line += (
+            f", {stats.confidence:.0%} t-interval of the mean [{_num(stats.ci_low)}, {_num(stats.ci_high)}]"
+        )
+    console.print(line)
+    inside = stats.contains(summary.original.value) if summary.original.value is not None else None
+    if inside is not None:
+        verdict = "inside" if inside else "outside"
+        console.print(
+            f"Trial {trial_number}'s {summary.metric} {_num(summary.original.value)} lies {verdict} it."
+        )
 
 
 @main.command("dashboard")

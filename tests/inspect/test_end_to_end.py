@@ -1,0 +1,244 @@
+"""Inspect real sweeps run by the engine (local executor): finished, still running, and repeated."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from inspect_trainers import noisy
+
+import sweeper
+from sweeper import repeats
+from sweeper.cli import main
+from sweeper.errors import UsageError
+from sweeper.storage import open_storage
+from sweeper.study import set_state
+
+HERE = Path(__file__).parent
+SPEC: dict[str, Any] = {
+    "method": "random",
+    "name": "e2e",
+    "metric": {"name": "loss", "goal": "minimize"},
+    "parameters": {
+        "lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-1},
+        "model": {"parameters": {"depth": {"values": [2, 4, 8]}}},
+        "seed": {"value": 0},
+    },
+    "sweeper": {"seed": 1},
+}
+
+
+def cli_json(*args: str) -> Any:
+    result = CliRunner().invoke(main, [*args, "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def sweeper_exe() -> str:
+    return str(Path(sys.executable).parent / "sweeper")
+
+
+def subprocess_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+
+
+@pytest.fixture
+def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.chdir(tmp_path)  # the agent writes its tracker files under ./.sweeper/
+    return f"journal://{tmp_path / 'sweeps.log'}"
+
+
+def test_inspect_a_finished_sweep_run_by_the_engine(url: str) -> None:
+    sweep_id = sweeper.sweep(SPEC, storage=url)
+    sweeper.agent(sweep_id, function=noisy, count=6, storage=url, executor="local")
+
+    results = sweeper.load(sweep_id, storage=url)
+    assert results.counts()["complete"] == 6
+    for t in results.trials:
+        assert t.config["seed"] == 0 and t.config["model"]["depth"] in (2, 4, 8)
+        assert [step for step, _ in t.intermediate_values] == [1, 2, 3, 4, 5]
+        assert t.value == min(v for _, v in t.intermediate_values)  # W&B's objective: the best value
+        assert t.duration_s is not None and t.duration_s >= 0
+        assert t.tracker_runs  # the default jsonl tracker
+        assert t.metrics["loss"] == t.intermediate_values[-1][1]
+
+    best = cli_json("best", sweep_id, "--storage", url)
+    assert best[0]["number"] == results.best()[0].number
+    trials = cli_json("trials", sweep_id, "--storage", url, "--sort", "loss")
+    assert [r["value"] for r in trials] == sorted(r["value"] for r in trials)
+    status = cli_json("status", sweep_id, "--storage", url)
+    assert status["counts"]["complete"] == 6 and status["running"] == []
+    assert len(status["agents"]) == 1  # the agent that ran it left its heartbeat
+    assert {r["param"] for r in cli_json("importance", sweep_id, "--storage", url)} == {"lr", "model.depth"}
+
+
+def test_inspect_a_sweep_while_it_runs(url: str, tmp_path: Path) -> None:
+    spec = {**SPEC, "name": "slow", "parameters": {**SPEC["parameters"], "steps": {"value": 100}}}
+    spec_path = tmp_path / "slow.yaml"
+    spec_path.write_text(json.dumps(spec))  # JSON is YAML
+    agent = subprocess.Popen(
+        [
+            *(sweeper_exe(), "run", str(spec_path), "--storage", url, "--executor", "local"),
+            *("--trainer", "inspect_trainers:slow", "--count", "2"),
+        ],
+        cwd=tmp_path,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        status = wait_for_a_running_trial_with_steps(url, agent, steps=3)
+        sweep_id = status["id"]
+        (live,) = status["running"]
+        assert live["state"] == "running" and live["elapsed_s"] > 0
+        assert live["last_metric"]["name"] == "loss" and live["last_metric"]["step"] >= 3
+        assert status["state"] == "running" and status["agents"][0]["active"] is True
+        assert live["config"]["steps"] == 100
+
+        running = cli_json("trials", sweep_id, "--storage", url, "--state", "running")
+        assert [r["number"] for r in running] == [live["number"]]
+        assert cli_json("best", sweep_id, "--storage", url) == []  # nothing complete yet
+        table = CliRunner().invoke(main, ["status", sweep_id, "--storage", url])
+        assert "Running" in table.stdout and "No complete trial yet." in table.stdout
+    finally:
+        # Cancel: the agent interrupts its trial and exits.
+        sweeps = sweeper.load(status["id"], storage=url) if "status" in locals() else None
+        if sweeps is not None:
+            set_state(open_storage(url), sweeps.id, "cancelled")
+        try:
+            agent.wait(timeout=60)
+        finally:
+            if agent.poll() is None:
+                agent.kill()
+                agent.wait()
+    after = sweeper.load(status["id"], storage=url)
+    assert after.state == "cancelled" and after.counts()["running"] == 0
+
+
+def wait_for_a_running_trial_with_steps(url: str, agent: subprocess.Popen[str], steps: int) -> Any:
+    """``sweeper status --json`` (a real subprocess) once a trial has reported ``steps`` values."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if agent.poll() is not None:
+            raise AssertionError(f"the agent exited early: {agent.communicate()}")
+        listing = subprocess.run(
+            [sweeper_exe(), "ls", "--storage", url, "--json"], capture_output=True, text=True, check=True
+        )
+        sweeps = json.loads(listing.stdout)
+        if sweeps:
+            done = subprocess.run(
+                [sweeper_exe(), "status", sweeps[0]["id"], "--storage", url, "--json"],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            status = json.loads(done.stdout)
+            live = status["running"]
+            if live and live[0]["last_metric"] and live[0]["last_metric"]["step"] >= steps:
+                return status
+        time.sleep(0.3)
+    raise AssertionError("no trial reported in time")
+
+
+def test_inspect_while_an_agent_thread_runs(url: str) -> None:
+    spec = {**SPEC, "name": "threaded", "parameters": {**SPEC["parameters"], "steps": {"value": 15}}}
+    sweep_id = sweeper.sweep(spec, storage=url)
+    from inspect_trainers import slow
+
+    worker = threading.Thread(
+        target=sweeper.agent,
+        args=(sweep_id,),
+        kwargs={"function": slow, "count": 2, "storage": url, "executor": "local"},
+    )
+    worker.start()
+    seen_running = False
+    while worker.is_alive():
+        results = sweeper.load(sweep_id, storage=url)
+        live = [t for t in results.trials if t.state == "running" and t.intermediate_values]
+        if live:
+            seen_running = True
+            record = cli_json("trials", sweep_id, "--storage", url, "--state", "running")[0]
+            assert record["number"] == live[0].number and record["config"]["steps"] == 15
+            break
+        time.sleep(0.1)
+    worker.join(timeout=60)
+    assert seen_running
+    final = sweeper.load(sweep_id, storage=url)
+    assert final.counts()["complete"] == 2
+
+
+def test_repeat_the_best_trial_with_other_seeds(url: str) -> None:
+    sweep_id = sweeper.sweep(SPEC, storage=url)
+    sweeper.agent(sweep_id, function=noisy, count=4, storage=url, executor="local")
+    best = sweeper.load(sweep_id, storage=url).best()[0]
+
+    report = repeats.repeat(sweep_id, best.number, 3, storage=url, function=noisy, executor="local")
+
+    assert [t.repeat_of for t in report.repeats] == [best.number] * 3
+    assert [t.config["seed"] for t in report.repeats] == [1, 2, 3]  # the config the trainer saw
+    assert all(t.params == best.params for t in report.repeats)
+    values = [t.value for t in report.repeats]
+    assert all(v is not None for v in values) and len(set(values)) == 3  # the seed changed the noise
+    from scipy import stats
+
+    assert report.stats is not None
+    low, high = stats.t.interval(0.95, 2, loc=report.stats.mean, scale=stats.sem(values))
+    assert report.stats.ci_low == pytest.approx(low) and report.stats.ci_high == pytest.approx(high)
+    assert report.stats.min == min(values) and report.stats.max == max(values)  # type: ignore[type-var]
+    results = sweeper.load(sweep_id, storage=url)
+    assert results.state == "running"  # the sweep's state is as it was
+    assert results.counts()["complete"] == 7
+
+    summary = cli_json("repeat", sweep_id, "--trial", str(best.number), "--seeds", "0", "--storage", url)
+    assert summary["seeds"] == [1, 2, 3] and summary["stats"]["n"] == 3
+    assert summary["stats"]["mean"] == pytest.approx(report.stats.mean)
+
+
+def test_repeat_command_with_a_swept_seed_on_a_finished_sweep(url: str) -> None:
+    spec = {
+        **SPEC,
+        "name": "seeded",
+        "parameters": {**SPEC["parameters"], "seed": {"values": list(range(10))}},
+        "sweeper": {"seed": 1, "trainer": "inspect_trainers:noisy"},
+    }
+    sweep_id = sweeper.sweep(spec, storage=url)
+    sweeper.agent(sweep_id, count=3, storage=url, executor="local")
+    set_state(open_storage(url), sweep_id, "finished")
+    best = sweeper.load(sweep_id, storage=url).best()[0]
+
+    result = CliRunner().invoke(
+        main,
+        [
+            *("repeat", sweep_id, "--trial", str(best.number), "--seeds", "2", "--executor", "local"),
+            *("--storage", url, "--json"),
+        ],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    seed = best.config["seed"]
+    assert summary["seeds"] == [seed + 1, seed + 2]
+    assert [r["params"]["seed"] for r in summary["repeats"]] == [seed + 1, seed + 2]
+    assert summary["stats"]["n"] == 2 and summary["stats"]["ci_low"] <= summary["stats"]["mean"]
+    assert sweeper.load(sweep_id, storage=url).state == "finished"
+
+    table = CliRunner().invoke(
+        main, ["repeat", sweep_id, "--trial", str(best.number), "--seeds", "0", "--storage", url]
+    )
+    assert "95% t-interval of the mean" in table.stdout
+
+
+def test_repeat_refuses_while_queued_trials_would_run_first(url: str) -> None:
+    sweep_id = sweeper.sweep({**SPEC, "run_cap": 5}, storage=url)
+    sweeper.agent(sweep_id, function=noisy, count=2, storage=url, executor="local")
+    with pytest.raises(UsageError, match=r"has 3 queued trials"):
+        repeats.repeat(sweep_id, 0, 2, storage=url, function=noisy, executor="local")
