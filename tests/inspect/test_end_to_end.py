@@ -95,6 +95,7 @@ def test_inspect_a_sweep_while_it_runs(url: str, tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
+    status: dict[str, Any] = {}
     try:
         status = wait_for_a_running_trial_with_steps(url, agent, steps=3)
         sweep_id = status["id"]
@@ -110,16 +111,14 @@ def test_inspect_a_sweep_while_it_runs(url: str, tmp_path: Path) -> None:
         table = CliRunner().invoke(main, ["status", sweep_id, "--storage", url])
         assert "Running" in table.stdout and "No complete trial yet." in table.stdout
     finally:
-        # Cancel: the agent interrupts its trial and exits.
-        sweeps = sweeper.load(status["id"], storage=url) if "status" in locals() else None
-        if sweeps is not None:
-            set_state(open_storage(url), sweeps.id, "cancelled")
+        if status:  # cancel: the agent interrupts its trial and exits
+            set_state(open_storage(url), status["id"], "cancelled")
         try:
-            agent.wait(timeout=60)
+            agent.communicate(timeout=60)
         finally:
             if agent.poll() is None:
                 agent.kill()
-                agent.wait()
+                agent.communicate()
     after = sweeper.load(status["id"], storage=url)
     assert after.state == "cancelled" and after.counts()["running"] == 0
 
