@@ -86,10 +86,10 @@ def test_asha_prunes_and_never_prunes_the_best_config(project: Path) -> None:
 
 
 def test_hyperband_stops_bad_learning_rates_early(project: Path) -> None:
-    study = run_spec(project, "hyperband", "--count", "9", "--max-concurrent", "1")
+    study = run_spec(project, "hyperband", "--count", "6", "--max-concurrent", "1")
     counts = states(study)
     assert counts.get("PRUNED", 0) > 0
-    assert counts.get("PRUNED", 0) + counts.get("COMPLETE", 0) == 9
+    assert counts.get("PRUNED", 0) + counts.get("COMPLETE", 0) == 6
     for trial in ended(study):
         reports = len(trial.intermediate_values)
         assert reports < 30 if trial.state == optuna.trial.TrialState.PRUNED else reports == 30
