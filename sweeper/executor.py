@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from sweeper.broker import BrokerDrain, BrokerReporter, DirectReporter, PruningJudge, start_broker
 from sweeper.errors import UsageError
+from sweeper.leases import NODE_LOST
 from sweeper.spec import Resources
 from sweeper.trial import TrialOutcome, TrialTask, execute_trial
 
@@ -362,8 +363,12 @@ def _describe_needs(resources: Mapping[str, Any]) -> str:
 def _ray_failure(exc: BaseException) -> str:
     import ray
 
-    if isinstance(exc, ray.exceptions.WorkerCrashedError | ray.exceptions.NodeDiedError):
-        return f"worker died: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, ray.exceptions.NodeDiedError):
+        # The machine went away, not the trial's fault: re-queued per sweeper.leases' rule.
+        return f"{NODE_LOST}: {type(exc).__name__}: {first}"
+    if isinstance(exc, ray.exceptions.WorkerCrashedError):
+        return f"worker died: {type(exc).__name__}: {first}"
     if isinstance(exc, ray.exceptions.TaskCancelledError):
         return "cancelled"
     lines = str(exc).strip().splitlines()
