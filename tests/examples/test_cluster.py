@@ -255,3 +255,16 @@ def test_local_cluster_runs_an_agent_on_two_gpu_nodes(tmp_path: Path) -> None:
 def test_the_command_check_rejects_unknown_commands_and_flags(argv: list[str], message: str) -> None:
     with pytest.raises(AssertionError, match=message):
         check_sweeper_command(argv)
+
+
+def test_local_cluster_doctests_pass() -> None:
+    import doctest
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("local_cluster", CLUSTER / "local_cluster.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = doctest.testmod(module)
+    assert result.attempted > 0
+    assert result.failed == 0
