@@ -202,7 +202,10 @@ def test_kuberay_cluster_and_job_fit_together() -> None:
         (worker,) = group["template"]["spec"]["containers"]
         assert int(worker["resources"]["limits"]["nvidia.com/gpu"]) >= 1
         assert worker["image"] == head["image"]
-    assert "SWEEP_ID" in yaml.safe_load(job["spec"]["runtimeEnvYAML"])["env_vars"]
+    runtime_env = yaml.safe_load(job["spec"]["runtimeEnvYAML"])
+    assert runtime_env["working_dir"] == "/home/ray/project"
+    entrypoint = shlex.split(job["spec"]["entrypoint"])
+    assert entrypoint[:2] == ["sweeper", "agent"] and not _OPERATORS & set(entrypoint)
     dockerfile = (CLUSTER / "kuberay" / "Dockerfile").read_text()
     assert f"rayproject/ray:{cluster['spec']['rayVersion']}" in dockerfile
 
