@@ -58,14 +58,17 @@ class AgentSummary:
     metric: str | None
     state: str
     ended: str
+    # Multi-objective sweeps: how many trials the sweep's Pareto front holds (else None).
+    pareto_size: int | None = None
 
     def line(self) -> str:
         """The one-line summary the CLI prints last."""
-        best = (
-            f"best {self.metric or 'value'}={self.best_value:.6g} (trial {self.best_trial})"
-            if self.best_value is not None
-            else "no best yet"
-        )
+        if self.pareto_size is not None:
+            best = f"Pareto front of {self.pareto_size} trials"
+        elif self.best_value is not None:
+            best = f"best {self.metric or 'value'}={self.best_value:.6g} (trial {self.best_trial})"
+        else:
+            best = "no best yet"
         return (
             f"sweep {self.sweep_id}: {self.ran} trials ({self.complete} complete, {self.pruned} pruned, "
             f"{self.failed} failed); {best}; {self.ended}; sweep {self.state}"
@@ -245,6 +248,7 @@ class Agent:
             metric=metric,
             state=state,
             ended=ended,
+            pareto_size=len(study.best_trials) if len(directions) > 1 else None,
         )
         self._progress.finish(summary.line(), asdict(summary))
         return summary

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import string
 from dataclasses import dataclass, replace
@@ -10,7 +11,8 @@ from typing import Any, Literal, cast, get_args
 
 import optuna
 from optuna.distributions import BaseDistribution
-from optuna.storages import BaseStorage
+from optuna.storages import BaseStorage, RDBStorage
+from optuna.trial import TrialState
 
 from sweeper.errors import SpecError, SweepNotFoundError, UsageError
 from sweeper.spec import SweepSpec, load_spec
@@ -39,7 +41,8 @@ AGENT = "agent"
 HOST = "host"
 DURATION_S = "duration_s"
 
-OPEN_STATES = (optuna.trial.TrialState.WAITING, optuna.trial.TrialState.RUNNING)
+OPEN_STATES = (TrialState.WAITING, TrialState.RUNNING)
+_POP_BATCH = 16
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 _ID_LENGTH = 8
@@ -119,11 +122,111 @@ def _enqueue_work(study: optuna.Study, spec: SweepSpec) -> None:
         points = spec.space.grid()
         if spec.run_cap is not None:
             points = points[: spec.run_cap]
-        for params in points:
-            study.enqueue_trial(params, user_attrs={ATTEMPT: 0}, skip_if_exists=False)
     elif spec.run_cap is not None:
-        for _ in range(spec.run_cap):
-            study.enqueue_trial({}, user_attrs={ATTEMPT: 0}, skip_if_exists=False)
+        points = [{} for _ in range(spec.run_cap)]
+    else:
+        return
+    rdb = _rdb(study._storage)
+    if rdb is not None:
+        _enqueue_rdb(rdb, study._study_id, points, {ATTEMPT: 0})
+        return
+    for params in points:
+        study.enqueue_trial(params, user_attrs={ATTEMPT: 0}, skip_if_exists=False)
+
+
+def _rdb(storage: BaseStorage) -> RDBStorage | None:
+    """The RDB storage behind ``storage`` (Optuna wraps it in a cache), or None for other kinds."""
+    backend = getattr(storage, "_backend", storage)
+    return backend if isinstance(backend, RDBStorage) else None
+
+
+def _enqueue_rdb(
+    rdb: RDBStorage, study_id: int, points: list[dict[str, Any]], user_attrs: dict[str, Any]
+) -> None:
+    """Insert WAITING trials in one transaction: what ``enqueue_trial`` stores, point by point.
+
+    Enqueuing trial by trial costs a transaction each (minutes for a large grid on PostgreSQL).
+    The study row lock serializes trial numbering with Optuna's own trial creation.
+    """
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+    from sqlalchemy import func
+
+    with _create_scoped_session(rdb.scoped_session) as session:
+        models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
+        base = (
+            session.query(func.count(models.TrialModel.trial_id))
+            .filter(models.TrialModel.study_id == study_id)
+            .scalar()
+        )
+        trials = [
+            models.TrialModel(study_id=study_id, number=int(base) + i, state=TrialState.WAITING)
+            for i in range(len(points))
+        ]
+        session.add_all(trials)
+        session.flush()  # assigns the trial ids
+        attrs: list[Any] = []
+        for trial, params in zip(trials, points, strict=True):
+            attrs.append(
+                models.TrialSystemAttributeModel(
+                    trial_id=trial.trial_id, key="fixed_params", value_json=json.dumps(params)
+                )
+            )
+            attrs.extend(
+                models.TrialUserAttributeModel(trial_id=trial.trial_id, key=key, value_json=json.dumps(value))
+                for key, value in user_attrs.items()
+            )
+        session.add_all(attrs)
+
+
+def _pop_waiting(study: optuna.Study) -> int | None:
+    """Claim the oldest WAITING trial (RUNNING now), or None when none is left.
+
+    On an RDB this asks for a few WAITING ids only; Optuna's own pop reads every WAITING trial
+    in full, which costs seconds per trial with thousands of grid points enqueued.
+    """
+    rdb = _rdb(study._storage)
+    if rdb is None:
+        return study._pop_waiting_trial_id()
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    while True:
+        with _create_scoped_session(rdb.scoped_session) as session:
+            ids = [
+                row[0]
+                for row in session.query(models.TrialModel.trial_id)
+                .filter(models.TrialModel.study_id == study._study_id)
+                .filter(models.TrialModel.state == TrialState.WAITING)
+                .order_by(models.TrialModel.trial_id)
+                .limit(_POP_BATCH)
+            ]
+        if not ids:
+            return None
+        for trial_id in ids:
+            try:
+                # A conditional update: False (or an error) when another agent took it first.
+                if study._storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+                    _remember(study, rdb, int(trial_id))
+                    return int(trial_id)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+
+
+def _remember(study: optuna.Study, rdb: RDBStorage, trial_id: int) -> None:
+    """Put a trial claimed behind the cache's back into Optuna's trial cache, as its pop would."""
+    from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
+
+    cached: Any = study._storage
+    while not isinstance(cached, _CachedStorage) and hasattr(cached, "inner"):
+        cached = cached.inner
+    if not isinstance(cached, _CachedStorage):
+        return
+    frozen = rdb.get_trial(trial_id)
+    with cached._lock:
+        info = cached._studies.setdefault(study._study_id, _StudyInfo())
+        cached._add_trials_to_cache(study._study_id, [frozen])
+        info.unfinished_trial_ids.add(trial_id)
 
 
 def ask_trial(
@@ -135,7 +238,7 @@ def ask_trial(
     the sampler. Only an unbudgeted sweep creates new trials.
     """
     study._thread_local.cached_all_trials = None
-    trial_id = study._pop_waiting_trial_id()
+    trial_id = _pop_waiting(study)
     if trial_id is None:
         if budgeted:
             return None
@@ -163,7 +266,20 @@ def read_state(storage: BaseStorage, study_id: int) -> SweepState:
 
 def has_open_trials(storage: BaseStorage, study_id: int) -> bool:
     """Whether any trial still waits to run or runs (the sweep is not done yet)."""
-    return bool(storage.get_all_trials(study_id, deepcopy=False, states=OPEN_STATES))
+    rdb = _rdb(storage)
+    if rdb is None:
+        return bool(storage.get_all_trials(study_id, deepcopy=False, states=OPEN_STATES))
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    with _create_scoped_session(rdb.scoped_session) as session:
+        row = (
+            session.query(models.TrialModel.trial_id)
+            .filter(models.TrialModel.study_id == study_id)
+            .filter(models.TrialModel.state.in_(OPEN_STATES))
+            .first()
+        )
+    return row is not None
 
 
 def heartbeat(storage: BaseStorage, study_id: int, agent_id: str, record: dict[str, Any]) -> None:

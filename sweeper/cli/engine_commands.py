@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 import click
@@ -73,7 +75,17 @@ def _run_agent(sweep_id: str, storage: Any, **options: Any) -> None:
 
     _quiet_optuna()
     progress = make_progress(json_lines=options.pop("json_lines"))
-    Agent(sweep_id, storage=storage, progress=progress, **options).run()
+    agent = Agent(sweep_id, storage=storage, progress=progress, **options)
+    # `kill` / a scheduler's SIGTERM: leave like Ctrl-C, failing and requeueing the running trials.
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        agent.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _quiet_optuna() -> None:
