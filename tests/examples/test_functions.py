@@ -32,6 +32,7 @@ def test_branin_minimizers_reach_the_documented_minimum(minimizer: tuple[float, 
     assert found.fun == pytest.approx(functions.BRANIN_MINIMUM, abs=1e-6)
 
 
+@settings(deadline=None)
 @given(st.floats(-5.0, 10.0), st.floats(0.0, 15.0))
 def test_branin_never_goes_below_its_minimum(x1: float, x2: float) -> None:
     assert functions.branin_value(x1, x2) >= functions.BRANIN_MINIMUM - 1e-9
@@ -44,12 +45,13 @@ def test_hartmann6_minimizer_reaches_the_documented_minimum() -> None:
     assert found.fun == pytest.approx(functions.HARTMANN6_MINIMUM, abs=1e-5)
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(unit, min_size=6, max_size=6))
 def test_hartmann6_never_goes_below_its_minimum(x: list[float]) -> None:
     assert functions.hartmann6_value(x) >= functions.HARTMANN6_MINIMUM - 1e-9
 
 
+@settings(deadline=None)
 @given(st.lists(st.floats(-5.0, 5.0), min_size=2, max_size=8))
 def test_rosenbrock_and_ackley_minima_are_zero(x: list[float]) -> None:
     assert functions.rosenbrock_value([1.0] * len(x)) == 0.0
@@ -124,6 +126,7 @@ def test_multifidelity_branin_logs_a_converging_curve(make_trial) -> None:
     assert values[-1] - true == pytest.approx(functions.FIDELITY_GAP * 0.5**11)
 
 
+@settings(deadline=None)
 @given(
     st.floats(-5.0, 10.0),
     st.floats(0.0, 15.0),
