@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import secrets
 import string
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Any, Literal, cast, get_args
+from typing import Any, Literal, TypeVar, cast, get_args
 
 import optuna
 from optuna.distributions import BaseDistribution
@@ -43,6 +44,7 @@ DURATION_S = "duration_s"
 
 OPEN_STATES = (TrialState.WAITING, TrialState.RUNNING)
 _POP_BATCH = 16
+_T = TypeVar("_T")
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 _ID_LENGTH = 8
@@ -191,29 +193,32 @@ def _pop_waiting(study: optuna.Study) -> int | None:
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
 
-    while True:
+    def waiting_ids() -> list[int]:
         with _create_scoped_session(rdb.scoped_session) as session:
-            ids = [
-                row[0]
+            return [
+                int(row[0])
                 for row in session.query(models.TrialModel.trial_id)
                 .filter(models.TrialModel.study_id == study._study_id)
                 .filter(models.TrialModel.state == TrialState.WAITING)
                 .order_by(models.TrialModel.trial_id)
                 .limit(_POP_BATCH)
             ]
+
+    while True:
+        ids = _retried(study._storage, "pop a waiting trial", waiting_ids)
         if not ids:
             return None
         for trial_id in ids:
             try:
                 # A conditional update: False (or an error) when another agent took it first.
                 if study._storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
-                    _remember(study, rdb, int(trial_id))
+                    _remember(study, int(trial_id))
                     return int(trial_id)
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue
 
 
-def _remember(study: optuna.Study, rdb: RDBStorage, trial_id: int) -> None:
+def _remember(study: optuna.Study, trial_id: int) -> None:
     """Put a trial claimed behind the cache's back into Optuna's trial cache, as its pop would."""
     from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
 
@@ -222,7 +227,7 @@ def _remember(study: optuna.Study, rdb: RDBStorage, trial_id: int) -> None:
         cached = cached.inner
     if not isinstance(cached, _CachedStorage):
         return
-    frozen = rdb.get_trial(trial_id)
+    frozen = study._storage.get_trial(trial_id)
     with cached._lock:
         info = cached._studies.setdefault(study._study_id, _StudyInfo())
         cached._add_trials_to_cache(study._study_id, [frozen])
@@ -272,14 +277,22 @@ def has_open_trials(storage: BaseStorage, study_id: int) -> bool:
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
 
-    with _create_scoped_session(rdb.scoped_session) as session:
-        row = (
-            session.query(models.TrialModel.trial_id)
-            .filter(models.TrialModel.study_id == study_id)
-            .filter(models.TrialModel.state.in_(OPEN_STATES))
-            .first()
-        )
-    return row is not None
+    def first_open() -> Any:
+        with _create_scoped_session(rdb.scoped_session) as session:
+            return (
+                session.query(models.TrialModel.trial_id)
+                .filter(models.TrialModel.study_id == study_id)
+                .filter(models.TrialModel.state.in_(OPEN_STATES))
+                .first()
+            )
+
+    return _retried(storage, "find open trials", first_open) is not None
+
+
+def _retried(storage: BaseStorage, what: str, call: Callable[[], _T]) -> _T:
+    """Run a direct database query under the storage's retry policy when it has one."""
+    retry = getattr(storage, "_call", None)
+    return retry(what, call) if retry is not None else call()
 
 
 def heartbeat(storage: BaseStorage, study_id: int, agent_id: str, record: dict[str, Any]) -> None:
