@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from conftest import Built
+from inspect_sweeps import Built
 
 from sweeper.cli import main
 
@@ -131,7 +131,7 @@ def test_importance_of_a_multi_objective_sweep_has_one_column_per_objective(mult
 
 
 def test_importance_needs_two_complete_trials(running: Built, journal_url: str) -> None:
-    from conftest import SPEC, create
+    from inspect_sweeps import SPEC, create
 
     empty = create(journal_url, SPEC)
     result = CliRunner().invoke(main, ["importance", empty.sweep_id, "--storage", journal_url])

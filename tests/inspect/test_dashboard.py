@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Built
+from inspect_sweeps import Built
 
 from sweeper import dashboard
 

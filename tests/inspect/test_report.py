@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import SPEC, Built, create, finish_trial, start_trial
+from inspect_sweeps import SPEC, Built, create, finish_trial, start_trial
 from PIL import Image, ImageStat
 
 import sweeper

@@ -6,7 +6,7 @@ import json
 
 import optuna
 import pytest
-from conftest import SPEC, Built, config_of, create, finish_trial, loss_of, start_trial
+from inspect_sweeps import SPEC, Built, config_of, create, finish_trial, loss_of, start_trial
 
 import sweeper
 from sweeper import results as res
