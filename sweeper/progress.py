@@ -151,7 +151,7 @@ class RichProgress:
     def finish(self, summary_line: str, summary: dict[str, Any]) -> None:
         if self._live is not None:
             self._live.stop()
-        self._console.print(summary_line, markup=False, highlight=False)
+        self._console.print(summary_line, markup=False, highlight=False, soft_wrap=True)
 
 
 def make_progress(*, json_lines: bool = False) -> Progress:
