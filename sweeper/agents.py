@@ -292,7 +292,10 @@ class Agent:
                 if target_hit:
                     return "metric target reached"
                 if exhausted:
-                    return "sweep exhausted"
+                    # Other agents' trials still run: if one is lost or fails, its re-queue is ours.
+                    if self._leases is None or not self._leases.others_running():
+                        return "sweep exhausted"
+                    exhausted = False
                 if not count_left:
                     return f"count {self._count} reached"
                 # Paused, or no slot on the cluster yet: idle until the state changes.
