@@ -236,6 +236,8 @@ class Trial:
             metrics = {self._task.objectives[0].name: float(result)}
         else:
             try:
+                if isinstance(result, bool):  # True is not a loss of 1.0
+                    raise TypeError
                 metrics = {self._task.objectives[0].name: float(result)} if self._task.objectives else {}
             except (TypeError, ValueError):
                 kind = type(result).__name__
@@ -313,7 +315,7 @@ def execute_trial(task: TrialTask, reporter: Reporter | None = None) -> TrialOut
         state = "pruned"
         best = trial.values()
         values = tuple(v for v in best if v is not None) if all(v is not None for v in best) else None
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a trainer's sys.exit() ends its trial, not the agent
         reason = _describe(exc)
     summary = trial.summary()
     tracker_runs: dict[str, str] = {}
