@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import pandas
 
 TrialStateName = Literal["running", "waiting", "complete", "pruned", "fail"]
+_PLAIN = frozenset({str, int, bool, type(None)})
 TRIAL_STATES: tuple[TrialStateName, ...] = ("running", "waiting", "complete", "pruned", "fail")
 FINISHED_STATES: frozenset[str] = frozenset({"complete", "pruned", "fail"})
 
@@ -556,8 +557,18 @@ def jsonable_dict(mapping: Mapping[str, Any]) -> dict[str, Any]:
 
 def jsonable(value: Any) -> Any:
     """``value`` with non-finite floats as ``None`` and tuples as lists, so ``json.dumps`` is strict JSON."""
-    if isinstance(value, float):
+    kind = type(value)
+    # Exact-type checks first: this runs on every leaf of 10,000 records.
+    if kind in _PLAIN:
+        return value
+    if kind is float:
         return value if math.isfinite(value) else None
+    if kind is dict:
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [jsonable(v) for v in value]
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else None
     if isinstance(value, Mapping):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

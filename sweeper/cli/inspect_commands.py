@@ -386,7 +386,7 @@ def export_command(sweep: str, fmt: str, out_file: Path | None, storage: str | N
     """Every trial of SWEEP with its config (flattened for CSV), state, values and timings."""
     results = res.load(sweep, storage)
     if fmt == "json":
-        text = json.dumps([t.to_dict() for t in results.trials], indent=2, allow_nan=False) + "\n"
+        text = _json_text([t.to_dict() for t in results.trials])
     else:
         text = _csv([res.flat_record(t, results.objective_names) for t in results.trials])
     if out_file is None:
@@ -568,7 +568,16 @@ def _cell(value: Any) -> Any:
 
 
 def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(res.jsonable(data), indent=2, allow_nan=False, default=str))
+    click.echo(_json_text(data), nl=False)
+
+
+def _json_text(data: Any) -> str:
+    """Strict JSON: an object indented, an array one compact record per line (fast on 10k records)."""
+    if isinstance(data, list):
+        # Records come from to_dict(), already JSON-ready.
+        lines = [json.dumps(item, allow_nan=False, default=str) for item in data]
+        return "[\n" + ",\n".join(lines) + "\n]\n" if lines else "[]\n"
+    return json.dumps(res.jsonable(data), indent=2, allow_nan=False, default=str) + "\n"
 
 
 def _console() -> Console:
