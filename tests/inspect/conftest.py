@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,3 +48,14 @@ def multi(journal_url: str) -> Built:
         finish_trial(built, start_trial(built))
     sweeps.set_state(built.storage, built.sweep_id, "finished")
     return built
+
+
+@pytest.fixture(scope="session")
+def ray_inspect_trainers(ray_session: None) -> Iterator[None]:
+    """The session's Ray, with the inspect test trainers pickled by value (workers cannot import them)."""
+    import inspect_trainers
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(inspect_trainers)
+    yield
+    ray.cloudpickle.unregister_pickle_by_value(inspect_trainers)

@@ -241,3 +241,29 @@ def test_repeat_refuses_while_queued_trials_would_run_first(url: str) -> None:
     sweeper.agent(sweep_id, function=noisy, count=2, storage=url, executor="local")
     with pytest.raises(UsageError, match=r"has 3 queued trials"):
         repeats.repeat(sweep_id, 0, 2, storage=url, function=noisy, executor="local")
+
+
+@pytest.mark.ray
+def test_repeat_on_ray_ships_the_reseeded_trainer(url: str, ray_inspect_trainers: None) -> None:
+    sweep_id = sweeper.sweep(SPEC, storage=url)
+    sweeper.agent(sweep_id, function=noisy, count=2, storage=url, executor="local")
+    best = sweeper.load(sweep_id, storage=url).best()[0]
+
+    report = repeats.repeat(sweep_id, best.number, [11, 12], storage=url, function=noisy, executor="ray")
+
+    assert [t.state for t in report.repeats] == ["complete", "complete"]
+    assert [t.config["seed"] for t in report.repeats] == [11, 12]
+    expected = [noisy_value(t.config) for t in report.repeats]  # what the trainer computes for that seed
+    assert [t.value for t in report.repeats] == pytest.approx(expected)
+
+
+def noisy_value(config: dict[str, Any]) -> float:
+    """The objective ``noisy`` reaches for ``config`` (its best logged loss)."""
+    logged: list[float] = []
+
+    class Recorder:
+        def log(self, metrics: dict[str, float], step: int | None = None) -> None:
+            logged.append(metrics["loss"])
+
+    noisy(config, Recorder())
+    return min(logged)
