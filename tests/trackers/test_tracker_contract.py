@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import isolate_tracker_env
 from plugin_source import PLUGIN_NAME, install_plugin
+from tracker_env import isolate_tracker_env
 from tracker_readers import (
     Recorded,
     flatten,
