@@ -69,5 +69,9 @@ class TrackerError(SweeperError):
     exit_code = 6
 
 
+class TrackerNotInstalledError(TrackerError):
+    """A tracker exists but its library is not installed here (the message names the extra)."""
+
+
 class TrialPruned(Exception):  # noqa: N818 - the name W&B and Optuna users know
     """Raised by ``trial.log`` when the pruner stops the trial; let it propagate out of the trainer."""

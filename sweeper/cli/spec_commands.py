@@ -15,6 +15,7 @@ from sweeper.errors import SpecError
 from sweeper.samplers import draw_params
 from sweeper.spec import IGNORED_KEYS, load_spec
 from sweeper.specyaml import read_yaml
+from sweeper.trackers import tracker_problems
 
 DEFAULT_DRAWS = 10
 
@@ -50,6 +51,14 @@ def validate(specs: tuple[str, ...]) -> None:
             for issue in exc.issues:
                 click.echo(f"error: {issue}", err=True)
             _note_ignored(_ignored_in_file(path), path)
+            continue
+        tracker_errors, tracker_notes = tracker_problems(spec.sweeper.trackers)
+        for note in tracker_notes:
+            click.echo(f"{path}: sweeper.trackers: note: {note}", err=True)
+        if tracker_errors:
+            invalid += 1
+            for error in tracker_errors:
+                click.echo(f"error: {path}: sweeper.trackers: {error}", err=True)
             continue
         space = spec.space
         summary = f"{spec.method}, {len(space.names)} searched parameter(s)"

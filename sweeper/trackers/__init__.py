@@ -23,6 +23,7 @@ from sweeper.trackers.tracker_set import (
     close_trackers,
     open_trackers,
     prepare_trackers,
+    tracker_problems,
 )
 
 __all__ = [
@@ -40,5 +41,6 @@ __all__ = [
     "open_trackers",
     "prepare_trackers",
     "register_tracker",
+    "tracker_problems",
     "unregister_tracker",
 ]

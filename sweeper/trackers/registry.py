@@ -14,7 +14,7 @@ from importlib.metadata import entry_points
 from importlib.util import find_spec
 from typing import Any
 
-from sweeper.errors import TrackerError
+from sweeper.errors import TrackerError, TrackerNotInstalledError
 from sweeper.trackers.base import Tracker
 
 ENTRY_POINT_GROUP = "sweeper.trackers"
@@ -70,10 +70,10 @@ def _import_path(path: str) -> Any:
     return obj
 
 
-def missing_library(tracker: str, package: str, extra: str | None = None) -> TrackerError:
+def missing_library(tracker: str, package: str, extra: str | None = None) -> TrackerNotInstalledError:
     """The error for a tracker whose library is not installed, naming the extra that installs it."""
     extra = extra or BUILTIN_EXTRAS.get(tracker) or tracker
-    return TrackerError(
+    return TrackerNotInstalledError(
         f"tracker {tracker!r} needs the {package!r} package, which is not installed; "
         f"install it with: pip install 'sweeper[{extra}]'"
     )

@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import Any
 
 from sweeper.environment import collect_environment
-from sweeper.errors import TrackerError
+from sweeper.errors import TrackerError, TrackerNotInstalledError
 from sweeper.spec import TrackerSpec
 from sweeper.trackers.base import STATES, RunInfo, State, Tracker
 from sweeper.trackers.registry import get_tracker_class
@@ -30,6 +30,24 @@ def check_tracker_specs(specs: Sequence[TrackerSpec]) -> None:
     """
     for spec in specs:
         get_tracker_class(spec.type).check_options(spec.options)
+
+
+def tracker_problems(specs: Sequence[TrackerSpec]) -> tuple[list[str], list[str]]:
+    """What is wrong with a spec's trackers, without setting any up: ``(errors, notes)``.
+
+    Unknown trackers and options they do not take are errors; a tracker whose library is not
+    installed on this machine is only a note, since the agents that run the trials may have it.
+    """
+    errors: list[str] = []
+    notes: list[str] = []
+    for spec in specs:
+        try:
+            get_tracker_class(spec.type).check_options(spec.options)
+        except TrackerNotInstalledError as exc:
+            notes.append(str(exc))
+        except TrackerError as exc:
+            errors.append(str(exc))
+    return errors, notes
 
 
 def prepare_trackers(
