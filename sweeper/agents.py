@@ -30,6 +30,7 @@ from sweeper import study as sweeps
 from sweeper.broker import PruningJudge
 from sweeper.errors import TrainerError, UsageError
 from sweeper.executor import Executor, LocalExecutor, RayExecutor
+from sweeper.flapping import FlapGuard, FlapPolicy
 from sweeper.progress import Progress, SilentProgress, Tally
 from sweeper.spec import SweepSpec
 from sweeper.storage import DEFAULT_DIR, open_storage
@@ -94,6 +95,8 @@ class Agent:
         lease_grace_s: A trial whose agent renewed no lease for this long is lost: any agent
             fails it ("agent lost") and re-queues it (see :mod:`sweeper.leases`).
         lease_renew_s: How often this agent renews the leases of its running trials.
+        flap_policy: When fast failures in a row make this agent back off, then stop
+            (see :mod:`sweeper.flapping`; default :class:`~sweeper.flapping.FlapPolicy`).
     """
 
     def __init__(
@@ -111,6 +114,7 @@ class Agent:
         workdir: str | Path | None = None,
         lease_grace_s: float = leases.DEFAULT_GRACE_S,
         lease_renew_s: float = leases.DEFAULT_RENEW_S,
+        flap_policy: FlapPolicy | None = None,
     ) -> None:
         if executor not in EXECUTORS:
             raise UsageError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
@@ -147,6 +151,7 @@ class Agent:
         self._cancelling = False
         self._lease_policy = leases.LeasePolicy(grace_s=lease_grace_s, renew_s=lease_renew_s)
         self._leases: leases.LeaseKeeper | None = None
+        self._flaps = FlapGuard(flap_policy or FlapPolicy())
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -271,6 +276,7 @@ class Agent:
                 and not target_hit
                 and count_left
                 and len(self._inflight) < executor.slots()
+                and not self._flaps.paused()
             ):
                 trial = sweeps.ask_trial(study, distributions, budgeted=budgeted)
                 if trial is None:
@@ -287,6 +293,9 @@ class Agent:
                 self._tally.running = len(self._inflight)
                 self._progress.trial_started(trial.number, dict(task.config), self._tally)
             if not self._inflight:
+                verdict = self._flaps.verdict()
+                if verdict is not None:
+                    return verdict
                 if state == "finished":
                     return "sweep stopped"
                 if target_hit:
@@ -362,6 +371,7 @@ class Agent:
         if self._leases is not None:
             self._leases.release(task.trial_id)
         self._count_outcome(task, outcome)
+        self._flaps.record(outcome.state, outcome.duration_s, outcome.fail_reason)
         retried = False
         if outcome.state == "failed" and told and not self._cancelling:
             frozen = storage.get_trial(task.trial_id)

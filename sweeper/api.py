@@ -9,6 +9,7 @@ from typing import Any
 from optuna.storages import BaseStorage
 
 from sweeper.agents import Agent, AgentSummary, ExecutorKind
+from sweeper.flapping import FlapPolicy
 from sweeper.leases import DEFAULT_GRACE_S, DEFAULT_RENEW_S
 from sweeper.progress import Progress
 from sweeper.spec import SweepSpec, load_spec
@@ -52,6 +53,7 @@ def agent(
     progress: Progress | None = None,
     lease_grace_s: float = DEFAULT_GRACE_S,
     lease_renew_s: float = DEFAULT_RENEW_S,
+    flap_policy: FlapPolicy | None = None,
 ) -> AgentSummary:
     """Run trials of a sweep until it is done, ``count`` trials ran, or it is stopped.
 
@@ -68,6 +70,8 @@ def agent(
         lease_grace_s: Seconds without a lease renewal after which a trial's agent counts as
             lost: any agent then fails the trial and re-queues it (see :mod:`sweeper.leases`).
         lease_renew_s: Seconds between this agent's lease renewals (well below the grace).
+        flap_policy: When trials failing fast, in a row, make this agent back off and then stop
+            (default :class:`~sweeper.flapping.FlapPolicy`: 5 failures within 10 s each).
 
     Returns:
         What the agent did (:class:`~sweeper.agents.AgentSummary`).
@@ -84,4 +88,5 @@ def agent(
         progress=progress,
         lease_grace_s=lease_grace_s,
         lease_renew_s=lease_renew_s,
+        flap_policy=flap_policy,
     ).run()

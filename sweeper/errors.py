@@ -75,3 +75,11 @@ class TrackerNotInstalledError(TrackerError):
 
 class TrialPruned(Exception):  # noqa: N818 - the name W&B and Optuna users know
     """Raised by ``trial.log`` when the pruner stops the trial; let it propagate out of the trainer."""
+
+
+class AgentExit(SystemExit):
+    """The agent process is exiting (a SIGTERM): it passes through a running trainer, never fails it.
+
+    A trainer's own ``sys.exit()`` fails its trial; this one stops the agent, which hands its
+    running trials back to the sweep.
+    """

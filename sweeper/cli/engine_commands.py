@@ -63,6 +63,15 @@ def _agent_options(func: Callable[..., Any]) -> Callable[..., Any]:
             metavar="SECONDS",
             help="How often this agent renews the leases of its running trials.",
         ),
+        click.option(
+            "--max-fast-failures",
+            "max_fast_failures",
+            type=click.IntRange(min=0),
+            default=5,
+            show_default=True,
+            metavar="N",
+            help="Back off, then stop, when N trials in a row fail within 10 s of starting (0: never).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -75,6 +84,9 @@ def _run_agent(sweep_id: str, storage: Any, **options: Any) -> None:
 
     _quiet_optuna()
     progress = make_progress(json_lines=options.pop("json_lines"))
+    from sweeper.flapping import FlapPolicy
+
+    options["flap_policy"] = FlapPolicy(streak=options.pop("max_fast_failures"))
     agent = Agent(sweep_id, storage=storage, progress=progress, **options)
     # `kill` / a scheduler's SIGTERM: leave like Ctrl-C, failing and requeueing the running trials.
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
@@ -85,7 +97,9 @@ def _run_agent(sweep_id: str, storage: Any, **options: Any) -> None:
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
+    from sweeper.errors import AgentExit
+
+    raise AgentExit(128 + signum)
 
 
 def _quiet_optuna() -> None:
