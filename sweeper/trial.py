@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from sweeper.errors import TrainerError, TrialPruned
+from sweeper.errors import AgentExit, TrainerError, TrialPruned
 from sweeper.spec import TrackerSpec
 
 if TYPE_CHECKING:
@@ -315,6 +315,8 @@ def execute_trial(task: TrialTask, reporter: Reporter | None = None) -> TrialOut
         state = "pruned"
         best = trial.values()
         values = tuple(v for v in best if v is not None) if all(v is not None for v in best) else None
+    except AgentExit:
+        raise  # the agent itself is exiting (SIGTERM): not this trial's doing
     except (Exception, SystemExit) as exc:  # a trainer's sys.exit() ends its trial, not the agent
         reason = _describe(exc)
     summary = trial.summary()
