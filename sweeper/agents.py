@@ -360,6 +360,7 @@ class Agent:
         try:
             for key, value in attrs.items():
                 storage.set_trial_user_attr(task.trial_id, key, value)
+            self._store_late_reports(storage, task.trial_id, outcome)
             if outcome.state == "complete" and outcome.values is not None:
                 study.tell(trial, list(outcome.values))
             elif outcome.state == "pruned":
@@ -385,6 +386,15 @@ class Agent:
             task.number, outcome.state, list(outcome.values or ()), outcome.fail_reason, self._tally
         )
         return retried, reached
+
+    def _store_late_reports(self, storage: BaseStorage, trial_id: int, outcome: TrialOutcome) -> None:
+        """Store the reports the channel had not delivered when the trial ended."""
+        if not outcome.intermediate:
+            return
+        stored = storage.get_trial(trial_id).intermediate_values
+        for step, value in outcome.intermediate:
+            if step not in stored:
+                storage.set_trial_intermediate_value(trial_id, step, value)
 
     def _tell_pruned(self, study: optuna.Study, trial_id: int, values: tuple[float, ...] | None) -> None:
         # Optuna's tell would store the last intermediate value; W&B's objective is the best one.

@@ -108,6 +108,9 @@ class TrialOutcome:
     host: str = ""
     tracker_runs: Mapping[str, str] = field(default_factory=dict)
     tracker_errors: tuple[str, ...] = ()
+    # (step, value) of every report of the first objective: the agent stores any the report
+    # channel has not delivered yet (reports are fire-and-forget when nothing can prune).
+    intermediate: tuple[tuple[int, float], ...] = ()
 
     @classmethod
     def failed(cls, reason: str, *, duration_s: float = 0.0, host: str = "") -> TrialOutcome:
@@ -138,6 +141,7 @@ class Trial:
         self._best: list[float | None] = [None] * len(task.objectives)
         self._non_finite: dict[str, str] = {}  # objective -> a non-finite value it got, for the reason
         self._reports = 0
+        self._intermediate: list[tuple[int, float]] = []
         self._summary: dict[str, Any] = {}
         self.checkpoint_dir = Path(task.checkpoint_dir)
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -187,6 +191,7 @@ class Trial:
             return
         self._reports += 1
         at = int(step) if step is not None else self._reports
+        self._intermediate.append((at, first))
         if self._reporter.report(self._task.trial_id, at, first):
             raise TrialPruned(
                 f"trial {self.number} pruned at step {at} ({self._task.objectives[0].name}={first})"
@@ -215,6 +220,10 @@ class Trial:
     def values(self) -> tuple[float | None, ...]:
         """The best finite value of each objective seen so far (None: none yet)."""
         return tuple(self._best)
+
+    def intermediate(self) -> tuple[tuple[int, float], ...]:
+        """(step, value) of each report of the first objective metric so far."""
+        return tuple(self._intermediate)
 
     def non_finite(self) -> dict[str, str]:
         """A non-finite value each objective metric got (NaN, inf, a string), if any."""
@@ -335,6 +344,7 @@ def execute_trial(task: TrialTask, reporter: Reporter | None = None) -> TrialOut
         host=host,
         tracker_runs=tracker_runs,
         tracker_errors=tracker_errors,
+        intermediate=trial.intermediate(),
     )
 
 
