@@ -152,6 +152,7 @@ class Agent:
         self._lease_policy = leases.LeasePolicy(grace_s=lease_grace_s, renew_s=lease_renew_s)
         self._leases: leases.LeaseKeeper | None = None
         self._flaps = FlapGuard(flap_policy or FlapPolicy())
+        self._draining = threading.Event()
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -277,6 +278,7 @@ class Agent:
                 and count_left
                 and len(self._inflight) < executor.slots()
                 and not self._flaps.paused()
+                and not self._draining.is_set()
             ):
                 trial = sweeps.ask_trial(study, distributions, budgeted=budgeted)
                 if trial is None:
@@ -296,6 +298,8 @@ class Agent:
                 verdict = self._flaps.verdict()
                 if verdict is not None:
                     return verdict
+                if self._draining.is_set():
+                    return "interrupted: started no new trials, the running ones ended"
                 if state == "finished":
                     return "sweep stopped"
                 if target_hit:
@@ -315,6 +319,14 @@ class Agent:
                 retried, reached = self._record(study, task, outcome)
                 exhausted = exhausted and not retried
                 target_hit = target_hit or reached
+
+    def drain(self) -> None:
+        """Start no new trial; :meth:`run` returns once the running ones have ended (a first Ctrl-C).
+
+        Safe to call from a signal handler or another thread.
+        """
+        self._draining.set()
+        self._state_changed.set()
 
     def _watch(self, stop: threading.Event, executor: Executor) -> None:
         """Background thread: poll the sweep's state every second, beat the heartbeat every few.

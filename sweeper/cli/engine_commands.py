@@ -88,12 +88,24 @@ def _run_agent(sweep_id: str, storage: Any, **options: Any) -> None:
 
     options["flap_policy"] = FlapPolicy(streak=options.pop("max_fast_failures"))
     agent = Agent(sweep_id, storage=storage, progress=progress, **options)
-    # `kill` / a scheduler's SIGTERM: leave like Ctrl-C, failing and requeueing the running trials.
+    # `kill` / a scheduler's SIGTERM: leave like a second Ctrl-C, failing and requeueing the running trials.
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    # A first Ctrl-C starts nothing new and waits; a second one cancels (KeyboardInterrupt).
+    previous_int = signal.signal(signal.SIGINT, lambda signum, frame: _drain_on_ctrl_c(agent))
     try:
         agent.run()
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
+
+
+def _drain_on_ctrl_c(agent: Any) -> None:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    click.echo(
+        "Ctrl-C: starting no new trials, waiting for the running ones (Ctrl-C again cancels them)",
+        err=True,
+    )
+    agent.drain()
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:

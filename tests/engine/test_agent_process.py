@@ -81,6 +81,8 @@ def test_ctrl_c_fails_the_running_trial_and_puts_its_params_back(project: Path) 
     sweep_id = _sweep(project, url)
     proc = _start_agent(project, url, sweep_id)
     _wait_for(project / "started", proc)
+    os.kill(proc.pid, signal.SIGINT)  # the first Ctrl-C only stops new trials (tests/reliability)
+    time.sleep(0.5)
     os.kill(proc.pid, signal.SIGINT)
     proc.communicate(timeout=60)
     assert proc.returncode != 0
