@@ -33,7 +33,10 @@ import time
 def train(config, trial):
     marks = pathlib.Path(config["marks"])
     marks.mkdir(exist_ok=True)
-    (marks / f"{trial.number}-{trial.attempt}").write_text("")
+    checkpoint = trial.checkpoint_dir / "progress"
+    resumed = checkpoint.exists()
+    checkpoint.write_text("started")
+    (marks / f"{trial.number}-{trial.attempt}-{int(resumed)}").write_text("")
     time.sleep(float(config["sleep"]))
     return float(config["x"])
 """
@@ -198,4 +201,6 @@ def test_sigkilled_agent_then_a_new_one_every_grid_point_completes_once(
     assert lost.user_attrs["fail_reason"].startswith("agent lost")
     rerun = next(t for t in complete if t.user_attrs.get("retry_of") == lost.number)
     assert rerun.params == lost.params and rerun.user_attrs["lost"] == 1
+    # The re-run found what the lost attempt left in the trial's checkpoint dir.
+    assert (marks / f"{rerun.number}-1-1").exists()
     assert summary.state == "finished" and summary.complete == 5
