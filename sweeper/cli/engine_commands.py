@@ -161,10 +161,24 @@ def run(spec_path: str, storage: str | None, name: str | None, **options: Any) -
 
     _quiet_optuna()
     spec = load_spec(spec_path)
+    _check_trainer(options.get("trainer") or spec.sweeper.trainer)  # before a sweep exists
     url = resolve_url(storage or spec.sweeper.storage)
     info = create_sweep(open_storage(url), spec, name=name)
     click.echo(f"created sweep {info.id} ({info.name})", err=True)
     _run_agent(info.id, url, **options)
+
+
+def _check_trainer(path: str | None) -> None:
+    import os
+    import sys
+
+    from sweeper.trial import load_trainer
+
+    if path is None:
+        return
+    if os.getcwd() not in sys.path:  # the project's modules, as the agent and workers see them
+        sys.path.insert(0, os.getcwd())
+    load_trainer(path)
 
 
 def _state_command(name: str, state: str, doc: str) -> None:

@@ -96,6 +96,12 @@ def test_state_commands_and_user_errors(project: Path) -> None:
     no_trainer = runner.invoke(main, ["run", str(spec_path), "--storage", url, "--executor", "local"])
     assert no_trainer.exit_code == 5 and "names no trainer" in no_trainer.stderr
     assert "Traceback" not in no_trainer.output
+    fresh = f"sqlite:///{project / 'fresh.db'}"
+    bad = runner.invoke(
+        main, ["run", str(spec_path), "--storage", fresh, "--trainer", "mytrainers.quad:nope"]
+    )
+    assert bad.exit_code == 5 and "has no attribute 'nope'" in bad.stderr
+    assert sweeps.list_sweeps(open_storage(fresh)) == []  # checked before the sweep was created
 
 
 def test_password_in_storage_url_is_never_printed(project: Path) -> None:
