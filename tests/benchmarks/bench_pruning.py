@@ -3,6 +3,9 @@
 32 trials run at once on 32 fake GPUs (``gpus: 1`` each), each logging its objective every 10 ms
 under W&B's hyperband rule; the trainer times every ``trial.log`` call (it returns when the
 decision "go on" arrives, or raises TrialPruned). Reported: p50/p95/max over all calls.
+
+For scale, the same number of Ray tasks then call a do-nothing async actor at the same rate: the
+round trip of Ray alone on this machine, the floor under any decision that travels through Ray.
 """
 
 from __future__ import annotations
@@ -14,6 +17,36 @@ from pathlib import Path
 
 import harness
 from harness import Figure, percentile, stopwatch
+
+
+class Echo:
+    """An async actor that answers at once (the transport without any pruning work)."""
+
+    async def ping(self, step: int) -> bool:
+        return False
+
+
+def ray_round_trips(tasks: int, steps: int, interval: float) -> list[float]:
+    """Seconds per call of ``tasks`` Ray tasks, each calling an :class:`Echo` every ``interval`` s."""
+    import ray
+
+    echo = ray.remote(Echo).options(num_cpus=0, max_concurrency=1000).remote()
+    ray.get(echo.ping.remote(0))  # started, as the sweep's broker is before its trials report
+
+    @ray.remote(num_gpus=1)
+    def caller(actor: object) -> list[float]:
+        import time
+
+        out = []
+        for step in range(steps):
+            time.sleep(interval)
+            start = time.perf_counter()
+            ray.get(actor.ping.remote(step))  # type: ignore[attr-defined]
+            out.append(time.perf_counter() - start)
+        return out
+
+    results = ray.get([caller.remote(echo) for _ in range(tasks)])
+    return [x for r in results for x in r]
 
 
 def main() -> None:
@@ -72,6 +105,7 @@ def main() -> None:
         pruned += bool(record["pruned"])
     ms = [x * 1000 for x in latencies]
     p50, p95 = percentile(ms, 50), percentile(ms, 95)
+    floor = [x * 1000 for x in ray_round_trips(gpus, steps, 0.01)]
     section = "2. Pruning latency"
     figures = [
         Figure(
@@ -85,6 +119,12 @@ def main() -> None:
             "reports timed / trials pruned / sweep time",
             f"{len(ms)} / {pruned} of {summary.ran} / {took[0]:.1f} s",
             note=f"max {max(ms):.0f} ms; offered load {gpus * 100} reports/s; Ray start {ray_s[0]:.1f} s",
+        ),
+        Figure(
+            section,
+            f"for scale: Ray alone, {gpus} tasks calling a do-nothing async actor every 10 ms, p50 / p95",
+            f"{percentile(floor, 50):.1f} / {percentile(floor, 95):.1f} ms",
+            note="the transport floor on this machine, no storage and no pruner",
         ),
     ]
     harness.emit(figures, args.json)

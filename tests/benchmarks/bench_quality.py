@@ -126,6 +126,12 @@ def best_of(problem_index: int, method_index: int, seed: int, budget: int) -> tu
 
     warnings.filterwarnings("ignore")  # sklearn convergence and Optuna experimental notices
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:  # GP needs torch; without it method: bayes uses TPE anyway
+        pass
     start = time.perf_counter()
     best = METHODS[method_index][1](PROBLEMS[problem_index], seed, budget)
     return best, time.perf_counter() - start
@@ -137,6 +143,11 @@ def main() -> None:
     seeds = list(range(3 if args.quick else int(os.environ.get("BENCH_QUALITY_SEEDS", "10"))))
     problems = PROBLEMS[:2] if args.quick else PROBLEMS
     from sweeper.strategy import choose_bayes_sampler
+
+    # One BLAS/torch thread per run, the runs spread over the cores instead: on 2 cores, GP runs
+    # with 2 threads each took 4x the wall time (oversubscription), for the same results.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
 
     medians: dict[tuple[str, str], float] = {}
     seconds: dict[str, float] = {}

@@ -29,9 +29,9 @@ BENCHMARKS = (
     ("overhead", "bench_overhead.py", "1. Orchestration overhead"),
     ("pruning", "bench_pruning.py", "2. Pruning latency"),
     ("utilisation", "bench_utilisation.py", "3. Cluster utilisation"),
+    ("scale", "bench_scale.py", "6. Scale"),
     ("hyperband", "bench_hyperband.py", "4. Hyperband savings"),
     ("quality", "bench_quality.py", "5. Search quality"),
-    ("scale", "bench_scale.py", "6. Scale"),
 )
 TIMEOUT_S = 1800
 
@@ -103,7 +103,7 @@ def render(
     sections: dict[str, list[Figure]] = {}
     for fig in figures:
         sections.setdefault(fig.section, []).append(fig)
-    for section, items in sections.items():
+    for section, items in sorted(sections.items()):
         lines += [
             f"### {section}",
             "",
