@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +32,7 @@ from sweeper.errors import TrainerError, UsageError
 from sweeper.executor import Executor, LocalExecutor, RayExecutor
 from sweeper.flapping import FlapGuard, FlapPolicy
 from sweeper.progress import Progress, SilentProgress, Tally
+from sweeper.redaction import redact
 from sweeper.spec import SweepSpec
 from sweeper.storage import DEFAULT_DIR, open_storage
 from sweeper.trial import Objective, TrialOutcome, TrialTask, load_trainer
@@ -355,6 +356,12 @@ class Agent:
     def _record(self, study: optuna.Study, task: TrialTask, outcome: TrialOutcome) -> tuple[bool, bool]:
         """Tell Optuna how a trial ended; enqueue a retry. Returns (retried, target reached)."""
         trial = self._inflight.pop(task.trial_id)
+        # A reason may quote a connection string or a key: mask it before it is stored or shown.
+        outcome = replace(
+            outcome,
+            fail_reason=redact(outcome.fail_reason) if outcome.fail_reason else outcome.fail_reason,
+            tracker_errors=tuple(redact(error) for error in outcome.tracker_errors),
+        )
         storage = study._storage
         attrs: dict[str, Any] = {
             sweeps.AGENT: self.agent_id,
