@@ -191,7 +191,13 @@ class RayExecutor:
                 runtime_env = {"working_dir": str(ship_dir), "excludes": ship_excludes(ship_dir)}
                 self.shipped = True
             # "local" starts a fresh instance, never a cluster some other process made "current".
-            ray.init(address=address or "local", runtime_env=runtime_env or None, include_dashboard=False)
+            ray.init(
+                address=address or "local",
+                runtime_env=runtime_env or None,
+                include_dashboard=False,
+                # Ray's INFO lines (packaging, start-up) drown the agent's own progress.
+                logging_level=logging.WARNING,
+            )
             self._owns_ray = True
         self._resources = resources
         self._max_concurrent = max_concurrent
