@@ -191,7 +191,7 @@ class Agent:
         """Work on the sweep until it ends for this agent; returns what was done."""
         from sweeper.pruners import make_pruner
         from sweeper.strategy import make_sampler
-        from sweeper.trackers.tracker_set import prepare_trackers
+        from sweeper.trackers.tracker_set import close_trackers, prepare_trackers
 
         target = self._trainer_target()
         spec = self.spec
@@ -235,13 +235,17 @@ class Agent:
             # Whatever this agent still holds goes back to the sweep: nothing it ran stays RUNNING.
             self._leases.close(leases.AGENT_STOPPED)
         state = sweeps.read_state(self._storage, self.info.study_id)
+        # A budgeted sweep (grid, run_cap) is done once nothing is left, whichever agent ran the last trial.
         if (
-            ended == "sweep exhausted"
+            (ended == "sweep exhausted" or sweeps.is_budgeted(self.spec))
             and state == "running"
             and not sweeps.has_open_trials(self._storage, self.info.study_id)
         ):
             self._set_state_quietly("finished")
             state = "finished"
+        if state in ("finished", "cancelled"):
+            # The sweep is over for every agent: end what the trackers opened for it (MLflow's parent run).
+            close_trackers(trackers, state)
         summary = AgentSummary(
             sweep_id=self.info.id,
             sweep_name=self.info.name,
