@@ -62,7 +62,7 @@ def steps_to_reach(trials: list[Any], target: float) -> tuple[int, bool]:
 def main() -> None:
     args = harness.parse_args(__doc__.splitlines()[0])
     trials = 30 if args.quick else 80
-    seeds = range(2 if args.quick else 3)
+    seeds = range(2 if args.quick else 5)
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

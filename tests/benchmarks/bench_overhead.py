@@ -137,7 +137,7 @@ def run_optuna(trials: int, root: Path) -> dict[str, float]:
 def main() -> None:
     args = harness.parse_args(__doc__.splitlines()[0])
     trials = 40 if args.quick else 500
-    tune_trials = 20 if args.quick else int(os.environ.get("BENCH_TUNE_TRIALS", "30"))
+    tune_trials = 20 if args.quick else int(os.environ.get("BENCH_TUNE_TRIALS", "20"))
     root = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
     os.chdir(root)  # the agent's .sweeper/ (tracker files, checkpoints) lands here
     ray_s = start_ray()
