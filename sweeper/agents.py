@@ -367,8 +367,9 @@ class Agent:
             tracker_errors=tuple(redact(error) for error in outcome.tracker_errors),
         )
         storage = study._storage
+        # ``agent`` was written when the trial started (_TaskFactory); each attribute is one storage
+        # write (an fsync'd append on the journal), the bulk of the loop's cost per trial.
         attrs: dict[str, Any] = {
-            sweeps.AGENT: self.agent_id,
             sweeps.HOST: outcome.host,
             sweeps.DURATION_S: round(outcome.duration_s, 3),
             sweeps.METRICS: dict(outcome.metrics),
