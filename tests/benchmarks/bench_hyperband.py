@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -67,8 +66,8 @@ def main() -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sys.path.insert(0, str(harness.REPO_ROOT))
-    root = Path(tempfile.mkdtemp(prefix="bench-hyperband-"))
-    os.chdir(harness.REPO_ROOT)  # the trainer lives in the project's trainers/ package
+    root = harness.scratch_dir("bench-hyperband-")
+    os.chdir(root)  # the agent's .sweeper/ (tracker files, checkpoints) lands here
     ratios: list[float] = []
     totals: list[float] = []
     reached_all = True

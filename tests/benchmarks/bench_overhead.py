@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -138,7 +137,7 @@ def main() -> None:
     args = harness.parse_args(__doc__.splitlines()[0])
     trials = 40 if args.quick else 500
     tune_trials = 20 if args.quick else int(os.environ.get("BENCH_TUNE_TRIALS", "20"))
-    root = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
+    root = harness.scratch_dir("bench-overhead-")
     os.chdir(root)  # the agent's .sweeper/ (tracker files, checkpoints) lands here
     ray_s = start_ray()
     results = {

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from pathlib import Path
 
 import harness
 from harness import Figure, percentile, stopwatch
@@ -59,7 +57,7 @@ def main() -> None:
 
     import sweeper
 
-    root = Path(tempfile.mkdtemp(prefix="bench-pruning-"))
+    root = harness.scratch_dir("bench-pruning-")
     os.chdir(root)
     outdir = root / "out"
     outdir.mkdir()

@@ -16,7 +16,6 @@ import os
 import random
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -162,7 +161,7 @@ def main() -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sys.path.insert(0, str(harness.BENCH_DIR))
-    root = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    root = harness.scratch_dir("bench-scale-")
     # Memory first, while this process holds nothing else.
     memory = memory_figure(200 if args.quick else 1_000, 4, root)
     figures = inspect_figures(1_000 if args.quick else 10_000, root)

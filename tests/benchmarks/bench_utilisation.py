@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from pathlib import Path
 
 import harness
 from harness import Figure, stopwatch
@@ -27,7 +25,7 @@ def main() -> None:
 
     import sweeper
 
-    root = Path(tempfile.mkdtemp(prefix="bench-utilisation-"))
+    root = harness.scratch_dir("bench-utilisation-")
     os.chdir(root)
     outdir = root / "out"
     outdir.mkdir()

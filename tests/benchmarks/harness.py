@@ -59,6 +59,18 @@ def load_figures(path: Path) -> list[Figure]:
     return [Figure(**item) for item in json.loads(path.read_text())]
 
 
+def scratch_dir(prefix: str) -> Path:
+    """A fresh temporary directory, removed when the process exits (kept with ``BENCH_KEEP=1``)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    if not os.environ.get("BENCH_KEEP"):
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
 @contextmanager
 def stopwatch() -> Iterator[list[float]]:
     """``with stopwatch() as t: ...`` leaves the elapsed seconds in ``t[0]``."""
