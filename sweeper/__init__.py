@@ -34,6 +34,8 @@ _LAZY: dict[str, str] = {
     "SweepResults": "sweeper.results",
     "TrialRecord": "sweeper.results",
     "AgentRecord": "sweeper.results",
+    "LeasePolicy": "sweeper.leases",
+    "FlapPolicy": "sweeper.flapping",
 }
 
 
@@ -46,6 +48,8 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "AgentRecord",
+    "FlapPolicy",
+    "LeasePolicy",
     "SpecError",
     "SpecIssue",
     "StorageError",
