@@ -54,6 +54,17 @@ def json_option(func: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(func)
 
 
+def evaluator_option(func: F) -> F:
+    """``--evaluator``: which of Optuna's importance evaluators to use."""
+    return click.option(
+        "--evaluator",
+        type=click.Choice(["fanova", "ped-anova", "mdi"]),
+        default="fanova",
+        show_default=True,
+        help="Optuna importance evaluator.",
+    )(func)
+
+
 @main.command("ls")
 @storage_option
 @json_option
@@ -244,13 +255,7 @@ def best_command(sweep: str, top: int | None, storage: str | None, as_json: bool
 
 @main.command("importance")
 @click.argument("sweep")
-@click.option(
-    "--evaluator",
-    type=click.Choice(["fanova", "ped-anova", "mdi"]),
-    default="fanova",
-    show_default=True,
-    help="Optuna importance evaluator.",
-)
+@evaluator_option
 @storage_option
 @json_option
 def importance_command(sweep: str, evaluator: str, storage: str | None, as_json: bool) -> None:
@@ -347,13 +352,7 @@ def compare_command(
     help="Trials in the table and the learning-curve plot.",
 )
 @click.option("--png/--no-png", default=True, show_default=True, help="Also write PNGs (needs Chromium).")
-@click.option(
-    "--evaluator",
-    type=click.Choice(["fanova", "ped-anova", "mdi"]),
-    default="fanova",
-    show_default=True,
-    help="Optuna importance evaluator.",
-)
+@evaluator_option
 @storage_option
 def report_command(
     *, sweep: str, out_dir: Path, top: int, png: bool, evaluator: str, storage: str | None
