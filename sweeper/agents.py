@@ -3,6 +3,14 @@
 Any number of agents can work on one sweep and join or leave at any time: the storage is the only
 thing they share. An agent ends at the sweep's budget (``run_cap``, grid exhausted), its own
 ``count``, the metric's ``target``, or when the sweep is stopped or cancelled.
+
+A *targeted* agent (``trials=[numbers]``) runs only those WAITING trials (and the retries of any
+that fail), leaves the rest of the queue alone, and ends when they are all done, including those
+another agent took. It obeys pause and cancel, but a finished sweep does not stop it: the search is
+over, yet trials queued on purpose (``sweeper repeat``) may still run, and the sweep stays finished.
+Its trials reaching the metric's target do not finish the sweep either (a repeat measures noise; a
+lucky seed must not end a search); only the budget rule may (a budgeted sweep with nothing left
+is finished, whichever agent ran its last trial).
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,7 +33,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
-from sweeper import leases
+from sweeper import leases, overrides
 from sweeper import study as sweeps
 from sweeper.broker import PruningJudge
 from sweeper.errors import TrainerError, UsageError
@@ -98,6 +106,12 @@ class Agent:
         lease_renew_s: How often this agent renews the leases of its running trials.
         flap_policy: When fast failures in a row make this agent back off, then stop
             (see :mod:`sweeper.flapping`; default :class:`~sweeper.flapping.FlapPolicy`).
+        trials: Run only these WAITING trials (by number) and the retries of those that fail;
+            see the module docstring for how a targeted agent treats the sweep's state.
+
+    Raises:
+        UsageError: an option is out of range, or a targeted trial is not WAITING or the sweep
+            is cancelled.
     """
 
     def __init__(
@@ -116,6 +130,7 @@ class Agent:
         lease_grace_s: float = leases.DEFAULT_GRACE_S,
         lease_renew_s: float = leases.DEFAULT_RENEW_S,
         flap_policy: FlapPolicy | None = None,
+        trials: Collection[int] | None = None,
     ) -> None:
         if executor not in EXECUTORS:
             raise UsageError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
@@ -154,6 +169,30 @@ class Agent:
         self._leases: leases.LeaseKeeper | None = None
         self._flaps = FlapGuard(flap_policy or FlapPolicy())
         self._draining = threading.Event()
+        # Targeted run: the lineages (first-attempt numbers) of the trials to run, else None.
+        self._targets = None if trials is None else self._target_lineages(trials)
+
+    def _target_lineages(self, numbers: Collection[int]) -> frozenset[int]:
+        if not numbers:
+            raise UsageError("trials must name at least one trial number, got none")
+        if self.info.state == "cancelled":
+            raise UsageError(f"sweep {self.info.id} is cancelled; its trials cannot run")
+        wanted = set(numbers)
+        found = {
+            t.number: t
+            for t in self._storage.get_all_trials(self.info.study_id, deepcopy=False)
+            if t.number in wanted
+        }
+        for number in sorted(wanted):
+            trial = found.get(number)
+            if trial is None:
+                raise UsageError(f"sweep {self.info.id} has no trial {number}")
+            if trial.state != TrialState.WAITING:
+                raise UsageError(
+                    f"only waiting trials can be targeted; trial {number} of sweep {self.info.id} "
+                    f"is {trial.state.name.lower()}"
+                )
+        return frozenset(sweeps.lineage(t) for t in found.values())
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -276,8 +315,10 @@ class Agent:
                 self._cancel_all(study, executor)
                 return "sweep cancelled"
             count_left = self._count is None or launched < self._count
+            # A finished sweep still runs a targeted agent's trials (the module docstring).
+            runnable = state == "running" or (state == "finished" and self._targets is not None)
             while (
-                state == "running"
+                runnable
                 and not exhausted
                 and not target_hit
                 and count_left
@@ -285,11 +326,19 @@ class Agent:
                 and not self._flaps.paused()
                 and not self._draining.is_set()
             ):
-                trial = sweeps.ask_trial(study, distributions, budgeted=budgeted)
+                if self._targets is None:
+                    trial = sweeps.ask_trial(study, distributions, budgeted=budgeted)
+                else:
+                    trial = sweeps.claim_trial(study, distributions, self._targets)
                 if trial is None:
                     exhausted = True
                     break
-                task = make_task(trial)
+                try:
+                    task = make_task(trial)
+                except UsageError as exc:  # a malformed config_overrides attr fails its trial, not the agent
+                    study._storage.set_trial_user_attr(trial._trial_id, sweeps.FAIL_REASON, str(exc))
+                    study.tell(trial, state=TrialState.FAIL)
+                    continue
                 if self._leases is not None:
                     self._leases.hold(trial._trial_id)
                 executor.start(task)
@@ -305,11 +354,16 @@ class Agent:
                     return verdict
                 if self._draining.is_set():
                     return "interrupted: started no new trials, the running ones ended"
-                if state == "finished":
+                if state == "finished" and self._targets is None:
                     return "sweep stopped"
                 if target_hit:
                     return "metric target reached"
-                if exhausted:
+                if exhausted and self._targets is not None:
+                    # Targeted trials another agent runs (or a retry it queues) are waited for.
+                    if not sweeps.has_open_lineages(self._storage, self.info.study_id, self._targets):
+                        return "targeted trials done"
+                    exhausted = False
+                elif exhausted:
                     # Other agents' trials still run: if one is lost or fails, its re-queue is ours.
                     if self._leases is None or not self._leases.others_running():
                         return "sweep exhausted"
@@ -323,7 +377,8 @@ class Agent:
             for task, outcome in executor.wait(STATE_POLL_S / 2):
                 retried, reached = self._record(study, task, outcome)
                 exhausted = exhausted and not retried
-                target_hit = target_hit or reached
+                # The target ends the search, not a targeted agent's explicit trials.
+                target_hit = (target_hit or reached) and self._targets is None
 
     def drain(self) -> None:
         """Start no new trial; :meth:`run` returns once the running ones have ended (a first Ctrl-C).
@@ -404,7 +459,7 @@ class Agent:
                 leases.requeue(study, frozen, outcome.fail_reason)
                 retried = True
         reached = outcome.state == "complete" and self._target_reached(outcome.values)
-        if reached:
+        if reached and self._targets is None:
             self._set_state_quietly("finished")
         self._progress.trial_ended(
             task.number, outcome.state, list(outcome.values or ()), outcome.fail_reason, self._tally
@@ -487,6 +542,8 @@ class Agent:
                 total = min(total, self.spec.run_cap)
         elif self.spec.run_cap is not None:
             total = self.spec.run_cap
+        if self._targets is not None:
+            total = len(self._targets)
         if self._count is not None:
             total = self._count if total is None else min(total, self._count)
         return total
@@ -515,8 +572,10 @@ class _TaskFactory:
         agent = self._agent
         spec = agent.spec
         params = dict(trial.params)
-        config = self._space.to_config(params)
         user_attrs = trial.user_attrs
+        config = self._space.to_config(params)
+        if sweeps.CONFIG_OVERRIDES in user_attrs:
+            config = overrides.apply(config, user_attrs[sweeps.CONFIG_OVERRIDES])
         attempt = int(user_attrs.get(sweeps.ATTEMPT, 0))
         original = int(user_attrs.get(sweeps.RETRY_OF, trial.number))
         trial.set_user_attr(sweeps.CONFIG, config)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,7 @@ def agent(
     lease_grace_s: float = DEFAULT_GRACE_S,
     lease_renew_s: float = DEFAULT_RENEW_S,
     flap_policy: FlapPolicy | None = None,
+    trials: Collection[int] | None = None,
 ) -> AgentSummary:
     """Run trials of a sweep until it is done, ``count`` trials ran, or it is stopped.
 
@@ -72,6 +73,9 @@ def agent(
         lease_renew_s: Seconds between this agent's lease renewals (well below the grace).
         flap_policy: When trials failing fast, in a row, make this agent back off and then stop
             (default :class:`~sweeper.flapping.FlapPolicy`: 5 failures within 10 s each).
+        trials: Run only these WAITING trials (by number), and the retries of those that fail,
+            then return; the rest of the queue is left alone. A finished sweep still runs them
+            and stays finished (see :mod:`sweeper.agents`).
 
     Returns:
         What the agent did (:class:`~sweeper.agents.AgentSummary`).
@@ -89,4 +93,5 @@ def agent(
         lease_grace_s=lease_grace_s,
         lease_renew_s=lease_renew_s,
         flap_policy=flap_policy,
+        trials=trials,
     ).run()

@@ -115,7 +115,8 @@ def requeue(study: optuna.Study, trial: FrozenTrial, reason: str | None) -> None
     attempt = int(trial.user_attrs.get(sweeps.ATTEMPT, 0)) + 1
     original = int(trial.user_attrs.get(sweeps.RETRY_OF, trial.number))
     lost = int(trial.user_attrs.get(LOST, 0)) + (1 if is_lost(reason) else 0)
-    attrs: dict[str, Any] = {sweeps.ATTEMPT: attempt, sweeps.RETRY_OF: original}
+    # A repeat's retry is still that repeat, with the same config overrides (its seed).
+    attrs: dict[str, Any] = {**sweeps.retry_attrs(trial), sweeps.ATTEMPT: attempt, sweeps.RETRY_OF: original}
     if lost:
         attrs[LOST] = lost
     study.enqueue_trial(dict(trial.params), user_attrs=attrs, skip_if_exists=False)

@@ -458,6 +458,15 @@ def _front(scored: Sequence[tuple[Sequence[float], _T]], directions: Sequence[st
     return [item for _, item in front]
 
 
+def _overridden(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> Mapping[str, Any]:
+    from sweeper import overrides as config_overrides
+
+    try:
+        return config_overrides.apply(config, overrides)
+    except UsageError:  # a malformed attr: its agent will fail the trial
+        return config
+
+
 def to_record(trial: FrozenTrial, spec: SweepSpec | None = None) -> TrialRecord:
     """The :class:`TrialRecord` of an Optuna trial (the config comes from its ``config`` user attr)."""
     attrs = trial.user_attrs
@@ -469,8 +478,11 @@ def to_record(trial: FrozenTrial, spec: SweepSpec | None = None) -> TrialRecord:
     config = attrs.get("config")
     if not isinstance(config, Mapping):
         config = _config_from_params(params, spec) if params else {}
+        overrides = attrs.get(sweeps.CONFIG_OVERRIDES)
+        if config and isinstance(overrides, Mapping):  # not run yet: the config its agent will build
+            config = _overridden(config, overrides)
     if attrs.get("repeat_of") is not None and "seed" in attrs:
-        # `sweeper repeat` hands the trainer this seed (a wrapper overrides the config's seed key).
+        # Repeats made before config overrides: a trainer wrapper handed the trainer this seed.
         config = {**config, "seed": attrs["seed"]}
     started = trial.datetime_start
     completed = trial.datetime_complete

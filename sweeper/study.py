@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Literal, TypeVar, cast, get_args
@@ -35,6 +35,9 @@ FAIL_REASON = "fail_reason"
 ATTEMPT = "attempt"
 RETRY_OF = "retry_of"
 REPEAT_OF = "repeat_of"
+# {dotted config key: value}: the agent sets these in the trial's config after building it from the
+# params (see sweeper.overrides), so the trainer, the trackers and the stored ``config`` agree.
+CONFIG_OVERRIDES = "config_overrides"
 TRACKER_RUNS = "tracker_runs"
 TRACKER_ERRORS = "tracker_errors"
 METRICS = "metrics"
@@ -254,12 +257,66 @@ def ask_trial(
     return trial
 
 
+def enqueue(study: optuna.Study, params: dict[str, Any], user_attrs: dict[str, Any]) -> int:
+    """Enqueue a WAITING trial with fixed ``params``, as ``study.enqueue_trial`` does; returns its number."""
+    template = optuna.trial.create_trial(
+        state=TrialState.WAITING, system_attrs={"fixed_params": params}, user_attrs=user_attrs
+    )
+    trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
+    return study._storage.get_trial_number_from_id(trial_id)
+
+
+def lineage(trial: optuna.trial.FrozenTrial) -> int:
+    """The number of a trial's first attempt: its ``retry_of``, else its own number."""
+    return int(trial.user_attrs.get(RETRY_OF, trial.number))
+
+
+def retry_attrs(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """The user attrs a new attempt of ``trial`` inherits: what it repeats and its config overrides."""
+    return {key: trial.user_attrs[key] for key in (REPEAT_OF, CONFIG_OVERRIDES) if key in trial.user_attrs}
+
+
+def claim_trial(
+    study: optuna.Study, distributions: dict[str, BaseDistribution], lineages: Collection[int]
+) -> optuna.Trial | None:
+    """Claim a WAITING trial of the given lineages (see :func:`lineage`), or None when none waits.
+
+    A targeted agent's :func:`ask_trial`: the rest of the queue is left alone. The claim is the
+    conditional WAITING -> RUNNING update Optuna's ask uses, so each trial runs once however many
+    agents race for it.
+    """
+    study._thread_local.cached_all_trials = None
+    waiting = study._storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,))
+    for frozen in waiting:
+        if lineage(frozen) not in lineages:
+            continue
+        try:
+            if not study._storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
+                continue  # another agent took it first
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+        _remember(study, frozen._trial_id)
+        trial = optuna.Trial(study, frozen._trial_id)
+        for name, distribution in distributions.items():
+            trial._suggest(name, distribution)
+        return trial
+    return None
+
+
+def has_open_lineages(storage: BaseStorage, study_id: int, lineages: Collection[int]) -> bool:
+    """Whether a trial of the given lineages still waits or runs (anywhere, in any agent)."""
+    open_trials = storage.get_all_trials(study_id, deepcopy=False, states=OPEN_STATES)
+    return any(lineage(t) in lineages for t in open_trials)
+
+
 def enqueue_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     """Enqueue another attempt of a failed trial: same params, same original (checkpoint dir)."""
     attempt = int(trial.user_attrs.get(ATTEMPT, 0)) + 1
     original = int(trial.user_attrs.get(RETRY_OF, trial.number))
     study.enqueue_trial(
-        dict(trial.params), user_attrs={ATTEMPT: attempt, RETRY_OF: original}, skip_if_exists=False
+        dict(trial.params),
+        user_attrs={**retry_attrs(trial), ATTEMPT: attempt, RETRY_OF: original},
+        skip_if_exists=False,
     )
 
 
