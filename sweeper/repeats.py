@@ -1,24 +1,25 @@
 """Was the best trial luck? Re-run one trial's config with other seeds and look at the spread.
 
-``repeat`` enqueues K trials with the original's params, each marked ``repeat_of`` (and ``seed``),
-then runs an agent (:func:`sweeper.agent`) that picks exactly those trials up. The config's top-level
-``seed`` key gets each repeat's seed: through the params when ``seed`` is a swept parameter (any
-trainer, programs included), else by wrapping the trainer function so it receives the new seed.
+``repeat`` enqueues K trials with the original's params, each marked ``repeat_of`` and carrying a
+config override of the top-level ``seed`` key (:data:`sweeper.study.CONFIG_OVERRIDES`), then runs a
+targeted agent (``sweeper.agent(..., trials=...)``) on exactly those trials. The trainer (function or
+program) and the trackers see the repeat's seed, and the stored ``config`` is what the trainer saw.
+The params stay the original's, so a swept ``seed`` param still names the point being repeated.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from optuna.storages import BaseStorage
-from optuna.trial import TrialState
 
+from sweeper import overrides
 from sweeper import study as sweeps
-from sweeper.errors import UsageError
+from sweeper.errors import TrainerError, UsageError
 from sweeper.results import SweepResults, TrialRecord, jsonable_dict, load
 from sweeper.storage import open_storage
 
@@ -143,116 +144,81 @@ def repeat(
 ) -> RepeatReport:
     """Re-run trial ``trial_number``'s config once per seed, as new trials marked ``repeat_of``.
 
+    Each repeat keeps the original's params and overrides the config's ``seed`` key (a trial
+    config override), so function and program trainers alike see it. A targeted agent runs
+    exactly the repeats: other queued trials stay queued, and a finished sweep stays finished.
+
     Args:
         sweep_id: The sweep id or unique name.
-        trial_number: The trial to repeat (it must have params).
+        trial_number: The trial to repeat (it must have all its params).
         seeds: How many repeats (seeds after the original's), or the seeds themselves.
         storage: The sweep's storage, URL or open storage.
-        function: The trainer function (default: the spec's ``sweeper.trainer``).
+        function: The trainer function (default: the spec's ``sweeper.trainer`` or program).
         trainer: A ``module:function`` trainer instead of ``function``.
         executor: ``ray`` or ``local``, as for :func:`sweeper.agent`.
         max_concurrent: At most this many repeats at once.
         ray_address: The Ray cluster to use.
 
     Raises:
-        UsageError: no such trial; the sweep has queued trials or working agents that would get
-            in the way; or the seed cannot be overridden (a program trainer and no swept ``seed``).
+        UsageError: no such trial, no seeds, the trial has no params yet, or the sweep is
+            paused or cancelled.
+        TrainerError: the sweep names no trainer and none is given.
     """
+    from sweeper.agents import EXECUTORS
     from sweeper.api import agent
 
+    if executor not in EXECUTORS:  # checked before anything is enqueued
+        raise UsageError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     store = storage if isinstance(storage, BaseStorage) else open_storage(storage)
     results = load(sweep_id, store)
     original = results.trial(trial_number)
     chosen = default_seeds(original, seeds) if isinstance(seeds, int) else list(seeds)
     if not chosen:
         raise UsageError(f"repeat needs at least 1 seed, got {seeds!r}")
-    _check_free(results)
-    if not original.params:
-        raise UsageError(
-            f"trial {trial_number} of sweep {results.id} has no params yet (it is {original.state})"
-        )
-    distributions = results.spec.space.distributions()
-    seed_is_param = SEED_KEY in distributions
-    target: str | Callable[..., Any] | None = function or trainer or results.spec.sweeper.trainer
-    if not seed_is_param and target is None:
-        raise UsageError(
-            f"sweep {results.id} runs a program and {SEED_KEY!r} is not a swept parameter, so its seed "
-            f"cannot be overridden; add {SEED_KEY!r} to the spec's parameters or pass a trainer function"
-        )
-    if seed_is_param:
-        distribution = distributions[SEED_KEY]
-        for seed in chosen:
-            if not distribution._contains(distribution.to_internal_repr(seed)):
-                raise UsageError(
-                    f"seed must lie in the sweep's {SEED_KEY!r} parameter ({distribution}), got {seed}"
-                )
+    _check_runnable(results, original, function is not None or trainer is not None)
     study = sweeps.load_study(store, results.id)
-    for seed in chosen:
-        params = dict(original.params)
-        if seed_is_param:
-            params[SEED_KEY] = seed
-        attrs = {sweeps.ATTEMPT: 0, sweeps.REPEAT_OF: original.number, SEED_KEY: seed}
-        study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=False)
-    queued = {
-        t.number: t.user_attrs[SEED_KEY]
-        for t in store.get_all_trials(results.info.study_id, deepcopy=False, states=(TrialState.WAITING,))
-        if t.user_attrs.get(sweeps.REPEAT_OF) == original.number
-    }
-    previous = results.state
-    if previous != "running":  # an ended sweep takes no trials: reopen it for the repeats only
-        store.set_study_user_attr(results.info.study_id, sweeps.STATE, "running")
-    try:
-        options: dict[str, Any] = {
-            "count": len(chosen),
-            "storage": store,
-            "executor": executor,
-            "max_concurrent": max_concurrent,
-            "ray_address": ray_address,
-        }
-        if seed_is_param:
-            agent(results.id, function=function, trainer=trainer, **options)
-        else:
-            assert target is not None
-            # The agent records the config it built; sweeper.load shows a repeat's config with the
-            # seed its user attr names, which is what the wrapped trainer received.
-            agent(results.id, function=Reseeded(target, queued), **options)
-    finally:
-        if previous != "running":
-            store.set_study_user_attr(results.info.study_id, sweeps.STATE, previous)
+    numbers = [
+        sweeps.enqueue(
+            study,
+            dict(original.params),
+            {
+                sweeps.ATTEMPT: 0,
+                sweeps.REPEAT_OF: original.number,
+                sweeps.CONFIG_OVERRIDES: overrides.check({SEED_KEY: seed}),
+            },
+        )
+        for seed in chosen
+    ]
+    # Interrupted, the repeats left queued keep their seeds: any later agent runs them as repeats.
+    agent(
+        results.id,
+        function=function,
+        trainer=trainer,
+        storage=store,
+        executor=executor,
+        max_concurrent=max_concurrent,
+        ray_address=ray_address,
+        trials=numbers,
+    )
     return summarize(load(results.id, store), original.number)
 
 
-class Reseeded:
-    """A trainer wrapper that sets ``config["seed"]`` for the trials it knows (picklable for Ray)."""
-
-    def __init__(self, target: str | Callable[..., Any], seeds: Mapping[int, int]) -> None:
-        self.target = target
-        self.seeds = dict(seeds)
-
-    def __call__(self, config: dict[str, Any], trial: Any) -> Any:
-        """Run the wrapped trainer with the trial's seed in its config."""
-        from sweeper.trial import load_trainer
-
-        function = load_trainer(self.target) if isinstance(self.target, str) else self.target
-        number = getattr(trial, "number", None)
-        if number in self.seeds:
-            config = {**config, SEED_KEY: self.seeds[number]}
-        return function(config, trial)
-
-
-def _check_free(results: SweepResults) -> None:
-    counts = results.counts()
-    queued = counts["waiting"]
-    if queued:
+def _check_runnable(results: SweepResults, original: TrialRecord, trainer_given: bool) -> None:
+    """Refuse before anything is enqueued what would leave repeats queued and never run."""
+    if results.state in ("paused", "cancelled"):
+        hint = "resume it first" if results.state == "paused" else "its trials cannot run"
+        raise UsageError(f"sweep {results.id} is {results.state}; {hint}")
+    missing = sorted(set(results.spec.space.distributions()) - set(original.params))
+    if missing:
         raise UsageError(
-            f"sweep {results.id} has {queued} queued trials (retries, grid points or unused run_cap "
-            "budget) that an agent would run before the repeats; let the sweep run them first"
+            f"trial {original.number} of sweep {results.id} has no params {', '.join(missing)} yet "
+            f"(it is {original.state}); repeat a trial that has run"
         )
-    # A running trial means an agent is still at work; it would take the repeats too, seeds unset.
-    running = counts["running"]
-    if running:
-        raise UsageError(
-            f"sweep {results.id} still has {running} running trials; repeat a trial once they ended"
+    spec = results.spec
+    if not trainer_given and spec.sweeper.trainer is None and spec.program is None and spec.command is None:
+        raise TrainerError(
+            f"sweep {results.id} names no trainer: set sweeper.trainer or program in the spec, "
+            "or pass a trainer"
         )
 
 

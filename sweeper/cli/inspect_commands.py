@@ -431,7 +431,12 @@ def repeat_command(
     storage: str | None,
     as_json: bool,
 ) -> None:
-    """Re-run trial N of SWEEP with K other seeds; show mean, std, range and a 95% t-interval."""
+    """Re-run trial N of SWEEP with K other seeds; show mean, std, range and a 95% t-interval.
+
+    Each repeat is a new trial marked as a repeat of N, with N's params and the config's `seed`
+    key overridden, so function and program trainers alike get the new seed. Only the repeats
+    run: other queued trials stay queued, and a finished sweep stays finished.
+    """
     from sweeper import repeats
 
     if seeds == 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -17,12 +18,28 @@ from inspect_trainers import noisy
 
 import sweeper
 from sweeper import repeats
+from sweeper import study as sweeps
 from sweeper.cli import main
-from sweeper.errors import UsageError
+from sweeper.errors import TrainerError, UsageError
 from sweeper.storage import open_storage
 from sweeper.study import set_state
+from sweeper.trackers.jsonl import read_events
 
 HERE = Path(__file__).parent
+# A W&B-style program: ``noisy``'s curve, its seed read from sweeper.init() and from ``--seed``.
+PROGRAM = """
+import argparse
+
+import sweeper
+from inspect_trainers import noisy
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--seed", type=int)
+args, _ = parser.parse_known_args()
+trial = sweeper.init()
+assert trial.config["seed"] == args.seed, (trial.config, args)
+noisy(dict(trial.config), trial)
+"""
 SPEC: dict[str, Any] = {
     "method": "random",
     "name": "e2e",
@@ -186,7 +203,11 @@ def test_repeat_the_best_trial_with_other_seeds(url: str) -> None:
     assert [t.config["seed"] for t in report.repeats] == [1, 2, 3]  # the config the trainer saw
     assert all(t.params == best.params for t in report.repeats)
     values = [t.value for t in report.repeats]
-    assert all(v is not None for v in values) and len(set(values)) == 3  # the seed changed the noise
+    assert values == pytest.approx([noisy_value(t.config) for t in report.repeats])
+    assert len(set(values)) == 3  # the seed changed the noise
+    for t in report.repeats:  # the tracker saw the repeat's seed too
+        start = read_events(t.tracker_runs["jsonl"])[0]
+        assert start["config"] == t.config and start["config"]["seed"] != 0
     from scipy import stats
 
     assert report.stats is not None
@@ -226,9 +247,14 @@ def test_repeat_command_with_a_swept_seed_on_a_finished_sweep(url: str) -> None:
     summary = json.loads(result.stdout)
     seed = best.config["seed"]
     assert summary["seeds"] == [seed + 1, seed + 2]
-    assert [r["params"]["seed"] for r in summary["repeats"]] == [seed + 1, seed + 2]
+    assert [r["config"]["seed"] for r in summary["repeats"]] == [seed + 1, seed + 2]
+    # The params still name the point repeated; the override gave the trainer its seed.
+    assert [r["params"]["seed"] for r in summary["repeats"]] == [seed, seed]
+    assert [r["value"] for r in summary["repeats"]] == pytest.approx(
+        [noisy_value(r["config"]) for r in summary["repeats"]]
+    )
     assert summary["stats"]["n"] == 2 and summary["stats"]["ci_low"] <= summary["stats"]["mean"]
-    assert sweeper.load(sweep_id, storage=url).state == "finished"
+    assert sweeper.load(sweep_id, storage=url).state == "finished"  # never reopened
 
     table = CliRunner().invoke(
         main, ["repeat", sweep_id, "--trial", str(best.number), "--seeds", "0", "--storage", url]
@@ -236,15 +262,78 @@ def test_repeat_command_with_a_swept_seed_on_a_finished_sweep(url: str) -> None:
     assert "95% t-interval of the mean" in table.stdout
 
 
-def test_repeat_refuses_while_queued_trials_would_run_first(url: str) -> None:
+def test_repeat_runs_only_the_repeats_while_other_trials_are_queued(url: str) -> None:
     sweep_id = sweeper.sweep({**SPEC, "run_cap": 5}, storage=url)
     sweeper.agent(sweep_id, function=noisy, count=2, storage=url, executor="local")
-    with pytest.raises(UsageError, match=r"has 3 queued trials"):
+    before = sweeper.load(sweep_id, storage=url)
+    assert before.counts()["waiting"] == 3
+
+    report = repeats.repeat(sweep_id, 0, [5, 6], storage=url, function=noisy, executor="local")
+
+    assert [t.state for t in report.repeats] == ["complete", "complete"]
+    assert [t.config["seed"] for t in report.repeats] == [5, 6]
+    after = sweeper.load(sweep_id, storage=url)
+    assert after.counts()["waiting"] == 3  # the run_cap tokens are still there for the sweep's agents
+    assert after.counts()["complete"] == 4 and after.state == "running"
+    queued = {t.number for t in before.trials if t.state == "waiting"}
+    assert {t.number for t in after.trials if t.state == "waiting"} == queued
+
+    # The sweep's own agent then spends its budget: the repeats never counted against run_cap.
+    sweeper.agent(sweep_id, function=noisy, storage=url, executor="local")
+    final = sweeper.load(sweep_id, storage=url)
+    assert final.counts()["complete"] == 7 and final.state == "finished"
+
+
+def test_repeat_a_program_trainer(url: str, tmp_path: Path) -> None:
+    (tmp_path / "train.py").write_text(PROGRAM)
+    shutil.copy(HERE / "inspect_trainers.py", tmp_path)  # beside the program, on its sys.path
+    spec = {**SPEC, "name": "program", "program": "train.py", "sweeper": {"seed": 1}}
+    sweep_id = sweeper.sweep(spec, storage=url)
+    sweeper.agent(sweep_id, count=2, storage=url, executor="local")
+    best = sweeper.load(sweep_id, storage=url).best()[0]
+    assert best.state == "complete", best.fail_reason
+
+    report = repeats.repeat(sweep_id, best.number, 2, storage=url, executor="local")
+
+    assert [t.state for t in report.repeats] == ["complete", "complete"], [
+        r.fail_reason for r in report.repeats
+    ]
+    assert [t.config["seed"] for t in report.repeats] == [1, 2]
+    # The program read its seed from sweeper.init() and from its --seed argument, which agree.
+    assert [t.value for t in report.repeats] == pytest.approx([noisy_value(t.config) for t in report.repeats])
+    assert report.stats is not None and report.stats.n == 2
+
+
+def test_repeat_refuses_what_it_could_not_run(url: str) -> None:
+    sweep_id = sweeper.sweep({**SPEC, "run_cap": 3}, storage=url)
+    sweeper.agent(sweep_id, function=noisy, count=1, storage=url, executor="local")
+    with pytest.raises(UsageError, match=r"has no params lr, model.depth yet \(it is waiting\)"):
+        repeats.repeat(sweep_id, 2, 2, storage=url, function=noisy, executor="local")
+    with pytest.raises(TrainerError, match="names no trainer"):
+        repeats.repeat(sweep_id, 0, 2, storage=url, executor="local")
+    set_state(open_storage(url), sweep_id, "paused")
+    with pytest.raises(UsageError, match="is paused; resume it first"):
         repeats.repeat(sweep_id, 0, 2, storage=url, function=noisy, executor="local")
+    assert sweeper.load(sweep_id, storage=url).counts()["waiting"] == 2  # nothing was enqueued
+
+
+def test_a_queued_repeat_shows_the_config_its_agent_will_build(url: str) -> None:
+    sweep_id = sweeper.sweep(SPEC, storage=url)
+    study = sweeps.load_study(open_storage(url), sweep_id)
+    marks = {sweeps.ATTEMPT: 0, sweeps.REPEAT_OF: 0, sweeps.CONFIG_OVERRIDES: {"seed": 9}}
+    number = sweeps.enqueue(study, {"lr": 0.01, "model.depth": 4}, marks)
+
+    queued = sweeper.load(sweep_id, storage=url).trial(number)
+    assert queued.state == "waiting" and queued.config == {"lr": 0.01, "model": {"depth": 4}, "seed": 9}
+
+    sweeper.agent(sweep_id, function=noisy, storage=url, executor="local", trials=[number])
+    ran = sweeper.load(sweep_id, storage=url).trial(number)
+    assert ran.state == "complete" and ran.config == queued.config
+    assert ran.value == pytest.approx(noisy_value(queued.config))
 
 
 @pytest.mark.ray
-def test_repeat_on_ray_ships_the_reseeded_trainer(url: str, ray_inspect_trainers: None) -> None:
+def test_repeat_on_ray_runs_the_trainer_with_each_seed(url: str, ray_inspect_trainers: None) -> None:
     sweep_id = sweeper.sweep(SPEC, storage=url)
     sweeper.agent(sweep_id, function=noisy, count=2, storage=url, executor="local")
     best = sweeper.load(sweep_id, storage=url).best()[0]
