@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 import harness
 from harness import Figure, percentile, stopwatch
@@ -28,7 +29,7 @@ def ray_round_trips(tasks: int, steps: int, interval: float) -> list[float]:
     """Seconds per call of ``tasks`` Ray tasks, each calling an :class:`Echo` every ``interval`` s."""
     import ray
 
-    echo = ray.remote(Echo).options(num_cpus=0, max_concurrency=1000).remote()
+    echo: Any = ray.remote(Echo).options(num_cpus=0, max_concurrency=1000).remote()
     ray.get(echo.ping.remote(0))  # started, as the sweep's broker is before its trials report
 
     @ray.remote(num_gpus=1)

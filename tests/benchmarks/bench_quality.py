@@ -93,7 +93,7 @@ def wandb_best(problem: Problem, seed: int, budget: int) -> float:
     runs: list[SweepRun] = []
     best = math.inf
     for _ in range(budget):
-        suggestion = sweeps.next_run(config, runs)
+        suggestion = sweeps.next_run(config, runs)  # type: ignore[attr-defined]
         assert suggestion is not None
         params = {name: item["value"] for name, item in suggestion.config.items()}
         value = problem.value(params)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 import harness
 from harness import Figure, stopwatch
@@ -38,7 +39,7 @@ def main() -> None:
             log_to_driver=False,
             runtime_env={"env_vars": {"PYTHONPATH": str(harness.BENCH_DIR)}},
         )
-    spec = {
+    spec: dict[str, Any] = {
         "name": "bench-utilisation",
         "method": "random",
         "metric": {"name": "value", "goal": "minimize"},
