@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import threading
 from collections import Counter
 from pathlib import Path
@@ -155,3 +156,24 @@ def test_targeting_refuses_trials_that_cannot_run(project: Path) -> None:
     sweeps.set_state(open_storage(url), sweep_id, "cancelled")
     with pytest.raises(UsageError, match="is cancelled"):
         sweeper.agent(sweep_id, trials=[0], **run)
+
+
+def test_a_malformed_override_fails_its_trial_not_the_agent(project: Path) -> None:
+    url = f"journal://{project / 'j.log'}"
+    sweep_id = sweeper.sweep(GRID, storage=url)
+    bad, good = _enqueue(url, sweep_id, 0.0, {"opt..name": "adam"}), _enqueue(url, sweep_id, 1.0)
+
+    sweeper.agent(
+        sweep_id, function=engine_trainers.quadratic, storage=url, executor="local", trials=[bad, good]
+    )
+
+    trials = _trials(url, sweep_id)
+    assert trials[bad].state == TrialState.FAIL and trials[good].state == TrialState.COMPLETE
+    assert "config override keys must be dotted names" in trials[bad].user_attrs["fail_reason"]
+
+
+def test_docstring_examples_of_config_overrides_run() -> None:
+    from sweeper import overrides
+
+    result = doctest.testmod(overrides)
+    assert result.attempted > 0 and result.failed == 0

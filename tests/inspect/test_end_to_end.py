@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import json
 import os
 import shutil
@@ -356,3 +357,8 @@ def noisy_value(config: dict[str, Any]) -> float:
 
     noisy(config, Recorder())
     return min(logged)
+
+
+def test_docstring_examples_of_repeats_run() -> None:
+    result = doctest.testmod(repeats)
+    assert result.attempted > 0 and result.failed == 0
