@@ -2,12 +2,15 @@
 
 Usage (from the repository root)::
 
-    python tests/benchmarks/run_all.py --out BENCHMARKS.md          # the full run (~15 min, 2 cores)
-    python tests/benchmarks/run_all.py --quick --out /tmp/bench.md  # smoke run (~5 min)
+    python tests/benchmarks/run_all.py --out BENCHMARKS.md          # the full run (~15 min on 2 cores)
+    python tests/benchmarks/run_all.py --quick --out /tmp/bench.md  # smoke run (~4 min)
     python tests/benchmarks/run_all.py --only overhead,quality      # some sections
 
 The machine is noisy: compare the ratios measured side by side in the same run, not absolute times.
 Timing-sensitive benchmarks run first; the search-quality and hyperband figures do not depend on load.
+Needs the ``bench`` extra (``pip install -e '.[bench]'``: Ray Tune and W&B's ``sweeps`` engine).
+Set ``BENCH_KEEP=1`` to keep the scratch directories, ``BENCH_TUNE_TRIALS`` / ``BENCH_QUALITY_SEEDS``
+to change those sizes.
 """
 
 from __future__ import annotations
