@@ -113,12 +113,14 @@ def run_optuna(trials: int, root: Path) -> dict[str, float]:
     """Plain Optuna ``study.optimize`` with two threads on a journal file storage."""
     import optuna
     from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
+    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     outdir = root / "optuna-out"
     outdir.mkdir()
-    storage = JournalStorage(JournalFileBackend(str(root / "optuna.log")))
+    path = str(root / "optuna.log")
+    # The same backend and lock as sweeper's embedded storage (sweeper.storage.open_storage).
+    storage = JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
     study = optuna.create_study(storage=storage, sampler=optuna.samplers.RandomSampler(seed=0))
 
     def objective(trial: optuna.Trial) -> float:
