@@ -191,6 +191,8 @@ class RayExecutor:
                 runtime_env = {"working_dir": str(ship_dir), "excludes": ship_excludes(ship_dir)}
                 self.shipped = True
             # "local" starts a fresh instance, never a cluster some other process made "current".
+            # Ray warns that it now skips .git/.venv by default; we exclude them ourselves anyway.
+            logging.getLogger("ray._private.worker").addFilter(_drop_default_excludes_notice)
             ray.init(
                 address=address or "local",
                 runtime_env=runtime_env or None,
@@ -336,6 +338,10 @@ def ship_excludes(root: Path) -> list[str]:
             except OSError:
                 continue
     return excludes
+
+
+def _drop_default_excludes_notice(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Directory %r is now ignored by default")
 
 
 def _cluster_resources() -> dict[str, float]:
