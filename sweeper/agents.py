@@ -411,6 +411,11 @@ class Agent:
                     record = dict(self._heartbeat_record)
                     sweeps.heartbeat(self._storage, self.info.study_id, self.agent_id, record)
             stop.wait(STATE_POLL_S)
+        # A last beat says the agent left, so `sweeper status` stops counting it as active at once.
+        self._heartbeat_record["last_seen"] = self._heartbeat_record["stopped_at"] = _now()
+        with contextlib.suppress(Exception):
+            record = dict(self._heartbeat_record)
+            sweeps.heartbeat(self._storage, self.info.study_id, self.agent_id, record)
 
     def _record(self, study: optuna.Study, task: TrialTask, outcome: TrialOutcome) -> tuple[bool, bool]:
         """Tell Optuna how a trial ended; enqueue a retry. Returns (retried, target reached)."""

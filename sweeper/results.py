@@ -140,6 +140,7 @@ class AgentRecord:
     pid: int | None
     started_at: datetime | None
     last_seen: datetime | None
+    stopped_at: datetime | None = None
 
     def seconds_since_seen(self, now: datetime | None = None) -> float | None:
         """Seconds since the last heartbeat, ``None`` if the agent never beat."""
@@ -148,9 +149,9 @@ class AgentRecord:
         return ((now or _utcnow()) - self.last_seen).total_seconds()
 
     def is_active(self, now: datetime | None = None) -> bool:
-        """Whether the agent beat within :data:`AGENT_STALE_AFTER_S` seconds."""
+        """Whether the agent beat within :data:`AGENT_STALE_AFTER_S` seconds and has not left."""
         age = self.seconds_since_seen(now)
-        return age is not None and age <= AGENT_STALE_AFTER_S
+        return self.stopped_at is None and age is not None and age <= AGENT_STALE_AFTER_S
 
     def to_dict(self, now: datetime | None = None) -> dict[str, Any]:
         """A JSON-ready mapping, with ``seconds_since_seen`` and ``active`` as of ``now``."""
@@ -161,6 +162,7 @@ class AgentRecord:
                 "pid": self.pid,
                 "started_at": _iso(self.started_at),
                 "last_seen": _iso(self.last_seen),
+                "stopped_at": _iso(self.stopped_at),
                 "seconds_since_seen": self.seconds_since_seen(now),
                 "active": self.is_active(now),
             }
@@ -616,6 +618,7 @@ def _agents(attrs: Mapping[str, Any]) -> Iterable[AgentRecord]:
             pid=_int(beat.get("pid")),
             started_at=_timestamp(beat.get("started_at")),
             last_seen=_timestamp(beat.get("last_seen")),
+            stopped_at=_timestamp(beat.get("stopped_at")),
         )
 
 
