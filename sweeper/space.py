@@ -1,7 +1,5 @@
 """The search space: spec parameters as Optuna distributions, W&B's sampling laws and grid order.
 
-Owner: spec issue (#2). This module's public surface is the contract the engine builds on.
-
 How each W&B distribution becomes an Optuna distribution (flat dotted names):
 
 - ``categorical``: ``CategoricalDistribution`` over the distinct values. When a value is not a plain

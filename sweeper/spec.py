@@ -1,7 +1,7 @@
 """The sweep spec: a W&B sweep config plus our ``sweeper:`` block, parsed once into frozen dataclasses.
 
-Owner: spec issue (#2). The dataclasses below are the contract the engine, trackers and inspect
-code build on; parsing (``load_spec``) collects every error with its dotted path.
+The dataclasses below are the contract the engine, trackers and inspect code build on; parsing
+(``load_spec``) collects every error with its dotted path.
 
 Every spec W&B's engine accepts loads, with these deliberate differences:
 
