@@ -24,6 +24,7 @@ from rich.text import Text
 from sweeper import results as res
 from sweeper.cli import main
 from sweeper.errors import UsageError
+from sweeper.extras import require
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -358,6 +359,7 @@ def report_command(
     *, sweep: str, out_dir: Path, top: int, png: bool, evaluator: str, storage: str | None
 ) -> None:
     """Write an HTML report of SWEEP (history, parallel coordinates, importances, slices, curves)."""
+    require("plotly", "dashboard", "sweeper report")
     from sweeper.report import write_report
 
     results = res.load(sweep, storage)
@@ -495,6 +497,7 @@ def repeat_command(
 @click.option("--port", type=int, default=8080, show_default=True)
 def dashboard_command(storage: str | None, host: str, port: int) -> None:
     """Serve optuna-dashboard on the sweeps of a storage."""
+    require("optuna_dashboard", "dashboard", "sweeper dashboard")
     from sweeper import dashboard
     from sweeper.storage import mask_url, resolve_url
 
@@ -538,6 +541,7 @@ def _running_dict(t: res.TrialRecord, results: res.SweepResults) -> dict[str, An
 
 
 def _write_plot(results: res.SweepResults, trials: Sequence[res.TrialRecord], path: Path) -> None:
+    require("plotly", "dashboard", "sweeper compare --plot")
     from sweeper.report import learning_curves, write_pngs
 
     figure = learning_curves(trials, results.objective_names[0], key="compare").figure
