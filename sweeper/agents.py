@@ -107,10 +107,11 @@ class Agent:
         flap_policy: When fast failures in a row make this agent back off, then stop
             (see :mod:`sweeper.flapping`; default :class:`~sweeper.flapping.FlapPolicy`).
         trials: Run only these WAITING trials (by number) and the retries of those that fail;
-            see the module docstring for how a targeted agent treats the sweep's state.
+            those another agent took are waited for. See the module docstring for how a
+            targeted agent treats the sweep's state.
 
     Raises:
-        UsageError: an option is out of range, or a targeted trial is not WAITING or the sweep
+        UsageError: an option is out of range, a targeted trial does not exist, or the sweep
             is cancelled.
     """
 
@@ -183,15 +184,11 @@ class Agent:
             for t in self._storage.get_all_trials(self.info.study_id, deepcopy=False)
             if t.number in wanted
         }
-        for number in sorted(wanted):
-            trial = found.get(number)
-            if trial is None:
-                raise UsageError(f"sweep {self.info.id} has no trial {number}")
-            if trial.state != TrialState.WAITING:
-                raise UsageError(
-                    f"only waiting trials can be targeted; trial {number} of sweep {self.info.id} "
-                    f"is {trial.state.name.lower()}"
-                )
+        missing = sorted(wanted - set(found))
+        if missing:
+            raise UsageError(f"sweep {self.info.id} has no trial {', '.join(map(str, missing))}")
+        # A trial no longer waiting was taken by another agent (targeted agents may race on the
+        # same trials): it is waited for while it runs, and counts as done once it has ended.
         return frozenset(sweeps.lineage(t) for t in found.values())
 
     # -- setup ---------------------------------------------------------------------------------

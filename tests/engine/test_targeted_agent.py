@@ -140,17 +140,18 @@ def test_targeted_agents_racing_run_each_trial_once(project: Path) -> None:
     assert Counter(t.state for t in trials.values()) == {TrialState.COMPLETE: 6, TrialState.WAITING: 3}
 
 
-def test_targeting_refuses_trials_that_cannot_run(project: Path) -> None:
+def test_targeting_refuses_what_cannot_run_and_skips_what_ran(project: Path) -> None:
     url = f"journal://{project / 'j.log'}"
     sweep_id = sweeper.sweep(GRID, storage=url)
     done = _enqueue(url, sweep_id, 1.0)
     sweeper.agent(sweep_id, function=engine_trainers.quadratic, storage=url, executor="local", trials=[done])
     run = {"function": engine_trainers.quadratic, "storage": url, "executor": "local"}
 
-    with pytest.raises(UsageError, match=rf"trial {done} of sweep {sweep_id} is complete"):
-        sweeper.agent(sweep_id, trials=[0, done], **run)
-    with pytest.raises(UsageError, match=rf"sweep {sweep_id} has no trial 99"):
-        sweeper.agent(sweep_id, trials=[99], **run)
+    # A trial already run (by another agent, racing on the same targets) is done: nothing to run.
+    again = sweeper.agent(sweep_id, trials=[done], **run)
+    assert again.ran == 0 and again.ended == "targeted trials done"
+    with pytest.raises(UsageError, match=rf"sweep {sweep_id} has no trial 98, 99"):
+        sweeper.agent(sweep_id, trials=[0, 99, 98], **run)
     with pytest.raises(UsageError, match="at least one trial number"):
         sweeper.agent(sweep_id, trials=[], **run)
     sweeps.set_state(open_storage(url), sweep_id, "cancelled")
