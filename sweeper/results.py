@@ -1,7 +1,7 @@
 """What a sweep found: its trials as frozen records, the best ones, and the agents working on it.
 
-Everything here reads the storage once (one ``get_all_trials`` without deep copies, one read of the
-study user attrs) and works in memory afterwards, so a sweep of ten thousand trials answers in well
+Everything here reads the storage once (all trials at once with :mod:`sweeper.trial_reader`, one read
+of the study user attrs) and works in memory afterwards, so a sweep of ten thousand trials answers in well
 under a second. Records are plain data: the config as the trainer saw it, the objective values, the
 learning curve (intermediate values) and where the tracker runs live.
 
@@ -29,6 +29,7 @@ from sweeper import study as sweeps
 from sweeper.errors import UsageError
 from sweeper.spec import SweepSpec
 from sweeper.storage import open_storage
+from sweeper.trial_reader import read_trials
 
 if TYPE_CHECKING:
     import pandas
@@ -594,7 +595,7 @@ def jsonable(value: Any) -> Any:
 
 def _results(store: BaseStorage, info: sweeps.SweepInfo, *, with_agents: bool = True) -> SweepResults:
     now = _utcnow()
-    frozen = tuple(store.get_all_trials(info.study_id, deepcopy=False))
+    frozen = tuple(read_trials(store, info.study_id))
     agents: tuple[AgentRecord, ...] = ()
     if with_agents:
         attrs = store.get_study_user_attrs(info.study_id)

@@ -1,0 +1,262 @@
+"""Reading a sweep's trials fast: a few set-based queries on Optuna's own tables.
+
+Optuna's ``RDBStorage.get_all_trials`` loads a study through its ORM, one Python object per param,
+value and attribute row; on a sweep of 10,000 trials that costs seconds of CPU. :func:`read_trials`
+asks the same tables for the same rows with one SQLAlchemy Core query per table (trials, params,
+objective values, intermediate values, user and system attrs) and builds the
+:class:`~optuna.trial.FrozenTrial` objects exactly as Optuna does: params turned into their external
+representation by each row's distribution, infinite values restored from their value type, attrs
+decoded from JSON.
+
+Other storages (the journal file) are read by their own ``get_all_trials``, and so is a database
+whose tables do not look like the Optuna schema this was written against: the fast path is an
+optimisation, never a second source of truth.
+
+Example:
+    >>> import optuna
+    >>> storage = optuna.storages.get_storage("sqlite:///:memory:")  # RDBStorage in Optuna's cache
+    >>> study_id = storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], "demo")
+    >>> trial_id = storage.create_new_trial(study_id)
+    >>> [(t.number, t.state.name) for t in read_trials(storage, study_id)]
+    [(0, 'RUNNING')]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any, NamedTuple
+
+from optuna.distributions import BaseDistribution, json_to_distribution
+from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages._cached_storage import _CachedStorage
+from optuna.trial import FrozenTrial
+
+from sweeper.storage_retry import RetryingStorage
+
+_logger = logging.getLogger(__name__)
+
+# Why the fast path was skipped, each logged once per process (a CLI loads one sweep; an agent many).
+_noted: set[str] = set()
+
+
+def read_trials(storage: BaseStorage, study_id: int) -> list[FrozenTrial]:
+    """Every trial of a study, by number, as ``storage.get_all_trials(study_id, deepcopy=False)`` returns.
+
+    On a database storage (even wrapped in Optuna's cache or :class:`RetryingStorage`) the trials
+    are read with a handful of queries; anything else, or any error on the way (a schema this reader
+    does not know, a lost connection), falls back to the storage's own ``get_all_trials``, which
+    retries and raises as usual.
+
+    Like ``get_all_trials(deepcopy=False)``, the trials may share objects (distributions): treat them
+    as read-only.
+
+    Args:
+        storage: An open Optuna storage.
+        study_id: The study to read.
+    """
+    rdb = database_of(storage)
+    if rdb is None:
+        _note(f"{type(storage).__name__} is not a database storage")
+        return storage.get_all_trials(study_id, deepcopy=False)
+    try:
+        trials = _read(rdb, study_id)
+    except Exception as exc:  # any surprise: Optuna's own reader is the reference
+        _note(f"the fast read failed ({type(exc).__name__}: {exc})", key=type(exc).__name__)
+        return storage.get_all_trials(study_id, deepcopy=False)
+    if trials is None:  # no such study: let the storage raise its own error
+        return storage.get_all_trials(study_id, deepcopy=False)
+    return trials
+
+
+def database_of(storage: BaseStorage) -> RDBStorage | None:
+    """The :class:`~optuna.storages.RDBStorage` inside ``storage``'s wrappers, ``None`` for other kinds.
+
+    Example:
+        >>> from optuna.storages import InMemoryStorage
+        >>> database_of(InMemoryStorage()) is None
+        True
+    """
+    current: BaseStorage = storage
+    while not isinstance(current, RDBStorage):
+        if isinstance(current, RetryingStorage):
+            current = current.inner
+        elif isinstance(current, _CachedStorage):
+            current = current._backend
+        else:
+            return None
+    return current
+
+
+def _note(reason: str, key: str | None = None) -> None:
+    key = key or reason
+    if key not in _noted:
+        _noted.add(key)
+        _logger.debug("reading trials with the storage's get_all_trials: %s", reason)
+
+
+class _Rows(NamedTuple):
+    """A study's rows, table by table (each row a tuple led by its trial id)."""
+
+    trials: Sequence[Any]
+    params: Sequence[Any]
+    values: Sequence[Any]
+    steps: Sequence[Any]
+    user_attrs: Sequence[Any]
+    system_attrs: Sequence[Any]
+
+
+def _read(rdb: RDBStorage, study_id: int) -> list[FrozenTrial] | None:
+    """The study's trials from one read transaction; ``None`` when there is no such study."""
+    from optuna.storages._rdb import models
+    from sqlalchemy import select
+
+    trial = models.TrialModel
+    param = models.TrialParamModel
+    value = models.TrialValueModel
+    step = models.TrialIntermediateValueModel
+    user = models.TrialUserAttributeModel
+    system = models.TrialSystemAttributeModel
+    in_study = select(trial.trial_id).where(trial.study_id == study_id).scalar_subquery()
+
+    connection = rdb.engine.connect()
+    if rdb.engine.dialect.name == "postgresql":
+        # One snapshot for all the queries, as the ORM's would be in one session read.
+        connection = connection.execution_options(isolation_level="REPEATABLE READ")
+    with connection, connection.begin():
+        study = connection.execute(
+            select(models.StudyModel.study_id).where(models.StudyModel.study_id == study_id)
+        ).first()
+        if study is None:
+            return None
+        trial_rows = connection.execute(
+            # The stored UTC columns (Optuna 5): an older model lacks them and falls back.
+            select(
+                trial.trial_id,
+                trial.number,
+                trial.state,
+                trial._datetime_start_utc,
+                trial._datetime_complete_utc,
+            )
+            .where(trial.study_id == study_id)
+            .order_by(trial.number, trial.trial_id)
+        ).all()
+        param_rows = connection.execute(
+            select(param.trial_id, param.param_name, param.param_value, param.distribution_json)
+            .where(param.trial_id.in_(in_study))
+            .order_by(param.param_id)
+        ).all()
+        value_rows = connection.execute(
+            select(value.trial_id, value.objective, value.value, value.value_type)
+            .where(value.trial_id.in_(in_study))
+            .order_by(value.trial_id, value.objective)
+        ).all()
+        step_rows = connection.execute(
+            select(step.trial_id, step.step, step.intermediate_value, step.intermediate_value_type)
+            .where(step.trial_id.in_(in_study))
+            .order_by(step.trial_intermediate_value_id)
+        ).all()
+        user_rows = connection.execute(
+            select(user.trial_id, user.key, user.value_json)
+            .where(user.trial_id.in_(in_study))
+            .order_by(user.trial_user_attribute_id)
+        ).all()
+        system_rows = connection.execute(
+            select(system.trial_id, system.key, system.value_json)
+            .where(system.trial_id.in_(in_study))
+            .order_by(system.trial_system_attribute_id)
+        ).all()
+    return _build(_Rows(trial_rows, param_rows, value_rows, step_rows, user_rows, system_rows))
+
+
+def _build(rows: _Rows) -> list[FrozenTrial]:
+    """FrozenTrials from the rows, as ``RDBStorage._build_frozen_trial_from_trial_model`` makes them.
+
+    Rows of trials not among ``rows.trials`` (created after those were read) are skipped.
+    """
+    from optuna.storages._rdb.models import TrialIntermediateValueModel, TrialValueModel
+
+    ids = [row[0] for row in rows.trials]
+    params: dict[int, dict[str, Any]] = {i: {} for i in ids}
+    distributions: dict[int, dict[str, BaseDistribution]] = {i: {} for i in ids}
+    values: dict[int, dict[int, float]] = {}
+    steps: dict[int, dict[int, float]] = {i: {} for i in ids}
+    user_attrs: dict[int, dict[str, Any]] = {i: {} for i in ids}
+    system_attrs: dict[int, dict[str, Any]] = {i: {} for i in ids}
+
+    # A sweep has a few distinct distributions shared by thousands of params: decode each once.
+    decoded: dict[str, BaseDistribution] = {}
+    for trial_id, name, internal, distribution_json in rows.params:
+        trial_params = params.get(trial_id)
+        if trial_params is None:
+            continue
+        distribution = decoded.get(distribution_json)
+        if distribution is None:
+            distribution = decoded[distribution_json] = json_to_distribution(distribution_json)
+        trial_params[name] = distribution.to_external_repr(internal)
+        distributions[trial_id][name] = distribution
+
+    # Finite values (nearly all) skip Optuna's converters; the rest go through them, asserts included.
+    finite = TrialValueModel.TrialValueType.FINITE
+    for trial_id, objective, stored, value_type in rows.values:
+        if trial_id in params:
+            values.setdefault(trial_id, {})[objective] = (
+                stored
+                if value_type is finite and stored is not None
+                else TrialValueModel.stored_repr_to_value(stored, value_type)
+            )
+
+    finite_step = TrialIntermediateValueModel.TrialIntermediateValueType.FINITE
+    to_step_value = TrialIntermediateValueModel.stored_repr_to_intermediate_value
+    for trial_id, number, stored, value_type in rows.steps:
+        curve = steps.get(trial_id)
+        if curve is not None:
+            curve[number] = (
+                stored
+                if value_type is finite_step and stored is not None
+                else to_step_value(stored, value_type)
+            )
+
+    for attr_rows, attrs in ((rows.user_attrs, user_attrs), (rows.system_attrs, system_attrs)):
+        for trial_id, key, value_json in attr_rows:
+            trial_attrs = attrs.get(trial_id)
+            if trial_attrs is not None:
+                trial_attrs[key] = json.loads(value_json)
+
+    return [
+        FrozenTrial(
+            number=number,
+            state=state,
+            value=None,
+            values=_objective_values(values.get(trial_id)),
+            datetime_start=_local(started),
+            datetime_complete=_local(completed),
+            params=params[trial_id],
+            distributions=distributions[trial_id],
+            user_attrs=user_attrs[trial_id],
+            system_attrs=system_attrs[trial_id],
+            intermediate_values=steps[trial_id],
+            trial_id=trial_id,
+        )
+        for trial_id, number, state, started, completed in rows.trials
+    ]
+
+
+def _objective_values(by_objective: dict[int, float] | None) -> list[float] | None:
+    # Optuna fills a list as long as the rows by each row's objective index.
+    if not by_objective:
+        return None
+    filled: list[float] = [math.nan] * len(by_objective)
+    for objective, value in by_objective.items():
+        filled[objective] = value
+    return filled
+
+
+def _local(stored: datetime | None) -> datetime | None:
+    # Optuna 5 stores naive UTC and hands out naive local time (TrialModel.datetime_start).
+    if stored is None:
+        return None
+    return stored.replace(tzinfo=timezone.utc).astimezone().replace(tzinfo=None)
