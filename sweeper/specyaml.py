@@ -103,7 +103,7 @@ def read_yaml(path: str | Path) -> Any:
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: a NUL byte in the path
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise SpecError(
             [SpecIssue(source, "<root>", f"must be a readable UTF-8 file, got: {reason}")]

@@ -477,6 +477,8 @@ def test_unreadable_and_empty_files(tmp_path: Path) -> None:
         SpecError, match=r"empty\.yaml: <root>: must be a mapping of sweep settings .*, got None"
     ):
         load_spec(empty)
+    with pytest.raises(SpecError, match=r"<root>: must be a readable UTF-8 file, got: embedded null byte"):
+        load_spec("bad\x00name.yaml")
 
 
 @pytest.mark.parametrize("name", ["grid", "random", "bayes"])
