@@ -118,7 +118,7 @@ def render(
             cells = [fig.name, fig.value, fig.target, met, fig.note]
             lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
         lines.append("")
-    missed = [f for f in figures if f.met is False]
+    missed = sorted((f for f in figures if f.met is False), key=lambda f: f.section)
     lines += ["## Targets missed", ""]
     lines += [f"- {f.section}: {f.name}: {f.value} (target {f.target})" for f in missed] or ["- none"]
     lines.append("")
