@@ -23,10 +23,12 @@ Example:
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
@@ -63,7 +65,8 @@ def read_trials(storage: BaseStorage, study_id: int) -> list[FrozenTrial]:
         _note(f"{type(storage).__name__} is not a database storage")
         return storage.get_all_trials(study_id, deepcopy=False)
     try:
-        trials = _read(rdb, study_id)
+        with _collector_paused():
+            trials = _read(rdb, study_id)
     except Exception as exc:  # any surprise: Optuna's own reader is the reference
         _note(f"the fast read failed ({type(exc).__name__}: {exc})", key=type(exc).__name__)
         return storage.get_all_trials(study_id, deepcopy=False)
@@ -89,6 +92,22 @@ def database_of(storage: BaseStorage) -> RDBStorage | None:
         else:
             return None
     return current
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection meanwhile: the read makes hundreds of thousands of objects, all kept.
+
+    Without this, the collector scans them again and again as they pile up, which doubles the time
+    of a big read. The trials and their dicts make no reference cycles, so nothing is left over.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _note(reason: str, key: str | None = None) -> None:
@@ -221,10 +240,10 @@ def _build(rows: _Rows) -> list[FrozenTrial]:
             )
 
     for attr_rows, attrs in ((rows.user_attrs, user_attrs), (rows.system_attrs, system_attrs)):
-        for trial_id, key, value_json in attr_rows:
+        for (trial_id, key, _), decoded_value in zip(attr_rows, _json_values(attr_rows), strict=True):
             trial_attrs = attrs.get(trial_id)
             if trial_attrs is not None:
-                trial_attrs[key] = json.loads(value_json)
+                trial_attrs[key] = decoded_value
 
     return [
         FrozenTrial(
@@ -243,6 +262,21 @@ def _build(rows: _Rows) -> list[FrozenTrial]:
         )
         for trial_id, number, state, started, completed in rows.trials
     ]
+
+
+def _json_values(attr_rows: Sequence[Any]) -> list[Any]:
+    """The decoded ``value_json`` (last column) of every row, in one ``json.loads`` of them all.
+
+    Each ``json.loads`` costs microseconds of Python around the C decoder; one call for the whole
+    column saves most of them. Optuna writes every value with ``json.dumps``, one JSON value each; a
+    row holding several (``1, 2``) or none would change the count, which is checked.
+    """
+    if not attr_rows:
+        return []
+    decoded = json.loads("[" + ",".join([row[-1] for row in attr_rows]) + "]")
+    if len(decoded) != len(attr_rows):
+        raise ValueError(f"expected one JSON value per attr row ({len(attr_rows)}), got {len(decoded)}")
+    return list(decoded)
 
 
 def _objective_values(by_objective: dict[int, float] | None) -> list[float] | None:
