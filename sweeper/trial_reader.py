@@ -99,7 +99,8 @@ def _collector_paused() -> Iterator[None]:
     """No cyclic garbage collection meanwhile: the read makes hundreds of thousands of objects, all kept.
 
     Without this, the collector scans them again and again as they pile up, which doubles the time
-    of a big read. The trials and their dicts make no reference cycles, so nothing is left over.
+    of a big read. The trials hold no reference cycles; any the database layer makes meanwhile are
+    collected by the collector's next run.
     """
     was_enabled = gc.isenabled()
     gc.disable()
