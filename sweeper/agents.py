@@ -306,19 +306,17 @@ class Agent:
         launched = 0
         exhausted = False
         target_hit = False
-        while True:
-            state = self._state
-            if state == "cancelled":
-                self._cancel_all(study, executor)
-                return "sweep cancelled"
-            count_left = self._count is None or launched < self._count
+
+        def fill(state: str) -> None:
+            """Start trials until every slot is busy or nothing may start now."""
+            nonlocal launched, exhausted
             # A finished sweep still runs a targeted agent's trials (the module docstring).
             runnable = state == "running" or (state == "finished" and self._targets is not None)
             while (
                 runnable
                 and not exhausted
                 and not target_hit
-                and count_left
+                and (self._count is None or launched < self._count)
                 and len(self._inflight) < executor.slots()
                 and not self._flaps.paused()
                 and not self._draining.is_set()
@@ -329,7 +327,7 @@ class Agent:
                     trial = sweeps.claim_trial(study, distributions, self._targets)
                 if trial is None:
                     exhausted = True
-                    break
+                    return
                 try:
                     task = make_task(trial)
                 except UsageError as exc:  # a malformed config_overrides attr fails its trial, not the agent
@@ -341,10 +339,17 @@ class Agent:
                 executor.start(task)
                 self._inflight[trial._trial_id] = trial
                 launched += 1
-                count_left = self._count is None or launched < self._count
                 self._tally.started += 1
                 self._tally.running = len(self._inflight)
                 self._progress.trial_started(trial.number, dict(task.config), self._tally)
+
+        while True:
+            state = self._state
+            if state == "cancelled":
+                self._cancel_all(study, executor)
+                return "sweep cancelled"
+            fill(state)
+            count_left = self._count is None or launched < self._count
             if not self._inflight:
                 verdict = self._flaps.verdict()
                 if verdict is not None:
@@ -376,6 +381,9 @@ class Agent:
                 exhausted = exhausted and not retried
                 # The target ends the search, not a targeted agent's explicit trials.
                 target_hit = (target_hit or reached) and self._targets is None
+                # Refill this slot now rather than after every trial that ended together is recorded.
+                if self._state != "cancelled":
+                    fill(self._state)
 
     def drain(self) -> None:
         """Start no new trial; :meth:`run` returns once the running ones have ended (a first Ctrl-C).
