@@ -143,9 +143,17 @@ def submit(spec_path: str, storage: str | None, name: str | None) -> None:
 @click.argument("sweep")
 @_storage_option
 @_agent_options
-def agent(sweep: str, storage: str | None, **options: Any) -> None:
+@click.option(
+    "--trial",
+    "trials",
+    type=click.IntRange(min=0),
+    multiple=True,
+    metavar="N",
+    help="Run only waiting trial N (repeatable), and the retries of those that fail; leave the rest queued.",
+)
+def agent(sweep: str, storage: str | None, trials: tuple[int, ...], **options: Any) -> None:
     """Run trials of SWEEP until it is done (or --count trials ran here)."""
-    _run_agent(sweep, storage, **options)
+    _run_agent(sweep, storage, trials=list(trials) or None, **options)
 
 
 @main.command()

@@ -78,6 +78,28 @@ def test_submit_prints_the_id_last_and_agent_runs_the_sweep(project: Path) -> No
     assert all(t.state == TrialState.COMPLETE for t in trials) and len(trials) == 3
 
 
+def test_agent_runs_only_the_trials_it_is_given(project: Path) -> None:
+    spec_path = _write_project(project, _grid(sweeper={"trainer": "mytrainers.quad:train"}))
+    url = f"sqlite:///{project / 's.db'}"
+    runner = CliRunner()
+    sweep_id = (
+        runner.invoke(main, ["submit", str(spec_path), "--storage", url]).stdout.strip().splitlines()[-1]
+    )
+    args = ["agent", sweep_id, "--storage", url, "--executor", "local", "--trial", "2", "--trial", "0"]
+    ran = runner.invoke(main, args)
+    assert ran.exit_code == 0, ran.output
+    trials = optuna.load_study(study_name=sweep_id, storage=open_storage(url)).trials
+    assert {t.number: t.state for t in trials} == {
+        0: TrialState.COMPLETE,
+        1: TrialState.WAITING,
+        2: TrialState.COMPLETE,
+    }
+    unknown = runner.invoke(
+        main, ["agent", sweep_id, "--storage", url, "--executor", "local", "--trial", "7"]
+    )
+    assert unknown.exit_code == 2 and "7" in unknown.stderr
+
+
 def test_state_commands_and_user_errors(project: Path) -> None:
     spec_path = _write_project(project, _grid())
     url = f"sqlite:///{project / 's.db'}"
