@@ -15,6 +15,7 @@ import click
 import pytest
 import yaml
 from click.testing import CliRunner
+from example_specs import EXAMPLE_SPECS
 
 from sweeper.cli import main
 from sweeper.storage import open_storage
@@ -23,17 +24,6 @@ from sweeper.study import list_sweeps, load_study
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER = REPO / "cluster"
 SWEEPER_BIN = Path(sys.executable).parent / "sweeper"
-EXAMPLE_SPECS = (
-    "quickstart",
-    "hyperband",
-    "asha",
-    "multi_objective",
-    "nested",
-    "fractional_gpus",
-    "program",
-    "trackers",
-    "digits",
-)
 
 _ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 _OPERATORS = {"&&", "||", ";", "|", "&", "(", ")"}

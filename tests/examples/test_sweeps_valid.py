@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from example_specs import EXAMPLE_SPECS
 
 from sweeper.spec import SweepSpec, load_spec
 from sweeper.trial import load_trainer
@@ -17,17 +18,7 @@ from trainers import boosting, digits
 
 REPO = Path(__file__).resolve().parents[2]
 SWEEPS = REPO / "sweeps"
-OURS = [
-    "quickstart",
-    "hyperband",
-    "asha",
-    "multi_objective",
-    "nested",
-    "fractional_gpus",
-    "program",
-    "trackers",
-    "digits",
-]
+OURS = list(EXAMPLE_SPECS)
 CONFIG_CHECKS = {"trainers.boosting:train": boosting.settings, "trainers.digits:train": digits.settings}
 
 
