@@ -20,22 +20,22 @@ from sweeper.errors import (
     TrialPruned,
     UsageError,
 )
-from sweeper.spec import SweepSpec, load_spec
+from sweeper.spec.reader import SweepSpec, load_spec
 
 __version__ = "0.1.0"
 
 # name -> module that defines it; imported on first access so `import sweeper` stays cheap.
 _LAZY: dict[str, str] = {
-    "init": "sweeper.program",
+    "init": "sweeper.worker.program",
     "sweep": "sweeper.api",
     "agent": "sweeper.api",
-    "Trial": "sweeper.trial",
-    "load": "sweeper.results",
-    "SweepResults": "sweeper.results",
-    "TrialRecord": "sweeper.results",
-    "AgentRecord": "sweeper.results",
-    "LeasePolicy": "sweeper.leases",
-    "FlapPolicy": "sweeper.flapping",
+    "Trial": "sweeper.worker.trial",
+    "load": "sweeper.analysis.results",
+    "SweepResults": "sweeper.analysis.results",
+    "TrialRecord": "sweeper.analysis.results",
+    "AgentRecord": "sweeper.analysis.results",
+    "LeasePolicy": "sweeper.engine.leases",
+    "FlapPolicy": "sweeper.engine.flapping",
 }
 
 

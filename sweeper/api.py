@@ -8,13 +8,13 @@ from typing import Any
 
 from optuna.storages import BaseStorage
 
-from sweeper.agents import Agent, AgentSummary, ExecutorKind
-from sweeper.flapping import FlapPolicy
-from sweeper.leases import DEFAULT_GRACE_S, DEFAULT_RENEW_S
-from sweeper.progress import Progress
-from sweeper.spec import SweepSpec, load_spec
-from sweeper.storage import open_storage
-from sweeper.study import create_sweep
+from sweeper.engine.agent import Agent, AgentSummary, ExecutorKind
+from sweeper.engine.flapping import FlapPolicy
+from sweeper.engine.leases import DEFAULT_GRACE_S, DEFAULT_RENEW_S
+from sweeper.engine.progress import Progress
+from sweeper.spec.reader import SweepSpec, load_spec
+from sweeper.storage.sweeps import create_sweep
+from sweeper.storage.urls import open_storage
 
 
 def sweep(
@@ -26,7 +26,7 @@ def sweep(
 
     Args:
         spec: The sweep spec.
-        storage: A storage URL or open Optuna storage (default: the spec's ``sweeper.storage``,
+        storage: A storage URL or open Optuna storage (default: the spec's ``sweeper.storage.urls``,
             then ``$SWEEPER_STORAGE``, then the embedded journal under ``./.sweeper/``).
         name: The sweep's name (default: the spec's ``name``, else its id).
 
@@ -69,16 +69,16 @@ def agent(
         ray_address: Ray to connect to; an already initialized Ray is reused.
         progress: A progress view (default: silent).
         lease_grace_s: Seconds without a lease renewal after which a trial's agent counts as
-            lost: any agent then fails the trial and re-queues it (see :mod:`sweeper.leases`).
+            lost: any agent then fails the trial and re-queues it (see :mod:`sweeper.engine.leases`).
         lease_renew_s: Seconds between this agent's lease renewals (well below the grace).
         flap_policy: When trials failing fast, in a row, make this agent back off and then stop
-            (default :class:`~sweeper.flapping.FlapPolicy`: 5 failures within 10 s each).
+            (default :class:`~sweeper.engine.flapping.FlapPolicy`: 5 failures within 10 s each).
         trials: Run only these WAITING trials (by number), and the retries of those that fail,
             then return; the rest of the queue is left alone. A finished sweep still runs them
-            and stays finished (see :mod:`sweeper.agents`).
+            and stays finished (see :mod:`sweeper.engine.agent`).
 
     Returns:
-        What the agent did (:class:`~sweeper.agents.AgentSummary`).
+        What the agent did (:class:`~sweeper.engine.agent.AgentSummary`).
     """
     return Agent(
         sweep_id,

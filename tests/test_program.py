@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 import sweeper
-from sweeper import program as program_module
 from sweeper.errors import TrainerError, TrialPruned
-from sweeper.program import (
+from sweeper.worker import program as program_module
+from sweeper.worker.program import (
     ProgramFailed,
     TrialTimeout,
     build_argv,
@@ -247,7 +247,7 @@ def test_program_reports_reach_trial_log(tmp_path, make_trial, script):
 
 
 def test_program_reports_reach_the_real_trial(tmp_path, script):
-    from sweeper.trial import Objective, Trial, TrialTask
+    from sweeper.worker.trial import Objective, Trial, TrialTask
 
     task = TrialTask(
         "abcdefgh",
@@ -413,7 +413,7 @@ def test_program_dies_with_its_parent(tmp_path, script):
     parent = textwrap.dedent(
         f"""
         from pathlib import Path
-        from sweeper.program import run_program
+        from sweeper.worker.program import run_program
         class T:
             number = 0; sweep_id = "abcdefgh"; sweep_name = "d"; attempt = 0
             config = {{}}; params = {{}}; checkpoint_dir = Path({str(tmp_path / "ck")!r})

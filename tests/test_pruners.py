@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from optuna.trial import TrialState
 
 from sweeper.errors import UsageError
-from sweeper.pruners import WandbHyperbandPruner, hyperband_bands, learning_curve, make_pruner
-from sweeper.spec import EarlyTerminate
+from sweeper.search.pruners import WandbHyperbandPruner, hyperband_bands, learning_curve, make_pruner
+from sweeper.spec.reader import EarlyTerminate
 
 with warnings.catch_warnings():
     # sweeps 0.2 declares a pydantic-v1 config that pydantic 2 warns about at import.

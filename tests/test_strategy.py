@@ -10,8 +10,8 @@ import pytest
 from optuna.samplers import GPSampler, TPESampler
 
 from sweeper import load_spec
-from sweeper.samplers import WandbRandomSampler
-from sweeper.strategy import DistinctSampler, choose_bayes_sampler, make_sampler
+from sweeper.search.samplers import WandbRandomSampler
+from sweeper.search.strategy import DistinctSampler, choose_bayes_sampler, make_sampler
 
 NUMERIC = {"x": {"min": -5.0, "max": 10.0}, "y": {"min": 0.0, "max": 15.0}}
 DISCRETE = {"a": {"values": ["relu", "tanh"]}, "b": {"min": 1, "max": 3}}

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from sweeper.cli import main
-from sweeper.storage import ENV_VAR
+from sweeper.storage.urls import ENV_VAR
 
 _STORAGE_HELP = f"Storage URL (default: ${ENV_VAR}, else the journal file under ./.sweeper/)."
 
@@ -79,12 +79,12 @@ def _agent_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _run_agent(sweep_id: str, storage: Any, **options: Any) -> None:
-    from sweeper.agents import Agent
-    from sweeper.progress import make_progress
+    from sweeper.engine.agent import Agent
+    from sweeper.engine.progress import make_progress
 
     _quiet_optuna()
     progress = make_progress(json_lines=options.pop("json_lines"))
-    from sweeper.flapping import FlapPolicy
+    from sweeper.engine.flapping import FlapPolicy
 
     options["flap_policy"] = FlapPolicy(streak=options.pop("max_fast_failures"))
     agent = Agent(sweep_id, storage=storage, progress=progress, **options)
@@ -127,9 +127,9 @@ def _quiet_optuna() -> None:
 @click.option("--name", default=None, help="Name of the sweep (default: the spec's name, else its id).")
 def submit(spec_path: str, storage: str | None, name: str | None) -> None:
     """Validate SPEC and create its sweep; prints the sweep id as the last line."""
-    from sweeper.spec import load_spec
-    from sweeper.storage import mask_url, open_storage, resolve_url
-    from sweeper.study import create_sweep
+    from sweeper.spec.reader import load_spec
+    from sweeper.storage.sweeps import create_sweep
+    from sweeper.storage.urls import mask_url, open_storage, resolve_url
 
     _quiet_optuna()
     spec = load_spec(spec_path)
@@ -163,9 +163,9 @@ def agent(sweep: str, storage: str | None, trials: tuple[int, ...], **options: A
 @_agent_options
 def run(spec_path: str, storage: str | None, name: str | None, **options: Any) -> None:
     """Submit SPEC and run an agent on it: `submit` then `agent` in one command."""
-    from sweeper.spec import load_spec
-    from sweeper.storage import open_storage, resolve_url
-    from sweeper.study import create_sweep
+    from sweeper.spec.reader import load_spec
+    from sweeper.storage.sweeps import create_sweep
+    from sweeper.storage.urls import open_storage, resolve_url
 
     _quiet_optuna()
     spec = load_spec(spec_path)
@@ -180,7 +180,7 @@ def _check_trainer(path: str | None) -> None:
     import os
     import sys
 
-    from sweeper.trial import load_trainer
+    from sweeper.worker.trial import load_trainer
 
     if path is None:
         return
@@ -194,8 +194,8 @@ def _state_command(name: str, state: str, doc: str) -> None:
     @click.argument("sweep")
     @_storage_option
     def command(sweep: str, storage: str | None) -> None:
-        from sweeper.storage import open_storage
-        from sweeper.study import set_state
+        from sweeper.storage.sweeps import set_state
+        from sweeper.storage.urls import open_storage
 
         info = set_state(open_storage(storage), sweep, state)
         click.echo(f"sweep {info.id} is {info.state}")

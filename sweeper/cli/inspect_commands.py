@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from sweeper import results as res
+from sweeper.analysis import results as res
 from sweeper.cli import main
 from sweeper.errors import UsageError
 from sweeper.extras import require
@@ -261,7 +261,7 @@ def best_command(sweep: str, top: int | None, storage: str | None, as_json: bool
 @json_option
 def importance_command(sweep: str, evaluator: str, storage: str | None, as_json: bool) -> None:
     """Parameter importances of SWEEP, per objective (Optuna's evaluators)."""
-    from sweeper.report import importances
+    from sweeper.analysis.report import importances
 
     results = res.load(sweep, storage)
     scores = importances(results, evaluator)
@@ -360,7 +360,7 @@ def report_command(
 ) -> None:
     """Write an HTML report of SWEEP (history, parallel coordinates, importances, slices, curves)."""
     require("plotly", "dashboard", "sweeper report")
-    from sweeper.report import write_report
+    from sweeper.analysis.report import write_report
 
     results = res.load(sweep, storage)
     report = write_report(results, out_dir, top=top, png=png, evaluator=evaluator)
@@ -439,7 +439,7 @@ def repeat_command(
     key overridden, so function and program trainers alike get the new seed. Only the repeats
     run: other queued trials stay queued, and a finished sweep stays finished.
     """
-    from sweeper import repeats
+    from sweeper.analysis import repeats
 
     if seeds == 0:
         summary = repeats.summarize(res.load(sweep, storage), trial_number)
@@ -498,8 +498,8 @@ def repeat_command(
 def dashboard_command(storage: str | None, host: str, port: int) -> None:
     """Serve optuna-dashboard on the sweeps of a storage."""
     require("optuna_dashboard", "dashboard", "sweeper dashboard")
-    from sweeper import dashboard
-    from sweeper.storage import mask_url, resolve_url
+    from sweeper.analysis import dashboard
+    from sweeper.storage.urls import mask_url, resolve_url
 
     warning = dashboard.exposure_warning(host)
     if warning:
@@ -542,7 +542,7 @@ def _running_dict(t: res.TrialRecord, results: res.SweepResults) -> dict[str, An
 
 def _write_plot(results: res.SweepResults, trials: Sequence[res.TrialRecord], path: Path) -> None:
     require("plotly", "dashboard", "sweeper compare --plot")
-    from sweeper.report import learning_curves, write_pngs
+    from sweeper.analysis.report import learning_curves, write_pngs
 
     figure = learning_curves(trials, results.objective_names[0], key="compare").figure
     if figure is None:

@@ -12,9 +12,9 @@ import click
 
 from sweeper.cli import main
 from sweeper.errors import SpecError
-from sweeper.samplers import draw_params
-from sweeper.spec import IGNORED_KEYS, load_spec
-from sweeper.specyaml import read_yaml
+from sweeper.search.samplers import draw_params
+from sweeper.spec.loader import read_yaml
+from sweeper.spec.reader import IGNORED_KEYS, load_spec
 from sweeper.trackers import tracker_problems
 
 DEFAULT_DRAWS = 10

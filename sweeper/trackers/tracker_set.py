@@ -8,10 +8,10 @@ from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from sweeper.environment import collect_environment
 from sweeper.errors import TrackerError, TrackerNotInstalledError
-from sweeper.spec import TrackerSpec
+from sweeper.spec.reader import TrackerSpec
 from sweeper.trackers.base import STATES, RunInfo, State, Tracker
+from sweeper.trackers.environment import collect_environment
 from sweeper.trackers.registry import get_tracker_class
 
 logger = logging.getLogger("sweeper.trackers")

@@ -44,7 +44,7 @@ def run_sweep(root: Path, seed: int, trials: int, early_terminate: dict[str, Any
     storage = f"journal://{root / f'{seed}-{bool(early_terminate)}.log'}"
     sweep_id = sweeper.sweep(spec, storage=storage)
     sweeper.agent(sweep_id, storage=storage, executor="local")
-    study = optuna.load_study(study_name=sweep_id, storage=sweeper.storage.open_storage(storage))
+    study = optuna.load_study(study_name=sweep_id, storage=sweeper.storage.urls.open_storage(storage))
     return sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
 
 

@@ -28,11 +28,11 @@ from click.testing import CliRunner
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
-from sweeper import results as res
-from sweeper import study as sweeps
+from sweeper.analysis import results as res
 from sweeper.cli import main
-from sweeper.spec import load_spec
-from sweeper.storage import open_storage
+from sweeper.spec.reader import load_spec
+from sweeper.storage import sweeps
+from sweeper.storage.urls import open_storage
 
 SPEC = {
     "method": "random",

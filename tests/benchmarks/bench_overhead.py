@@ -119,7 +119,7 @@ def run_optuna(trials: int, root: Path) -> dict[str, float]:
     outdir = root / "optuna-out"
     outdir.mkdir()
     path = str(root / "optuna.log")
-    # The same backend and lock as sweeper's embedded storage (sweeper.storage.open_storage).
+    # The same backend and lock as sweeper's embedded storage (sweeper.storage.urls.open_storage).
     storage = JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
     study = optuna.create_study(storage=storage, sampler=optuna.samplers.RandomSampler(seed=0))
 

@@ -1,6 +1,6 @@
 """Search quality: the median best value after a budget of trials, over seeds, per method and function.
 
-Our samplers are the ones the agent uses (``sweeper.strategy.make_sampler`` on a parsed spec),
+Our samplers are the ones the agent uses (``sweeper.search.strategy.make_sampler`` on a parsed spec),
 driven in a plain Optuna ask/tell loop; W&B's own engine (the ``sweeps`` package's
 ``next_run(config, runs)``) is driven in the same loop, each of its runs carrying its metric in
 both its summary and its history. All four functions are minimised.
@@ -57,8 +57,8 @@ def sweeper_best(problem: Problem, method: str, sampler: str, seed: int, budget:
     """Best value after ``budget`` trials of our sampler for ``method`` (and bayes ``sampler``)."""
     import optuna
 
-    from sweeper.spec import load_spec
-    from sweeper.strategy import make_sampler
+    from sweeper.search.strategy import make_sampler
+    from sweeper.spec.reader import load_spec
 
     spec = load_spec(
         {
@@ -142,7 +142,7 @@ def main() -> None:
     budget = 50
     seeds = list(range(3 if args.quick else int(os.environ.get("BENCH_QUALITY_SEEDS", "10"))))
     problems = PROBLEMS[:2] if args.quick else PROBLEMS
-    from sweeper.strategy import choose_bayes_sampler
+    from sweeper.search.strategy import choose_bayes_sampler
 
     # One BLAS/torch thread per run, the runs spread over the cores instead: on 2 cores, GP runs
     # with 2 threads each took 4x the wall time (oversubscription), for the same results.
@@ -167,7 +167,7 @@ def main() -> None:
             print(
                 f"{problem.name:18} {method:22} median {medians[(problem.name, method)]:.4g}", file=sys.stderr
             )
-    from sweeper.spec import load_spec
+    from sweeper.spec.reader import load_spec
 
     section = "5. Search quality"
     figures: list[Figure] = []

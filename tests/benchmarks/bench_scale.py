@@ -75,8 +75,8 @@ def sampler_figures(sizes: tuple[int, ...], asks: int) -> list[Figure]:
     import optuna
     from optuna.trial import TrialState, create_trial
 
-    from sweeper.spec import load_spec
-    from sweeper.strategy import make_sampler
+    from sweeper.search.strategy import make_sampler
+    from sweeper.spec.reader import load_spec
 
     figures = []
     for method, sampler in (("bayes", "tpe"), ("random", "auto")):

@@ -17,7 +17,7 @@ import ray
 from ray.cluster_utils import Cluster
 
 import sweeper
-from sweeper import executor
+from sweeper.engine import executor
 
 
 def train(config: dict[str, Any], trial: Any) -> float:

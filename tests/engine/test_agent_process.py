@@ -17,8 +17,8 @@ import yaml
 from optuna.trial import TrialState
 
 import sweeper
-from sweeper import study as sweeps
-from sweeper.storage import open_storage
+from sweeper.storage import sweeps
+from sweeper.storage.urls import open_storage
 
 WAITER = """
 import pathlib
@@ -95,7 +95,7 @@ def test_ctrl_c_fails_the_running_trial_and_puts_its_params_back(project: Path) 
     assert requeued[0].system_attrs["fixed_params"] == failed.params
 
 
-@pytest.mark.parametrize("module", ["sweeper.trial", "sweeper.executor"])
+@pytest.mark.parametrize("module", ["sweeper.worker.trial", "sweeper.engine.executor"])
 def test_docstring_examples_run(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0

@@ -15,9 +15,9 @@ import yaml
 from click.testing import CliRunner
 from optuna.trial import TrialState
 
-from sweeper import study as sweeps
 from sweeper.cli import main
-from sweeper.storage import open_storage
+from sweeper.storage import sweeps
+from sweeper.storage.urls import open_storage
 
 TRAINER_MODULE = """
 def train(config, trial):

@@ -12,9 +12,9 @@ import pytest
 from optuna.trial import TrialState
 
 import sweeper
-from sweeper import study as sweeps
 from sweeper.errors import TrainerError, UsageError
-from sweeper.storage import open_storage
+from sweeper.storage import sweeps
+from sweeper.storage.urls import open_storage
 
 
 def _trials(url: str, sweep_id: str) -> list[optuna.trial.FrozenTrial]:
@@ -158,7 +158,7 @@ def test_stop_lets_the_running_trial_finish_and_pause_starts_nothing(project: Pa
     sweep_id = sweeper.sweep(spec, storage=url)
     storage = open_storage(url)
     sweeps.set_state(storage, sweep_id, "paused")
-    result: list[sweeper.agents.AgentSummary] = []  # type: ignore[name-defined]
+    result: list[sweeper.engine.agent.AgentSummary] = []  # type: ignore[name-defined]
 
     def work() -> None:
         result.append(

@@ -13,9 +13,9 @@ import pytest
 from optuna.trial import TrialState
 
 import sweeper
-from sweeper import study as sweeps
-from sweeper.agents import AgentSummary
-from sweeper.storage import open_storage
+from sweeper.engine.agent import AgentSummary
+from sweeper.storage import sweeps
+from sweeper.storage.urls import open_storage
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_trainers")]
 

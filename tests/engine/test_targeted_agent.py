@@ -14,10 +14,10 @@ import pytest
 from optuna.trial import TrialState
 
 import sweeper
-from sweeper import study as sweeps
-from sweeper.agents import AgentSummary
+from sweeper.engine.agent import AgentSummary
 from sweeper.errors import UsageError
-from sweeper.storage import open_storage
+from sweeper.storage import sweeps
+from sweeper.storage.urls import open_storage
 from sweeper.trackers.jsonl import read_events
 
 GRID: dict[str, Any] = {
@@ -174,7 +174,7 @@ def test_a_malformed_override_fails_its_trial_not_the_agent(project: Path) -> No
 
 
 def test_docstring_examples_of_config_overrides_run() -> None:
-    from sweeper import overrides
+    from sweeper.spec import overrides
 
     result = doctest.testmod(overrides)
     assert result.attempted > 0 and result.failed == 0

@@ -18,8 +18,8 @@ from click.testing import CliRunner
 from example_specs import EXAMPLE_SPECS
 
 from sweeper.cli import main
-from sweeper.storage import open_storage
-from sweeper.study import list_sweeps, load_study
+from sweeper.storage.sweeps import list_sweeps, load_study
+from sweeper.storage.urls import open_storage
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER = REPO / "cluster"

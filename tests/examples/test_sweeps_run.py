@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from sweeper.cli import main
-from sweeper.storage import open_storage
-from sweeper.study import list_sweeps, load_study
+from sweeper.storage.sweeps import list_sweeps, load_study
+from sweeper.storage.urls import open_storage
 from trainers import functions
 
 REPO = Path(__file__).resolve().parents[2]

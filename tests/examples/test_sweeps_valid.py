@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from example_specs import EXAMPLE_SPECS
 
-from sweeper.spec import SweepSpec, load_spec
-from sweeper.trial import load_trainer
+from sweeper.spec.reader import SweepSpec, load_spec
+from sweeper.worker.trial import load_trainer
 from trainers import boosting, digits
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from inspect_sweeps import MULTI_SPEC, SPEC, Built, add_finished, beat, create, finish_trial, start_trial
 
-from sweeper import study as sweeps
+from sweeper.storage import sweeps
 
 
 @pytest.fixture

@@ -2,9 +2,9 @@
 
 Helpers live here, under a name of their own, so test modules import them unambiguously.
 
-The studies are made with ``sweeper.study.create_sweep``; their trials carry the user attrs the engine
-writes (config, metrics, tracker_runs, duration_s, agent, host, fail_reason, attempt) and a learning
-curve of the first objective as intermediate values.
+The studies are made with ``sweeper.storage.sweeps.create_sweep``; their trials carry the user attrs
+the engine writes (config, metrics, tracker_runs, duration_s, agent, host, fail_reason, attempt) and a
+learning curve of the first objective as intermediate values.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from sweeper import study as sweeps
-from sweeper.spec import load_spec
-from sweeper.storage import open_storage
+from sweeper.spec.reader import load_spec
+from sweeper.storage import sweeps
+from sweeper.storage.urls import open_storage
 
 SPEC: dict[str, Any] = {
     "method": "random",

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from inspect_sweeps import Built
 
-from sweeper import dashboard
+from sweeper.analysis import dashboard
 
 
 def free_port() -> int:

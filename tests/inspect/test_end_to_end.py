@@ -18,12 +18,12 @@ from click.testing import CliRunner
 from inspect_trainers import noisy
 
 import sweeper
-from sweeper import repeats
-from sweeper import study as sweeps
+from sweeper.analysis import repeats
 from sweeper.cli import main
 from sweeper.errors import TrainerError, UsageError
-from sweeper.storage import open_storage
-from sweeper.study import set_state
+from sweeper.storage import sweeps
+from sweeper.storage.sweeps import set_state
+from sweeper.storage.urls import open_storage
 from sweeper.trackers.jsonl import read_events
 
 HERE = Path(__file__).parent

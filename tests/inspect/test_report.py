@@ -16,7 +16,7 @@ from inspect_sweeps import SPEC, Built, create, finish_trial, start_trial
 from PIL import Image, ImageStat
 
 import sweeper
-from sweeper import report
+from sweeper.analysis import report
 from sweeper.cli import main
 from sweeper.errors import UsageError
 

@@ -9,7 +9,7 @@ import pytest
 from inspect_sweeps import SPEC, Built, config_of, create, finish_trial, loss_of, start_trial
 
 import sweeper
-from sweeper import results as res
+from sweeper.analysis import results as res
 from sweeper.errors import SweepNotFoundError, UsageError
 
 

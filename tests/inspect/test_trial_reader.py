@@ -19,11 +19,11 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 import sweeper
-from sweeper import study as sweeps
-from sweeper import trial_reader
-from sweeper.spec import load_spec
-from sweeper.storage import open_storage
-from sweeper.storage_retry import RetryingStorage
+from sweeper.spec.reader import load_spec
+from sweeper.storage import fast_read as trial_reader
+from sweeper.storage import sweeps
+from sweeper.storage.retry import RetryingStorage
+from sweeper.storage.urls import open_storage
 
 DISTRIBUTIONS = {
     "optimizer": CategoricalDistribution(["adam", "sgd", None, 3, 0.5, True]),

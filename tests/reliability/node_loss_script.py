@@ -18,8 +18,8 @@ import ray
 from ray.cluster_utils import Cluster
 
 import sweeper
-from sweeper.agents import AgentSummary
-from sweeper.storage import open_storage
+from sweeper.engine.agent import AgentSummary
+from sweeper.storage.urls import open_storage
 
 
 def train(config: dict[str, Any], trial: Any) -> float:

@@ -13,7 +13,7 @@ import optuna
 from optuna.trial import TrialState
 
 import sweeper
-from sweeper.storage import open_storage
+from sweeper.storage.urls import open_storage
 
 GATED = """
 import pathlib

@@ -9,7 +9,8 @@ import pytest
 
 
 @pytest.mark.parametrize(
-    "module", ["sweeper.leases", "sweeper.storage_retry", "sweeper.flapping", "sweeper.redaction"]
+    "module",
+    ["sweeper.engine.leases", "sweeper.storage.retry", "sweeper.engine.flapping", "sweeper.redaction"],
 )
 def test_doctests_pass(module: str) -> None:
     result = doctest.testmod(importlib.import_module(module))

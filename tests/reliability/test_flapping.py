@@ -9,8 +9,8 @@ import optuna
 from optuna.trial import TrialState
 
 import sweeper
-from sweeper.flapping import FlapGuard, FlapPolicy
-from sweeper.storage import open_storage
+from sweeper.engine.flapping import FlapGuard, FlapPolicy
+from sweeper.storage.urls import open_storage
 
 
 def _broken_gpu(config: dict[str, Any], trial: Any) -> float:

@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 from optuna.trial import TrialState
 
 import sweeper
+from sweeper.engine.flapping import FlapPolicy
 from sweeper.errors import SpecError
-from sweeper.flapping import FlapPolicy
-from sweeper.spec import SweepSpec, load_spec
-from sweeper.storage import open_storage
+from sweeper.spec.reader import SweepSpec, load_spec
+from sweeper.storage.urls import open_storage
 
 TYPE_ERROR = "TypeError: a trainer must return a number, a mapping of metrics or None, got "
 NO_VALUE = "logged or returned no finite value of loss"

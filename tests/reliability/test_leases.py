@@ -14,10 +14,10 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState
 
 import sweeper
-from sweeper import leases
-from sweeper import study as sweeps
+from sweeper.engine import leases
 from sweeper.errors import UsageError
-from sweeper.storage import open_storage
+from sweeper.storage import sweeps
+from sweeper.storage.urls import open_storage
 
 GRID = {
     "method": "grid",

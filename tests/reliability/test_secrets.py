@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 import sweeper
 from sweeper.cli import main
-from sweeper.storage import open_storage
+from sweeper.storage.urls import open_storage
 
 LEAKY = """
 def train(config, trial):

@@ -14,10 +14,10 @@ from optuna.trial import TrialState
 from sqlalchemy.exc import OperationalError
 
 import sweeper
-from sweeper import study as sweeps
-from sweeper.agents import AgentSummary
-from sweeper.storage import open_storage
-from sweeper.storage_retry import CREATE_TOKEN, RetryingStorage, is_transient
+from sweeper.engine.agent import AgentSummary
+from sweeper.storage import sweeps
+from sweeper.storage.retry import CREATE_TOKEN, RetryingStorage, is_transient
+from sweeper.storage.urls import open_storage
 
 
 def _dropped() -> optuna.exceptions.StorageInternalError:

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from sweeper import load_spec
 from sweeper.cli import main
-from sweeper.samplers import draw_params
+from sweeper.search.samplers import draw_params
 
 ROOT = Path(__file__).parents[2]
 EXAMPLES = [ROOT / "sweeps" / f"{name}.yaml" for name in ("grid", "random", "bayes")]

@@ -7,7 +7,10 @@ from types import ModuleType
 
 import pytest
 
-from sweeper import samplers, space, spec, specyaml
+from sweeper.search import samplers
+from sweeper.spec import loader as specyaml
+from sweeper.spec import reader as spec
+from sweeper.spec import space
 
 
 @pytest.mark.parametrize("module", [spec, space, samplers, specyaml], ids=lambda m: m.__name__)

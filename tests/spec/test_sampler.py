@@ -8,8 +8,8 @@ import optuna
 import pytest
 
 from sweeper import load_spec
-from sweeper.samplers import WandbRandomSampler, draw_params
-from sweeper.space import SearchSpace
+from sweeper.search.samplers import WandbRandomSampler, draw_params
+from sweeper.spec.space import SearchSpace
 
 SPEC = {
     "method": "random",

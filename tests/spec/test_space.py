@@ -11,7 +11,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from sweeper import load_spec
-from sweeper.space import SearchSpace
+from sweeper.spec.space import SearchSpace
 
 
 def space_of(fragment: dict[str, Any], method: str = "random") -> SearchSpace:

@@ -14,7 +14,7 @@ import pytest
         "sweeper.trackers.base",
         "sweeper.trackers.jsonl",
         "sweeper.trackers.tracker_set",
-        "sweeper.environment",
+        "sweeper.trackers.environment",
     ],
 )
 def test_docstring_examples(module: str) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeper.environment import collect_environment
+from sweeper.trackers.environment import collect_environment
 
 
 def make_repo(path: Path) -> str:
@@ -55,7 +55,7 @@ def test_records_the_visible_devices(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_never_imports_torch_to_find_cuda() -> None:
     code = (
-        "import sys; from sweeper.environment import collect_environment as c; "
+        "import sys; from sweeper.trackers.environment import collect_environment as c; "
         "e = c(); print('torch' in sys.modules, e['cuda'])"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

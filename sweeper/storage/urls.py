@@ -16,7 +16,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
 from sweeper.errors import StorageError, UsageError
-from sweeper.storage_retry import RetryingStorage
+from sweeper.storage.retry import RetryingStorage
 
 ENV_VAR = "SWEEPER_STORAGE"
 DEFAULT_DIR = Path(".sweeper")

@@ -1,6 +1,6 @@
 """What a sweep found: its trials as frozen records, the best ones, and the agents working on it.
 
-Everything here reads the storage once (all trials at once with :mod:`sweeper.trial_reader`, one read
+Everything here reads the storage once (all trials at once with :mod:`sweeper.storage.fast_read`, one read
 of the study user attrs) and works in memory afterwards, so a sweep of ten thousand trials answers in well
 under a second. Records are plain data: the config as the trainer saw it, the objective values, the
 learning curve (intermediate values) and where the tracker runs live.
@@ -25,11 +25,11 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeper import study as sweeps
 from sweeper.errors import UsageError
-from sweeper.spec import SweepSpec
-from sweeper.storage import open_storage
-from sweeper.trial_reader import read_trials
+from sweeper.spec.reader import SweepSpec
+from sweeper.storage import sweeps
+from sweeper.storage.fast_read import read_trials
+from sweeper.storage.urls import open_storage
 
 if TYPE_CHECKING:
     import pandas
@@ -402,7 +402,7 @@ def load(sweep_id: str, storage: str | BaseStorage | None = None) -> SweepResult
 
     Args:
         sweep_id: The sweep id, or its name when that is unique in the storage.
-        storage: A storage URL (see :func:`sweeper.storage.resolve_url`) or an open Optuna storage.
+        storage: A storage URL (see :func:`sweeper.storage.urls.resolve_url`) or an open Optuna storage.
 
     Raises:
         SweepNotFoundError: no such sweep.
@@ -462,7 +462,7 @@ def _front(scored: Sequence[tuple[Sequence[float], _T]], directions: Sequence[st
 
 
 def _overridden(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> Mapping[str, Any]:
-    from sweeper import overrides as config_overrides
+    from sweeper.spec import overrides as config_overrides
 
     try:
         return config_overrides.apply(config, overrides)

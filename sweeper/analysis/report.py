@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 import optuna
 from optuna.trial import FrozenTrial
 
+from sweeper.analysis.results import SweepResults, TrialRecord
 from sweeper.errors import UsageError
-from sweeper.results import SweepResults, TrialRecord
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go

@@ -21,11 +21,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
 
-from sweeper.broker import BrokerDrain, BrokerReporter, DirectReporter, PruningJudge, start_broker
+from sweeper.engine.broker import BrokerDrain, BrokerReporter, DirectReporter, PruningJudge, start_broker
+from sweeper.engine.leases import NODE_LOST
 from sweeper.errors import UsageError
-from sweeper.leases import NODE_LOST
-from sweeper.spec import Resources
-from sweeper.trial import TrialOutcome, TrialTask, execute_trial
+from sweeper.spec.reader import Resources
+from sweeper.worker.trial import TrialOutcome, TrialTask, execute_trial
 
 _logger = logging.getLogger(__name__)
 
@@ -377,7 +377,7 @@ def _ray_failure(exc: BaseException) -> str:
 
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, ray.exceptions.NodeDiedError):
-        # The machine went away, not the trial's fault: re-queued per sweeper.leases' rule.
+        # The machine went away, not the trial's fault: re-queued per sweeper.engine.leases' rule.
         return f"{NODE_LOST}: {type(exc).__name__}: {first}"
     if isinstance(exc, ray.exceptions.WorkerCrashedError):
         return f"worker died: {type(exc).__name__}: {first}"

@@ -41,7 +41,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from sweeper.spec import Parameter, law_bounds
+from sweeper.spec.reader import Parameter, law_bounds
 
 
 def _scalar(value: Any) -> bool:
@@ -222,7 +222,7 @@ class SearchSpace:
         parameters: the spec's parameter leaves (any order; W&B's order is restored).
         method: the sweep method; ``"grid"`` makes ``q_uniform`` a categorical over its grid points.
 
-    >>> from sweeper.spec import load_spec
+    >>> from sweeper.spec.reader import load_spec
     >>> space = load_spec({"method": "grid", "parameters": {"b": {"values": [1, 2]},
     ...     "a": {"parameters": {"x": {"values": ["u", "v"]}, "c": {"value": 0}}}}}).space
     >>> space.grid()

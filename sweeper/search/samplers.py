@@ -1,6 +1,6 @@
 """Optuna samplers that follow W&B's sweep semantics.
 
-:class:`WandbRandomSampler` draws every parameter from W&B's law (see :mod:`sweeper.space`). Each
+:class:`WandbRandomSampler` draws every parameter from W&B's law (see :mod:`sweeper.spec.space`). Each
 draw comes from its own generator keyed by ``(seed, trial number, parameter name)``, so trial ``n``
 gets the same config whichever agent asks for it, in whatever order, however many run at once.
 """
@@ -18,7 +18,7 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeper.space import SearchSpace
+from sweeper.spec.space import SearchSpace
 
 
 def param_rng(seed: int, trial_number: int, name: str) -> np.random.Generator:
@@ -29,7 +29,7 @@ def param_rng(seed: int, trial_number: int, name: str) -> np.random.Generator:
 def draw_params(space: SearchSpace, seed: int, trial_number: int) -> dict[str, Any]:
     """The flat Optuna params :class:`WandbRandomSampler` gives trial ``trial_number`` under ``seed``.
 
-    >>> from sweeper.spec import load_spec
+    >>> from sweeper.spec.reader import load_spec
     >>> space = load_spec({"method": "random", "parameters": {"x": {"min": 0, "max": 9}}}).space
     >>> draw_params(space, 7, 3) == draw_params(space, 7, 3)
     True
@@ -45,7 +45,7 @@ class WandbRandomSampler(BaseSampler):
         seed: the sweep seed; ``None`` picks one at random (kept for this sampler's lifetime).
 
     >>> import optuna
-    >>> from sweeper.spec import load_spec
+    >>> from sweeper.spec.reader import load_spec
     >>> space = load_spec({"method": "random", "parameters": {"x": {"min": 0.0, "max": 1.0}}}).space
     >>> study = optuna.create_study(sampler=WandbRandomSampler(space, seed=1))
     >>> trial = study.ask(space.distributions())

@@ -8,7 +8,7 @@ trial fails fast too, it backs off again, twice as long; after ``max_backoffs`` 
 with a message saying why. Any trial that completes or is pruned clears the record.
 
 Failures that say nothing about the machine are ignored: timeouts, cancels, and trials lost with
-their agent or node (those are re-queued, see :mod:`sweeper.leases`).
+their agent or node (those are re-queued, see :mod:`sweeper.engine.leases`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sweeper.engine.leases import is_lost
 from sweeper.errors import UsageError
-from sweeper.leases import is_lost
 
 _NOT_THE_MACHINE = ("timeout", "sweep cancelled", "cancelled", "interrupted")
 

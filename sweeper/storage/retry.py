@@ -18,7 +18,7 @@ upserts, reads are reads) except two, which are made so here:
 
 A state update whose commit succeeded but whose answer was lost surfaces on the retry as "already
 finished" (or, for a popped WAITING trial, as "someone else took it"); the lease reaper
-(:mod:`sweeper.leases`) cleans up the rare RUNNING trial this strands.
+(:mod:`sweeper.engine.leases`) cleans up the rare RUNNING trial this strands.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._cached_storage import _CachedStorage
 from optuna.trial import FrozenTrial
 
-from sweeper.storage_retry import RetryingStorage
+from sweeper.storage.retry import RetryingStorage
 
 _logger = logging.getLogger(__name__)
 

@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from sweeper.errors import SpecError, SpecIssue
-from sweeper.specyaml import read_yaml
+from sweeper.spec.loader import read_yaml
 
 if TYPE_CHECKING:
-    from sweeper.space import SearchSpace
+    from sweeper.spec.space import SearchSpace
 
 Method = Literal["grid", "random", "bayes", "custom"]
 Goal = Literal["minimize", "maximize"]
@@ -159,7 +159,7 @@ class SweepSpec:
     @cached_property
     def space(self) -> SearchSpace:
         """The search space of this spec's parameters (built once per spec)."""
-        from sweeper.space import SearchSpace
+        from sweeper.spec.space import SearchSpace
 
         return SearchSpace(self.parameters, method=self.method)
 

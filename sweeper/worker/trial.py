@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from sweeper.errors import AgentExit, TrainerError, TrialPruned
-from sweeper.spec import TrackerSpec
+from sweeper.spec.reader import TrackerSpec
 
 if TYPE_CHECKING:
     from sweeper.trackers.tracker_set import TrackerSet
@@ -354,7 +354,7 @@ def _run_trainer(task: TrialTask, trial: Trial) -> Any:
     if isinstance(task.trainer, str):
         return load_trainer(task.trainer)(dict(task.config), trial)
     if task.program is not None or task.command is not None:
-        from sweeper.program import run_program
+        from sweeper.worker.program import run_program
 
         workdir = Path(task.workdir) if task.workdir else Path.cwd()
         run_program(task.program, task.command, trial, timeout=task.timeout, workdir=workdir)

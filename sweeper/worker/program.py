@@ -88,7 +88,7 @@ class TrialTimeout(TimeoutError):  # noqa: N818 - the name the contract fixes
 
 
 class ReportingTrial(Protocol):
-    """What :func:`run_program` needs of the trial (a subset of :class:`sweeper.trial.Trial`).
+    """What :func:`run_program` needs of the trial (a subset of :class:`sweeper.worker.trial.Trial`).
 
     ``log_artifact(path)``, when the trial has it, receives the program's artifacts.
     """

@@ -33,17 +33,18 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
-from sweeper import leases, overrides
-from sweeper import study as sweeps
-from sweeper.broker import PruningJudge
+from sweeper.engine import leases
+from sweeper.engine.broker import PruningJudge
+from sweeper.engine.executor import Executor, LocalExecutor, RayExecutor
+from sweeper.engine.flapping import FlapGuard, FlapPolicy
+from sweeper.engine.progress import Progress, SilentProgress, Tally
 from sweeper.errors import TrainerError, UsageError
-from sweeper.executor import Executor, LocalExecutor, RayExecutor
-from sweeper.flapping import FlapGuard, FlapPolicy
-from sweeper.progress import Progress, SilentProgress, Tally
 from sweeper.redaction import redact
-from sweeper.spec import SweepSpec
-from sweeper.storage import DEFAULT_DIR, open_storage
-from sweeper.trial import Objective, TrialOutcome, TrialTask, load_trainer
+from sweeper.spec import overrides
+from sweeper.spec.reader import SweepSpec
+from sweeper.storage import sweeps
+from sweeper.storage.urls import DEFAULT_DIR, open_storage
+from sweeper.worker.trial import Objective, TrialOutcome, TrialTask, load_trainer
 
 ExecutorKind = Literal["ray", "local"]
 EXECUTORS: tuple[ExecutorKind, ...] = ("ray", "local")
@@ -102,10 +103,10 @@ class Agent:
         progress: Where the live progress goes (default: nowhere).
         workdir: The project directory shipped to the workers (default: the current directory).
         lease_grace_s: A trial whose agent renewed no lease for this long is lost: any agent
-            fails it ("agent lost") and re-queues it (see :mod:`sweeper.leases`).
+            fails it ("agent lost") and re-queues it (see :mod:`sweeper.engine.leases`).
         lease_renew_s: How often this agent renews the leases of its running trials.
         flap_policy: When fast failures in a row make this agent back off, then stop
-            (see :mod:`sweeper.flapping`; default :class:`~sweeper.flapping.FlapPolicy`).
+            (see :mod:`sweeper.engine.flapping`; default :class:`~sweeper.engine.flapping.FlapPolicy`).
         trials: Run only these WAITING trials (by number) and the retries of those that fail;
             those another agent took are waited for. See the module docstring for how a
             targeted agent treats the sweep's state.
@@ -225,8 +226,8 @@ class Agent:
 
     def run(self) -> AgentSummary:
         """Work on the sweep until it ends for this agent; returns what was done."""
-        from sweeper.pruners import make_pruner
-        from sweeper.strategy import make_sampler
+        from sweeper.search.pruners import make_pruner
+        from sweeper.search.strategy import make_sampler
         from sweeper.trackers.tracker_set import close_trackers, prepare_trackers
 
         target = self._trainer_target()

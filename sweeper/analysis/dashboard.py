@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from optuna.storages import BaseStorage
 
 from sweeper.errors import UsageError
-from sweeper.storage import open_storage
+from sweeper.storage.urls import open_storage
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable

@@ -1,7 +1,7 @@
 """Was the best trial luck? Re-run one trial's config with other seeds and look at the spread.
 
 ``repeat`` enqueues K trials with the original's params, each marked ``repeat_of`` and carrying a
-config override of the top-level ``seed`` key (:data:`sweeper.study.CONFIG_OVERRIDES`), then runs a
+config override of the top-level ``seed`` key (:data:`sweeper.storage.sweeps.CONFIG_OVERRIDES`), then runs a
 targeted agent (``sweeper.agent(..., trials=...)``) on exactly those trials. The trainer (function or
 program) and the trackers see the repeat's seed, and the stored ``config`` is what the trainer saw.
 The params stay the original's, so a swept ``seed`` param still names the point being repeated.
@@ -17,11 +17,11 @@ from typing import Any
 
 from optuna.storages import BaseStorage
 
-from sweeper import overrides
-from sweeper import study as sweeps
+from sweeper.analysis.results import SweepResults, TrialRecord, jsonable_dict, load
 from sweeper.errors import TrainerError, UsageError
-from sweeper.results import SweepResults, TrialRecord, jsonable_dict, load
-from sweeper.storage import open_storage
+from sweeper.spec import overrides
+from sweeper.storage import sweeps
+from sweeper.storage.urls import open_storage
 
 SEED_KEY = "seed"
 CONFIDENCE = 0.95
@@ -164,8 +164,8 @@ def repeat(
             paused or cancelled.
         TrainerError: the sweep names no trainer and none is given.
     """
-    from sweeper.agents import EXECUTORS
     from sweeper.api import agent
+    from sweeper.engine.agent import EXECUTORS
 
     if executor not in EXECUTORS:  # checked before anything is enqueued
         raise UsageError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")

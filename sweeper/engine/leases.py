@@ -34,8 +34,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeper import study as sweeps
 from sweeper.errors import UsageError
+from sweeper.storage import sweeps
 
 _logger = logging.getLogger(__name__)
 

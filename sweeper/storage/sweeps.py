@@ -16,7 +16,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import TrialState
 
 from sweeper.errors import SpecError, SweepNotFoundError, UsageError
-from sweeper.spec import SweepSpec, load_spec
+from sweeper.spec.reader import SweepSpec, load_spec
 
 SweepState = Literal["running", "paused", "finished", "cancelled"]
 SWEEP_STATES: tuple[SweepState, ...] = get_args(SweepState)
@@ -36,7 +36,7 @@ ATTEMPT = "attempt"
 RETRY_OF = "retry_of"
 REPEAT_OF = "repeat_of"
 # {dotted config key: value}: the agent sets these in the trial's config after building it from the
-# params (see sweeper.overrides), so the trainer, the trackers and the stored ``config`` agree.
+# params (see sweeper.spec.overrides), so the trainer, the trackers and the stored ``config`` agree.
 CONFIG_OVERRIDES = "config_overrides"
 TRACKER_RUNS = "tracker_runs"
 TRACKER_ERRORS = "tracker_errors"

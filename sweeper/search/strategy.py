@@ -20,9 +20,9 @@ from optuna.samplers import BaseSampler, GPSampler, TPESampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeper.samplers import WandbRandomSampler, draw_params
-from sweeper.space import SearchSpace
-from sweeper.spec import SweepSpec
+from sweeper.search.samplers import WandbRandomSampler, draw_params
+from sweeper.spec.reader import SweepSpec
+from sweeper.spec.space import SearchSpace
 
 # GP is strong on low-dimensional numeric spaces with modest budgets; past these it slows
 # (cubic in trials) or loses to TPE.

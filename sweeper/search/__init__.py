@@ -1,0 +1,1 @@
+"""What to try next and what to stop: samplers (and the rule that picks one) and pruners."""
