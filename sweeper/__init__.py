@@ -20,7 +20,8 @@ from sweeper.errors import (
     TrialPruned,
     UsageError,
 )
-from sweeper.spec.reader import SweepSpec, load_spec
+from sweeper.spec.model import SweepSpec
+from sweeper.spec.reader import load_spec
 
 __version__ = "0.1.0"
 

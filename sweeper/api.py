@@ -12,7 +12,8 @@ from sweeper.engine.agent import Agent, AgentSummary, ExecutorKind
 from sweeper.engine.flapping import FlapPolicy
 from sweeper.engine.leases import DEFAULT_GRACE_S, DEFAULT_RENEW_S
 from sweeper.engine.progress import Progress
-from sweeper.spec.reader import SweepSpec, load_spec
+from sweeper.spec.model import SweepSpec
+from sweeper.spec.reader import load_spec
 from sweeper.storage.sweeps import create_sweep
 from sweeper.storage.urls import open_storage
 

@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 
 from sweeper.errors import UsageError
 from sweeper.search.pruners import WandbHyperbandPruner, hyperband_bands, learning_curve, make_pruner
-from sweeper.spec.reader import EarlyTerminate
+from sweeper.spec.model import EarlyTerminate
 
 with warnings.catch_warnings():
     # sweeps 0.2 declares a pydantic-v1 config that pydantic 2 warns about at import.

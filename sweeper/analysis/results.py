@@ -26,7 +26,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.errors import UsageError
-from sweeper.spec.reader import SweepSpec
+from sweeper.spec.model import SweepSpec
 from sweeper.storage import sweeps
 from sweeper.storage.fast_read import read_trials
 from sweeper.storage.urls import open_storage

@@ -41,7 +41,7 @@ from sweeper.engine.progress import Progress, SilentProgress, Tally
 from sweeper.errors import TrainerError, UsageError
 from sweeper.redaction import redact
 from sweeper.spec import overrides
-from sweeper.spec.reader import SweepSpec
+from sweeper.spec.model import SweepSpec
 from sweeper.storage import sweeps
 from sweeper.storage.urls import DEFAULT_DIR, open_storage
 from sweeper.worker.trial import Objective, TrialOutcome, TrialTask, load_trainer

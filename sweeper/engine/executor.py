@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from sweeper.engine.broker import BrokerDrain, BrokerReporter, DirectReporter, PruningJudge, start_broker
 from sweeper.engine.leases import NODE_LOST
 from sweeper.errors import UsageError
-from sweeper.spec.reader import Resources
+from sweeper.spec.model import Resources
 from sweeper.worker.trial import TrialOutcome, TrialTask, execute_trial
 
 _logger = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from optuna.study import StudyDirection
 from sweeper.errors import UsageError
 
 if TYPE_CHECKING:
-    from sweeper.spec.reader import EarlyTerminate
+    from sweeper.spec.model import EarlyTerminate
 
 # W&B computes this many bands in the ``min_iter`` form; later ones are unreachable in practice.
 _MIN_ITER_BANDS = 100

@@ -21,7 +21,7 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.search.samplers import WandbRandomSampler, draw_params
-from sweeper.spec.reader import SweepSpec
+from sweeper.spec.model import SweepSpec
 from sweeper.spec.space import SearchSpace
 
 # GP is strong on low-dimensional numeric spaces with modest budgets; past these it slows

@@ -1,1 +1,25 @@
-"""The sweep spec: W&B's YAML read into frozen dataclasses, its laws and search space, overrides."""
+"""The sweep spec: W&B's YAML read into frozen dataclasses, its laws and search space, overrides.
+
+Modules: :mod:`~sweeper.spec.model` (the dataclasses), :mod:`~sweeper.spec.laws` (W&B's
+distributions), :mod:`~sweeper.spec.space` (Optuna distributions, grid, draws),
+:mod:`~sweeper.spec.reader` (``load_spec``; the private ``_checks``, ``_parameters`` and
+``_settings`` readers it is made of), :mod:`~sweeper.spec.loader` (the YAML loader) and
+:mod:`~sweeper.spec.overrides`.
+"""
+
+from sweeper.spec.laws import Parameter
+from sweeper.spec.model import EarlyTerminate, Metric, Resources, SweeperSettings, SweepSpec, TrackerSpec
+from sweeper.spec.reader import load_spec
+from sweeper.spec.space import SearchSpace
+
+__all__ = [
+    "EarlyTerminate",
+    "Metric",
+    "Parameter",
+    "Resources",
+    "SearchSpace",
+    "SweepSpec",
+    "SweeperSettings",
+    "TrackerSpec",
+    "load_spec",
+]

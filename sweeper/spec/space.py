@@ -41,7 +41,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from sweeper.spec.reader import Parameter, law_bounds
+from sweeper.spec.laws import Parameter, law_bounds
 
 
 def _scalar(value: Any) -> bool:

@@ -16,7 +16,8 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import TrialState
 
 from sweeper.errors import SpecError, SweepNotFoundError, UsageError
-from sweeper.spec.reader import SweepSpec, load_spec
+from sweeper.spec.model import SweepSpec
+from sweeper.spec.reader import load_spec
 
 SweepState = Literal["running", "paused", "finished", "cancelled"]
 SWEEP_STATES: tuple[SweepState, ...] = get_args(SweepState)

@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import Any
 
 from sweeper.errors import TrackerError, TrackerNotInstalledError
-from sweeper.spec.reader import TrackerSpec
+from sweeper.spec.model import TrackerSpec
 from sweeper.trackers.base import STATES, RunInfo, State, Tracker
 from sweeper.trackers.environment import collect_environment
 from sweeper.trackers.registry import get_tracker_class

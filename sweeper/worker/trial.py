@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from sweeper.errors import AgentExit, TrainerError, TrialPruned
-from sweeper.spec.reader import TrackerSpec
+from sweeper.spec.model import TrackerSpec
 
 if TYPE_CHECKING:
     from sweeper.trackers.tracker_set import TrackerSet

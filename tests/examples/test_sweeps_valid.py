@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from example_specs import EXAMPLE_SPECS
 
-from sweeper.spec.reader import SweepSpec, load_spec
+from sweeper.spec.model import SweepSpec
+from sweeper.spec.reader import load_spec
 from sweeper.worker.trial import load_trainer
 from trainers import boosting, digits
 

@@ -18,7 +18,8 @@ from optuna.trial import TrialState
 import sweeper
 from sweeper.engine.flapping import FlapPolicy
 from sweeper.errors import SpecError
-from sweeper.spec.reader import SweepSpec, load_spec
+from sweeper.spec.model import SweepSpec
+from sweeper.spec.reader import load_spec
 from sweeper.storage.urls import open_storage
 
 TYPE_ERROR = "TypeError: a trainer must return a number, a mapping of metrics or None, got "

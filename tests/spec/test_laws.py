@@ -154,7 +154,7 @@ def test_int_uniform_includes_both_ends(draws: dict[str, list[Any]]) -> None:
 
 
 def test_every_distribution_is_covered() -> None:
-    from sweeper.spec.reader import DISTRIBUTIONS
+    from sweeper.spec.laws import DISTRIBUTIONS
 
     covered = {s.get("distribution") for s in (*CONTINUOUS.values(), *QUANTIZED.values())}
     assert covered | {"constant", "categorical", "int_uniform"} == set(DISTRIBUTIONS)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from sweeper import SpecError, load_spec
-from sweeper.spec.reader import EarlyTerminate, Metric, Resources, TrackerSpec
+from sweeper.spec.model import EarlyTerminate, Metric, Resources, TrackerSpec
 
 BASE: dict[str, Any] = {"method": "random", "parameters": {"x": {"min": 0.0, "max": 1.0}}}
 

@@ -11,7 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sweeper import SpecError, SweepSpec, load_spec
-from sweeper.spec.reader import DISTRIBUTIONS, METHODS, SWEEPER_KEYS, TOP_LEVEL_KEYS
+from sweeper.spec._settings import SWEEPER_KEYS
+from sweeper.spec.laws import DISTRIBUTIONS
+from sweeper.spec.reader import METHODS, TOP_LEVEL_KEYS
 
 scalars = st.one_of(
     st.none(),

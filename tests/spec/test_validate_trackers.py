@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from sweeper.cli import main
 from sweeper.errors import TrackerNotInstalledError
-from sweeper.spec.reader import TrackerSpec
+from sweeper.spec.model import TrackerSpec
 from sweeper.trackers import tracker_problems
 from sweeper.trackers.registry import missing_library
 

@@ -31,7 +31,7 @@ from tracker_readers import (
 )
 
 from sweeper.errors import TrialPruned
-from sweeper.spec.reader import TrackerSpec
+from sweeper.spec.model import TrackerSpec
 from sweeper.trackers import RunInfo, open_trackers, prepare_trackers
 from sweeper.trackers import base as tracker_base
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeper.spec.reader import TrackerSpec
+from sweeper.spec.model import TrackerSpec
 from sweeper.trackers import RunInfo, close_trackers, open_trackers, prepare_trackers
 
 

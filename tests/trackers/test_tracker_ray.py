@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from tracker_readers import read_jsonl, read_mlflow, read_tensorboard, read_wandb
 
-from sweeper.spec.reader import TrackerSpec
+from sweeper.spec.model import TrackerSpec
 from sweeper.trackers import prepare_trackers
 
 

@@ -13,7 +13,7 @@ import pytest
 from plugin_source import PLUGIN_NAME, install_plugin
 
 from sweeper.errors import TrackerError, TrialPruned
-from sweeper.spec.reader import TrackerSpec
+from sweeper.spec.model import TrackerSpec
 from sweeper.trackers import (
     DEFAULT_TRACKERS,
     RunInfo,

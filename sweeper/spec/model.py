@@ -1,0 +1,114 @@
+"""The validated sweep spec as frozen dataclasses: the contract every other package builds on."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal
+
+from sweeper.spec.laws import Parameter
+
+if TYPE_CHECKING:
+    from sweeper.spec.space import SearchSpace
+
+Method = Literal["grid", "random", "bayes", "custom"]
+Goal = Literal["minimize", "maximize"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """An objective: the metric's name, its goal and an optional target that ends the sweep."""
+
+    name: str
+    goal: Goal = "minimize"
+    target: float | None = None
+    impute: Literal["latest", "best", "worst"] = "worst"
+    impute_while_running: Literal["latest", "best", "worst", "false"] | None = None
+
+
+@dataclass(frozen=True)
+class EarlyTerminate:
+    """``early_terminate``: W&B's hyperband stopping rule, or our ``asha`` / ``median`` extensions."""
+
+    type: Literal["hyperband", "asha", "median"]
+    min_iter: int | None = None
+    max_iter: int | None = None
+    s: int | None = None
+    eta: float = 3.0
+    strict: bool = True
+    # Keyword arguments for Optuna's SuccessiveHalvingPruner (asha) or MedianPruner (median).
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one trial asks of the cluster; ``gpus`` may be fractional (two 0.5 trials share a GPU)."""
+
+    gpus: float = 0.0
+    cpus: float = 1.0
+    memory: int | None = None  # bytes
+    custom: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrackerSpec:
+    """One tracker the trials report to: its registered name and its options."""
+
+    type: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SweeperSettings:
+    """Our own settings, from the spec's top-level ``sweeper:`` block."""
+
+    trainer: str | None = None  # "module:function"
+    resources: Resources = field(default_factory=Resources)
+    max_concurrent: int | None = None
+    trackers: tuple[TrackerSpec, ...] = ()
+    seed: int | None = None
+    retries: int = 0
+    timeout: float | None = None  # seconds per trial
+    sampler: Literal["auto", "tpe", "gp"] = "auto"
+    storage: str | None = None
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A validated sweep spec. Build it with :func:`load_spec`."""
+
+    method: Method
+    parameters: tuple[Parameter, ...]
+    metric: Metric | None = None
+    metrics: tuple[Metric, ...] = ()
+    early_terminate: EarlyTerminate | None = None
+    program: str | None = None
+    command: tuple[str, ...] | None = None
+    name: str | None = None
+    description: str | None = None
+    project: str | None = None
+    entity: str | None = None
+    run_cap: int | None = None
+    sweeper: SweeperSettings = field(default_factory=SweeperSettings)
+    # The mapping as the user wrote it (numbers already numbers): what a study records.
+    raw: Mapping[str, Any] = field(default_factory=dict)
+    # Where the spec came from, for messages: a file path or "<mapping>".
+    source: str = "<mapping>"
+    # W&B keys we accept but do not act on (controller, job, image_uri, ...), as dotted paths.
+    ignored_keys: tuple[str, ...] = ()
+
+    @property
+    def objectives(self) -> tuple[Metric, ...]:
+        """The objectives in order: the ``metrics`` list, else the single ``metric``, else none."""
+        if self.metrics:
+            return self.metrics
+        return (self.metric,) if self.metric is not None else ()
+
+    @cached_property
+    def space(self) -> SearchSpace:
+        """The search space of this spec's parameters (built once per spec)."""
+        from sweeper.spec.space import SearchSpace
+
+        return SearchSpace(self.parameters, method=self.method)
