@@ -20,7 +20,8 @@ from optuna.storages import BaseStorage
 from sweeper.analysis.results import SweepResults, TrialRecord, jsonable_dict, load
 from sweeper.errors import TrainerError, UsageError
 from sweeper.spec import overrides
-from sweeper.storage import sweeps
+from sweeper.storage import attrs as keys
+from sweeper.storage import queue, sweeps
 from sweeper.storage.urls import open_storage
 
 SEED_KEY = "seed"
@@ -178,13 +179,13 @@ def repeat(
     _check_runnable(results, original, function is not None or trainer is not None)
     study = sweeps.load_study(store, results.id)
     numbers = [
-        sweeps.enqueue(
+        queue.enqueue(
             study,
             dict(original.params),
             {
-                sweeps.ATTEMPT: 0,
-                sweeps.REPEAT_OF: original.number,
-                sweeps.CONFIG_OVERRIDES: overrides.check({SEED_KEY: seed}),
+                keys.ATTEMPT: 0,
+                keys.REPEAT_OF: original.number,
+                keys.CONFIG_OVERRIDES: overrides.check({SEED_KEY: seed}),
             },
         )
         for seed in chosen

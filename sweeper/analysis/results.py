@@ -27,6 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.errors import UsageError
 from sweeper.spec.model import SweepSpec
+from sweeper.storage import attrs as keys
 from sweeper.storage import sweeps
 from sweeper.storage.fast_read import read_trials
 from sweeper.storage.urls import open_storage
@@ -297,14 +298,7 @@ class SweepResults:
 
     def budget(self) -> int | None:
         """How many trials the sweep will run at most: ``run_cap``, else the grid size, else unknown."""
-        if self.spec.run_cap is not None:
-            return self.spec.run_cap
-        if self.spec.method == "grid":
-            try:
-                return len(self.spec.space.grid())
-            except Exception:  # a grid the space cannot enumerate has no known size
-                return None
-        return None
+        return self.spec.budget
 
     def study(self) -> optuna.Study:
         """The Optuna study of the sweep, for Optuna's own tools (visualization, importance)."""
@@ -481,7 +475,7 @@ def to_record(trial: FrozenTrial, spec: SweepSpec | None = None) -> TrialRecord:
     config = attrs.get("config")
     if not isinstance(config, Mapping):
         config = _config_from_params(params, spec) if params else {}
-        overrides = attrs.get(sweeps.CONFIG_OVERRIDES)
+        overrides = attrs.get(keys.CONFIG_OVERRIDES)
         if config and isinstance(overrides, Mapping):  # not run yet: the config its agent will build
             config = _overridden(config, overrides)
     if attrs.get("repeat_of") is not None and "seed" in attrs:
@@ -611,10 +605,10 @@ def _results(store: BaseStorage, info: sweeps.SweepInfo, *, with_agents: bool = 
 
 def _agents(attrs: Mapping[str, Any]) -> Iterable[AgentRecord]:
     for key, beat in attrs.items():
-        if not key.startswith(sweeps.AGENT_PREFIX) or not isinstance(beat, Mapping):
+        if not key.startswith(keys.AGENT_PREFIX) or not isinstance(beat, Mapping):
             continue
         yield AgentRecord(
-            id=key[len(sweeps.AGENT_PREFIX) :],
+            id=key[len(keys.AGENT_PREFIX) :],
             host=_text(beat.get("host")),
             pid=_int(beat.get("pid")),
             started_at=_timestamp(beat.get("started_at")),

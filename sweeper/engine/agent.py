@@ -42,7 +42,8 @@ from sweeper.errors import TrainerError, UsageError
 from sweeper.redaction import redact
 from sweeper.spec import overrides
 from sweeper.spec.model import SweepSpec
-from sweeper.storage import sweeps
+from sweeper.storage import attrs as keys
+from sweeper.storage import queue, sweeps
 from sweeper.storage.urls import DEFAULT_DIR, open_storage
 from sweeper.worker.trial import Objective, TrialOutcome, TrialTask, load_trainer
 
@@ -190,7 +191,7 @@ class Agent:
             raise UsageError(f"sweep {self.info.id} has no trial {', '.join(map(str, missing))}")
         # A trial no longer waiting was taken by another agent (targeted agents may race on the
         # same trials): it is waited for while it runs, and counts as done once it has ended.
-        return frozenset(sweeps.lineage(t) for t in found.values())
+        return frozenset(keys.lineage(t) for t in found.values())
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -274,9 +275,9 @@ class Agent:
         state = sweeps.read_state(self._storage, self.info.study_id)
         # A budgeted sweep (grid, run_cap) is done once nothing is left, whichever agent ran the last trial.
         if (
-            (ended == "sweep exhausted" or sweeps.is_budgeted(self.spec))
+            (ended == "sweep exhausted" or self.spec.is_budgeted)
             and state == "running"
-            and not sweeps.has_open_trials(self._storage, self.info.study_id)
+            and not queue.has_open_trials(self._storage, self.info.study_id)
         ):
             self._set_state_quietly("finished")
             state = "finished"
@@ -302,7 +303,7 @@ class Agent:
         return summary
 
     def _loop(self, study: optuna.Study, executor: Executor, make_task: _TaskFactory) -> str:
-        budgeted = sweeps.is_budgeted(self.spec)
+        budgeted = self.spec.is_budgeted
         distributions = self.spec.space.distributions()
         launched = 0
         exhausted = False
@@ -323,16 +324,16 @@ class Agent:
                 and not self._draining.is_set()
             ):
                 if self._targets is None:
-                    trial = sweeps.ask_trial(study, distributions, budgeted=budgeted)
+                    trial = queue.ask_trial(study, distributions, budgeted=budgeted)
                 else:
-                    trial = sweeps.claim_trial(study, distributions, self._targets)
+                    trial = queue.claim_trial(study, distributions, self._targets)
                 if trial is None:
                     exhausted = True
                     return
                 try:
                     task = make_task(trial)
                 except UsageError as exc:  # a malformed config_overrides attr fails its trial, not the agent
-                    study._storage.set_trial_user_attr(trial._trial_id, sweeps.FAIL_REASON, str(exc))
+                    study._storage.set_trial_user_attr(trial._trial_id, keys.FAIL_REASON, str(exc))
                     study.tell(trial, state=TrialState.FAIL)
                     continue
                 if self._leases is not None:
@@ -363,7 +364,7 @@ class Agent:
                     return "metric target reached"
                 if exhausted and self._targets is not None:
                     # Targeted trials another agent runs (or a retry it queues) are waited for.
-                    if not sweeps.has_open_lineages(self._storage, self.info.study_id, self._targets):
+                    if not queue.has_open_lineages(self._storage, self.info.study_id, self._targets):
                         return "targeted trials done"
                     exhausted = False
                 elif exhausted:
@@ -436,16 +437,16 @@ class Agent:
         # ``agent`` was written when the trial started (_TaskFactory); each attribute is one storage
         # write (an fsync'd append on the journal), the bulk of the loop's cost per trial.
         attrs: dict[str, Any] = {
-            sweeps.HOST: outcome.host,
-            sweeps.DURATION_S: round(outcome.duration_s, 3),
-            sweeps.METRICS: dict(outcome.metrics),
+            keys.HOST: outcome.host,
+            keys.DURATION_S: round(outcome.duration_s, 3),
+            keys.METRICS: dict(outcome.metrics),
         }
         if outcome.tracker_runs:
-            attrs[sweeps.TRACKER_RUNS] = dict(outcome.tracker_runs)
+            attrs[keys.TRACKER_RUNS] = dict(outcome.tracker_runs)
         if outcome.tracker_errors:
-            attrs[sweeps.TRACKER_ERRORS] = list(outcome.tracker_errors)
+            attrs[keys.TRACKER_ERRORS] = list(outcome.tracker_errors)
         if outcome.fail_reason:
-            attrs[sweeps.FAIL_REASON] = outcome.fail_reason
+            attrs[keys.FAIL_REASON] = outcome.fail_reason
         told = True
         try:
             for key, value in attrs.items():
@@ -543,16 +544,10 @@ class Agent:
     def _set_state_quietly(self, state: str) -> None:
         current = sweeps.read_state(self._storage, self.info.study_id)
         if current in ("running", "paused"):
-            self._storage.set_study_user_attr(self.info.study_id, sweeps.STATE, state)
+            self._storage.set_study_user_attr(self.info.study_id, keys.STATE, state)
 
     def _total(self) -> int | None:
-        total: int | None = None
-        if self.spec.method == "grid":
-            total = self.spec.space.grid_size()
-            if self.spec.run_cap is not None:
-                total = min(total, self.spec.run_cap)
-        elif self.spec.run_cap is not None:
-            total = self.spec.run_cap
+        total = self.spec.budget
         if self._targets is not None:
             total = len(self._targets)
         if self._count is not None:
@@ -585,14 +580,14 @@ class _TaskFactory:
         params = dict(trial.params)
         user_attrs = trial.user_attrs
         config = self._space.to_config(params)
-        if sweeps.CONFIG_OVERRIDES in user_attrs:
-            config = overrides.apply(config, user_attrs[sweeps.CONFIG_OVERRIDES])
-        attempt = int(user_attrs.get(sweeps.ATTEMPT, 0))
-        original = int(user_attrs.get(sweeps.RETRY_OF, trial.number))
-        trial.set_user_attr(sweeps.CONFIG, config)
-        if sweeps.ATTEMPT not in user_attrs:
-            trial.set_user_attr(sweeps.ATTEMPT, attempt)
-        trial.set_user_attr(sweeps.AGENT, agent.agent_id)
+        if keys.CONFIG_OVERRIDES in user_attrs:
+            config = overrides.apply(config, user_attrs[keys.CONFIG_OVERRIDES])
+        attempt = int(user_attrs.get(keys.ATTEMPT, 0))
+        original = int(user_attrs.get(keys.RETRY_OF, trial.number))
+        trial.set_user_attr(keys.CONFIG, config)
+        if keys.ATTEMPT not in user_attrs:
+            trial.set_user_attr(keys.ATTEMPT, attempt)
+        trial.set_user_attr(keys.AGENT, agent.agent_id)
         return TrialTask(
             sweep_id=agent.info.id,
             sweep_name=agent.info.name,
@@ -612,11 +607,6 @@ class _TaskFactory:
             tags=spec.sweeper.tags,
             workdir=None if self._shipped else str(agent._workdir),
         )
-
-
-def run_agent(sweep_id: str, **options: Any) -> AgentSummary:
-    """Run an :class:`Agent` on a sweep (options as for :class:`Agent`) and return its summary."""
-    return Agent(sweep_id, **options).run()
 
 
 def _now() -> str:

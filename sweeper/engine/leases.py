@@ -35,7 +35,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.errors import UsageError
-from sweeper.storage import sweeps
+from sweeper.storage import attrs as keys
 
 _logger = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def is_lost(reason: str | None) -> bool:
 
 def should_requeue(trial: FrozenTrial, reason: str | None, retries: int) -> bool:
     """Whether a failed trial gets another attempt (the rule in the module docstring)."""
-    attempt = int(trial.user_attrs.get(sweeps.ATTEMPT, 0))
+    attempt = int(trial.user_attrs.get(keys.ATTEMPT, 0))
     lost = int(trial.user_attrs.get(LOST, 0))
     if is_lost(reason):
         return lost < MAX_LOST
@@ -112,11 +112,11 @@ def should_requeue(trial: FrozenTrial, reason: str | None, retries: int) -> bool
 
 def requeue(study: optuna.Study, trial: FrozenTrial, reason: str | None) -> None:
     """Enqueue the next attempt of ``trial``: same params, same original (so the same checkpoint dir)."""
-    attempt = int(trial.user_attrs.get(sweeps.ATTEMPT, 0)) + 1
-    original = int(trial.user_attrs.get(sweeps.RETRY_OF, trial.number))
+    attempt = int(trial.user_attrs.get(keys.ATTEMPT, 0)) + 1
+    original = int(trial.user_attrs.get(keys.RETRY_OF, trial.number))
     lost = int(trial.user_attrs.get(LOST, 0)) + (1 if is_lost(reason) else 0)
     # A repeat's retry is still that repeat, with the same config overrides (its seed).
-    attrs: dict[str, Any] = {**sweeps.retry_attrs(trial), sweeps.ATTEMPT: attempt, sweeps.RETRY_OF: original}
+    attrs: dict[str, Any] = {**keys.retry_attrs(trial), keys.ATTEMPT: attempt, keys.RETRY_OF: original}
     if lost:
         attrs[LOST] = lost
     study.enqueue_trial(dict(trial.params), user_attrs=attrs, skip_if_exists=False)
@@ -133,7 +133,7 @@ def fail_and_requeue(study: optuna.Study, trial_id: int, reason: str, retries: i
         frozen = storage.get_trial(trial_id)
         if frozen.state != TrialState.RUNNING:
             return False
-        storage.set_trial_user_attr(trial_id, sweeps.FAIL_REASON, reason)
+        storage.set_trial_user_attr(trial_id, keys.FAIL_REASON, reason)
         if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
             return False
     except (optuna.exceptions.UpdateFinishedTrialError, KeyError):

@@ -106,6 +106,24 @@ class SweepSpec:
             return self.metrics
         return (self.metric,) if self.metric is not None else ()
 
+    @property
+    def is_budgeted(self) -> bool:
+        """Whether the sweep's trials are enqueued at creation (grid points or ``run_cap`` tokens).
+
+        A budgeted sweep never creates a trial beyond what is enqueued, so its size is exact however
+        many agents race; retries add trials with fixed params on top.
+        """
+        return self.method == "grid" or self.run_cap is not None
+
+    @property
+    def budget(self) -> int | None:
+        """How many trials the sweep runs at most (retries aside): the grid's size capped by
+        ``run_cap``, else ``run_cap``, else None (unbounded)."""
+        if self.method == "grid":
+            size = self.space.grid_size()
+            return size if self.run_cap is None else min(size, self.run_cap)
+        return self.run_cap
+
     @cached_property
     def space(self) -> SearchSpace:
         """The search space of this spec's parameters (built once per spec)."""

@@ -16,7 +16,8 @@ from optuna.trial import TrialState
 import sweeper
 from sweeper.engine.agent import AgentSummary
 from sweeper.errors import UsageError
-from sweeper.storage import sweeps
+from sweeper.storage import attrs as keys
+from sweeper.storage import queue, sweeps
 from sweeper.storage.urls import open_storage
 from sweeper.trackers.jsonl import read_events
 
@@ -29,10 +30,10 @@ GRID: dict[str, Any] = {
 
 def _enqueue(url: str, sweep_id: str, x: float, overrides: dict[str, Any] | None = None) -> int:
     study = sweeps.load_study(open_storage(url), sweep_id)
-    attrs: dict[str, Any] = {sweeps.ATTEMPT: 0}
+    attrs: dict[str, Any] = {keys.ATTEMPT: 0}
     if overrides is not None:
-        attrs[sweeps.CONFIG_OVERRIDES] = overrides
-    return sweeps.enqueue(study, {"x": x}, attrs)
+        attrs[keys.CONFIG_OVERRIDES] = overrides
+    return queue.enqueue(study, {"x": x}, attrs)
 
 
 def _trials(url: str, sweep_id: str) -> dict[int, optuna.trial.FrozenTrial]:
@@ -89,17 +90,17 @@ def test_a_targeted_trial_that_fails_is_retried_with_its_marks_by_the_same_agent
     url = f"sqlite:///{project / 's.db'}"
     sweep_id = sweeper.sweep({**GRID, "sweeper": {"retries": 1}}, storage=url)
     study = sweeps.load_study(open_storage(url), sweep_id)
-    marks = {sweeps.ATTEMPT: 0, sweeps.REPEAT_OF: 1, sweeps.CONFIG_OVERRIDES: {"x": 4.0}}
-    number = sweeps.enqueue(study, {"x": 0.0}, marks)
+    marks = {keys.ATTEMPT: 0, keys.REPEAT_OF: 1, keys.CONFIG_OVERRIDES: {"x": 4.0}}
+    number = queue.enqueue(study, {"x": 0.0}, marks)
 
     summary = sweeper.agent(
         sweep_id, function=engine_trainers.flaky, storage=url, executor="local", trials=[number]
     )
 
     trials = _trials(url, sweep_id)
-    [retry] = [t for t in trials.values() if t.user_attrs.get(sweeps.RETRY_OF) == number]
+    [retry] = [t for t in trials.values() if t.user_attrs.get(keys.RETRY_OF) == number]
     assert trials[number].state == TrialState.FAIL and retry.state == TrialState.COMPLETE
-    assert retry.user_attrs[sweeps.REPEAT_OF] == 1 and retry.user_attrs["config"]["x"] == 4.0
+    assert retry.user_attrs[keys.REPEAT_OF] == 1 and retry.user_attrs["config"]["x"] == 4.0
     assert retry.values == [pytest.approx(number + 4.0)]  # resumed from the first attempt's checkpoint
     assert summary.ran == 2 and summary.failed == 1 and summary.complete == 1
 

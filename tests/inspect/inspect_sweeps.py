@@ -20,6 +20,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from sweeper.spec.reader import load_spec
+from sweeper.storage import attrs as keys
 from sweeper.storage import sweeps
 from sweeper.storage.urls import open_storage
 
@@ -154,7 +155,7 @@ def beat(built: Built, agent_id: str, seconds_ago: float) -> None:
     """Record an agent heartbeat as the engine does (study user attr ``sweeper:agent:<id>``)."""
     now = datetime.now(timezone.utc)
     built.study.set_user_attr(
-        f"{sweeps.AGENT_PREFIX}{agent_id}",
+        f"{keys.AGENT_PREFIX}{agent_id}",
         {
             "host": "node-1",
             "pid": 4242,

@@ -21,7 +21,8 @@ import sweeper
 from sweeper.analysis import repeats
 from sweeper.cli import main
 from sweeper.errors import TrainerError, UsageError
-from sweeper.storage import sweeps
+from sweeper.storage import attrs as keys
+from sweeper.storage import queue, sweeps
 from sweeper.storage.sweeps import set_state
 from sweeper.storage.urls import open_storage
 from sweeper.trackers.jsonl import read_events
@@ -321,8 +322,8 @@ def test_repeat_refuses_what_it_could_not_run(url: str) -> None:
 def test_a_queued_repeat_shows_the_config_its_agent_will_build(url: str) -> None:
     sweep_id = sweeper.sweep(SPEC, storage=url)
     study = sweeps.load_study(open_storage(url), sweep_id)
-    marks = {sweeps.ATTEMPT: 0, sweeps.REPEAT_OF: 0, sweeps.CONFIG_OVERRIDES: {"seed": 9}}
-    number = sweeps.enqueue(study, {"lr": 0.01, "model.depth": 4}, marks)
+    marks = {keys.ATTEMPT: 0, keys.REPEAT_OF: 0, keys.CONFIG_OVERRIDES: {"seed": 9}}
+    number = queue.enqueue(study, {"lr": 0.01, "model.depth": 4}, marks)
 
     queued = sweeper.load(sweep_id, storage=url).trial(number)
     assert queued.state == "waiting" and queued.config == {"lr": 0.01, "model": {"depth": 4}, "seed": 9}

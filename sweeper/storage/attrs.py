@@ -1,0 +1,80 @@
+"""Every key sweeper stores in an Optuna study, and the lineage rules of retried trials.
+
+Writers (storage, engine) and readers (analysis) import these names; no module spells a key itself.
+Study user attrs carry the sweep (``sweeper:`` prefix); trial user attrs carry each trial's record.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+NAME = "sweeper:name"
+
+
+SPEC = "sweeper:spec"
+
+
+SOURCE = "sweeper:source"
+
+
+VERSION = "sweeper:version"
+
+
+STATE = "sweeper:state"
+
+
+CREATED_AT = "sweeper:created_at"
+
+
+AGENT_PREFIX = "sweeper:agent:"
+
+
+# Trial user attrs.
+CONFIG = "config"
+
+
+FAIL_REASON = "fail_reason"
+
+
+ATTEMPT = "attempt"
+
+
+RETRY_OF = "retry_of"
+
+
+REPEAT_OF = "repeat_of"
+
+
+# {dotted config key: value}: the agent sets these in the trial's config after building it from the
+# params (see sweeper.spec.overrides), so the trainer, the trackers and the stored ``config`` agree.
+CONFIG_OVERRIDES = "config_overrides"
+
+
+TRACKER_RUNS = "tracker_runs"
+
+
+TRACKER_ERRORS = "tracker_errors"
+
+
+METRICS = "metrics"
+
+
+AGENT = "agent"
+
+
+HOST = "host"
+
+
+DURATION_S = "duration_s"
+
+
+def lineage(trial: optuna.trial.FrozenTrial) -> int:
+    """The number of a trial's first attempt: its ``retry_of``, else its own number."""
+    return int(trial.user_attrs.get(RETRY_OF, trial.number))
+
+
+def retry_attrs(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """The user attrs a new attempt of ``trial`` inherits: what it repeats and its config overrides."""
+    return {key: trial.user_attrs[key] for key in (REPEAT_OF, CONFIG_OVERRIDES) if key in trial.user_attrs}
