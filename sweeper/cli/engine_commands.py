@@ -1,81 +1,25 @@
-"""`sweeper` commands of the engine layer: submit, agent, run, and the sweep state changes."""
+"""`sweeper` commands that run or steer agents: submit, agent, run, repeat, and the sweep state changes."""
 
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
 import click
+from rich.table import Table
 
-from sweeper.cli import main
-from sweeper.storage.urls import ENV_VAR
-
-_STORAGE_HELP = f"Storage URL (default: ${ENV_VAR}, else the journal file under ./.sweeper/)."
-
-
-def _storage_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--storage", "storage", metavar="URL", default=None, help=_STORAGE_HELP)(func)
-
-
-def _agent_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option("--count", type=click.IntRange(min=1), default=None, help="Run at most N trials here."),
-        click.option(
-            "--max-concurrent", type=click.IntRange(min=1), default=None, help="At most K trials at once."
-        ),
-        click.option(
-            "--ray-address",
-            metavar="ADDR",
-            default=None,
-            help="Ray cluster to use: 'auto' or host:port (default: a local Ray).",
-        ),
-        click.option(
-            "--executor",
-            type=click.Choice(["ray", "local"]),
-            default="ray",
-            show_default=True,
-            help="Ray tasks, or one trial at a time in this process (debuggers work).",
-        ),
-        click.option(
-            "--trainer",
-            metavar="MODULE:FUNCTION",
-            default=None,
-            help="Trainer function (overrides the spec).",
-        ),
-        click.option("--json", "json_lines", is_flag=True, help="One JSON object per event on stdout."),
-        click.option(
-            "--lease-grace",
-            "lease_grace_s",
-            type=click.FloatRange(min=0, min_open=True),
-            default=60.0,
-            show_default=True,
-            metavar="SECONDS",
-            help="A trial whose agent renewed no lease for this long is failed and re-queued.",
-        ),
-        click.option(
-            "--lease-renew",
-            "lease_renew_s",
-            type=click.FloatRange(min=0, min_open=True),
-            default=10.0,
-            show_default=True,
-            metavar="SECONDS",
-            help="How often this agent renews the leases of its running trials.",
-        ),
-        click.option(
-            "--max-fast-failures",
-            "max_fast_failures",
-            type=click.IntRange(min=0),
-            default=5,
-            show_default=True,
-            metavar="N",
-            help="Back off, then stop, when N trials in a row fail within 10 s of starting (0: never).",
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+from sweeper.analysis import results as res
+from sweeper.cli.format import (
+    duration_text,
+    echo_json,
+    make_console,
+    num_text,
+    state_text,
+    value_text,
+)
+from sweeper.cli.main import main
+from sweeper.cli.options import agent_options, json_option, storage_option
 
 
 def _run_agent(sweep_id: str, storage: Any, **options: Any) -> None:
@@ -123,7 +67,7 @@ def _quiet_optuna() -> None:
 
 @main.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
-@_storage_option
+@storage_option
 @click.option("--name", default=None, help="Name of the sweep (default: the spec's name, else its id).")
 def submit(spec_path: str, storage: str | None, name: str | None) -> None:
     """Validate SPEC and create its sweep; prints the sweep id as the last line."""
@@ -141,8 +85,8 @@ def submit(spec_path: str, storage: str | None, name: str | None) -> None:
 
 @main.command()
 @click.argument("sweep")
-@_storage_option
-@_agent_options
+@storage_option
+@agent_options
 @click.option(
     "--trial",
     "trials",
@@ -158,9 +102,9 @@ def agent(sweep: str, storage: str | None, trials: tuple[int, ...], **options: A
 
 @main.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
-@_storage_option
+@storage_option
 @click.option("--name", default=None, help="Name of the sweep (default: the spec's name, else its id).")
-@_agent_options
+@agent_options
 def run(spec_path: str, storage: str | None, name: str | None, **options: Any) -> None:
     """Submit SPEC and run an agent on it: `submit` then `agent` in one command."""
     from sweeper.spec.reader import load_spec
@@ -192,7 +136,7 @@ def _check_trainer(path: str | None) -> None:
 def _state_command(name: str, state: str, doc: str) -> None:
     @main.command(name=name, help=doc)
     @click.argument("sweep")
-    @_storage_option
+    @storage_option
     def command(sweep: str, storage: str | None) -> None:
         from sweeper.storage.sweeps import set_state
         from sweeper.storage.urls import open_storage
@@ -207,3 +151,95 @@ _state_command("stop", "finished", "Stop SWEEP: no new trials; running ones fini
 _state_command("cancel", "cancelled", "Cancel SWEEP: agents kill its running trials and exit.")
 
 __all__ = ["agent", "main", "run", "submit"]
+
+
+@main.command("repeat")
+@click.argument("sweep")
+@click.option(
+    "--trial", "trial_number", type=click.IntRange(min=0), required=True, help="The trial to repeat."
+)
+@click.option(
+    "--seeds",
+    type=click.IntRange(min=0),
+    required=True,
+    help="How many seeds to run (the original's seed + 1, + 2, ...); 0 only summarizes past repeats.",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["ray", "local"]),
+    default="ray",
+    show_default=True,
+    help="Ray tasks, or one trial at a time in this process.",
+)
+@click.option("--trainer", metavar="MODULE:FUNCTION", default=None, help="Trainer (overrides the spec).")
+@click.option("--max-concurrent", type=click.IntRange(min=1), default=None, help="At most K repeats at once.")
+@click.option("--ray-address", metavar="ADDR", default=None, help="Ray cluster to use.")
+@storage_option
+@json_option
+def repeat_command(
+    *,
+    sweep: str,
+    trial_number: int,
+    seeds: int,
+    executor: str,
+    trainer: str | None,
+    max_concurrent: int | None,
+    ray_address: str | None,
+    storage: str | None,
+    as_json: bool,
+) -> None:
+    """Re-run trial N of SWEEP with K other seeds; show mean, std, range and a 95% t-interval.
+
+    Each repeat is a new trial marked as a repeat of N, with N's params and the config's `seed`
+    key overridden, so function and program trainers alike get the new seed. Only the repeats
+    run: other queued trials stay queued, and a finished sweep stays finished.
+    """
+    from sweeper.analysis import repeats
+
+    if seeds == 0:
+        summary = repeats.summarize(res.load(sweep, storage), trial_number)
+    else:
+        summary = repeats.repeat(
+            sweep,
+            trial_number,
+            seeds,
+            storage=storage,
+            trainer=trainer,
+            executor=executor,
+            max_concurrent=max_concurrent,
+            ray_address=ray_address,
+        )
+    if as_json:
+        echo_json(summary.to_dict())
+        return
+    console = make_console()
+    table = Table(title=f"Trial {trial_number} of {summary.sweep_id} and its repeats")
+    for column in ("trial", "seed", "state", summary.metric, "duration"):
+        table.add_column(column, justify="right")
+    for t in (summary.original, *summary.repeats):
+        table.add_row(
+            str(t.number),
+            value_text(t.config.get("seed")),
+            state_text(t.state),
+            num_text(t.value),
+            duration_text(t.duration_s),
+        )
+    console.print(table)
+    stats = summary.stats
+    if stats is None:
+        console.print("No repeat completed.")
+        return
+    line = (
+        f"{summary.metric} over {stats.n} repeats: mean {num_text(stats.mean)}, std {num_text(stats.std)}, "
+        f"min {num_text(stats.min)}, max {num_text(stats.max)}"
+    )
+    if stats.ci_low is not None and stats.ci_high is not None:
+        low, high = num_text(stats.ci_low), num_text(stats.ci_high)
+        line += f", {stats.confidence:.0%} t-interval of the mean [{low}, {high}]"
+    console.print(line)
+    inside = stats.contains(summary.original.value) if summary.original.value is not None else None
+    if inside is not None:
+        verdict = "inside" if inside else "outside"
+        console.print(
+            f"Trial {trial_number}'s {summary.metric} {num_text(summary.original.value)} lies {verdict} it."
+        )

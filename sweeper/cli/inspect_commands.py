@@ -1,5 +1,5 @@
-"""`sweeper` commands of the inspect layer: ls, status, trials, best, importance, compare, report,
-export, dashboard, repeat.
+"""`sweeper` commands of the read side: ls, status, trials, best, importance, compare, report,
+export, dashboard.
 
 Every command prints a rich table on a terminal and, with ``--json``, strict JSON for scripts: an
 array of records (``status`` alone prints one object).
@@ -7,14 +7,10 @@ array of records (``status`` alone prints one object).
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -22,48 +18,27 @@ from rich.table import Table
 from rich.text import Text
 
 from sweeper.analysis import results as res
-from sweeper.cli import main
+from sweeper.cli.format import (
+    config_text,
+    csv_text,
+    duration_text,
+    echo_json,
+    goals,
+    json_text,
+    make_console,
+    num_text,
+    running_dict,
+    sparkline,
+    state_text,
+    trial_table,
+    value_text,
+)
+from sweeper.cli.main import main
+from sweeper.cli.options import evaluator_option, json_option, storage_option
 from sweeper.errors import UsageError
 from sweeper.extras import require
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-_STATE_STYLES = {
-    "complete": "green",
-    "running": "cyan",
-    "waiting": "dim",
-    "pruned": "yellow",
-    "fail": "red",
-}
-_SPARK = "▁▂▃▄▅▆▇█"
 DEFAULT_LIMIT = 100
-
-
-def storage_option(func: F) -> F:
-    """``--storage URL``, defaulting to $SWEEPER_STORAGE then the embedded journal."""
-    return click.option(
-        "--storage",
-        "storage",
-        metavar="URL",
-        default=None,
-        help="Storage URL (default: $SWEEPER_STORAGE, else journal://.sweeper/journal.log).",
-    )(func)
-
-
-def json_option(func: F) -> F:
-    """``--json``: machine-readable output."""
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(func)
-
-
-def evaluator_option(func: F) -> F:
-    """``--evaluator``: which of Optuna's importance evaluators to use."""
-    return click.option(
-        "--evaluator",
-        type=click.Choice(["fanova", "ped-anova", "mdi"]),
-        default="fanova",
-        show_default=True,
-        help="Optuna importance evaluator.",
-    )(func)
 
 
 @main.command("ls")
@@ -73,7 +48,7 @@ def ls_command(storage: str | None, as_json: bool) -> None:
     """List the sweeps of a storage with their state, trial counts and best value."""
     summaries = res.summarize(storage)
     if as_json:
-        _echo_json([s.to_dict() for s in summaries])
+        echo_json([s.to_dict() for s in summaries])
         return
     table = Table(title="Sweeps")
     for column in (
@@ -92,7 +67,7 @@ def ls_command(storage: str | None, as_json: bool) -> None:
             column, justify="right" if column in ("trials", "complete", "running", "failed") else "left"
         )
     for s in summaries:
-        best = ", ".join(_num(v) for v in s.best_values) if s.best_values else "-"
+        best = ", ".join(num_text(v) for v in s.best_values) if s.best_values else "-"
         table.add_row(
             s.id,
             s.name,
@@ -105,7 +80,7 @@ def ls_command(storage: str | None, as_json: bool) -> None:
             f"{best} ({', '.join(s.objectives)})" if s.best_values else best,
             s.created_at,
         )
-    _console().print(table if summaries else "No sweeps in this storage.")
+    make_console().print(table if summaries else "No sweeps in this storage.")
 
 
 @main.command("status")
@@ -122,7 +97,7 @@ def status_command(sweep: str, storage: str | None, as_json: bool) -> None:
     running = results.with_state("running")
     best = results.best(None if results.is_multi_objective else 1)
     if as_json:
-        _echo_json(
+        echo_json(
             {
                 "id": results.id,
                 "name": results.name,
@@ -135,22 +110,22 @@ def status_command(sweep: str, storage: str | None, as_json: bool) -> None:
                 ],
                 "progress": {"finished": finished, "total": budget},
                 "counts": counts,
-                "running": [_running_dict(t, results) for t in running],
+                "running": [running_dict(t, results) for t in running],
                 "best": [t.to_dict() for t in best],
                 "agents": [a.to_dict(now) for a in results.agents],
             }
         )
         return
-    console = _console()
+    console = make_console()
     total = f"/{budget}" if budget is not None else ""
     console.print(
         f"[bold]{results.name}[/] ({results.id}) · {results.state} · {results.spec.method} · "
-        f"{_goals(results)} · {finished}{total} trials finished"
+        f"{goals(results)} · {finished}{total} trials finished"
     )
     console.print("  ".join(f"{state}: {n}" for state, n in counts.items()))
     if best:
         head = "Pareto front" if results.is_multi_objective else "Best so far"
-        console.print(_trial_table(results, best, title=head))
+        console.print(trial_table(results, best, title=head))
     else:
         console.print("No complete trial yet.")
     if running:
@@ -161,10 +136,10 @@ def status_command(sweep: str, storage: str | None, as_json: bool) -> None:
             last = t.last_intermediate
             table.add_row(
                 str(t.number),
-                _duration(t.duration_s),
-                f"{_num(last[1])} @ step {last[0]}" if last else "-",
+                duration_text(t.duration_s),
+                f"{num_text(last[1])} @ step {last[0]}" if last else "-",
                 t.agent or "-",
-                _config(t.config),
+                config_text(t.config),
             )
         console.print(table)
     if results.agents:
@@ -177,7 +152,7 @@ def status_command(sweep: str, storage: str | None, as_json: bool) -> None:
                 a.id,
                 a.host or "-",
                 str(a.pid) if a.pid is not None else "-",
-                f"{_duration(age)} ago" if age is not None else "never",
+                f"{duration_text(age)} ago" if age is not None else "never",
                 "yes" if a.is_active(now) else "no",
             )
         console.print(table)
@@ -226,10 +201,10 @@ def trials_command(
     shown = results.select(wanted, sort_key, reverse=reverse, limit=cap or None)
     total = sum(n for state, n in results.counts().items() if not wanted or state in wanted)
     if as_json:
-        _echo_json([t.to_dict() for t in shown])
+        echo_json([t.to_dict() for t in shown])
         return
-    console = _console()
-    console.print(_trial_table(results, shown, title=f"Trials of {results.name} ({results.id})"))
+    console = make_console()
+    console.print(trial_table(results, shown, title=f"Trials of {results.name} ({results.id})"))
     if len(shown) < total:
         console.print(f"Showing {len(shown)} of {total} trials; --limit 0 shows all.")
 
@@ -245,13 +220,13 @@ def best_command(sweep: str, top: int | None, storage: str | None, as_json: bool
     k = top if top is not None else (None if results.is_multi_objective else 1)
     best = results.best(k)
     if as_json:
-        _echo_json([t.to_dict() for t in best])
+        echo_json([t.to_dict() for t in best])
         return
     if not best:
-        _console().print(f"Sweep {results.id} has no complete trial yet.")
+        make_console().print(f"Sweep {results.id} has no complete trial yet.")
         return
     title = "Pareto front" if results.is_multi_objective else f"Best trials of {results.name}"
-    _console().print(_trial_table(results, best, title=title))
+    make_console().print(trial_table(results, best, title=title))
 
 
 @main.command("importance")
@@ -266,7 +241,7 @@ def importance_command(sweep: str, evaluator: str, storage: str | None, as_json:
     results = res.load(sweep, storage)
     scores = importances(results, evaluator)
     if as_json:
-        _echo_json(
+        echo_json(
             [
                 {"objective": objective, "param": param, "importance": value}
                 for objective, by_param in scores.items()
@@ -281,7 +256,7 @@ def importance_command(sweep: str, evaluator: str, storage: str | None, as_json:
     params = list(next(iter(scores.values())))
     for param in params:
         table.add_row(param, *(f"{scores[o].get(param, 0.0):.3f}" for o in scores))
-    _console().print(table)
+    make_console().print(table)
 
 
 @main.command("compare")
@@ -316,24 +291,24 @@ def compare_command(
             record = t.to_dict()
             record["differing_config"] = {k: res.flatten(t.config).get(k) for k in differ}
             records.append(record)
-        _echo_json(records)
+        echo_json(records)
         return
     table = Table(title=f"Trials of {results.name} compared")
     table.add_column("")
     for t in trials:
         table.add_column(f"trial {t.number}", justify="right")
-    table.add_row("state", *(_state(t.state) for t in trials))
+    table.add_row("state", *(state_text(t.state) for t in trials))
     for i, name in enumerate(results.objective_names):
-        table.add_row(Text(name, style="bold"), *(_num(t.values[i]) if t.values else "-" for t in trials))
-    table.add_row("duration", *(_duration(t.duration_s) for t in trials))
+        table.add_row(Text(name, style="bold"), *(num_text(t.values[i]) if t.values else "-" for t in trials))
+    table.add_row("duration", *(duration_text(t.duration_s) for t in trials))
     for key in differ:
-        table.add_row(f"config.{key}", *(_value(f.get(key)) for f in flat))
+        table.add_row(f"config.{key}", *(value_text(f.get(key)) for f in flat))
     for key in metric_keys:
-        table.add_row(f"metric.{key}", *(_value(res.flatten(t.metrics).get(key)) for t in trials))
-    table.add_row("curve", *(_sparkline(t.intermediate_values) for t in trials))
-    _console().print(table)
+        table.add_row(f"metric.{key}", *(value_text(res.flatten(t.metrics).get(key)) for t in trials))
+    table.add_row("curve", *(sparkline(t.intermediate_values) for t in trials))
+    make_console().print(table)
     if not differ:
-        _console().print("The configs are identical.")
+        make_console().print("The configs are identical.")
 
 
 @main.command("report")
@@ -387,108 +362,15 @@ def export_command(sweep: str, fmt: str, out_file: Path | None, storage: str | N
     """Every trial of SWEEP with its config (flattened for CSV), state, values and timings."""
     results = res.load(sweep, storage)
     if fmt == "json":
-        text = _json_text([t.to_dict() for t in results.trials])
+        text = json_text([t.to_dict() for t in results.trials])
     else:
-        text = _csv([res.flat_record(t, results.objective_names) for t in results.trials])
+        text = csv_text([res.flat_record(t, results.objective_names) for t in results.trials])
     if out_file is None:
         click.echo(text, nl=False)
     else:
         out_file.parent.mkdir(parents=True, exist_ok=True)
         out_file.write_text(text, encoding="utf-8")
         click.echo(f"wrote {len(results.trials)} trials to {out_file}", err=True)
-
-
-@main.command("repeat")
-@click.argument("sweep")
-@click.option(
-    "--trial", "trial_number", type=click.IntRange(min=0), required=True, help="The trial to repeat."
-)
-@click.option(
-    "--seeds",
-    type=click.IntRange(min=0),
-    required=True,
-    help="How many seeds to run (the original's seed + 1, + 2, ...); 0 only summarizes past repeats.",
-)
-@click.option(
-    "--executor",
-    type=click.Choice(["ray", "local"]),
-    default="ray",
-    show_default=True,
-    help="Ray tasks, or one trial at a time in this process.",
-)
-@click.option("--trainer", metavar="MODULE:FUNCTION", default=None, help="Trainer (overrides the spec).")
-@click.option("--max-concurrent", type=click.IntRange(min=1), default=None, help="At most K repeats at once.")
-@click.option("--ray-address", metavar="ADDR", default=None, help="Ray cluster to use.")
-@storage_option
-@json_option
-def repeat_command(
-    *,
-    sweep: str,
-    trial_number: int,
-    seeds: int,
-    executor: str,
-    trainer: str | None,
-    max_concurrent: int | None,
-    ray_address: str | None,
-    storage: str | None,
-    as_json: bool,
-) -> None:
-    """Re-run trial N of SWEEP with K other seeds; show mean, std, range and a 95% t-interval.
-
-    Each repeat is a new trial marked as a repeat of N, with N's params and the config's `seed`
-    key overridden, so function and program trainers alike get the new seed. Only the repeats
-    run: other queued trials stay queued, and a finished sweep stays finished.
-    """
-    from sweeper.analysis import repeats
-
-    if seeds == 0:
-        summary = repeats.summarize(res.load(sweep, storage), trial_number)
-    else:
-        summary = repeats.repeat(
-            sweep,
-            trial_number,
-            seeds,
-            storage=storage,
-            trainer=trainer,
-            executor=executor,
-            max_concurrent=max_concurrent,
-            ray_address=ray_address,
-        )
-    if as_json:
-        _echo_json(summary.to_dict())
-        return
-    console = _console()
-    table = Table(title=f"Trial {trial_number} of {summary.sweep_id} and its repeats")
-    for column in ("trial", "seed", "state", summary.metric, "duration"):
-        table.add_column(column, justify="right")
-    for t in (summary.original, *summary.repeats):
-        table.add_row(
-            str(t.number),
-            _value(t.config.get("seed")),
-            _state(t.state),
-            _num(t.value),
-            _duration(t.duration_s),
-        )
-    console.print(table)
-    stats = summary.stats
-    if stats is None:
-        console.print("No repeat completed.")
-        return
-    line = (
-        f"{summary.metric} over {stats.n} repeats: mean {_num(stats.mean)}, std {_num(stats.std)}, "
-        f"min {_num(stats.min)}, max {_num(stats.max)}"
-    )
-    if stats.ci_low is not None and stats.ci_high is not None:
-        line += (
-            f", {stats.confidence:.0%} t-interval of the mean [{_num(stats.ci_low)}, {_num(stats.ci_high)}]"
-        )
-    console.print(line)
-    inside = stats.contains(summary.original.value) if summary.original.value is not None else None
-    if inside is not None:
-        verdict = "inside" if inside else "outside"
-        console.print(
-            f"Trial {trial_number}'s {summary.metric} {_num(summary.original.value)} lies {verdict} it."
-        )
 
 
 @main.command("dashboard")
@@ -508,38 +390,6 @@ def dashboard_command(storage: str | None, host: str, port: int) -> None:
     dashboard.serve(storage, host=host, port=port)
 
 
-def _trial_table(results: res.SweepResults, trials: Iterable[res.TrialRecord], title: str) -> Table:
-    table = Table(title=title)
-    table.add_column("trial", justify="right")
-    table.add_column("state")
-    for name in results.objective_names:
-        table.add_column(name, justify="right")
-    table.add_column("duration", justify="right")
-    table.add_column("config", overflow="fold")
-    table.add_column("tracker runs", overflow="fold")
-    for t in trials:
-        values = [_num(v) for v in t.values] if t.values else ["-"] * len(results.objective_names)
-        table.add_row(
-            str(t.number),
-            _state(t.state),
-            *values,
-            _duration(t.duration_s),
-            _config(t.config),
-            " ".join(f"{k}:{v}" for k, v in t.tracker_runs.items()) or "-",
-        )
-    return table
-
-
-def _running_dict(t: res.TrialRecord, results: res.SweepResults) -> dict[str, Any]:
-    record = t.to_dict()
-    last = t.last_intermediate
-    record["elapsed_s"] = t.duration_s
-    record["last_metric"] = (
-        {"name": results.objective_names[0], "step": last[0], "value": last[1]} if last else None
-    )
-    return res.jsonable_dict(record)
-
-
 def _write_plot(results: res.SweepResults, trials: Sequence[res.TrialRecord], path: Path) -> None:
     require("plotly", "dashboard", "sweeper compare --plot")
     from sweeper.analysis.report import learning_curves, write_pngs
@@ -555,90 +405,6 @@ def _write_plot(results: res.SweepResults, trials: Sequence[res.TrialRecord], pa
     else:
         figure.write_html(str(path), include_plotlyjs=True)
     click.echo(f"plot: {path}", err=True)
-
-
-def _csv(rows: Sequence[Mapping[str, Any]]) -> str:
-    columns: dict[str, None] = {}
-    for row in rows:
-        columns.update(dict.fromkeys(row))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _cell(v) for k, v in row.items()})
-    return buffer.getvalue()
-
-
-def _cell(value: Any) -> Any:
-    if isinstance(value, (list, dict)):
-        return json.dumps(value)
-    return "" if value is None else value
-
-
-def _echo_json(data: Any) -> None:
-    click.echo(_json_text(data), nl=False)
-
-
-def _json_text(data: Any) -> str:
-    """Strict JSON: an object indented, an array one compact record per line (fast on 10k records)."""
-    if isinstance(data, list):
-        # Records come from to_dict(), already JSON-ready.
-        lines = [json.dumps(item, allow_nan=False, default=str) for item in data]
-        return "[\n" + ",\n".join(lines) + "\n]\n" if lines else "[]\n"
-    return json.dumps(res.jsonable(data), indent=2, allow_nan=False, default=str) + "\n"
-
-
-def _console() -> Console:
-    # Off a terminal (pipes, CliRunner) use a wide fixed width so tables are not squeezed to 80 columns.
-    terminal = sys.stdout.isatty()
-    return Console(width=None if terminal else 200, soft_wrap=False)
-
-
-def _goals(results: res.SweepResults) -> str:
-    return ", ".join(
-        f"{'max' if d == 'maximize' else 'min'} {n}"
-        for n, d in zip(results.objective_names, results.directions, strict=True)
-    )
-
-
-def _state(state: str) -> Text:
-    return Text(state, style=_STATE_STYLES.get(state, ""))
-
-
-def _config(config: Mapping[str, Any]) -> str:
-    # A queued trial (run_cap budget token) has no config until an agent picks it up.
-    return json.dumps(config, separators=(", ", ": "), default=str) if config else "-"
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, float):
-        return _num(value)
-    return "-" if value is None else json.dumps(value, default=str) if not isinstance(value, str) else value
-
-
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.6g}"
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m"
-
-
-def _sparkline(curve: Sequence[tuple[int, float]]) -> str:
-    if not curve:
-        return "-"
-    values = [v for _, v in curve][-30:]
-    low, high = min(values), max(values)
-    span = (high - low) or 1.0
-    return "".join(_SPARK[int((v - low) / span * (len(_SPARK) - 1))] for v in values)
 
 
 __all__ = ["main"]

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import click
 
-from sweeper.cli import main
+from sweeper.cli.main import main
 from sweeper.errors import SpecError
 from sweeper.search.samplers import draw_params
 from sweeper.spec.loader import read_yaml

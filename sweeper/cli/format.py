@@ -1,0 +1,144 @@
+"""How the commands show things: rich tables, JSON, CSV, short numbers, durations, sparklines."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from sweeper.analysis import results as res
+
+STATE_STYLES = {
+    "complete": "green",
+    "running": "cyan",
+    "waiting": "dim",
+    "pruned": "yellow",
+    "fail": "red",
+}
+
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def trial_table(results: res.SweepResults, trials: Iterable[res.TrialRecord], title: str) -> Table:
+    table = Table(title=title)
+    table.add_column("trial", justify="right")
+    table.add_column("state")
+    for name in results.objective_names:
+        table.add_column(name, justify="right")
+    table.add_column("duration", justify="right")
+    table.add_column("config", overflow="fold")
+    table.add_column("tracker runs", overflow="fold")
+    for t in trials:
+        values = [num_text(v) for v in t.values] if t.values else ["-"] * len(results.objective_names)
+        table.add_row(
+            str(t.number),
+            state_text(t.state),
+            *values,
+            duration_text(t.duration_s),
+            config_text(t.config),
+            " ".join(f"{k}:{v}" for k, v in t.tracker_runs.items()) or "-",
+        )
+    return table
+
+
+def running_dict(t: res.TrialRecord, results: res.SweepResults) -> dict[str, Any]:
+    record = t.to_dict()
+    last = t.last_intermediate
+    record["elapsed_s"] = t.duration_s
+    record["last_metric"] = (
+        {"name": results.objective_names[0], "step": last[0], "value": last[1]} if last else None
+    )
+    return res.jsonable_dict(record)
+
+
+def csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: csv_cell(v) for k, v in row.items()})
+    return buffer.getvalue()
+
+
+def csv_cell(value: Any) -> Any:
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return "" if value is None else value
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json_text(data), nl=False)
+
+
+def json_text(data: Any) -> str:
+    """Strict JSON: an object indented, an array one compact record per line (fast on 10k records)."""
+    if isinstance(data, list):
+        # Records come from to_dict(), already JSON-ready.
+        lines = [json.dumps(item, allow_nan=False, default=str) for item in data]
+        return "[\n" + ",\n".join(lines) + "\n]\n" if lines else "[]\n"
+    return json.dumps(res.jsonable(data), indent=2, allow_nan=False, default=str) + "\n"
+
+
+def make_console() -> Console:
+    # Off a terminal (pipes, CliRunner) use a wide fixed width so tables are not squeezed to 80 columns.
+    terminal = sys.stdout.isatty()
+    return Console(width=None if terminal else 200, soft_wrap=False)
+
+
+def goals(results: res.SweepResults) -> str:
+    return ", ".join(
+        f"{'max' if d == 'maximize' else 'min'} {n}"
+        for n, d in zip(results.objective_names, results.directions, strict=True)
+    )
+
+
+def state_text(state: str) -> Text:
+    return Text(state, style=STATE_STYLES.get(state, ""))
+
+
+def config_text(config: Mapping[str, Any]) -> str:
+    # A queued trial (run_cap budget token) has no config until an agent picks it up.
+    return json.dumps(config, separators=(", ", ": "), default=str) if config else "-"
+
+
+def value_text(value: Any) -> str:
+    if isinstance(value, float):
+        return num_text(value)
+    return "-" if value is None else json.dumps(value, default=str) if not isinstance(value, str) else value
+
+
+def num_text(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6g}"
+
+
+def duration_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def sparkline(curve: Sequence[tuple[int, float]]) -> str:
+    if not curve:
+        return "-"
+    values = [v for _, v in curve][-30:]
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    return "".join(SPARK[int((v - low) / span * (len(SPARK) - 1))] for v in values)
