@@ -27,7 +27,7 @@ __version__ = "0.1.0"
 
 # name -> module that defines it; imported on first access so `import sweeper` stays cheap.
 _LAZY: dict[str, str] = {
-    "init": "sweeper.worker.program",
+    "init": "sweeper.worker.program_child",
     "sweep": "sweeper.api",
     "agent": "sweeper.api",
     "Trial": "sweeper.worker.trial",

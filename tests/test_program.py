@@ -18,15 +18,16 @@ import pytest
 import sweeper
 from sweeper.errors import TrainerError, TrialPruned
 from sweeper.worker import program as program_module
+from sweeper.worker import program_child
 from sweeper.worker.program import (
     ProgramFailed,
     TrialTimeout,
     build_argv,
-    read_param_file,
     run_program,
     trial_files_dir,
     write_param_file,
 )
+from sweeper.worker.program_child import read_param_file
 
 WORKED = {"a": True, "b": False, "c": 1, "lr": 1e-05}
 
@@ -269,12 +270,12 @@ def test_standalone_init_reads_the_param_file(tmp_path, monkeypatch, capsys):
     write_param_file(tmp_path / "p.yaml", {"lr": 0.5})
     monkeypatch.setenv("WANDB_SWEEP_PARAM_PATH", str(tmp_path / "p.yaml"))
     for name in (
-        program_module.ENV_CHANNEL,
-        program_module.ENV_TRIAL_FILE,
-        program_module.ENV_CHECKPOINT_DIR,
+        program_child.ENV_CHANNEL,
+        program_child.ENV_TRIAL_FILE,
+        program_child.ENV_CHECKPOINT_DIR,
     ):
         monkeypatch.delenv(name, raising=False)
-    trial = program_module._trial_from_environment(os.environ)
+    trial = program_child._trial_from_environment(os.environ)
     assert trial.standalone and trial.config == {"lr": 0.5} and trial.number is None
     assert trial.checkpoint_dir.is_dir()
     trial.log({"loss": 0.1}, step=2)
@@ -285,7 +286,7 @@ def test_standalone_init_reads_the_param_file(tmp_path, monkeypatch, capsys):
 
 
 def test_sweeper_init_is_exported():
-    assert sweeper.init is program_module.init
+    assert sweeper.init is program_child.init
     assert "init" in sweeper.__all__
 
 
