@@ -17,8 +17,9 @@ from typing import Any
 
 from optuna.storages import BaseStorage
 
-from sweeper.analysis.results import SweepResults, TrialRecord, jsonable_dict, load
+from sweeper.analysis.results import SweepResults, TrialRecord, load
 from sweeper.errors import TrainerError, UsageError
+from sweeper.plain import strict_json_dict
 from sweeper.spec import overrides
 from sweeper.storage import attrs as keys
 from sweeper.storage import queue, sweeps
@@ -61,7 +62,7 @@ class RepeatReport:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping."""
         stats = self.stats
-        return jsonable_dict(
+        return strict_json_dict(
             {
                 "sweep_id": self.sweep_id,
                 "metric": self.metric,

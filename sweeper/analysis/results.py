@@ -26,6 +26,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.errors import UsageError
+from sweeper.plain import flatten, iso, lookup, strict_json_dict
 from sweeper.spec.model import SweepSpec
 from sweeper.storage import attrs as keys
 from sweeper.storage import sweeps
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
     import pandas
 
 TrialStateName = Literal["running", "waiting", "complete", "pruned", "fail"]
-_PLAIN = frozenset({str, int, bool, type(None)})
 TRIAL_STATES: tuple[TrialStateName, ...] = ("running", "waiting", "complete", "pruned", "fail")
 FINISHED_STATES: frozenset[str] = frozenset({"complete", "pruned", "fail"})
 
@@ -117,8 +117,8 @@ class TrialRecord:
             "config": self.config,
             "params": self.params,
             "duration_s": self.duration_s,
-            "started_at": _iso(self.started_at),
-            "completed_at": _iso(self.completed_at),
+            "started_at": iso(self.started_at),
+            "completed_at": iso(self.completed_at),
             "metrics": self.metrics,
             "intermediate_values": [[step, value] for step, value in self.intermediate_values],
             "tracker_runs": self.tracker_runs,
@@ -130,7 +130,7 @@ class TrialRecord:
             "agent": self.agent,
             "host": self.host,
         }
-        return jsonable_dict(record)
+        return strict_json_dict(record)
 
 
 @dataclass(frozen=True)
@@ -157,14 +157,14 @@ class AgentRecord:
 
     def to_dict(self, now: datetime | None = None) -> dict[str, Any]:
         """A JSON-ready mapping, with ``seconds_since_seen`` and ``active`` as of ``now``."""
-        return jsonable_dict(
+        return strict_json_dict(
             {
                 "id": self.id,
                 "host": self.host,
                 "pid": self.pid,
-                "started_at": _iso(self.started_at),
-                "last_seen": _iso(self.last_seen),
-                "stopped_at": _iso(self.stopped_at),
+                "started_at": iso(self.started_at),
+                "last_seen": iso(self.last_seen),
+                "stopped_at": iso(self.stopped_at),
                 "seconds_since_seen": self.seconds_since_seen(now),
                 "active": self.is_active(now),
             }
@@ -375,7 +375,7 @@ class SweepSummary:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping."""
-        return jsonable_dict(
+        return strict_json_dict(
             {
                 "id": self.id,
                 "name": self.name,
@@ -521,8 +521,8 @@ def flat_record(trial: TrialRecord, objective_names: Sequence[str]) -> dict[str,
     row.update(
         {
             "duration_s": trial.duration_s,
-            "started_at": _iso(trial.started_at),
-            "completed_at": _iso(trial.completed_at),
+            "started_at": iso(trial.started_at),
+            "completed_at": iso(trial.completed_at),
             "attempt": trial.attempt,
             "retry_of": trial.retry_of,
             "repeat_of": trial.repeat_of,
@@ -532,59 +532,7 @@ def flat_record(trial: TrialRecord, objective_names: Sequence[str]) -> dict[str,
     row.update({f"config.{k}": v for k, v in flatten(trial.config).items()})
     row.update({f"metric.{k}": v for k, v in flatten(trial.metrics).items()})
     row.update({f"tracker.{k}": v for k, v in trial.tracker_runs.items()})
-    return jsonable_dict(row)
-
-
-def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A nested mapping as one level of dotted keys (``{"a": {"b": 1}}`` -> ``{"a.b": 1}``)."""
-    flat: dict[str, Any] = {}
-    for key, value in mapping.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
-
-
-def lookup(mapping: Mapping[str, Any], dotted: str) -> Any:
-    """The value at a dotted key of a nested mapping, ``None`` when absent."""
-    if dotted in mapping:
-        return mapping[dotted]
-    node: Any = mapping
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def jsonable_dict(mapping: Mapping[str, Any]) -> dict[str, Any]:
-    """:func:`jsonable` for a mapping, typed as one."""
-    return {str(k): jsonable(v) for k, v in mapping.items()}
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` with non-finite floats as ``None`` and tuples as lists, so ``json.dumps`` is strict JSON."""
-    kind = type(value)
-    # Exact-type checks first: this runs on every leaf of 10,000 records.
-    if kind in _PLAIN:
-        return value
-    if kind is float:
-        return value if math.isfinite(value) else None
-    if kind is dict:
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if kind is list or kind is tuple:
-        return [jsonable(v) for v in value]
-    if isinstance(value, float):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, datetime):
-        return _iso(value)
-    return value
+    return strict_json_dict(row)
 
 
 def _results(store: BaseStorage, info: sweeps.SweepInfo, *, with_agents: bool = True) -> SweepResults:
@@ -664,10 +612,6 @@ def _timestamp(value: Any) -> datetime | None:
 
 def _utcnow() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
 
 
 def _number(value: Any) -> float | None:

@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sweeper.analysis import results as res
+from sweeper.plain import strict_json, strict_json_dict
 
 STATE_STYLES = {
     "complete": "green",
@@ -57,7 +58,7 @@ def running_dict(t: res.TrialRecord, results: res.SweepResults) -> dict[str, Any
     record["last_metric"] = (
         {"name": results.objective_names[0], "step": last[0], "value": last[1]} if last else None
     )
-    return res.jsonable_dict(record)
+    return strict_json_dict(record)
 
 
 def csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -88,7 +89,7 @@ def json_text(data: Any) -> str:
         # Records come from to_dict(), already JSON-ready.
         lines = [json.dumps(item, allow_nan=False, default=str) for item in data]
         return "[\n" + ",\n".join(lines) + "\n]\n" if lines else "[]\n"
-    return json.dumps(res.jsonable(data), indent=2, allow_nan=False, default=str) + "\n"
+    return json.dumps(strict_json(data), indent=2, allow_nan=False, default=str) + "\n"
 
 
 def make_console() -> Console:

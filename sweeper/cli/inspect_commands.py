@@ -37,6 +37,7 @@ from sweeper.cli.main import main
 from sweeper.cli.options import evaluator_option, json_option, storage_option
 from sweeper.errors import UsageError
 from sweeper.extras import require
+from sweeper.plain import flatten
 
 DEFAULT_LIMIT = 100
 
@@ -279,17 +280,17 @@ def compare_command(
     if len(numbers) < 2:
         raise UsageError(f"compare needs at least 2 trial numbers, got {len(numbers)}")
     trials = [results.trial(n) for n in numbers]
-    flat = [res.flatten(t.config) for t in trials]
+    flat = [flatten(t.config) for t in trials]
     keys = sorted({k for f in flat for k in f})
     differ = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True, default=str) for f in flat}) > 1]
-    metric_keys = sorted({k for t in trials for k in res.flatten(t.metrics)})
+    metric_keys = sorted({k for t in trials for k in flatten(t.metrics)})
     if plot is not None:
         _write_plot(results, trials, plot)
     if as_json:
         records = []
         for t in trials:
             record = t.to_dict()
-            record["differing_config"] = {k: res.flatten(t.config).get(k) for k in differ}
+            record["differing_config"] = {k: flatten(t.config).get(k) for k in differ}
             records.append(record)
         echo_json(records)
         return
@@ -304,7 +305,7 @@ def compare_command(
     for key in differ:
         table.add_row(f"config.{key}", *(value_text(f.get(key)) for f in flat))
     for key in metric_keys:
-        table.add_row(f"metric.{key}", *(value_text(res.flatten(t.metrics).get(key)) for t in trials))
+        table.add_row(f"metric.{key}", *(value_text(flatten(t.metrics).get(key)) for t in trials))
     table.add_row("curve", *(sparkline(t.intermediate_values) for t in trials))
     make_console().print(table)
     if not differ:

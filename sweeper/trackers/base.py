@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from sweeper.errors import TrackerError
+from sweeper.plain import flatten as _flatten
 
 logger = logging.getLogger("sweeper.trackers")
 
@@ -163,19 +164,12 @@ def numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Flatten nested mappings into dotted keys: ``{"a": {"b": 1}} -> {"a.b": 1}``."""
-    out: dict[str, Any] = {}
-    for key, value in mapping.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
-
-
 def safe_filename(name: str) -> str:
     """``name`` made safe as one path component (letters, digits, ``-_.``; others become ``_``)."""
     cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip(".")
     return cleaned or "_"
+
+
+def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A config as trackers take it: dotted keys, empty mappings dropped (:func:`sweeper.plain.flatten`)."""
+    return _flatten(mapping, prefix, keep_empty=False)

@@ -8,7 +8,6 @@ Readable with nothing but Python (:func:`read_events`). Files sit in ``<path>/<r
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import time
@@ -16,26 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TextIO
 
+from sweeper.plain import event_json
 from sweeper.trackers.base import RunInfo, State, Tracker, safe_filename
-
-
-def _jsonable(value: Any) -> Any:
-    # Strict JSON has no NaN/Infinity: spell them as strings so any JSON reader copes.
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    item = getattr(value, "item", None)  # numpy scalars
-    if callable(item):
-        try:
-            return _jsonable(item())
-        except (TypeError, ValueError):
-            pass
-    return str(value)
 
 
 def read_events(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -104,7 +85,7 @@ class JsonlTracker(Tracker):
         if self._handle is None:
             raise RuntimeError("the jsonl tracker was not started")
         record = {"event": event, "time": time.time(), **fields}
-        self._handle.write(json.dumps(_jsonable(record), allow_nan=False) + "\n")
+        self._handle.write(json.dumps(event_json(record), allow_nan=False) + "\n")
 
     def _copy_target(self, name: str) -> Path:
         assert self._files_dir is not None  # set by start(), which _write() checks first

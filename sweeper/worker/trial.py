@@ -10,7 +10,6 @@ whether the pruner stops the trial.
 from __future__ import annotations
 
 import importlib
-import math
 import os
 import socket
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from sweeper.errors import AgentExit, TrainerError, TrialPruned
+from sweeper.plain import finite, stored_metrics
 from sweeper.spec.model import TrackerSpec
 
 if TYPE_CHECKING:
@@ -261,7 +261,7 @@ class Trial:
         first: float | None = None
         for index, objective in enumerate(self._task.objectives):
             raw = metrics.get(objective.name)
-            value = _finite(raw)
+            value = finite(raw)
             if value is None:
                 if raw is not None:
                     self._non_finite.setdefault(objective.name, repr(raw)[:50])
@@ -332,13 +332,13 @@ def execute_trial(task: TrialTask, reporter: Reporter | None = None) -> TrialOut
     tracker_runs: dict[str, str] = {}
     tracker_errors: tuple[str, ...] = ()
     if trackers is not None:
-        trackers.finish(_TRACKER_STATES[state], _plain(summary))
+        trackers.finish(_TRACKER_STATES[state], stored_metrics(summary))
         tracker_runs = trackers.refs()
         tracker_errors = tuple(trackers.errors)
     return TrialOutcome(
         state=state,
         values=values if state != "failed" else None,
-        metrics=_plain(summary),
+        metrics=stored_metrics(summary),
         fail_reason=reason,
         duration_s=time.monotonic() - started,
         host=host,
@@ -395,33 +395,9 @@ def _open_trackers(task: TrialTask) -> TrackerSet | None:
     return open_trackers(task.trackers, run)
 
 
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _describe(exc: BaseException) -> str:
     """``Type: message`` plus the tail of the traceback, enough to find the failing line."""
     head = f"{type(exc).__name__}: {exc}".strip()
     tail = traceback.format_exception(type(exc), exc, exc.__traceback__)
     lines = "".join(tail).rstrip().splitlines()[-_REASON_TAIL_LINES:]
     return head + "\n" + "\n".join(lines)
-
-
-def _plain(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """Metrics reduced to what JSON storages keep: numbers, strings, bools, None."""
-    out: dict[str, Any] = {}
-    for key, value in metrics.items():
-        if value is None or isinstance(value, (str, bool, int)):
-            out[str(key)] = value
-        elif isinstance(value, float):
-            out[str(key)] = value if math.isfinite(value) else str(value)
-        else:
-            number = _finite(value)
-            out[str(key)] = number if number is not None else repr(value)[:200]
-    return out
