@@ -33,8 +33,8 @@ _LAZY: dict[str, str] = {
     "Trial": "sweeper.worker.trial",
     "load": "sweeper.analysis.results",
     "SweepResults": "sweeper.analysis.results",
-    "TrialRecord": "sweeper.analysis.results",
-    "AgentRecord": "sweeper.analysis.results",
+    "TrialRecord": "sweeper.analysis.records",
+    "AgentRecord": "sweeper.analysis.records",
     "LeasePolicy": "sweeper.engine.leases",
     "FlapPolicy": "sweeper.engine.flapping",
 }

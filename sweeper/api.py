@@ -1,19 +1,27 @@
-"""The Python API, mirroring W&B's: ``sweep_id = sweeper.sweep(spec)``, ``sweeper.agent(sweep_id, ...)``."""
+"""The Python API, mirroring W&B's: ``sweep_id = sweeper.sweep(spec)``, ``sweeper.agent(sweep_id, ...)``;
+and ``repeat``: re-run a trial's config with other seeds (statistics in :mod:`sweeper.analysis.repeats`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from optuna.storages import BaseStorage
 
-from sweeper.engine.agent import Agent, AgentSummary, ExecutorKind
+from sweeper.analysis.records import TrialRecord
+from sweeper.analysis.repeats import SEED_KEY, RepeatReport, default_seeds, summarize
+from sweeper.analysis.results import SweepResults, load
+from sweeper.engine.agent import EXECUTORS, Agent, AgentSummary, ExecutorKind
 from sweeper.engine.flapping import FlapPolicy
 from sweeper.engine.leases import DEFAULT_GRACE_S, DEFAULT_RENEW_S
 from sweeper.engine.progress import Progress
+from sweeper.errors import TrainerError, UsageError
+from sweeper.spec import overrides
 from sweeper.spec.model import SweepSpec
 from sweeper.spec.reader import load_spec
+from sweeper.storage import attrs as keys
+from sweeper.storage import queue, sweeps
 from sweeper.storage.sweeps import create_sweep
 from sweeper.storage.urls import open_storage
 
@@ -96,3 +104,92 @@ def agent(
         flap_policy=flap_policy,
         trials=trials,
     ).run()
+
+
+def repeat(
+    sweep_id: str,
+    trial_number: int,
+    seeds: int | Sequence[int],
+    *,
+    storage: str | BaseStorage | None = None,
+    function: Callable[..., Any] | None = None,
+    trainer: str | None = None,
+    executor: str = "ray",
+    max_concurrent: int | None = None,
+    ray_address: str | None = None,
+) -> RepeatReport:
+    """Re-run trial ``trial_number``'s config once per seed, as new trials marked ``repeat_of``.
+
+    Each repeat keeps the original's params and overrides the config's ``seed`` key (a trial
+    config override), so function and program trainers alike see it. A targeted agent runs
+    exactly the repeats: other queued trials stay queued, and a finished sweep stays finished.
+
+    Args:
+        sweep_id: The sweep id or unique name.
+        trial_number: The trial to repeat (it must have all its params).
+        seeds: How many repeats (seeds after the original's), or the seeds themselves.
+        storage: The sweep's storage, URL or open storage.
+        function: The trainer function (default: the spec's ``sweeper.trainer`` or program).
+        trainer: A ``module:function`` trainer instead of ``function``.
+        executor: ``ray`` or ``local``, as for :func:`sweeper.agent`.
+        max_concurrent: At most this many repeats at once.
+        ray_address: The Ray cluster to use.
+
+    Raises:
+        UsageError: no such trial, no seeds, the trial has no params yet, or the sweep is
+            paused or cancelled.
+        TrainerError: the sweep names no trainer and none is given.
+    """
+    if executor not in EXECUTORS:  # checked before anything is enqueued
+        raise UsageError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    store = storage if isinstance(storage, BaseStorage) else open_storage(storage)
+    results = load(sweep_id, store)
+    original = results.trial(trial_number)
+    chosen = default_seeds(original, seeds) if isinstance(seeds, int) else list(seeds)
+    if not chosen:
+        raise UsageError(f"repeat needs at least 1 seed, got {seeds!r}")
+    _check_runnable(results, original, function is not None or trainer is not None)
+    study = sweeps.load_study(store, results.id)
+    numbers = [
+        queue.enqueue(
+            study,
+            dict(original.params),
+            {
+                keys.ATTEMPT: 0,
+                keys.REPEAT_OF: original.number,
+                keys.CONFIG_OVERRIDES: overrides.check({SEED_KEY: seed}),
+            },
+        )
+        for seed in chosen
+    ]
+    # Interrupted, the repeats left queued keep their seeds: any later agent runs them as repeats.
+    agent(
+        results.id,
+        function=function,
+        trainer=trainer,
+        storage=store,
+        executor=executor,
+        max_concurrent=max_concurrent,
+        ray_address=ray_address,
+        trials=numbers,
+    )
+    return summarize(load(results.id, store), original.number)
+
+
+def _check_runnable(results: SweepResults, original: TrialRecord, trainer_given: bool) -> None:
+    """Refuse before anything is enqueued what would leave repeats queued and never run."""
+    if results.state in ("paused", "cancelled"):
+        hint = "resume it first" if results.state == "paused" else "its trials cannot run"
+        raise UsageError(f"sweep {results.id} is {results.state}; {hint}")
+    missing = sorted(set(results.spec.space.distributions()) - set(original.params))
+    if missing:
+        raise UsageError(
+            f"trial {original.number} of sweep {results.id} has no params {', '.join(missing)} yet "
+            f"(it is {original.state}); repeat a trial that has run"
+        )
+    spec = results.spec
+    if not trainer_given and spec.sweeper.trainer is None and spec.program is None and spec.command is None:
+        raise TrainerError(
+            f"sweep {results.id} names no trainer: set sweeper.trainer or program in the spec, "
+            "or pass a trainer"
+        )

@@ -1,9 +1,10 @@
-"""Was the best trial luck? Re-run one trial's config with other seeds and look at the spread.
+"""Was the best trial luck? The statistics of a trial and its repeats (re-runs with other seeds).
 
-``repeat`` enqueues K trials with the original's params, each marked ``repeat_of`` and carrying a
-config override of the top-level ``seed`` key (:data:`sweeper.storage.sweeps.CONFIG_OVERRIDES`), then runs a
-targeted agent (``sweeper.agent(..., trials=...)``) on exactly those trials. The trainer (function or
-program) and the trackers see the repeat's seed, and the stored ``config`` is what the trainer saw.
+:func:`sweeper.api.repeat` enqueues K trials with the original's params, each marked ``repeat_of``
+and carrying a config override of the top-level ``seed`` key
+(:data:`sweeper.storage.attrs.CONFIG_OVERRIDES`), then runs a targeted agent
+(``sweeper.agent(..., trials=...)``) on exactly those trials. The trainer (function or program) and
+the trackers see the repeat's seed, and the stored ``config`` is what the trainer saw.
 The params stay the original's, so a swept ``seed`` param still names the point being repeated.
 """
 
@@ -11,19 +12,14 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from optuna.storages import BaseStorage
-
-from sweeper.analysis.results import SweepResults, TrialRecord, load
-from sweeper.errors import TrainerError, UsageError
+from sweeper.analysis.records import TrialRecord
+from sweeper.analysis.results import SweepResults
+from sweeper.errors import UsageError
 from sweeper.plain import strict_json_dict
-from sweeper.spec import overrides
-from sweeper.storage import attrs as keys
-from sweeper.storage import queue, sweeps
-from sweeper.storage.urls import open_storage
 
 SEED_KEY = "seed"
 CONFIDENCE = 0.95
@@ -130,98 +126,6 @@ def summarize(results: SweepResults, trial_number: int) -> RepeatReport:
         repeats=repeats,
         stats=describe(values) if values else None,
     )
-
-
-def repeat(
-    sweep_id: str,
-    trial_number: int,
-    seeds: int | Sequence[int],
-    *,
-    storage: str | BaseStorage | None = None,
-    function: Callable[..., Any] | None = None,
-    trainer: str | None = None,
-    executor: str = "ray",
-    max_concurrent: int | None = None,
-    ray_address: str | None = None,
-) -> RepeatReport:
-    """Re-run trial ``trial_number``'s config once per seed, as new trials marked ``repeat_of``.
-
-    Each repeat keeps the original's params and overrides the config's ``seed`` key (a trial
-    config override), so function and program trainers alike see it. A targeted agent runs
-    exactly the repeats: other queued trials stay queued, and a finished sweep stays finished.
-
-    Args:
-        sweep_id: The sweep id or unique name.
-        trial_number: The trial to repeat (it must have all its params).
-        seeds: How many repeats (seeds after the original's), or the seeds themselves.
-        storage: The sweep's storage, URL or open storage.
-        function: The trainer function (default: the spec's ``sweeper.trainer`` or program).
-        trainer: A ``module:function`` trainer instead of ``function``.
-        executor: ``ray`` or ``local``, as for :func:`sweeper.agent`.
-        max_concurrent: At most this many repeats at once.
-        ray_address: The Ray cluster to use.
-
-    Raises:
-        UsageError: no such trial, no seeds, the trial has no params yet, or the sweep is
-            paused or cancelled.
-        TrainerError: the sweep names no trainer and none is given.
-    """
-    from sweeper.api import agent
-    from sweeper.engine.agent import EXECUTORS
-
-    if executor not in EXECUTORS:  # checked before anything is enqueued
-        raise UsageError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
-    store = storage if isinstance(storage, BaseStorage) else open_storage(storage)
-    results = load(sweep_id, store)
-    original = results.trial(trial_number)
-    chosen = default_seeds(original, seeds) if isinstance(seeds, int) else list(seeds)
-    if not chosen:
-        raise UsageError(f"repeat needs at least 1 seed, got {seeds!r}")
-    _check_runnable(results, original, function is not None or trainer is not None)
-    study = sweeps.load_study(store, results.id)
-    numbers = [
-        queue.enqueue(
-            study,
-            dict(original.params),
-            {
-                keys.ATTEMPT: 0,
-                keys.REPEAT_OF: original.number,
-                keys.CONFIG_OVERRIDES: overrides.check({SEED_KEY: seed}),
-            },
-        )
-        for seed in chosen
-    ]
-    # Interrupted, the repeats left queued keep their seeds: any later agent runs them as repeats.
-    agent(
-        results.id,
-        function=function,
-        trainer=trainer,
-        storage=store,
-        executor=executor,
-        max_concurrent=max_concurrent,
-        ray_address=ray_address,
-        trials=numbers,
-    )
-    return summarize(load(results.id, store), original.number)
-
-
-def _check_runnable(results: SweepResults, original: TrialRecord, trainer_given: bool) -> None:
-    """Refuse before anything is enqueued what would leave repeats queued and never run."""
-    if results.state in ("paused", "cancelled"):
-        hint = "resume it first" if results.state == "paused" else "its trials cannot run"
-        raise UsageError(f"sweep {results.id} is {results.state}; {hint}")
-    missing = sorted(set(results.spec.space.distributions()) - set(original.params))
-    if missing:
-        raise UsageError(
-            f"trial {original.number} of sweep {results.id} has no params {', '.join(missing)} yet "
-            f"(it is {original.state}); repeat a trial that has run"
-        )
-    spec = results.spec
-    if not trainer_given and spec.sweeper.trainer is None and spec.program is None and spec.command is None:
-        raise TrainerError(
-            f"sweep {results.id} names no trainer: set sweeper.trainer or program in the spec, "
-            "or pass a trainer"
-        )
 
 
 def _seed_of(trial: TrialRecord) -> Any:

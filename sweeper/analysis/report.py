@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 import optuna
 from optuna.trial import FrozenTrial
 
-from sweeper.analysis.results import SweepResults, TrialRecord
+from sweeper.analysis.records import TrialRecord
+from sweeper.analysis.results import SweepResults
 from sweeper.errors import UsageError
 
 if TYPE_CHECKING:

@@ -194,12 +194,13 @@ def repeat_command(
     key overridden, so function and program trainers alike get the new seed. Only the repeats
     run: other queued trials stay queued, and a finished sweep stays finished.
     """
+    from sweeper import api
     from sweeper.analysis import repeats
 
     if seeds == 0:
         summary = repeats.summarize(res.load(sweep, storage), trial_number)
     else:
-        summary = repeats.repeat(
+        summary = api.repeat(
             sweep,
             trial_number,
             seeds,

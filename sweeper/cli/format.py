@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from sweeper.analysis import records
 from sweeper.analysis import results as res
 from sweeper.plain import strict_json, strict_json_dict
 
@@ -29,7 +30,7 @@ STATE_STYLES = {
 SPARK = "▁▂▃▄▅▆▇█"
 
 
-def trial_table(results: res.SweepResults, trials: Iterable[res.TrialRecord], title: str) -> Table:
+def trial_table(results: res.SweepResults, trials: Iterable[records.TrialRecord], title: str) -> Table:
     table = Table(title=title)
     table.add_column("trial", justify="right")
     table.add_column("state")
@@ -51,7 +52,7 @@ def trial_table(results: res.SweepResults, trials: Iterable[res.TrialRecord], ti
     return table
 
 
-def running_dict(t: res.TrialRecord, results: res.SweepResults) -> dict[str, Any]:
+def running_dict(t: records.TrialRecord, results: res.SweepResults) -> dict[str, Any]:
     record = t.to_dict()
     last = t.last_intermediate
     record["elapsed_s"] = t.duration_s

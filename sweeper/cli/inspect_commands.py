@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from sweeper.analysis import records
 from sweeper.analysis import results as res
 from sweeper.cli.format import (
     config_text,
@@ -94,7 +95,7 @@ def status_command(sweep: str, storage: str | None, as_json: bool) -> None:
     now = datetime.now(timezone.utc)
     counts = results.counts()
     budget = results.budget()
-    finished = sum(counts[s] for s in res.FINISHED_STATES)
+    finished = sum(counts[s] for s in records.FINISHED_STATES)
     running = results.with_state("running")
     best = results.best(None if results.is_multi_objective else 1)
     if as_json:
@@ -165,7 +166,7 @@ def status_command(sweep: str, storage: str | None, as_json: bool) -> None:
     "--state",
     "states",
     multiple=True,
-    type=click.Choice(res.TRIAL_STATES, case_sensitive=False),
+    type=click.Choice(records.TRIAL_STATES, case_sensitive=False),
     help="Only trials in this state (repeatable).",
 )
 @click.option(
@@ -365,7 +366,7 @@ def export_command(sweep: str, fmt: str, out_file: Path | None, storage: str | N
     if fmt == "json":
         text = json_text([t.to_dict() for t in results.trials])
     else:
-        text = csv_text([res.flat_record(t, results.objective_names) for t in results.trials])
+        text = csv_text([records.flat_record(t, results.objective_names) for t in results.trials])
     if out_file is None:
         click.echo(text, nl=False)
     else:
@@ -391,7 +392,7 @@ def dashboard_command(storage: str | None, host: str, port: int) -> None:
     dashboard.serve(storage, host=host, port=port)
 
 
-def _write_plot(results: res.SweepResults, trials: Sequence[res.TrialRecord], path: Path) -> None:
+def _write_plot(results: res.SweepResults, trials: Sequence[records.TrialRecord], path: Path) -> None:
     require("plotly", "dashboard", "sweeper compare --plot")
     from sweeper.analysis.report import learning_curves, write_pngs
 

@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from inspect_trainers import noisy
 
 import sweeper
+from sweeper import api
 from sweeper.analysis import repeats
 from sweeper.cli import main
 from sweeper.errors import TrainerError, UsageError
@@ -199,7 +200,7 @@ def test_repeat_the_best_trial_with_other_seeds(url: str) -> None:
     sweeper.agent(sweep_id, function=noisy, count=4, storage=url, executor="local")
     best = sweeper.load(sweep_id, storage=url).best()[0]
 
-    report = repeats.repeat(sweep_id, best.number, 3, storage=url, function=noisy, executor="local")
+    report = api.repeat(sweep_id, best.number, 3, storage=url, function=noisy, executor="local")
 
     assert [t.repeat_of for t in report.repeats] == [best.number] * 3
     assert [t.config["seed"] for t in report.repeats] == [1, 2, 3]  # the config the trainer saw
@@ -270,7 +271,7 @@ def test_repeat_runs_only_the_repeats_while_other_trials_are_queued(url: str) ->
     before = sweeper.load(sweep_id, storage=url)
     assert before.counts()["waiting"] == 3
 
-    report = repeats.repeat(sweep_id, 0, [5, 6], storage=url, function=noisy, executor="local")
+    report = api.repeat(sweep_id, 0, [5, 6], storage=url, function=noisy, executor="local")
 
     assert [t.state for t in report.repeats] == ["complete", "complete"]
     assert [t.config["seed"] for t in report.repeats] == [5, 6]
@@ -295,7 +296,7 @@ def test_repeat_a_program_trainer(url: str, tmp_path: Path) -> None:
     best = sweeper.load(sweep_id, storage=url).best()[0]
     assert best.state == "complete", best.fail_reason
 
-    report = repeats.repeat(sweep_id, best.number, 2, storage=url, executor="local")
+    report = api.repeat(sweep_id, best.number, 2, storage=url, executor="local")
 
     assert [t.state for t in report.repeats] == ["complete", "complete"], [
         r.fail_reason for r in report.repeats
@@ -310,12 +311,12 @@ def test_repeat_refuses_what_it_could_not_run(url: str) -> None:
     sweep_id = sweeper.sweep({**SPEC, "run_cap": 3}, storage=url)
     sweeper.agent(sweep_id, function=noisy, count=1, storage=url, executor="local")
     with pytest.raises(UsageError, match=r"has no params lr, model.depth yet \(it is waiting\)"):
-        repeats.repeat(sweep_id, 2, 2, storage=url, function=noisy, executor="local")
+        api.repeat(sweep_id, 2, 2, storage=url, function=noisy, executor="local")
     with pytest.raises(TrainerError, match="names no trainer"):
-        repeats.repeat(sweep_id, 0, 2, storage=url, executor="local")
+        api.repeat(sweep_id, 0, 2, storage=url, executor="local")
     set_state(open_storage(url), sweep_id, "paused")
     with pytest.raises(UsageError, match="is paused; resume it first"):
-        repeats.repeat(sweep_id, 0, 2, storage=url, function=noisy, executor="local")
+        api.repeat(sweep_id, 0, 2, storage=url, function=noisy, executor="local")
     assert sweeper.load(sweep_id, storage=url).counts()["waiting"] == 2  # nothing was enqueued
 
 
@@ -340,7 +341,7 @@ def test_repeat_on_ray_runs_the_trainer_with_each_seed(url: str, ray_inspect_tra
     sweeper.agent(sweep_id, function=noisy, count=2, storage=url, executor="local")
     best = sweeper.load(sweep_id, storage=url).best()[0]
 
-    report = repeats.repeat(sweep_id, best.number, [11, 12], storage=url, function=noisy, executor="ray")
+    report = api.repeat(sweep_id, best.number, [11, 12], storage=url, function=noisy, executor="ray")
 
     assert [t.state for t in report.repeats] == ["complete", "complete"]
     assert [t.config["seed"] for t in report.repeats] == [11, 12]
