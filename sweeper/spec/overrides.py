@@ -1,6 +1,6 @@
 """Config overrides: dotted config keys a trial sets on top of the config built from its params.
 
-A trial's ``config_overrides`` user attr (:data:`sweeper.storage.sweeps.CONFIG_OVERRIDES`) maps dotted keys
+A trial's ``config_overrides`` user attr (:data:`sweeper.storage.attrs.CONFIG_OVERRIDES`) maps dotted keys
 (``"seed"``, ``"optimizer.lr"``) to values. The agent applies them to the config it builds from the
 trial's params before anything sees it, so the trainer (function or program), the trackers and the
 stored ``config`` attr all hold the overridden config. ``sweeper repeat`` uses this to run one
