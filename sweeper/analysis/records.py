@@ -14,6 +14,7 @@ from sweeper.errors import UsageError
 from sweeper.plain import flatten, iso, strict_json_dict
 from sweeper.spec.model import SweepSpec
 from sweeper.storage import attrs as keys
+from sweeper.storage.sweeps import AGENT_STALE_AFTER_S
 
 TrialStateName = Literal["running", "waiting", "complete", "pruned", "fail"]
 
@@ -22,10 +23,6 @@ TRIAL_STATES: tuple[TrialStateName, ...] = ("running", "waiting", "complete", "p
 
 
 FINISHED_STATES: frozenset[str] = frozenset({"complete", "pruned", "fail"})
-
-
-# An agent whose heartbeat is older than this is shown as gone (agents beat every 5 seconds).
-AGENT_STALE_AFTER_S = 30.0
 
 
 _STATE_NAMES: dict[TrialState, TrialStateName] = {
@@ -173,22 +170,19 @@ def to_record(trial: FrozenTrial, spec: SweepSpec | None = None) -> TrialRecord:
     if state == "waiting" and not params:  # enqueued (grid point, retry, repeat): params are fixed ahead
         fixed = trial.system_attrs.get("fixed_params")
         params = fixed if isinstance(fixed, dict) else {}
-    config = attrs.get("config")
+    config = attrs.get(keys.CONFIG)
     if not isinstance(config, Mapping):
         config = _config_from_params(params, spec) if params else {}
         overrides = attrs.get(keys.CONFIG_OVERRIDES)
         if config and isinstance(overrides, Mapping):  # not run yet: the config its agent will build
             config = _overridden(config, overrides)
-    if attrs.get("repeat_of") is not None and "seed" in attrs:
-        # Repeats made before config overrides: a trainer wrapper handed the trainer this seed.
-        config = {**config, "seed": attrs["seed"]}
     started = trial.datetime_start
     completed = trial.datetime_complete
     duration = _duration_of(trial)
     values = tuple(trial.values) if state == "complete" and trial.values is not None else None
-    metrics = attrs.get("metrics")
-    tracker_runs = attrs.get("tracker_runs")
-    errors = attrs.get("tracker_errors")
+    metrics = attrs.get(keys.METRICS)
+    tracker_runs = attrs.get(keys.TRACKER_RUNS)
+    errors = attrs.get(keys.TRACKER_ERRORS)
     return TrialRecord(
         number=trial.number,
         state=state,
@@ -201,13 +195,13 @@ def to_record(trial: FrozenTrial, spec: SweepSpec | None = None) -> TrialRecord:
         started_at=started,
         completed_at=completed,
         duration_s=duration,
-        fail_reason=_text(attrs.get("fail_reason")),
-        attempt=int(attrs.get("attempt", 0) or 0),
-        retry_of=_int(attrs.get("retry_of")),
-        repeat_of=_int(attrs.get("repeat_of")),
+        fail_reason=_text(attrs.get(keys.FAIL_REASON)),
+        attempt=int(attrs.get(keys.ATTEMPT, 0) or 0),
+        retry_of=_int(attrs.get(keys.RETRY_OF)),
+        repeat_of=_int(attrs.get(keys.REPEAT_OF)),
         tracker_errors=tuple(str(e) for e in errors) if isinstance(errors, list) else (),
-        agent=_text(attrs.get("agent")),
-        host=_text(attrs.get("host")),
+        agent=_text(attrs.get(keys.AGENT)),
+        host=_text(attrs.get(keys.HOST)),
     )
 
 

@@ -122,15 +122,11 @@ def run(spec_path: str, storage: str | None, name: str | None, **options: Any) -
 
 def _check_trainer(path: str | None) -> None:
     import os
-    import sys
 
-    from sweeper.worker.trial import load_trainer
+    from sweeper.worker.trial import import_trainer
 
-    if path is None:
-        return
-    if os.getcwd() not in sys.path:  # the project's modules, as the agent and workers see them
-        sys.path.insert(0, os.getcwd())
-    load_trainer(path)
+    if path is not None:
+        import_trainer(path, os.getcwd())
 
 
 def _state_command(name: str, state: str, doc: str) -> None:
@@ -149,8 +145,6 @@ _state_command("pause", "paused", "Pause SWEEP: agents start no new trials until
 _state_command("resume", "running", "Resume a paused SWEEP.")
 _state_command("stop", "finished", "Stop SWEEP: no new trials; running ones finish, then it is finished.")
 _state_command("cancel", "cancelled", "Cancel SWEEP: agents kill its running trials and exit.")
-
-__all__ = ["agent", "main", "run", "submit"]
 
 
 @main.command("repeat")
@@ -244,3 +238,6 @@ def repeat_command(
         console.print(
             f"Trial {trial_number}'s {summary.metric} {num_text(summary.original.value)} lies {verdict} it."
         )
+
+
+__all__ = ["agent", "main", "repeat_command", "run", "submit"]

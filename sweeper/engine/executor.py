@@ -22,10 +22,9 @@ from types import FrameType
 from typing import Any, Protocol
 
 from sweeper.engine.broker import BrokerDrain, BrokerReporter, DirectReporter, PruningJudge, start_broker
-from sweeper.engine.leases import NODE_LOST
 from sweeper.errors import UsageError
 from sweeper.spec.model import Resources
-from sweeper.worker.trial import TrialOutcome, TrialTask, execute_trial
+from sweeper.worker.trial import Failure, TrialOutcome, TrialTask, execute_trial
 
 _logger = logging.getLogger(__name__)
 
@@ -48,6 +47,10 @@ _CAPACITY_RECHECK_S = 10.0
 class Executor(Protocol):
     """Runs trial tasks; the agent keeps :meth:`slots` of them in flight."""
 
+    #: Whether the project directory travels with each task (the workers' cwd) rather than being
+    #: put on their ``sys.path`` by the trial.
+    shipped: bool
+
     def slots(self) -> int:
         """How many trials can run at once right now (re-checked as the cluster changes)."""
         ...
@@ -60,8 +63,13 @@ class Executor(Protocol):
         """Trials that ended, waiting up to ``timeout`` seconds for at least one."""
         ...
 
-    def cancel(self, trial_id: int, reason: str) -> None:
+    def cancel(self, trial_id: int, failure: Failure, reason: str) -> None:
         """Kill a running trial; the next :meth:`wait` hands it back as failed with ``reason``."""
+        ...
+
+    def interrupt(self, failure: Failure, reason: str) -> None:
+        """Stop, from another thread, a trial that runs inside :meth:`wait` (in-process executors);
+        executors whose trials run elsewhere do nothing: their :meth:`cancel` reaches them."""
         ...
 
     def close(self) -> None:
@@ -86,7 +94,8 @@ class LocalExecutor:
         # Reentrant: the SIGALRM handler runs in the main thread, possibly while it holds the lock.
         self._lock = threading.RLock()
         self._armed = False
-        self._reason: str | None = None
+        self._stop: tuple[Failure, str] | None = None
+        self.shipped = False
 
     def slots(self) -> int:
         return 1
@@ -99,25 +108,28 @@ class LocalExecutor:
             time.sleep(timeout)
             return []
         task = self._queue.pop(0)
-        self._reason = None
+        self._stop = None
         started = time.monotonic()
         try:
             with self._interruptible(task.timeout):
                 outcome = execute_trial(task, self._reporter)
         except TrialInterruptedError:  # landed outside the trainer (tracker code): same result
-            outcome = TrialOutcome.failed("interrupted", duration_s=time.monotonic() - started)
-        if self._reason is not None:
-            outcome = TrialOutcome.failed(self._reason, duration_s=outcome.duration_s, host=outcome.host)
+            outcome = TrialOutcome.failed(
+                Failure.INTERRUPTED, "interrupted", duration_s=time.monotonic() - started
+            )
+        if self._stop is not None:
+            failure, reason = self._stop
+            outcome = TrialOutcome.failed(failure, reason, duration_s=outcome.duration_s, host=outcome.host)
         return [(task, outcome)]
 
-    def interrupt(self, reason: str) -> None:
+    def interrupt(self, failure: Failure, reason: str) -> None:
         """Stop the trial running now (from another thread); it ends as failed with ``reason``."""
         with self._lock:
-            if self._armed and self._reason is None:
-                self._reason = reason
+            if self._armed and self._stop is None:
+                self._stop = (failure, reason)
                 signal.setitimer(signal.ITIMER_REAL, 0.001)
 
-    def cancel(self, trial_id: int, reason: str) -> None:
+    def cancel(self, trial_id: int, failure: Failure, reason: str) -> None:
         # A trial only runs inside wait(); a queued one is simply dropped.
         self._queue = [t for t in self._queue if t.trial_id != trial_id]
 
@@ -134,9 +146,9 @@ class LocalExecutor:
             with self._lock:
                 if not self._armed:
                     return  # the trial already ended
-                if self._reason is None:
-                    self._reason = f"timeout: trial ran past sweeper.timeout ({seconds:g} s)"
-                reason = self._reason
+                if self._stop is None:
+                    self._stop = (Failure.TIMEOUT, f"timeout: trial ran past sweeper.timeout ({seconds:g} s)")
+                reason = self._stop[1]
             raise TrialInterruptedError(reason)
 
         previous = signal.signal(signal.SIGALRM, _expire)
@@ -211,7 +223,7 @@ class RayExecutor:
         self._started_at: dict[int, float] = {}
         self._started_lock = threading.Lock()
         self._running: dict[Any, _Running] = {}
-        self._cancelled: dict[int, str] = {}
+        self._cancelled: dict[int, tuple[Failure, str]] = {}
         self._slots = 0
         self._slots_checked = -math.inf
         if self.slots() == 0:
@@ -261,7 +273,7 @@ class RayExecutor:
             expired = running.deadline is not None and now >= running.deadline
             if expired and running.task.trial_id not in self._cancelled:
                 reason = f"timeout: trial ran past sweeper.timeout ({running.task.timeout:g} s)"
-                self.cancel(running.task.trial_id, reason)
+                self.cancel(running.task.trial_id, Failure.TIMEOUT, reason)
         deadlines = [r.deadline - now for r in self._running.values() if r.deadline is not None]
         wait_s = max(0.0, min([timeout, *deadlines]))
         refs = list(self._running)
@@ -281,28 +293,32 @@ class RayExecutor:
         try:
             outcome: TrialOutcome = ray.get(ref)
         except Exception as exc:
-            outcome = TrialOutcome.failed(cancelled or _ray_failure(exc), duration_s=elapsed)
+            failure, reason = cancelled or _ray_failure(exc)
+            outcome = TrialOutcome.failed(failure, reason, duration_s=elapsed)
         else:
             if cancelled is not None and outcome.state == "complete":
                 cancelled = None  # it finished before the kill landed: keep its result
         if cancelled is not None and outcome.state != "failed":
-            outcome = TrialOutcome.failed(cancelled, duration_s=elapsed, host=outcome.host)
+            outcome = TrialOutcome.failed(*cancelled, duration_s=elapsed, host=outcome.host)
         return running.task, outcome
 
-    def cancel(self, trial_id: int, reason: str) -> None:
+    def cancel(self, trial_id: int, failure: Failure, reason: str) -> None:
         import ray
 
         for ref, running in self._running.items():
             if running.task.trial_id == trial_id:
-                self._cancelled[trial_id] = reason
+                self._cancelled[trial_id] = (failure, reason)
                 ray.cancel(ref, force=True)
+
+    def interrupt(self, failure: Failure, reason: str) -> None:
+        """Nothing to do: trials run on workers, and the agent's loop cancels them."""
 
     def close(self) -> None:
         import ray
 
         self._drain.close()
         for running in list(self._running.values()):
-            self.cancel(running.task.trial_id, "agent stopped")
+            self.cancel(running.task.trial_id, Failure.AGENT_STOPPED, "agent stopped")
         with contextlib.suppress(Exception):  # already gone with a dead cluster
             ray.kill(self._broker)
         if self._owns_ray:
@@ -372,19 +388,19 @@ def _describe_needs(resources: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v:g}" for k, v in sorted(shown.items()) if v and not k.startswith("node:"))
 
 
-def _ray_failure(exc: BaseException) -> str:
+def _ray_failure(exc: BaseException) -> tuple[Failure, str]:
     import ray
 
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, ray.exceptions.NodeDiedError):
         # The machine went away, not the trial's fault: re-queued per sweeper.engine.leases' rule.
-        return f"{NODE_LOST}: {type(exc).__name__}: {first}"
+        return Failure.NODE_LOST, f"{Failure.NODE_LOST.value}: {type(exc).__name__}: {first}"
     if isinstance(exc, ray.exceptions.WorkerCrashedError):
-        return f"worker died: {type(exc).__name__}: {first}"
+        return Failure.WORKER_DIED, f"{Failure.WORKER_DIED.value}: {type(exc).__name__}: {first}"
     if isinstance(exc, ray.exceptions.TaskCancelledError):
-        return "cancelled"
+        return Failure.CANCELLED, "cancelled"
     lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: " + "\n".join(lines[-12:])
+    return Failure.TRAINER, f"{type(exc).__name__}: " + "\n".join(lines[-12:])
 
 
 def _run_in_ray(task: TrialTask, broker: Any, wants_decisions: bool) -> TrialOutcome:

@@ -17,10 +17,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sweeper.engine.leases import is_lost
 from sweeper.errors import UsageError
-
-_NOT_THE_MACHINE = ("timeout", "sweep cancelled", "cancelled", "interrupted")
+from sweeper.worker.trial import TrialOutcome
 
 
 @dataclass(frozen=True)
@@ -51,11 +49,12 @@ class FlapGuard:
     """One agent's record of fast failures; the agent asks :meth:`paused` and :meth:`verdict`.
 
     Example:
+        >>> from sweeper.worker.trial import Failure, TrialOutcome
         >>> guard = FlapGuard(FlapPolicy(streak=2, backoff_s=0, max_backoffs=0))
-        >>> guard.record("failed", 0.5, "CUDA error: no device")
+        >>> guard.record(TrialOutcome.failed(Failure.TRAINER, "CUDA error: no device", duration_s=0.5))
         >>> guard.verdict() is None
         True
-        >>> guard.record("failed", 0.4, "CUDA error: no device")
+        >>> guard.record(TrialOutcome.failed(Failure.TRAINER, "CUDA error: no device", duration_s=0.4))
         >>> guard.verdict()[:62]
         'stopped: 2 trials in a row failed within 10 s of starting on t'
         >>> "(last: CUDA error: no device)" in guard.verdict()
@@ -72,14 +71,16 @@ class FlapGuard:
         self._last_reason = ""
         self._stopped = False
 
-    def record(self, state: str, duration_s: float, reason: str | None) -> None:
+    def record(self, outcome: TrialOutcome) -> None:
         """Note how one of this agent's trials ended."""
-        if state != "failed":
+        if outcome.state != "failed":
             self._streak = self._failed_fast = self._backoffs = 0
             return
-        if not self.policy.streak or is_lost(reason) or (reason or "").startswith(_NOT_THE_MACHINE):
+        # A timeout, a cancel or a lost node says nothing about this machine.
+        if not self.policy.streak or outcome.failure is None or not outcome.failure.may_blame_machine:
             return
-        if duration_s > self.policy.quick_s:
+        reason = outcome.fail_reason
+        if outcome.duration_s > self.policy.quick_s:
             self._streak = 0
             return
         self._streak += 1

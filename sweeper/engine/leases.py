@@ -36,6 +36,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.errors import UsageError
 from sweeper.storage import attrs as keys
+from sweeper.worker.trial import Failure
 
 _logger = logging.getLogger(__name__)
 
@@ -50,12 +51,6 @@ every time must not loop forever)."""
 
 DEFAULT_GRACE_S = 60.0
 DEFAULT_RENEW_S = 10.0
-
-AGENT_LOST = "agent lost"
-NODE_LOST = "node lost"
-AGENT_INTERRUPTED = "agent interrupted"
-AGENT_STOPPED = "agent stopped"
-LOST_REASONS = (AGENT_LOST, NODE_LOST, AGENT_INTERRUPTED, AGENT_STOPPED)
 
 
 @dataclass(frozen=True)
@@ -91,30 +86,29 @@ class LeasePolicy:
             )
 
 
-def is_lost(reason: str | None) -> bool:
-    """Whether a fail reason says the infrastructure, not the trial, ended it.
+def should_requeue(trial: FrozenTrial, failure: Failure | None, retries: int) -> bool:
+    """Whether a failed trial gets another attempt (the rule in the module docstring).
 
     Example:
-        >>> is_lost("agent lost: no lease renewal for 60 s"), is_lost("ValueError: boom")
-        (True, False)
+        >>> from optuna.trial import create_trial
+        >>> lost_twice = create_trial(state=TrialState.FAIL, user_attrs={"attempt": 2, "lost": 2})
+        >>> should_requeue(lost_twice, Failure.NODE_LOST, retries=0)
+        True
+        >>> should_requeue(lost_twice, Failure.TRAINER, retries=0)
+        False
     """
-    return reason is not None and reason.startswith(LOST_REASONS)
-
-
-def should_requeue(trial: FrozenTrial, reason: str | None, retries: int) -> bool:
-    """Whether a failed trial gets another attempt (the rule in the module docstring)."""
     attempt = int(trial.user_attrs.get(keys.ATTEMPT, 0))
     lost = int(trial.user_attrs.get(LOST, 0))
-    if is_lost(reason):
+    if failure is not None and failure.infrastructure:
         return lost < MAX_LOST
     return attempt - lost < retries
 
 
-def requeue(study: optuna.Study, trial: FrozenTrial, reason: str | None) -> None:
+def requeue(study: optuna.Study, trial: FrozenTrial, failure: Failure | None) -> None:
     """Enqueue the next attempt of ``trial``: same params, same original (so the same checkpoint dir)."""
     attempt = int(trial.user_attrs.get(keys.ATTEMPT, 0)) + 1
     original = int(trial.user_attrs.get(keys.RETRY_OF, trial.number))
-    lost = int(trial.user_attrs.get(LOST, 0)) + (1 if is_lost(reason) else 0)
+    lost = int(trial.user_attrs.get(LOST, 0)) + (1 if failure is not None and failure.infrastructure else 0)
     # A repeat's retry is still that repeat, with the same config overrides (its seed).
     attrs: dict[str, Any] = {**keys.retry_attrs(trial), keys.ATTEMPT: attempt, keys.RETRY_OF: original}
     if lost:
@@ -122,7 +116,7 @@ def requeue(study: optuna.Study, trial: FrozenTrial, reason: str | None) -> None
     study.enqueue_trial(dict(trial.params), user_attrs=attrs, skip_if_exists=False)
 
 
-def fail_and_requeue(study: optuna.Study, trial_id: int, reason: str, retries: int) -> bool:
+def fail_and_requeue(study: optuna.Study, trial_id: int, failure: Failure, reason: str, retries: int) -> bool:
     """End a RUNNING trial as failed with ``reason`` and re-queue it per :func:`should_requeue`.
 
     Atomic across agents: only the caller whose state update ends the trial re-queues it.
@@ -138,8 +132,8 @@ def fail_and_requeue(study: optuna.Study, trial_id: int, reason: str, retries: i
             return False
     except (optuna.exceptions.UpdateFinishedTrialError, KeyError):
         return False  # another agent (or the owner) ended it first
-    if should_requeue(frozen, reason, retries):
-        requeue(study, frozen, reason)
+    if should_requeue(frozen, failure, retries):
+        requeue(study, frozen, failure)
     return True
 
 
@@ -236,8 +230,8 @@ class LeaseKeeper:
             if now - seen[1] < grace:
                 continue
             holder = lease.get("agent") if isinstance(lease, dict) else "unknown"
-            reason = f"{AGENT_LOST}: agent {holder} renewed no lease for {grace:g} s"
-            if fail_and_requeue(self._study, trial._trial_id, reason, self._retries):
+            reason = f"{Failure.AGENT_LOST.value}: agent {holder} renewed no lease for {grace:g} s"
+            if fail_and_requeue(self._study, trial._trial_id, Failure.AGENT_LOST, reason, self._retries):
                 reaped.append(trial.number)
                 _logger.warning("trial %d: %s; re-queued per the retry rule", trial.number, reason)
                 if self._on_reaped is not None:
@@ -246,8 +240,8 @@ class LeaseKeeper:
             del self._seen[trial_id]
         return reaped
 
-    def close(self, reason: str | None = None) -> list[int]:
-        """Stop the thread; with ``reason``, fail and re-queue the trials still held.
+    def close(self, failure: Failure | None = None) -> list[int]:
+        """Stop the thread; with ``failure``, fail and re-queue the trials still held.
 
         Returns the ids of the trials it ended, so that nothing this agent ran stays RUNNING.
         """
@@ -255,11 +249,11 @@ class LeaseKeeper:
         if self._thread is not None:
             self._thread.join(timeout=10.0)
         ended: list[int] = []
-        if reason is None:
+        if failure is None:
             return ended
         for trial_id in self.held():
             with contextlib.suppress(Exception):  # a dead storage: the reapers of others take over
-                if fail_and_requeue(self._study, trial_id, reason, self._retries):
+                if fail_and_requeue(self._study, trial_id, failure, failure.value, self._retries):
                     ended.append(trial_id)
             self.release(trial_id)
         return ended

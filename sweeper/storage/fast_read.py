@@ -83,15 +83,25 @@ def database_of(storage: BaseStorage) -> RDBStorage | None:
         >>> database_of(InMemoryStorage()) is None
         True
     """
-    current: BaseStorage = storage
-    while not isinstance(current, RDBStorage):
+    return next((layer for layer in _layers(storage) if isinstance(layer, RDBStorage)), None)
+
+
+def cache_of(storage: BaseStorage) -> _CachedStorage | None:
+    """Optuna's trial cache inside ``storage``'s wrappers (RDB storages have one), else ``None``."""
+    return next((layer for layer in _layers(storage) if isinstance(layer, _CachedStorage)), None)
+
+
+def _layers(storage: BaseStorage) -> Iterator[BaseStorage]:
+    """``storage`` and the storages it wraps, outermost first (our retry wrapper, Optuna's cache)."""
+    current: BaseStorage | None = storage
+    while current is not None:
+        yield current
         if isinstance(current, RetryingStorage):
             current = current.inner
         elif isinstance(current, _CachedStorage):
             current = current._backend
         else:
-            return None
-    return current
+            current = None
 
 
 @contextmanager

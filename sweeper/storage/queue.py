@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 
 from sweeper.spec.model import SweepSpec
 from sweeper.storage.attrs import ATTEMPT, lineage
+from sweeper.storage.fast_read import cache_of, database_of
 
 OPEN_STATES = (TrialState.WAITING, TrialState.RUNNING)
 
@@ -42,18 +43,12 @@ def _enqueue_work(study: optuna.Study, spec: SweepSpec) -> None:
         points = [{} for _ in range(spec.run_cap)]
     else:
         return
-    rdb = _rdb(study._storage)
+    rdb = database_of(study._storage)
     if rdb is not None:
         _enqueue_rdb(rdb, study._study_id, points, {ATTEMPT: 0})
         return
     for params in points:
         study.enqueue_trial(params, user_attrs={ATTEMPT: 0}, skip_if_exists=False)
-
-
-def _rdb(storage: BaseStorage) -> RDBStorage | None:
-    """The RDB storage behind ``storage`` (Optuna wraps it in a cache), or None for other kinds."""
-    backend = getattr(storage, "_backend", storage)
-    return backend if isinstance(backend, RDBStorage) else None
 
 
 def _enqueue_rdb(
@@ -101,7 +96,7 @@ def _pop_waiting(study: optuna.Study) -> int | None:
     On an RDB this asks for a few WAITING ids only; Optuna's own pop reads every WAITING trial
     in full, which costs seconds per trial with thousands of grid points enqueued.
     """
-    rdb = _rdb(study._storage)
+    rdb = database_of(study._storage)
     if rdb is None:
         return study._pop_waiting_trial_id()
     from optuna.storages._rdb import models
@@ -134,12 +129,10 @@ def _pop_waiting(study: optuna.Study) -> int | None:
 
 def _remember(study: optuna.Study, trial_id: int) -> None:
     """Put a trial claimed behind the cache's back into Optuna's trial cache, as its pop would."""
-    from optuna.storages._cached_storage import _CachedStorage, _StudyInfo
+    from optuna.storages._cached_storage import _StudyInfo
 
-    cached: Any = study._storage
-    while not isinstance(cached, _CachedStorage) and hasattr(cached, "inner"):
-        cached = cached.inner
-    if not isinstance(cached, _CachedStorage):
+    cached = cache_of(study._storage)
+    if cached is None:
         return
     frozen = study._storage.get_trial(trial_id)
     with cached._lock:
@@ -212,7 +205,7 @@ def has_open_lineages(storage: BaseStorage, study_id: int, lineages: Collection[
 
 def has_open_trials(storage: BaseStorage, study_id: int) -> bool:
     """Whether any trial still waits to run or runs (the sweep is not done yet)."""
-    rdb = _rdb(storage)
+    rdb = database_of(storage)
     if rdb is None:
         return bool(storage.get_all_trials(study_id, deepcopy=False, states=OPEN_STATES))
     from optuna.storages._rdb import models

@@ -20,6 +20,11 @@ from sweeper.storage.queue import _enqueue_work
 SweepState = Literal["running", "paused", "finished", "cancelled"]
 SWEEP_STATES: tuple[SweepState, ...] = get_args(SweepState)
 
+HEARTBEAT_S = 5.0
+"""How often a working agent records that it is alive (:func:`heartbeat`)."""
+AGENT_STALE_AFTER_S = 6 * HEARTBEAT_S
+"""An agent whose last heartbeat is older than this is shown as gone (six missed beats)."""
+
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 _ID_LENGTH = 8
@@ -84,6 +89,13 @@ def read_state(storage: BaseStorage, study_id: int) -> SweepState:
     """The sweep's state, read cheaply (one study-user-attrs read) for polling."""
     state = storage.get_study_user_attrs(study_id).get(STATE, "running")
     return cast(SweepState, state if state in SWEEP_STATES else "running")
+
+
+def finish(storage: BaseStorage, study_id: int) -> None:
+    """Mark a running or paused sweep finished (its budget is used up, or its target reached);
+    a sweep already stopped or cancelled keeps its state."""
+    if read_state(storage, study_id) in ("running", "paused"):
+        storage.set_study_user_attr(study_id, STATE, "finished")
 
 
 def heartbeat(storage: BaseStorage, study_id: int, agent_id: str, record: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ whether the pruner stops the trial.
 
 from __future__ import annotations
 
+import enum
 import importlib
 import os
 import socket
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from sweeper.errors import AgentExit, TrainerError, TrialPruned
 from sweeper.plain import finite, stored_metrics
 from sweeper.spec.model import TrackerSpec
+from sweeper.worker.program import TrialTimeout
 
 if TYPE_CHECKING:
     from sweeper.trackers.tracker_set import TrackerSet
@@ -96,6 +98,41 @@ class TrialTask:
     workdir: str | None = None
 
 
+class Failure(str, enum.Enum):
+    """Why a trial failed. The fail reason stored with a trial says it in words; this says it in a type.
+
+    The infrastructure kinds (an agent or a node went away) re-queue the trial without using one of
+    its ``retries`` (see :mod:`sweeper.engine.leases`); only kinds that may blame the machine count
+    towards an agent's fast-failure streak (see :mod:`sweeper.engine.flapping`).
+    """
+
+    TRAINER = "trainer"  # the trainer raised, exited, or reported no finite objective
+    CONFIG = "config"  # the trial's config could not be built (a malformed config override)
+    TIMEOUT = "timeout"  # ran past sweeper.timeout
+    CANCELLED = "cancelled"  # the sweep was cancelled, or the executor cancelled it
+    INTERRUPTED = "interrupted"  # stopped in-process by the agent
+    WORKER_DIED = "worker died"  # the process running the trial died (OOM, segfault, os._exit)
+    NODE_LOST = "node lost"  # the machine running the trial left the cluster
+    AGENT_LOST = "agent lost"  # its agent renewed no lease: another agent reaped it
+    AGENT_INTERRUPTED = "agent interrupted"  # its agent was interrupted (Ctrl-C twice, a crash)
+    AGENT_STOPPED = "agent stopped"  # its agent stopped while it was still held
+
+    @property
+    def infrastructure(self) -> bool:
+        """Whether the infrastructure ended the trial, not the trial itself."""
+        return self in _INFRASTRUCTURE
+
+    @property
+    def may_blame_machine(self) -> bool:
+        """Whether such failures, fast and in a row, may mean the machine is broken."""
+        return self in (Failure.TRAINER, Failure.WORKER_DIED)
+
+
+_INFRASTRUCTURE = frozenset(
+    {Failure.NODE_LOST, Failure.AGENT_LOST, Failure.AGENT_INTERRUPTED, Failure.AGENT_STOPPED}
+)
+
+
 @dataclass(frozen=True)
 class TrialOutcome:
     """How a trial ended, as the worker saw it."""
@@ -104,6 +141,7 @@ class TrialOutcome:
     values: tuple[float, ...] | None = None
     metrics: Mapping[str, Any] = field(default_factory=dict)
     fail_reason: str | None = None
+    failure: Failure | None = None  # set exactly when state is "failed"
     duration_s: float = 0.0
     host: str = ""
     tracker_runs: Mapping[str, str] = field(default_factory=dict)
@@ -113,9 +151,11 @@ class TrialOutcome:
     intermediate: tuple[tuple[int, float], ...] = ()
 
     @classmethod
-    def failed(cls, reason: str, *, duration_s: float = 0.0, host: str = "") -> TrialOutcome:
+    def failed(
+        cls, failure: Failure, reason: str, *, duration_s: float = 0.0, host: str = ""
+    ) -> TrialOutcome:
         """A failed outcome the worker could not report itself (timeout, dead worker, cancel)."""
-        return cls("failed", fail_reason=reason, duration_s=duration_s, host=host)
+        return cls("failed", fail_reason=reason, failure=failure, duration_s=duration_s, host=host)
 
 
 class Trial:
@@ -298,6 +338,19 @@ def load_trainer(path: str) -> TrainerFunction:
     return target  # type: ignore[no-any-return]
 
 
+def import_trainer(path: str, project: str | os.PathLike[str]) -> TrainerFunction:
+    """Load ``module:function`` as the agent and the workers do: with the project directory on
+    ``sys.path``, so ``trainers.digits:train`` names a module of the project.
+
+    Raises:
+        TrainerError: as :func:`load_trainer`.
+    """
+    entry = str(project)
+    if entry not in sys.path:
+        sys.path.insert(0, entry)
+    return load_trainer(path)
+
+
 def execute_trial(task: TrialTask, reporter: Reporter | None = None) -> TrialOutcome:
     """Run one trial to its end and say how it ended; never raises for the trainer's sake.
 
@@ -314,12 +367,14 @@ def execute_trial(task: TrialTask, reporter: Reporter | None = None) -> TrialOut
         reporter.started(task.trial_id)
     state: OutcomeState = "failed"
     reason: str | None = None
+    failure: Failure | None = None
     values: tuple[float, ...] | None = None
     try:
         result = _run_trainer(task, trial)
         trial.absorb_result(result)
         values, reason = _final_values(task, trial)
         state = "complete" if reason is None else "failed"
+        failure = None if reason is None else Failure.TRAINER
     except TrialPruned:
         state = "pruned"
         best = trial.values()
@@ -328,6 +383,7 @@ def execute_trial(task: TrialTask, reporter: Reporter | None = None) -> TrialOut
         raise  # the agent itself is exiting (SIGTERM): not this trial's doing
     except (Exception, SystemExit) as exc:  # a trainer's sys.exit() ends its trial, not the agent
         reason = _describe(exc)
+        failure = Failure.TIMEOUT if isinstance(exc, TrialTimeout) else Failure.TRAINER
     summary = trial.summary()
     tracker_runs: dict[str, str] = {}
     tracker_errors: tuple[str, ...] = ()
@@ -340,6 +396,7 @@ def execute_trial(task: TrialTask, reporter: Reporter | None = None) -> TrialOut
         values=values if state != "failed" else None,
         metrics=stored_metrics(summary),
         fail_reason=reason,
+        failure=failure,
         duration_s=time.monotonic() - started,
         host=host,
         tracker_runs=tracker_runs,

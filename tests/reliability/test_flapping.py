@@ -11,6 +11,11 @@ from optuna.trial import TrialState
 import sweeper
 from sweeper.engine.flapping import FlapGuard, FlapPolicy
 from sweeper.storage.urls import open_storage
+from sweeper.worker.trial import Failure, TrialOutcome
+
+
+def _failed(duration_s: float, reason: str, failure: Failure = Failure.TRAINER) -> TrialOutcome:
+    return TrialOutcome.failed(failure, reason, duration_s=duration_s)
 
 
 def _broken_gpu(config: dict[str, Any], trial: Any) -> float:
@@ -35,15 +40,15 @@ def test_an_agent_on_a_broken_machine_backs_off_then_stops_with_the_reason(proje
 def test_a_success_clears_the_record_and_slow_or_lost_failures_do_not_count() -> None:
     now = [0.0]
     guard = FlapGuard(FlapPolicy(streak=2, quick_s=5, backoff_s=10), clock=lambda: now[0])
-    guard.record("failed", 1.0, "ValueError: x")
-    guard.record("complete", 1.0, None)
-    guard.record("failed", 1.0, "ValueError: x")
-    guard.record("failed", 60.0, "ValueError: slow")  # slow: the machine ran it for a minute
-    guard.record("failed", 0.1, "agent lost: agent a renewed no lease for 60 s")
-    guard.record("failed", 0.1, "timeout: trial ran past sweeper.timeout (1 s)")
+    guard.record(_failed(1.0, "ValueError: x"))
+    guard.record(TrialOutcome("complete", duration_s=1.0))
+    guard.record(_failed(1.0, "ValueError: x"))
+    guard.record(_failed(60.0, "ValueError: slow"))  # slow: the machine ran it for a minute
+    guard.record(_failed(0.1, "agent lost: agent a renewed no lease for 60 s", Failure.AGENT_LOST))
+    guard.record(_failed(0.1, "timeout: trial ran past sweeper.timeout (1 s)", Failure.TIMEOUT))
     assert not guard.paused() and guard.verdict() is None
-    guard.record("failed", 1.0, "ValueError: x")
-    guard.record("failed", 1.0, "ValueError: x")
+    guard.record(_failed(1.0, "ValueError: x"))
+    guard.record(_failed(1.0, "ValueError: x"))
     assert guard.paused()
     now[0] = 10.5  # the back-off is over
     assert not guard.paused() and guard.verdict() is None

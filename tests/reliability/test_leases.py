@@ -18,6 +18,7 @@ from sweeper.engine import leases
 from sweeper.errors import UsageError
 from sweeper.storage import queue, sweeps
 from sweeper.storage.urls import open_storage
+from sweeper.worker.trial import Failure
 
 GRID = {
     "method": "grid",
@@ -56,15 +57,15 @@ def _frozen(attrs: dict[str, int]) -> FrozenTrial:
 
 def test_the_requeue_rule() -> None:
     # Lost to the infrastructure: re-queued whatever retries says, up to MAX_LOST per point.
-    assert leases.should_requeue(_frozen({"attempt": 0}), "agent lost: x", retries=0)
-    assert leases.should_requeue(_frozen({"attempt": 2, "lost": 2}), "node lost: y", retries=0)
+    assert leases.should_requeue(_frozen({"attempt": 0}), Failure.AGENT_LOST, retries=0)
+    assert leases.should_requeue(_frozen({"attempt": 2, "lost": 2}), Failure.NODE_LOST, retries=0)
     assert not leases.should_requeue(
-        _frozen({"attempt": 3, "lost": leases.MAX_LOST}), "agent lost: x", retries=5
+        _frozen({"attempt": 3, "lost": leases.MAX_LOST}), Failure.AGENT_LOST, retries=5
     )
     # Failed by itself: only within retries, and lost attempts do not use them up.
-    assert not leases.should_requeue(_frozen({"attempt": 0}), "ValueError: boom", retries=0)
-    assert leases.should_requeue(_frozen({"attempt": 2, "lost": 2}), "ValueError: boom", retries=1)
-    assert not leases.should_requeue(_frozen({"attempt": 1}), "ValueError: boom", retries=1)
+    assert not leases.should_requeue(_frozen({"attempt": 0}), Failure.TRAINER, retries=0)
+    assert leases.should_requeue(_frozen({"attempt": 2, "lost": 2}), Failure.TRAINER, retries=1)
+    assert not leases.should_requeue(_frozen({"attempt": 1}), Failure.TRAINER, retries=1)
 
 
 def test_lease_policy_is_validated() -> None:
@@ -143,10 +144,10 @@ def test_a_live_agent_keeps_its_leases(project: Path) -> None:
             time.sleep(0.1)
     finally:
         # Closing with a reason hands the trial back: nothing the agent ran stays RUNNING.
-        assert owner.close(leases.AGENT_STOPPED) == [trial._trial_id]
+        assert owner.close(Failure.AGENT_STOPPED) == [trial._trial_id]
     frozen = open_storage(url).get_trial(trial._trial_id)
     assert frozen.state == TrialState.FAIL
-    assert frozen.user_attrs["fail_reason"] == leases.AGENT_STOPPED
+    assert frozen.user_attrs["fail_reason"] == Failure.AGENT_STOPPED.value
 
 
 def _start_agent(project: Path, url: str, sweep_id: str) -> subprocess.Popen[str]:

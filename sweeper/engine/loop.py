@@ -1,0 +1,204 @@
+"""The agent's fill-and-record loop: keep every slot of the executor busy, record each trial that ends.
+
+A freed slot is refilled as soon as the trial that freed it is recorded, not after every trial that
+ended together. The loop ends for one of the reasons in :class:`End`.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from dataclasses import dataclass, field
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.trial import TrialState
+
+from sweeper.engine import leases
+from sweeper.engine.executor import Executor
+from sweeper.engine.flapping import FlapGuard
+from sweeper.engine.outcomes import OutcomeRecorder
+from sweeper.engine.progress import Progress, Tally
+from sweeper.engine.setup import Engine
+from sweeper.engine.tasks import TaskFactory
+from sweeper.engine.watch import STATE_POLL_S
+from sweeper.errors import UsageError
+from sweeper.storage import attrs as keys
+from sweeper.storage import queue
+from sweeper.storage.sweeps import SweepState
+from sweeper.worker.trial import Failure, TrialOutcome
+
+
+class End(str, enum.Enum):
+    """Why an agent stopped (:attr:`AgentSummary.ended` says it in words, with the details)."""
+
+    SWEEP_CANCELLED = "sweep cancelled"
+    SWEEP_STOPPED = "sweep stopped"
+    SWEEP_EXHAUSTED = "sweep exhausted"
+    TARGET_REACHED = "metric target reached"
+    TARGETED_DONE = "targeted trials done"
+    COUNT_REACHED = "count reached"
+    DRAINED = "interrupted"
+    FLAPPING = "stopped"  # its trials kept failing fast: the machine looks broken
+
+
+@dataclass
+class Signals:
+    """What the agent's watch thread and ``drain`` tell its loop."""
+
+    state: SweepState
+    changed: threading.Event = field(default_factory=threading.Event)
+    draining: threading.Event = field(default_factory=threading.Event)
+
+
+class FillLoop:
+    """The fill-and-record loop of one agent run: keep every slot busy, record what ends.
+
+    Args:
+        engine: The study, executor and task factory the agent set up.
+        keeper: The agent's lease keeper (a trial's lease is taken as it starts).
+        recorder: Records each ended trial.
+        signals: The sweep's state and the drain request, as the watch thread and ``drain`` set them.
+        inflight: The agent's running trials by trial id (kept here; the agent abandons what is left).
+        flaps: The agent's fast-failure guard.
+        tally: The agent's counts.
+        progress: Where started trials are shown.
+        storage: The sweep's storage.
+        study_id: The sweep's study.
+        count: Start at most this many trials.
+        targets: A targeted run's lineages, else None.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        keeper: leases.LeaseKeeper,
+        recorder: OutcomeRecorder,
+        signals: Signals,
+        *,
+        inflight: dict[int, optuna.Trial],
+        flaps: FlapGuard,
+        tally: Tally,
+        progress: Progress,
+        storage: BaseStorage,
+        study_id: int,
+        count: int | None,
+        targets: frozenset[int] | None,
+    ) -> None:
+        self._study = engine.study
+        self._spec = engine.make_task.spec
+        self._executor: Executor = engine.executor
+        self._make_task: TaskFactory = engine.make_task
+        self._keeper = keeper
+        self._recorder = recorder
+        self._signals = signals
+        self._inflight = inflight
+        self._flaps = flaps
+        self._tally = tally
+        self._progress = progress
+        self._storage = storage
+        self._study_id = study_id
+        self._count = count
+        self._targets = targets
+        self._distributions = self._spec.space.distributions()
+        self._launched = 0
+        self._exhausted = False
+        self._target_hit = False
+        self._cancelling = False
+
+    def run(self) -> tuple[End, str]:
+        signals, inflight = self._signals, self._inflight
+        while True:
+            state = signals.state
+            if state == "cancelled":
+                self._cancel_all()
+                return End.SWEEP_CANCELLED, End.SWEEP_CANCELLED.value
+            self._fill(state)
+            count_left = self._count is None or self._launched < self._count
+            if not inflight:
+                verdict = self._flaps.verdict()
+                if verdict is not None:
+                    return End.FLAPPING, verdict
+                if signals.draining.is_set():
+                    return End.DRAINED, "interrupted: started no new trials, the running ones ended"
+                if state == "finished" and self._targets is None:
+                    return End.SWEEP_STOPPED, End.SWEEP_STOPPED.value
+                if self._target_hit:
+                    return End.TARGET_REACHED, End.TARGET_REACHED.value
+                if self._exhausted and self._targets is not None:
+                    # Targeted trials another agent runs (or a retry it queues) are waited for.
+                    if not queue.has_open_lineages(self._storage, self._study_id, self._targets):
+                        return End.TARGETED_DONE, End.TARGETED_DONE.value
+                    self._exhausted = False
+                elif self._exhausted:
+                    # Other agents' trials still run: if one is lost or fails, its re-queue is ours.
+                    if not self._keeper.others_running():
+                        return End.SWEEP_EXHAUSTED, End.SWEEP_EXHAUSTED.value
+                    self._exhausted = False
+                if not count_left:
+                    return End.COUNT_REACHED, f"count {self._count} reached"
+                # Paused, or no slot on the cluster yet: idle until the state changes.
+                signals.changed.wait(STATE_POLL_S)
+                signals.changed.clear()
+                continue
+            for task, outcome in self._executor.wait(STATE_POLL_S / 2):
+                trial = inflight.pop(task.trial_id)
+                recorded = self._recorder.record(
+                    trial, task, outcome, running=len(inflight), requeue=not self._cancelling
+                )
+                self._exhausted = self._exhausted and not recorded.retried
+                # The target ends the search, not a targeted agent's explicit trials.
+                self._target_hit = (self._target_hit or recorded.reached) and self._targets is None
+                # Refill this slot now rather than after every trial that ended together is recorded.
+                if signals.state != "cancelled":
+                    self._fill(signals.state)
+
+    def _fill(self, state: str) -> None:
+        """Start trials until every slot is busy or nothing may start now."""
+        # A finished sweep still runs a targeted agent's trials (see sweeper.engine.agent).
+        runnable = state == "running" or (state == "finished" and self._targets is not None)
+        while (
+            runnable
+            and not self._exhausted
+            and not self._target_hit
+            and (self._count is None or self._launched < self._count)
+            and len(self._inflight) < self._executor.slots()
+            and not self._flaps.paused()
+            and not self._signals.draining.is_set()
+        ):
+            if self._targets is None:
+                trial = queue.ask_trial(self._study, self._distributions, budgeted=self._spec.is_budgeted)
+            else:
+                trial = queue.claim_trial(self._study, self._distributions, self._targets)
+            if trial is None:
+                self._exhausted = True
+                return
+            try:
+                task = self._make_task(trial)
+            except UsageError as exc:  # a malformed config_overrides attr fails its trial, not the agent
+                self._study._storage.set_trial_user_attr(trial._trial_id, keys.FAIL_REASON, str(exc))
+                self._study.tell(trial, state=TrialState.FAIL)
+                continue
+            self._keeper.hold(trial._trial_id)
+            self._executor.start(task)
+            self._inflight[trial._trial_id] = trial
+            self._launched += 1
+            self._tally.started += 1
+            self._tally.running = len(self._inflight)
+            self._progress.trial_started(trial.number, dict(task.config), self._tally)
+
+    def _cancel_all(self) -> None:
+        self._cancelling = True
+        for trial_id in list(self._inflight):
+            self._executor.cancel(trial_id, Failure.CANCELLED, "sweep cancelled")
+        deadline = time.monotonic() + 30.0
+        while self._inflight and time.monotonic() < deadline:
+            for task, ended in self._executor.wait(0.5):
+                outcome = ended
+                if ended.state != "failed":
+                    outcome = TrialOutcome.failed(
+                        Failure.CANCELLED, "sweep cancelled", duration_s=ended.duration_s, host=ended.host
+                    )
+                trial = self._inflight.pop(task.trial_id)
+                self._recorder.record(trial, task, outcome, running=len(self._inflight), requeue=False)

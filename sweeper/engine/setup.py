@@ -1,0 +1,135 @@
+"""Setting an agent up: its trainer, the study with its pruner and sampler, the trackers, the executor.
+
+Each function takes values, not the agent, so each piece can be built and tested on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import optuna
+from optuna.storages import BaseStorage
+
+from sweeper.engine.broker import PruningJudge
+from sweeper.engine.executor import Executor, LocalExecutor, RayExecutor
+from sweeper.engine.tasks import TaskFactory
+from sweeper.errors import TrainerError
+from sweeper.spec.model import SweepSpec, TrackerSpec
+from sweeper.storage import sweeps
+from sweeper.storage.sweeps import SweepInfo
+from sweeper.storage.urls import DEFAULT_DIR
+from sweeper.worker.trial import import_trainer
+
+ExecutorKind = Literal["ray", "local"]
+EXECUTORS: tuple[ExecutorKind, ...] = ("ray", "local")
+Trainer = str | Callable[..., Any] | None
+
+
+def trainer_target(
+    spec: SweepSpec, sweep_id: str, function: Callable[..., Any] | None, trainer: str | None, project: Path
+) -> Trainer:
+    """What the workers call: the function, else a ``module:function`` path (imported here once, so
+    a typo fails the agent with one line rather than every trial), else None for the spec's program.
+
+    Raises:
+        TrainerError: the path cannot be imported, or the sweep names no trainer at all.
+    """
+    if function is not None:
+        return function
+    path = trainer or spec.sweeper.trainer
+    if path is not None:
+        import_trainer(path, project)
+        return path
+    if spec.program is None and spec.command is None:
+        raise TrainerError(
+            f"sweep {sweep_id} names no trainer: set sweeper.trainer or program in the spec, "
+            "or pass --trainer module:function"
+        )
+    return None
+
+
+def make_executor(
+    kind: ExecutorKind,
+    spec: SweepSpec,
+    judge: PruningJudge,
+    *,
+    ray_address: str | None,
+    project: Path,
+    max_concurrent: int | None,
+) -> Executor:
+    """The in-process executor, or Ray tasks with the spec's resources."""
+    if kind == "local":
+        return LocalExecutor(judge)
+    return RayExecutor(
+        spec.sweeper.resources,
+        judge,
+        address=ray_address,
+        ship_dir=project,
+        max_concurrent=max_concurrent,
+    )
+
+
+@dataclass(frozen=True)
+class Engine:
+    """What an agent works with once set up."""
+
+    study: optuna.Study
+    executor: Executor
+    trackers: tuple[TrackerSpec, ...]
+    make_task: TaskFactory
+    directions: tuple[str, ...]
+
+
+def set_up(
+    storage: BaseStorage,
+    info: SweepInfo,
+    *,
+    agent_id: str,
+    target: Trainer,
+    executor_kind: ExecutorKind,
+    ray_address: str | None,
+    max_concurrent: int | None,
+    project: Path,
+) -> Engine:
+    """Load the sweep's study with its pruner and sampler, prepare its trackers, start the executor."""
+    from sweeper.search.pruners import make_pruner
+    from sweeper.search.strategy import make_sampler
+    from sweeper.trackers.tracker_set import prepare_trackers
+
+    spec = info.spec
+    directions = tuple(sweeps.directions(spec))
+    # A Pareto front has no single curve to compare: multi-objective sweeps never prune.
+    pruner = make_pruner(spec.early_terminate, list(directions)) if len(directions) == 1 else None
+    study = sweeps.load_study(
+        storage,
+        info.id,
+        sampler=optuna.samplers.RandomSampler(seed=spec.sweeper.seed),
+        pruner=pruner or optuna.pruners.NopPruner(),
+    )
+    sweep_dir = project / DEFAULT_DIR / "sweeps" / info.id
+    trackers = tuple(prepare_trackers(spec.sweeper.trackers, info.id, info.name, str(sweep_dir)))
+    executor = make_executor(
+        executor_kind,
+        spec,
+        PruningJudge(study, study.pruner),
+        ray_address=ray_address,
+        project=project,
+        max_concurrent=max_concurrent,
+    )
+    # The sampler's choice (GP or TPE) depends on how many trials run at once.
+    study.sampler = make_sampler(spec, parallelism=max(1, executor.slots()))
+    make_task = TaskFactory(
+        spec=spec,
+        sweep_id=info.id,
+        sweep_name=info.name,
+        agent_id=agent_id,
+        trainer=target,
+        trackers=trackers,
+        sweep_dir=str(sweep_dir),
+        checkpoints_dir=project / DEFAULT_DIR / "checkpoints" / info.id,
+        workdir=None if executor.shipped else str(project),
+    )
+    return Engine(study, executor, trackers, make_task, directions)
