@@ -28,7 +28,7 @@ from sweeper.storage.sweeps import set_state
 from sweeper.storage.urls import open_storage
 from sweeper.trackers.jsonl import read_events
 
-HERE = Path(__file__).parent
+SUPPORT = Path(__file__).parents[1] / "support"
 # A W&B-style program: ``noisy``'s curve, its seed read from sweeper.init() and from ``--seed``.
 PROGRAM = """
 import argparse
@@ -67,7 +67,7 @@ def sweeper_exe() -> str:
 
 
 def subprocess_env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(SUPPORT), os.environ.get("PYTHONPATH", "")])}
 
 
 @pytest.fixture
@@ -289,7 +289,7 @@ def test_repeat_runs_only_the_repeats_while_other_trials_are_queued(url: str) ->
 
 def test_repeat_a_program_trainer(url: str, tmp_path: Path) -> None:
     (tmp_path / "train.py").write_text(PROGRAM)
-    shutil.copy(HERE / "inspect_trainers.py", tmp_path)  # beside the program, on its sys.path
+    shutil.copy(SUPPORT / "inspect_trainers.py", tmp_path)  # beside the program, on its sys.path
     spec = {**SPEC, "name": "program", "program": "train.py", "sweeper": {"seed": 1}}
     sweep_id = sweeper.sweep(spec, storage=url)
     sweeper.agent(sweep_id, count=2, storage=url, executor="local")
