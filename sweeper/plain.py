@@ -145,3 +145,14 @@ def stored_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
             number = finite(value)
             out[str(key)] = number if number is not None else repr(value)[:200]
     return out
+
+
+def first_line(reason: str | None, limit: int = 160) -> str:
+    """The head of a fail reason, as summaries and tables show it (the rest is the traceback's tail).
+
+    >>> first_line("ValueError: boom\\nTraceback (most recent call last): ...")
+    'ValueError: boom'
+    """
+    text = (reason or "").strip()
+    head = text.splitlines()[0] if text else "no reason given"
+    return head if len(head) <= limit else head[: limit - 3] + "..."

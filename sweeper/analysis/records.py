@@ -179,7 +179,8 @@ def to_record(trial: FrozenTrial, spec: SweepSpec | None = None) -> TrialRecord:
     started = trial.datetime_start
     completed = trial.datetime_complete
     duration = _duration_of(trial)
-    values = tuple(trial.values) if state == "complete" and trial.values is not None else None
+    # A stopped (pruned) trial keeps the best value it logged, as W&B's run summary shows it.
+    values = tuple(trial.values) if state in ("complete", "pruned") and trial.values is not None else None
     metrics = attrs.get(keys.METRICS)
     tracker_runs = attrs.get(keys.TRACKER_RUNS)
     errors = attrs.get(keys.TRACKER_ERRORS)

@@ -46,6 +46,10 @@ if TYPE_CHECKING:
     import pandas
 
 
+# States whose values mean something: complete, and stopped with the best value it logged.
+_VALUED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
 @dataclass(frozen=True)
 class SweepResults:
     """A snapshot of one sweep: its spec, state, trials and agents, read from the storage at once.
@@ -128,14 +132,15 @@ class SweepResults:
         """The complete trials (those with objective values)."""
         return [self._record(t) for t in self._complete()]
 
-    def best(self, k: int | None = 1) -> list[TrialRecord]:
+    def best(self, k: int | None = 1, *, include_stopped: bool = False) -> list[TrialRecord]:
         """The best trials, best first.
 
         Single objective: the ``k`` complete trials with the best value (all of them when ``k`` is
         ``None``). Multi-objective: the Pareto front (Optuna's ``study.best_trials``), ordered by the
-        first objective and cut to ``k`` when ``k`` is given.
+        first objective and cut to ``k`` when ``k`` is given. With ``include_stopped``, trials the
+        pruner stopped compete too, with the best value they logged (W&B ranks its stopped runs so).
         """
-        done = self._complete()
+        done = self._complete(include_stopped=include_stopped)
         if self.is_multi_objective:
             front = _front([(tuple(t.values), t) for t in done], self.directions)
             return [self._record(t) for t in (front if k is None else front[:k])]
@@ -191,8 +196,9 @@ class SweepResults:
             record = self._records[trial.number] = to_record(trial, self.spec)
         return record
 
-    def _complete(self) -> list[FrozenTrial]:
-        return [t for t in self.frozen_trials if t.state == TrialState.COMPLETE and t.values is not None]
+    def _complete(self, *, include_stopped: bool = False) -> list[FrozenTrial]:
+        states = (TrialState.COMPLETE, TrialState.PRUNED) if include_stopped else (TrialState.COMPLETE,)
+        return [t for t in self.frozen_trials if t.state in states and t.values is not None]
 
     def _sort(self, pool: list[FrozenTrial], key: str, *, reverse: bool) -> list[FrozenTrial]:
         getter, sign = self._sort_getter(key)
@@ -218,7 +224,7 @@ class SweepResults:
         if key in ("value", *self.objective_names):
             i = 0 if key == "value" else self.objective_names.index(key)
             sign = -1.0 if self.directions[i] == "maximize" else 1.0
-            return (lambda t: t.values[i] if t.state == TrialState.COMPLETE and t.values else None), sign
+            return (lambda t: t.values[i] if t.state in _VALUED and t.values else None), sign
 
         def getter(t: FrozenTrial) -> Any:
             metrics = t.user_attrs.get("metrics")

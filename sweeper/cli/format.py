@@ -16,7 +16,7 @@ from rich.text import Text
 
 from sweeper.analysis import records
 from sweeper.analysis import results as res
-from sweeper.plain import strict_json, strict_json_dict
+from sweeper.plain import first_line, strict_json, strict_json_dict
 
 STATE_STYLES = {
     "complete": "green",
@@ -30,7 +30,10 @@ STATE_STYLES = {
 SPARK = "▁▂▃▄▅▆▇█"
 
 
-def trial_table(results: res.SweepResults, trials: Iterable[records.TrialRecord], title: str) -> Table:
+def trial_table(
+    results: res.SweepResults, trials: Iterable[records.TrialRecord], title: str, *, reasons: bool = False
+) -> Table:
+    """Trials as a table; with ``reasons``, a column with the head of each fail reason."""
     table = Table(title=title)
     table.add_column("trial", justify="right")
     table.add_column("state")
@@ -38,15 +41,19 @@ def trial_table(results: res.SweepResults, trials: Iterable[records.TrialRecord]
         table.add_column(name, justify="right")
     table.add_column("duration", justify="right")
     table.add_column("config", overflow="fold")
+    if reasons:
+        table.add_column("reason", overflow="fold")
     table.add_column("tracker runs", overflow="fold")
     for t in trials:
         values = [num_text(v) for v in t.values] if t.values else ["-"] * len(results.objective_names)
+        reason = [first_line(t.fail_reason) if t.fail_reason else "-"] if reasons else []
         table.add_row(
             str(t.number),
             state_text(t.state),
             *values,
             duration_text(t.duration_s),
             config_text(t.config),
+            *reason,
             " ".join(f"{k}:{v}" for k, v in t.tracker_runs.items()) or "-",
         )
     return table

@@ -38,9 +38,12 @@ from sweeper.cli.main import main
 from sweeper.cli.options import evaluator_option, json_option, storage_option
 from sweeper.errors import UsageError
 from sweeper.extras import require
-from sweeper.plain import flatten
+from sweeper.plain import first_line, flatten
 
 DEFAULT_LIMIT = 100
+
+
+_LATEST_FAILURES = 5  # failures `status` lists
 
 
 @main.command("ls")
@@ -98,6 +101,7 @@ def status_command(sweep: str, storage: str | None, as_json: bool) -> None:
     finished = sum(counts[s] for s in records.FINISHED_STATES)
     running = results.with_state("running")
     best = results.best(None if results.is_multi_objective else 1)
+    failures = sorted(results.with_state("fail"), key=lambda t: t.number, reverse=True)
     if as_json:
         echo_json(
             {
@@ -115,6 +119,10 @@ def status_command(sweep: str, storage: str | None, as_json: bool) -> None:
                 "running": [running_dict(t, results) for t in running],
                 "best": [t.to_dict() for t in best],
                 "agents": [a.to_dict(now) for a in results.agents],
+                "latest_failures": [
+                    t.to_dict()
+                    for t in sorted(results.with_state("fail"), key=lambda t: -t.number)[:_LATEST_FAILURES]
+                ],
             }
         )
         return
@@ -143,6 +151,16 @@ def status_command(sweep: str, storage: str | None, as_json: bool) -> None:
                 t.agent or "-",
                 config_text(t.config),
             )
+        console.print(table)
+    if failures:
+        # The latest failures, newest first, with why: nobody should need --json to learn it.
+        latest = failures[:_LATEST_FAILURES]
+        table = Table(title=f"Latest failures ({len(latest)} of {len(failures)})")
+        for column in ("trial", "attempt", "host"):
+            table.add_column(column)
+        table.add_column("reason", overflow="fold")
+        for t in latest:
+            table.add_row(str(t.number), str(t.attempt), t.host or "-", first_line(t.fail_reason))
         console.print(table)
     if results.agents:
         table = Table(title="Agents")
@@ -206,7 +224,7 @@ def trials_command(
         echo_json([t.to_dict() for t in shown])
         return
     console = make_console()
-    console.print(trial_table(results, shown, title=f"Trials of {results.name} ({results.id})"))
+    console.print(trial_table(results, shown, title=f"Trials of {results.name} ({results.id})", reasons=True))
     if len(shown) < total:
         console.print(f"Showing {len(shown)} of {total} trials; --limit 0 shows all.")
 
@@ -215,12 +233,19 @@ def trials_command(
 @click.argument("sweep")
 @click.option("--top", "top", type=click.IntRange(min=1), default=None, help="How many trials (default 1).")
 @storage_option
+@click.option(
+    "--include-stopped",
+    is_flag=True,
+    help="Rank trials the pruner stopped too, by the best value they logged (state: pruned).",
+)
 @json_option
-def best_command(sweep: str, top: int | None, storage: str | None, as_json: bool) -> None:
+def best_command(
+    sweep: str, top: int | None, include_stopped: bool, storage: str | None, as_json: bool
+) -> None:
     """The best trials of SWEEP; the Pareto front for a multi-objective sweep."""
     results = res.load(sweep, storage)
     k = top if top is not None else (None if results.is_multi_objective else 1)
-    best = results.best(k)
+    best = results.best(k, include_stopped=include_stopped)
     if as_json:
         echo_json([t.to_dict() for t in best])
         return

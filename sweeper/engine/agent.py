@@ -44,6 +44,8 @@ from sweeper.worker.trial import Failure
 
 __all__ = ["EXECUTORS", "Agent", "AgentSummary", "End", "ExecutorKind"]
 
+_SHOWN_REASONS = 3  # fail reasons named in the summary
+
 
 @dataclass(frozen=True)
 class AgentSummary:
@@ -64,19 +66,23 @@ class AgentSummary:
     end: End
     # Multi-objective sweeps: how many trials the sweep's Pareto front holds (else None).
     pareto_size: int | None = None
+    # The commonest fail reasons of this agent's trials (first line of each), with counts, commonest first.
+    failures: tuple[tuple[str, int], ...] = ()
 
     def line(self) -> str:
-        """The one-line summary the CLI prints last."""
+        """The summary the CLI prints last: one line, then a line per common fail reason."""
         if self.pareto_size is not None:
             best = f"Pareto front of {self.pareto_size} trials"
         elif self.best_value is not None:
             best = f"best {self.metric or 'value'}={self.best_value:.6g} (trial {self.best_trial})"
         else:
             best = "no best yet"
-        return (
+        line = (
             f"sweep {self.sweep_id}: {self.ran} trials ({self.complete} complete, {self.pruned} pruned, "
             f"{self.failed} failed); {best}; {self.ended}; sweep {self.state}"
         )
+        # Why trials failed, without --json: a line per reason, commonest first.
+        return "\n".join([line, *(f"  {count} failed: {reason}" for reason, count in self.failures)])
 
 
 class Agent:
@@ -266,6 +272,7 @@ class Agent:
             ended=ended,
             end=end,
             pareto_size=len(engine.study.best_trials) if len(engine.directions) > 1 else None,
+            failures=tuple(self._tally.reasons.most_common(_SHOWN_REASONS)),
         )
         self._progress.finish(summary.line(), asdict(summary))
         return summary

@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 from sweeper.engine import leases
 from sweeper.engine.flapping import FlapGuard
 from sweeper.engine.progress import Progress, Tally
+from sweeper.plain import first_line
 from sweeper.redaction import redact
 from sweeper.spec.model import SweepSpec
 from sweeper.storage import attrs as keys
@@ -135,6 +136,7 @@ class OutcomeRecorder:
             tally.pruned += 1
         else:
             tally.failed += 1
+            tally.reasons[first_line(outcome.fail_reason)] += 1
         if outcome.state == "complete" and outcome.values and self._objectives:
             value = outcome.values[0]
             objective = self._objectives[0]

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
 
@@ -23,6 +24,8 @@ class Tally:
     failed: int = 0
     best_value: float | None = None
     best_trial: int | None = None
+    # First line of each fail reason -> how many trials failed so.
+    reasons: Counter[str] = field(default_factory=Counter)
 
     @property
     def done(self) -> int:

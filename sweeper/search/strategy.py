@@ -11,8 +11,9 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from typing import Any
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution
@@ -90,8 +91,10 @@ class DistinctSampler(BaseSampler):
     ) -> dict[str, Any]:
         if not search_space:
             return {}
-        inner_space = self._inner.infer_relative_search_space(study, trial)
-        proposal = self._inner.sample_relative(study, trial, inner_space) if inner_space else {}
+        # The model learns from stopped trials too, by the best value they logged, as W&B's does.
+        view: Any = StoppedCountAsComplete(study)
+        inner_space = self._inner.infer_relative_search_space(view, trial)
+        proposal = self._inner.sample_relative(view, trial, inner_space) if inner_space else {}
         prior = draw_params(self._space, self._prior.seed, trial.number)
         params = {name: proposal.get(name, prior[name]) for name in search_space}
         names = sorted(params)
@@ -118,6 +121,51 @@ class DistinctSampler(BaseSampler):
         self._inner.after_trial(study, trial, state, values)
 
 
+class StoppedCountAsComplete:
+    """A view of a study in which each trial the pruner stopped, with the best value it logged, is a
+    complete trial of that value.
+
+    W&B's bayes search learns from stopped runs by their summary metric; Optuna's GP sampler reads
+    COMPLETE trials only, and its TPE ranks pruned trials below every complete one. Everything but the
+    trial lists is the study's own.
+    """
+
+    def __init__(self, study: Study) -> None:
+        self._study = study
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+    def _get_trials(
+        self,
+        deepcopy: bool = True,
+        states: Container[TrialState] | None = None,
+        use_cache: bool = False,
+    ) -> list[FrozenTrial]:
+        wanted = None if states is None else frozenset(states)  # type: ignore[call-overload]
+        if wanted is not None and TrialState.COMPLETE not in wanted:
+            return self._study._get_trials(deepcopy=deepcopy, states=wanted, use_cache=use_cache)
+        asked = None if wanted is None else wanted | {TrialState.PRUNED}
+        out: list[FrozenTrial] = []
+        for trial in self._study._get_trials(deepcopy=deepcopy, states=asked, use_cache=use_cache):
+            if trial.state == TrialState.PRUNED and trial.values is not None:
+                stopped = copy.copy(trial)
+                stopped.state = TrialState.COMPLETE
+                out.append(stopped)
+            elif trial.state != TrialState.PRUNED or wanted is None or TrialState.PRUNED in wanted:
+                out.append(trial)
+        return out
+
+    def get_trials(
+        self, deepcopy: bool = True, states: Container[TrialState] | None = None
+    ) -> list[FrozenTrial]:
+        return self._get_trials(deepcopy=deepcopy, states=states, use_cache=False)
+
+    @property
+    def trials(self) -> list[FrozenTrial]:
+        return self.get_trials()
+
+
 def _point(params: dict[str, Any], names: list[str]) -> tuple[Any, ...]:
     # Compare as floats where possible so 1 and 1.0 are one point, as in W&B's grid.
     return tuple(float(params[n]) if isinstance(params[n], int | float) else params[n] for n in names)
@@ -135,4 +183,4 @@ def _taken_points(study: Study, current: FrozenTrial, names: list[str]) -> set[t
     return points
 
 
-__all__ = ["DistinctSampler", "choose_bayes_sampler", "make_sampler"]
+__all__ = ["DistinctSampler", "StoppedCountAsComplete", "choose_bayes_sampler", "make_sampler"]

@@ -181,6 +181,7 @@ class Trial:
         self._best: list[float | None] = [None] * len(task.objectives)
         self._non_finite: dict[str, str] = {}  # objective -> a non-finite value it got, for the reason
         self._reports = 0
+        self._stop: str | None = None  # why the pruner stopped the trial, raised at its next report
         self._intermediate: list[tuple[int, float]] = []
         self._summary: dict[str, Any] = {}
         self.checkpoint_dir = Path(task.checkpoint_dir)
@@ -219,6 +220,10 @@ class Trial:
     def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Record metrics (W&B's ``wandb.log``); forwarded to the trackers.
 
+        A stop the pruner decides at one report is raised at the trial's next report, as W&B's
+        agent stops a run only once the run goes on after the decision: a trial that reports
+        through to the end of its budget completes, with everything it logged.
+
         Raises:
             TrialPruned: the pruner stopped this trial; let it propagate out of the trainer.
         """
@@ -232,10 +237,10 @@ class Trial:
         self._reports += 1
         at = int(step) if step is not None else self._reports
         self._intermediate.append((at, first))
+        if self._stop is not None:
+            raise TrialPruned(self._stop)
         if self._reporter.report(self._task.trial_id, at, first):
-            raise TrialPruned(
-                f"trial {self.number} pruned at step {at} ({self._task.objectives[0].name}={first})"
-            )
+            self._stop = f"trial {self.number} pruned at step {at} ({self._task.objectives[0].name}={first})"
 
     def log_artifact(self, path: str | os.PathLike[str]) -> None:
         """Attach a file or directory to the trial's tracker runs."""

@@ -37,6 +37,8 @@ def test_load_gives_every_trial_with_config_values_curve_and_trackers(finished: 
             assert record.values == (loss_of(frozen.params),)
             assert record.value == frozen.value
             assert record.metrics["train"] == {"epochs": 5}
+        elif record.state == "pruned":  # stopped: keeps the best value it logged, as W&B's summary does
+            assert record.values == (8.5,) and record.value == frozen.value == 8.5
         else:
             assert record.values is None
     failed = [t for t in results.trials if t.state == "fail"]
@@ -178,3 +180,18 @@ def test_load_reads_optuna_sqlite_too(tmp_path) -> None:  # type: ignore[no-unty
     results = sweeper.load(built.sweep_id, storage=url)
     assert results.best()[0].value == loss
     assert isinstance(results.study(), optuna.Study)
+
+
+def test_best_ranks_stopped_trials_only_when_asked(journal_url: str) -> None:
+    built = create(journal_url, SPEC)
+    for _ in range(3):
+        finish_trial(built, start_trial(built))
+    stopped = start_trial(built)
+    # The engine stores a stopped trial's best logged value (here better than every complete one).
+    built.study._storage.set_trial_state_values(stopped._trial_id, optuna.trial.TrialState.PRUNED, [-1.0])
+    results = sweeper.load(built.sweep_id, storage=built.url)
+
+    assert results.trial(stopped.number).values == (-1.0,)
+    assert all(t.state == "complete" for t in results.best(None))
+    best = results.best(1, include_stopped=True)
+    assert [(t.number, t.state, t.value) for t in best] == [(stopped.number, "pruned", -1.0)]

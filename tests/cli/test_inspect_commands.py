@@ -207,3 +207,16 @@ def test_ls_on_an_empty_storage(journal_url: str) -> None:
 def test_storage_from_the_environment(finished: Built, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SWEEPER_STORAGE", finished.url)
     assert [s["id"] for s in as_json("ls")] == [finished.sweep_id]
+
+
+def test_failure_reasons_are_in_view_without_json(finished: Built) -> None:
+    status = invoke("status", finished.sweep_id, "--storage", finished.url)
+    assert status.exit_code == 0, status.output
+    assert "Latest failures (1 of 1)" in status.output
+    assert "RuntimeError: CUDA out of memory" in status.output
+    as_data = as_json("status", finished.sweep_id, "--storage", finished.url)
+    assert [t["fail_reason"] for t in as_data["latest_failures"]] == ["RuntimeError: CUDA out of memory"]
+
+    trials = invoke("trials", finished.sweep_id, "--storage", finished.url, "--state", "fail")
+    assert trials.exit_code == 0, trials.output
+    assert "reason" in trials.output and "RuntimeError: CUDA out of memory" in trials.output

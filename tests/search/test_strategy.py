@@ -105,3 +105,41 @@ def test_bayes_is_reproducible_with_a_seed() -> None:
         return out
 
     assert run() == run()
+
+
+def test_the_model_learns_from_stopped_trials_by_the_best_value_they_logged() -> None:
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from sweeper.search.strategy import StoppedCountAsComplete
+
+    study = optuna.create_study()
+    x = {"x": FloatDistribution(0, 1)}
+    study.add_trial(create_trial(state=TrialState.COMPLETE, value=0.5, params={"x": 0.5}, distributions=x))
+    # Stopped with its best logged value (what the engine stores), and one stopped before any report.
+    study.add_trial(create_trial(state=TrialState.PRUNED, value=0.1, params={"x": 0.1}, distributions=x))
+    study.add_trial(create_trial(state=TrialState.PRUNED, params={"x": 0.9}, distributions=x))
+    view: Any = StoppedCountAsComplete(study)
+
+    complete = view._get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    assert [(t.number, t.state, t.value) for t in complete] == [
+        (0, TrialState.COMPLETE, 0.5),
+        (1, TrialState.COMPLETE, 0.1),
+    ]
+    both = view._get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert [(t.number, t.state) for t in both] == [
+        (0, TrialState.COMPLETE),
+        (1, TrialState.COMPLETE),
+        (2, TrialState.PRUNED),
+    ]
+    assert [t.state for t in view._get_trials(states=(TrialState.PRUNED,))] == [
+        TrialState.PRUNED,
+        TrialState.PRUNED,
+    ]
+    assert study.trials[1].state == TrialState.PRUNED  # the study itself is untouched
+    # Optuna's GP fits once it has n_startup_trials complete trials: the stopped one makes the second.
+    if importlib.util.find_spec("torch") is not None:
+        gp = GPSampler(seed=0, n_startup_trials=2)
+        trial = study._storage.get_trial(study.ask()._trial_id)
+        assert gp.sample_relative(study, trial, x) == {}  # alone, the study has one complete trial
+        assert set(gp.sample_relative(view, trial, x)) == {"x"}
