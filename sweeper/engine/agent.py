@@ -227,15 +227,15 @@ class Agent:
 
     def run(self) -> AgentSummary:
         """Work on the sweep until it ends for this agent; returns what was done."""
-        from sweeper.search.pruners import make_pruner
-        from sweeper.search.strategy import make_sampler
+        from sweeper.search.strategy import plan_search
         from sweeper.trackers.tracker_set import close_trackers, prepare_trackers
 
         target = self._trainer_target()
         spec = self.spec
+        self._search = plan_search(spec, self._workdir)  # runs a custom scheduler's file, once
         directions = sweeps.directions(spec)
         # A Pareto front has no single curve to compare: multi-objective sweeps never prune.
-        pruner = make_pruner(spec.early_terminate, directions) if len(directions) == 1 else None
+        pruner = self._search.pruner(directions)
         study = sweeps.load_study(
             self._storage,
             self.info.id,
@@ -247,7 +247,7 @@ class Agent:
         judge = PruningJudge(study, study.pruner)
         executor = self._make_executor(judge)
         # The sampler's choice (GP or TPE) depends on how many trials run at once.
-        study.sampler = make_sampler(spec, parallelism=max(1, executor.slots()))
+        study.sampler = self._search.sampler(parallelism=max(1, executor.slots()))
         shipped = bool(getattr(executor, "shipped", False))
         make_task = _TaskFactory(self, target, trackers, str(sweep_dir), shipped)
         self._leases = leases.LeaseKeeper(study, self.agent_id, self._lease_policy, spec.sweeper.retries)
@@ -304,7 +304,7 @@ class Agent:
 
     def _loop(self, study: optuna.Study, executor: Executor, make_task: _TaskFactory) -> str:
         budgeted = self.spec.is_budgeted
-        distributions = self.spec.space.distributions()
+        distributions = self._search.asks
         launched = 0
         exhausted = False
         target_hit = False
@@ -579,7 +579,7 @@ class _TaskFactory:
         spec = agent.spec
         params = dict(trial.params)
         user_attrs = trial.user_attrs
-        config = self._space.to_config(params)
+        config = agent._search.config(trial)
         if keys.CONFIG_OVERRIDES in user_attrs:
             config = overrides.apply(config, user_attrs[keys.CONFIG_OVERRIDES])
         attempt = int(user_attrs.get(keys.ATTEMPT, 0))
