@@ -18,7 +18,7 @@ from sweeper.search.custom import draw_configs
 from sweeper.search.samplers import draw_params
 from sweeper.search.strategy import plan_search
 from sweeper.spec.loader import read_yaml
-from sweeper.spec.reader import IGNORED_KEYS, load_spec
+from sweeper.spec.reader import load_spec, server_keys
 from sweeper.trackers import tracker_problems
 
 DEFAULT_DRAWS = 10
@@ -35,7 +35,7 @@ def _ignored_in_file(path: str) -> tuple[str, ...]:
         data = read_yaml(path)
     except SpecError:
         return ()
-    return tuple(key for key in IGNORED_KEYS if isinstance(data, Mapping) and key in data)
+    return server_keys(data)
 
 
 @main.command("validate")

@@ -321,8 +321,9 @@ def _check_directions(spec: SweepSpec, study: optuna.Study, directions: list[str
         raise _spec_error(
             spec,
             "scheduler.optimizer",
-            f"{name}() returned a study with directions {theirs}, but the spec's {where} says {directions}: "
-            "make them agree (create_study(direction=...) / directions=[...], or the goal in the spec)",
+            f"{name}() returned a study with directions {theirs}, "
+            f"but the spec's {where} asks for {directions}: make them agree "
+            "(create_study(direction=...) / directions=[...], or the goal in the spec)",
         )
 
 

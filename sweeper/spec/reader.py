@@ -133,7 +133,7 @@ class _Reader(ParameterReader, SettingsReader):
                     f"cannot be used with several objectives (metrics has {len(metrics)}); "
                     "stopping rules need a single metric",
                 )
-            if scheduler is not None:
+            if top.get("scheduler") is not None and not _launch_form(top):
                 self.error(
                     "early_terminate",
                     "cannot be combined with scheduler (W&B's rule): early stopping belongs to the "
@@ -233,7 +233,7 @@ class _Reader(ParameterReader, SettingsReader):
         for key in ("job", "image_uri", "apiVersion"):
             if top.get(key) is not None:
                 self.string(top[key], key)
-        return tuple(key for key in IGNORED_KEYS if key in top and (key != "scheduler" or _launch_form(top)))
+        return server_keys(top)
 
     # -- the scheduler (W&B 2026) ----------------------------------------------------------------
 
@@ -255,6 +255,12 @@ class _Reader(ParameterReader, SettingsReader):
                 self.error(f"{path}.engine", "is required with method: custom: optuna")
             return None
         self.known_keys(block, path, SCHEDULER_KEYS)
+        if isinstance(top.get("controller"), Mapping) and top["controller"].get("type") == "local":
+            self.error(
+                "controller.type",
+                "cannot be local with a scheduler (W&B's rule): the scheduler replaces W&B's local "
+                "controller; drop `controller`",
+            )
         if "engine" not in block:
             self.error(f"{path}.engine", f"is required: one of {', '.join(ENGINES)}")
             return None
@@ -302,12 +308,6 @@ class _Reader(ParameterReader, SettingsReader):
                         "is not used by engine: wandb, which runs the spec's method over `parameters`; "
                         "user code needs engine: optuna with method: custom",
                     )
-        if isinstance(top.get("controller"), Mapping) and top["controller"].get("type") == "local":
-            self.error(
-                "controller.type",
-                "cannot be local with a scheduler (W&B's rule): the scheduler replaces W&B's local "
-                "controller; drop `controller`",
-            )
         return Scheduler(
             engine=engine,
             source=source,
@@ -436,6 +436,13 @@ class _Reader(ParameterReader, SettingsReader):
         return EarlyTerminate(
             type="hyperband", min_iter=min_iter, max_iter=max_iter, s=s, eta=float(eta), strict=strict
         )
+
+
+def server_keys(top: Any) -> tuple[str, ...]:
+    """The keys of a spec mapping that only W&B's servers act on (what ``ignored_keys`` lists)."""
+    if not isinstance(top, Mapping):
+        return ()
+    return tuple(key for key in IGNORED_KEYS if key in top and (key != "scheduler" or _launch_form(top)))
 
 
 def _launch_form(top: Mapping[Any, Any]) -> bool:
