@@ -147,7 +147,8 @@ def resolve_source(spec: SweepSpec, project_dir: Path) -> Path:
     Raises:
         SpecError: no such file.
     """
-    assert spec.scheduler is not None and spec.scheduler.source is not None
+    if spec.scheduler is None or spec.scheduler.source is None:
+        raise ValueError("resolve_source needs a spec with scheduler.source")
     source = Path(spec.scheduler.source).expanduser()
     if source.is_absolute():
         candidates = [source]

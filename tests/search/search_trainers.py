@@ -12,7 +12,7 @@ from typing import Any
 def conditional(config: dict[str, Any], trial: Any) -> float:
     """Checks the conditional config it got, logs a falling loss for ``steps`` steps.
 
-    With ``SEARCH_TEST_OUT`` set, writes what it saw (pid, config, times) to a file there.
+    With ``out`` in the config, writes what it saw (pid, config, times) to a file in that directory.
     """
     complexity = config["complexity"]
     low, high = (10, 40) if complexity == "shallow" else (60, 100)
@@ -28,7 +28,7 @@ def conditional(config: dict[str, Any], trial: Any) -> float:
         time.sleep(float(config.get("sleep_s", 0.0)))
         loss = config["lr"] * 10 + config["n_estimators"] / 100 + 1.0 / step
         trial.log({"loss": loss}, step=step)
-    out = os.environ.get("SEARCH_TEST_OUT")
+    out = config.get("out")
     if out:
         record = {
             "number": trial.number,

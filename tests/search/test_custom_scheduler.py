@@ -18,6 +18,7 @@ from conftest import SOURCE, sampler_calls
 from optuna.trial import TrialState
 
 import sweeper
+from sweeper import api
 from sweeper.cli import main
 from sweeper.errors import SpecError
 from sweeper.search.custom import MAX_FAILURES_IN_ROW, load_scheduler
@@ -394,3 +395,17 @@ def test_search_space_failures_in_a_row_stop_the_agent_leaving_nothing_running(p
         states[: 1 + MAX_FAILURES_IN_ROW] == [TrialState.COMPLETE] + [TrialState.FAIL] * MAX_FAILURES_IN_ROW
     )
     assert TrialState.RUNNING not in states
+
+
+def test_repeat_replays_a_define_by_run_config_with_seeds(project: Path) -> None:
+    url = f"sqlite:///{project / 's.db'}"
+    sweep_id = sweeper.sweep(load_spec(custom_spec(run_cap=2)), storage=url)
+    sweeper.agent(sweep_id, function=search_trainers.conditional, storage=url, executor="local")
+    api.repeat(sweep_id, 0, [11, 12], storage=url, function=search_trainers.conditional, executor="local")
+
+    trials = trials_of(url)
+    repeats = [t for t in trials if t.user_attrs.get("repeat_of") == 0]
+    assert [t.state for t in repeats] == [TrialState.COMPLETE] * 2
+    for repeat, seed in zip(repeats, (11, 12), strict=True):
+        assert repeat.params == trials[0].params
+        assert repeat.user_attrs["config"] == {**trials[0].user_attrs["config"], "seed": seed}
