@@ -77,9 +77,10 @@ def settings(config: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(
             f"forest config: tree.min_samples_leaf must be >= 1, got {merged['tree']['min_samples_leaf']!r}"
         )
-    for key in ("max_features", "val_fraction"):
-        if not 0 < float(merged[key]) <= 1 or (key == "val_fraction" and float(merged[key]) == 1):
-            raise ValueError(f"forest config: {key} must be in (0, 1], got {merged[key]!r}")
+    if not 0 < float(merged["max_features"]) <= 1:
+        raise ValueError(f"forest config: max_features must be in (0, 1], got {merged['max_features']!r}")
+    if not 0 < float(merged["val_fraction"]) < 1:
+        raise ValueError(f"forest config: val_fraction must be in (0, 1), got {merged['val_fraction']!r}")
     return merged
 
 
