@@ -39,3 +39,9 @@ def conditional(config: dict[str, Any], trial: Any) -> float:
         }
         (Path(out) / f"{trial.number}-{trial.attempt}.json").write_text(json.dumps(record))
     return loss
+
+
+def two_objectives(config: dict[str, Any], trial: Any) -> dict[str, float]:
+    """Two conflicting objectives of ``x`` in [0, 1]: ``a = x**2`` and ``b = (1 - x)**2``."""
+    x = float(config["x"])
+    return {"a": x**2, "b": (1 - x) ** 2}

@@ -409,3 +409,32 @@ def test_repeat_replays_a_define_by_run_config_with_seeds(project: Path) -> None
     for repeat, seed in zip(repeats, (11, 12), strict=True):
         assert repeat.params == trials[0].params
         assert repeat.user_attrs["config"] == {**trials[0].user_attrs["config"], "seed": seed}
+
+
+def test_a_multi_objective_study_over_the_specs_parameters(project: Path) -> None:
+    (project / "scheduler.py").write_text(
+        SOURCE
+        + "\n\ndef pareto():\n"
+        + "    return optuna.create_study(directions=['minimize', 'minimize'],"
+        + " sampler=optuna.samplers.NSGAIISampler(seed=2, population_size=4))\n"
+    )
+    url = f"sqlite:///{project / 's.db'}"
+    spec = {
+        "method": "custom",
+        "metrics": [{"name": "a"}, {"name": "b"}],
+        "run_cap": 6,
+        "parameters": {"x": {"min": 0.0, "max": 1.0}},
+        "scheduler": {"engine": "optuna", "source": "scheduler.py", "optimizer": "pareto"},
+    }
+    sweep_id = sweeper.sweep(spec, storage=url)
+    summary = sweeper.agent(sweep_id, function=search_trainers.two_objectives, storage=url, executor="local")
+
+    assert summary.complete == 6 and summary.pareto_size == 6  # a and b conflict everywhere on [0, 1]
+    for trial in trials_of(url):
+        assert trial.user_attrs["config"] == {"x": trial.params["x"]}
+        assert trial.values == pytest.approx([trial.params["x"] ** 2, (1 - trial.params["x"]) ** 2])
+    # NSGA-II's first generation is random draws with its seed: a rerun proposes the same points.
+    again = sweeper.sweep(spec, storage=url)
+    sweeper.agent(again, function=search_trainers.two_objectives, storage=url, executor="local", count=4)
+    first = [t.params["x"] for t in load_study(open_storage(url), sweep_id).trials[:4]]
+    assert [t.params["x"] for t in load_study(open_storage(url), again).trials[:4]] == first
