@@ -14,8 +14,8 @@ import optuna
 import pytest
 import search_trainers
 from click.testing import CliRunner
-from conftest import SOURCE, sampler_calls
 from optuna.trial import TrialState
+from scheduler_source import SOURCE, sampler_calls
 
 import sweeper
 from sweeper import api

@@ -9,8 +9,8 @@ from pathlib import Path
 import optuna
 import pytest
 import search_trainers
-from conftest import sampler_calls
 from optuna.trial import TrialState
+from scheduler_source import sampler_calls
 
 import sweeper
 from sweeper.storage.sweeps import load_study
