@@ -12,9 +12,10 @@ run once per agent (and once by ``sweeper validate`` / ``preview`` / sweep creat
   given none) prunes nothing either.
 - ``search_space`` names a function of an :class:`optuna.Trial` that calls ``trial.suggest_*``
   (define-by-run: conditionals allowed) and returns the trial's config, a mapping (nested mappings
-  allowed). It runs in the agent, when a trial is asked; the worker gets the config, never the
-  function. A retried trial has its params fixed, so the function must give the same config again:
-  the check below replays a few trials to catch a function that does not.
+  allowed; an object with a ``config`` mapping, like the W&B SDK's ``RunSuggestion``, gives that).
+  It runs in the agent, when a trial is asked; the worker gets the config, never the function. A
+  retried trial has its params fixed, so the function must give the same config again: the check
+  below replays a few trials to catch a function that does not.
 """
 
 from __future__ import annotations
@@ -113,6 +114,10 @@ class DefineByRun:
             result = self._function(trial)
         except Exception as exc:  # the user's code: any failure is reported, located
             raise self._error(f"raised {type(exc).__name__}: {exc}") from exc
+        # W&B's SDK has the function return a RunSuggestion(config=..., run_id=...): take its config.
+        suggested = getattr(result, "config", None)
+        if not isinstance(result, Mapping) and isinstance(suggested, Mapping):
+            result = suggested
         if not isinstance(result, Mapping):
             raise self._error(
                 f"must return the trial's config as a mapping (e.g. `return trial.params`), "

@@ -438,3 +438,20 @@ def test_a_multi_objective_study_over_the_specs_parameters(project: Path) -> Non
     sweeper.agent(again, function=search_trainers.two_objectives, storage=url, executor="local", count=4)
     first = [t.params["x"] for t in load_study(open_storage(url), sweep_id).trials[:4]]
     assert [t.params["x"] for t in load_study(open_storage(url), again).trials[:4]] == first
+
+
+def test_a_wandb_style_run_suggestion_gives_its_config(project: Path) -> None:
+    # W&B's SDK examples return RunSuggestion(config=trial.params, run_id=trial.number).
+    suggestion = (
+        "\n\nclass RunSuggestion:\n"
+        "    def __init__(self, config, run_id):\n"
+        "        self.config, self.run_id = config, run_id\n\n\n"
+        "def wandb_style(trial):\n"
+        "    trial.suggest_categorical('complexity', ['shallow', 'deep'])\n"
+        "    return RunSuggestion(config=trial.params, run_id=trial.number)\n"
+    )
+    (project / "scheduler.py").write_text(SOURCE + suggestion)
+    plan = plan_search(load_spec(custom_spec(scheduler={"search_space": "wandb_style"})), project)
+    assert plan.scheduler is not None and plan.scheduler.space is not None
+    trial = optuna.create_study().ask()
+    assert plan.scheduler.space.run(trial) == {"complexity": trial.params["complexity"]}
