@@ -17,6 +17,7 @@ from sweeper.engine.flapping import FlapPolicy
 from sweeper.engine.leases import DEFAULT_GRACE_S, DEFAULT_RENEW_S
 from sweeper.engine.progress import Progress
 from sweeper.errors import TrainerError, UsageError
+from sweeper.search.strategy import plan_search
 from sweeper.spec import overrides
 from sweeper.spec.model import SweepSpec
 from sweeper.spec.reader import load_spec
@@ -44,6 +45,7 @@ def sweep(
         StorageError: the storage cannot be opened.
     """
     parsed = spec if isinstance(spec, SweepSpec) else load_spec(spec)
+    plan_search(parsed, Path.cwd())  # a custom scheduler's file is checked before the sweep exists
     if not isinstance(storage, BaseStorage):
         storage = open_storage(storage or parsed.sweeper.storage)
     return create_sweep(storage, parsed, name=name).id

@@ -96,13 +96,16 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="session")
 def ray_trainers(ray_session: None) -> Iterator[None]:
-    """The session's Ray, with the engine test trainers pickled by value (workers cannot import them)."""
+    """The session's Ray, with the test trainers pickled by value (workers cannot import tests/support)."""
     import engine_trainers
     import ray.cloudpickle
+    import search_trainers
 
-    ray.cloudpickle.register_pickle_by_value(engine_trainers)
+    for module in (engine_trainers, search_trainers):
+        ray.cloudpickle.register_pickle_by_value(module)
     yield
-    ray.cloudpickle.unregister_pickle_by_value(engine_trainers)
+    for module in (engine_trainers, search_trainers):
+        ray.cloudpickle.unregister_pickle_by_value(module)
 
 
 @pytest.fixture(scope="session")

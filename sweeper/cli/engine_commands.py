@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
@@ -20,6 +20,9 @@ from sweeper.cli.format import (
 )
 from sweeper.cli.main import main
 from sweeper.cli.options import agent_options, json_option, storage_option
+
+if TYPE_CHECKING:
+    from sweeper.spec.model import SweepSpec
 
 
 def _run_agent(sweep_id: str, storage: Any, **options: Any) -> None:
@@ -77,6 +80,7 @@ def submit(spec_path: str, storage: str | None, name: str | None) -> None:
 
     _quiet_optuna()
     spec = load_spec(spec_path)
+    _check_scheduler(spec)  # before a sweep exists
     url = resolve_url(storage or spec.sweeper.storage)
     info = create_sweep(open_storage(url), spec, name=name)
     click.echo(f"created sweep {info.name!r} in {mask_url(url)}", err=True)
@@ -114,10 +118,20 @@ def run(spec_path: str, storage: str | None, name: str | None, **options: Any) -
     _quiet_optuna()
     spec = load_spec(spec_path)
     _check_trainer(options.get("trainer") or spec.sweeper.trainer)  # before a sweep exists
+    _check_scheduler(spec)
     url = resolve_url(storage or spec.sweeper.storage)
     info = create_sweep(open_storage(url), spec, name=name)
     click.echo(f"created sweep {info.id} ({info.name})", err=True)
     _run_agent(info.id, url, **options)
+
+
+def _check_scheduler(spec: SweepSpec) -> None:
+    """Run a custom scheduler's file once (``scheduler: {engine: optuna}``): its errors, located, now."""
+    from pathlib import Path
+
+    from sweeper.search.strategy import plan_search
+
+    plan_search(spec, Path.cwd())
 
 
 def _check_trainer(path: str | None) -> None:

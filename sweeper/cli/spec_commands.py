@@ -6,15 +6,19 @@ import itertools
 import json
 import secrets
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import click
 
 from sweeper.cli.main import main
-from sweeper.errors import SpecError
+from sweeper.errors import SpecError, UsageError
+from sweeper.search.custom import draw_configs
 from sweeper.search.samplers import draw_params
+from sweeper.search.strategy import plan_search
 from sweeper.spec.loader import read_yaml
-from sweeper.spec.reader import IGNORED_KEYS, load_spec
+from sweeper.spec.reader import load_spec, server_keys
 from sweeper.trackers import tracker_problems
 
 DEFAULT_DRAWS = 10
@@ -31,7 +35,7 @@ def _ignored_in_file(path: str) -> tuple[str, ...]:
         data = read_yaml(path)
     except SpecError:
         return ()
-    return tuple(key for key in IGNORED_KEYS if isinstance(data, Mapping) and key in data)
+    return server_keys(data)
 
 
 @main.command("validate")
@@ -60,10 +64,23 @@ def validate(specs: tuple[str, ...]) -> None:
             for error in tracker_errors:
                 click.echo(f"error: {path}: sweeper.trackers: {error}", err=True)
             continue
+        try:
+            # A custom scheduler's file is run, its functions called and its search space tried.
+            plan = plan_search(spec, Path.cwd())
+        except SpecError as exc:
+            invalid += 1
+            for issue in exc.issues:
+                click.echo(f"error: {issue}", err=True)
+            continue
         space = spec.space
-        summary = f"{spec.method}, {len(space.names)} searched parameter(s)"
+        if spec.defines_space_by_run:
+            summary = f"{spec.method}, searched parameters defined by run"
+        else:
+            summary = f"{spec.method}, {len(space.names)} searched parameter(s)"
         if spec.method == "grid":
             summary += f", {space.grid_size()} grid point(s)"
+        if plan.scheduler is not None:
+            summary += f"; {plan.scheduler.describe()}"
         click.echo(f"{path}: ok ({summary})")
         _note_ignored(spec.ignored_keys, path)
     if invalid:
@@ -91,11 +108,25 @@ def preview(spec_path: str, count: int | None, seed: int | None) -> None:
 
     For a grid, the points in sweep order (the total count goes to stderr). For random and bayes,
     draws from the prior law; with the same seed, draw i is what random search gives trial i.
+    For method custom, the first configs the scheduler's own sampler proposes (conditional
+    parameters included), before any result; its study carries the seed.
     """
     spec = load_spec(spec_path)
     _note_ignored(spec.ignored_keys, spec_path)
     space = spec.space
-    if spec.method == "grid":
+    configs: Iterable[Mapping[str, Any]]
+    plan = plan_search(spec, Path.cwd())
+    if plan.scheduler is not None:
+        if seed is not None:
+            raise UsageError(
+                "--seed does not apply to method custom: the scheduler's sampler is seeded by its study "
+                "(scheduler.optimizer) or by sweeper.seed"
+            )
+        shown = DEFAULT_DRAWS if count is None else count
+        sampler = type(plan.scheduler.sampler).__name__
+        click.echo(f"{spec.method}: {shown} config(s) proposed by the scheduler's {sampler}", err=True)
+        configs = draw_configs(plan.scheduler, spec, shown)
+    elif spec.method == "grid":
         total = space.grid_size()
         shown = total if count is None else min(count, total)
         click.echo(f"grid: {total} point(s), showing {shown}", err=True)

@@ -101,7 +101,7 @@ class FillLoop:
         self._study_id = study_id
         self._count = count
         self._targets = targets
-        self._distributions = self._spec.space.distributions()
+        self._asks = engine.search.asks
         self._launched = 0
         self._exhausted = False
         self._target_hit = False
@@ -168,9 +168,9 @@ class FillLoop:
             and not self._signals.draining.is_set()
         ):
             if self._targets is None:
-                trial = queue.ask_trial(self._study, self._distributions, budgeted=self._spec.is_budgeted)
+                trial = queue.ask_trial(self._study, self._asks, budgeted=self._spec.is_budgeted)
             else:
-                trial = queue.claim_trial(self._study, self._distributions, self._targets)
+                trial = queue.claim_trial(self._study, self._asks, self._targets)
             if trial is None:
                 self._exhausted = True
                 return

@@ -17,6 +17,7 @@ from sweeper.engine.broker import PruningJudge
 from sweeper.engine.executor import Executor, LocalExecutor, RayExecutor
 from sweeper.engine.tasks import TaskFactory
 from sweeper.errors import TrainerError
+from sweeper.search.strategy import SearchPlan
 from sweeper.spec.model import SweepSpec, TrackerSpec
 from sweeper.storage import sweeps
 from sweeper.storage.sweeps import SweepInfo
@@ -81,6 +82,7 @@ class Engine:
     trackers: tuple[TrackerSpec, ...]
     make_task: TaskFactory
     directions: tuple[str, ...]
+    search: SearchPlan
 
 
 def set_up(
@@ -95,14 +97,13 @@ def set_up(
     project: Path,
 ) -> Engine:
     """Load the sweep's study with its pruner and sampler, prepare its trackers, start the executor."""
-    from sweeper.search.pruners import make_pruner
-    from sweeper.search.strategy import make_sampler
+    from sweeper.search.strategy import plan_search
     from sweeper.trackers.tracker_set import prepare_trackers
 
     spec = info.spec
     directions = tuple(sweeps.directions(spec))
-    # A Pareto front has no single curve to compare: multi-objective sweeps never prune.
-    pruner = make_pruner(spec.early_terminate, list(directions)) if len(directions) == 1 else None
+    search = plan_search(spec, project)  # runs a custom scheduler's file, once
+    pruner = search.pruner(directions)
     study = sweeps.load_study(
         storage,
         info.id,
@@ -120,9 +121,10 @@ def set_up(
         max_concurrent=max_concurrent,
     )
     # The sampler's choice (GP or TPE) depends on how many trials run at once.
-    study.sampler = make_sampler(spec, parallelism=max(1, executor.slots()))
+    study.sampler = search.sampler(parallelism=max(1, executor.slots()))
     make_task = TaskFactory(
         spec=spec,
+        search=search,
         sweep_id=info.id,
         sweep_name=info.name,
         agent_id=agent_id,
@@ -132,4 +134,4 @@ def set_up(
         checkpoints_dir=project / DEFAULT_DIR / "checkpoints" / info.id,
         workdir=None if executor.shipped else str(project),
     )
-    return Engine(study, executor, trackers, make_task, directions)
+    return Engine(study, executor, trackers, make_task, directions, search)

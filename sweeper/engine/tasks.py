@@ -14,6 +14,7 @@ from typing import Any
 
 import optuna
 
+from sweeper.search.strategy import SearchPlan
 from sweeper.spec import overrides
 from sweeper.spec.model import SweepSpec, TrackerSpec
 from sweeper.storage import attrs as keys
@@ -26,6 +27,8 @@ class TaskFactory:
 
     Args:
         spec: The sweep's spec.
+        search: How the sweep searches (a trial's config comes from it: the spec's space, or the
+            config a custom scheduler's search-space function returned).
         sweep_id: The sweep's id.
         sweep_name: The sweep's name.
         agent_id: The agent that runs the trials.
@@ -38,6 +41,7 @@ class TaskFactory:
     """
 
     spec: SweepSpec
+    search: SearchPlan
     sweep_id: str
     sweep_name: str
     agent_id: str
@@ -61,7 +65,7 @@ class TaskFactory:
         spec = self.spec
         params = dict(trial.params)
         user_attrs = trial.user_attrs
-        config = spec.space.to_config(params)
+        config = self.search.config(trial)
         if keys.CONFIG_OVERRIDES in user_attrs:
             config = overrides.apply(config, user_attrs[keys.CONFIG_OVERRIDES])
         attempt = int(user_attrs.get(keys.ATTEMPT, 0))

@@ -1,1 +1,2 @@
-"""What to try next and what to stop: samplers (and the rule that picks one) and pruners."""
+"""What to try next and what to stop: samplers (and the rule that picks one), pruners, and a user's
+own Optuna study and define-by-run search space (``method: custom``, :mod:`~sweeper.search.custom`)."""

@@ -3,6 +3,8 @@
 - ``grid``: every point is enqueued when the sweep is created, so the sampler only sees fixed
   params; W&B's random law is the fallback that never runs in practice.
 - ``random``: W&B's sampling law of every distribution, reproducible per (seed, trial number).
+- ``custom`` (``scheduler: {engine: optuna}``): the sampler and pruner of the user's study, and
+  their define-by-run search space (:mod:`sweeper.search.custom`).
 - ``bayes``: ``sampler: auto`` picks Optuna's GP where it is strong (a numeric space of modest
   dimension and budget, few trials at once, torch installed) and multivariate TPE with constant
   liar elsewhere; ``gp`` / ``tpe`` force one. Either way running trials never make it suggest a
@@ -13,14 +15,19 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-from collections.abc import Container, Sequence
+from collections.abc import Callable, Container, Sequence
+from pathlib import Path
 from typing import Any
 
+import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.pruners import BasePruner
 from optuna.samplers import BaseSampler, GPSampler, TPESampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeper.search.custom import OptunaScheduler, load_scheduler
+from sweeper.search.pruners import make_pruner
 from sweeper.search.samplers import WandbRandomSampler, draw_params
 from sweeper.spec.model import SweepSpec
 from sweeper.spec.space import SearchSpace
@@ -63,6 +70,55 @@ def make_sampler(spec: SweepSpec, *, parallelism: int = 1) -> BaseSampler:
             constant_liar=True,
         )
     return DistinctSampler(inner, space, seed)
+
+
+class SearchPlan:
+    """How an agent searches a sweep: the sampler, the pruner, what to ask and each trial's config.
+
+    For ``method: custom`` the user's scheduler file is run once, here; otherwise this is
+    :func:`make_sampler`, :func:`~sweeper.search.pruners.make_pruner` and the spec's search space.
+    """
+
+    def __init__(self, spec: SweepSpec, scheduler: OptunaScheduler | None) -> None:
+        self._spec = spec
+        self.scheduler = scheduler
+
+    def pruner(self, directions: Sequence[str]) -> BasePruner | None:
+        """The pruner, or None; a Pareto front has no single curve to compare, so never several objectives."""
+        if self.scheduler is not None:
+            return self.scheduler.pruner
+        return make_pruner(self._spec.early_terminate, list(directions)) if len(directions) == 1 else None
+
+    def sampler(self, *, parallelism: int = 1) -> BaseSampler:
+        """The sampler that proposes the trials (GP or TPE for bayes depends on ``parallelism``)."""
+        if self.scheduler is not None:
+            return self.scheduler.sampler
+        return make_sampler(self._spec, parallelism=parallelism)
+
+    @property
+    def asks(self) -> dict[str, BaseDistribution] | Callable[[optuna.Trial], None]:
+        """What the queue suggests on each asked trial: the static distributions, or the user's
+        define-by-run function (see :func:`sweeper.storage.queue.ask_trial`)."""
+        if self.scheduler is not None and self.scheduler.space is not None:
+            return self.scheduler.space
+        return self._spec.space.distributions()
+
+    def config(self, trial: optuna.Trial) -> dict[str, Any]:
+        """The trainer's config of an asked trial (what the define-by-run function returned, or the
+        spec's params as nested config)."""
+        if self.scheduler is not None and self.scheduler.space is not None:
+            return self.scheduler.space.config(trial)
+        return self._spec.space.to_config(dict(trial.params))
+
+
+def plan_search(spec: SweepSpec, project_dir: str | Path) -> SearchPlan:
+    """The :class:`SearchPlan` of ``spec``, loading its ``scheduler.source`` (once) when it has one.
+
+    Raises:
+        SpecError: the scheduler's file or functions are broken (see :func:`load_scheduler`).
+    """
+    custom = spec.scheduler is not None and spec.scheduler.engine == "optuna"
+    return SearchPlan(spec, load_scheduler(spec, Path(project_dir)) if custom else None)
 
 
 class DistinctSampler(BaseSampler):
@@ -183,4 +239,11 @@ def _taken_points(study: Study, current: FrozenTrial, names: list[str]) -> set[t
     return points
 
 
-__all__ = ["DistinctSampler", "StoppedCountAsComplete", "choose_bayes_sampler", "make_sampler"]
+__all__ = [
+    "DistinctSampler",
+    "SearchPlan",
+    "StoppedCountAsComplete",
+    "choose_bayes_sampler",
+    "make_sampler",
+    "plan_search",
+]

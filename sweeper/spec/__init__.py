@@ -8,7 +8,15 @@ distributions), :mod:`~sweeper.spec.space` (Optuna distributions, grid, draws),
 """
 
 from sweeper.spec.laws import Parameter
-from sweeper.spec.model import EarlyTerminate, Metric, Resources, SweeperSettings, SweepSpec, TrackerSpec
+from sweeper.spec.model import (
+    EarlyTerminate,
+    Metric,
+    Resources,
+    Scheduler,
+    SweeperSettings,
+    SweepSpec,
+    TrackerSpec,
+)
 from sweeper.spec.reader import load_spec
 from sweeper.spec.space import SearchSpace
 
@@ -17,6 +25,7 @@ __all__ = [
     "Metric",
     "Parameter",
     "Resources",
+    "Scheduler",
     "SearchSpace",
     "SweepSpec",
     "SweeperSettings",

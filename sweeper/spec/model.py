@@ -42,6 +42,23 @@ class EarlyTerminate:
 
 
 @dataclass(frozen=True)
+class Scheduler:
+    """W&B's ``scheduler:`` block (2026): which engine proposes the trials, and the user's code for it.
+
+    ``engine: optuna`` (with ``method: custom``) builds the Optuna study from ``optimizer`` (a
+    zero-argument function in ``source`` returning a study: its sampler, pruner and directions) and
+    asks each trial's config from ``search_space`` (a function of an ``optuna.Trial``, define-by-run);
+    either may be left out (Optuna's default study; the spec's ``parameters``). ``engine: wandb``
+    is W&B's own engine: grid, random or bayes over ``parameters``, as without a scheduler.
+    """
+
+    engine: Literal["optuna", "wandb"]
+    source: str | None = None  # a Python file, as written in the spec
+    optimizer: str | None = None  # function name in source
+    search_space: str | None = None  # function name in source
+
+
+@dataclass(frozen=True)
 class Resources:
     """What one trial asks of the cluster; ``gpus`` may be fractional (two 0.5 trials share a GPU)."""
 
@@ -91,6 +108,7 @@ class SweepSpec:
     project: str | None = None
     entity: str | None = None
     run_cap: int | None = None
+    scheduler: Scheduler | None = None
     sweeper: SweeperSettings = field(default_factory=SweeperSettings)
     # The mapping as the user wrote it (numbers already numbers): what a study records.
     raw: Mapping[str, Any] = field(default_factory=dict)
@@ -105,6 +123,11 @@ class SweepSpec:
         if self.metrics:
             return self.metrics
         return (self.metric,) if self.metric is not None else ()
+
+    @property
+    def defines_space_by_run(self) -> bool:
+        """Whether the user's ``scheduler.search_space`` function, not ``parameters``, gives the configs."""
+        return self.scheduler is not None and self.scheduler.search_space is not None
 
     @property
     def is_budgeted(self) -> bool:

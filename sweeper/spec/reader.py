@@ -6,8 +6,16 @@ The dataclasses below are the contract the engine, trackers and inspect code bui
 Every spec W&B's engine accepts loads, with these deliberate differences:
 
 - Unknown keys are errors (W&B warns); our settings live in the ``sweeper:`` block.
-- Keys only W&B's servers use (``controller``, ``job``, ``image_uri``, ``apiVersion``, ``kind``,
-  ``scheduler``) are accepted and listed in :attr:`SweepSpec.ignored_keys`.
+- Keys only W&B's servers use (``controller``, ``job``, ``image_uri``, ``apiVersion``, ``kind``, and
+  a Launch ``scheduler`` block such as ``{job: ..., num_workers: 2}``) are accepted and listed in
+  :attr:`SweepSpec.ignored_keys`.
+- W&B's 2026 ``scheduler: {engine, source, optimizer, search_space}`` is read with W&B's rules
+  (``optuna``/``ax`` with ``method: custom``, ``wandb`` with grid/random/bayes; not with
+  ``early_terminate`` nor ``controller: {type: local}``; ``optimizer``/``search_space`` need
+  ``source``; ``parameters`` optional when ``search_space`` gives the space). Ours on top:
+  ``engine: ax`` is not supported; ``method: custom`` needs ``engine: optuna`` (W&B accepts it
+  without a scheduler, with nothing to run it) and a metric; ``engine: wandb`` takes no code;
+  ``parameters`` and ``search_space`` are exclusive.
 - Degenerate laws W&B lets through and then fails or misbehaves on are rejected up front:
   ``sigma``, ``a``, ``b`` and ``q`` must be > 0; hyperband ``max_iter`` needs ``s`` and at least
   one band; ``probabilities`` in a grid; bounds whose law leaves float64 (``exp`` overflow,
@@ -31,15 +39,20 @@ from sweeper.spec._parameters import ParameterReader
 from sweeper.spec._settings import SettingsReader
 from sweeper.spec.laws import Parameter
 from sweeper.spec.loader import read_yaml
-from sweeper.spec.model import EarlyTerminate, Metric, SweeperSettings, SweepSpec
+from sweeper.spec.model import EarlyTerminate, Metric, Scheduler, SweeperSettings, SweepSpec
 
 METHODS = ("grid", "random", "bayes", "custom")
 GOALS = ("minimize", "maximize")
 IMPUTES = ("latest", "best", "worst")
 EARLY_TERMINATE_TYPES = ("hyperband", "asha", "median")
 
-# Top-level W&B keys that only W&B's servers act on: accepted, reported in `ignored_keys`.
+# Top-level W&B keys that only W&B's servers act on: accepted, reported in `ignored_keys`
+# (`scheduler` only in its Launch form, without `engine`).
 IGNORED_KEYS = ("controller", "job", "image_uri", "apiVersion", "kind", "scheduler")
+SCHEDULER_KEYS = ("engine", "source", "optimizer", "search_space")
+ENGINES = ("optuna", "ax", "wandb")
+# The methods each engine runs (W&B's `_SUPPORTED_METHODS_BY_ENGINE`, with optuna and ax on custom).
+ENGINE_METHODS = {"optuna": ("custom",), "ax": ("custom",), "wandb": ("grid", "random", "bayes")}
 TOP_LEVEL_KEYS = (
     "method",
     "parameters",
@@ -79,9 +92,22 @@ class _Reader(ParameterReader, SettingsReader):
         if "method" not in top:
             self.error("method", f"is required: one of {', '.join(METHODS)}")
 
+        scheduler = self.scheduler(top, method)
+        defines_space = scheduler is not None and scheduler.search_space is not None
         parameters: tuple[Parameter, ...] = ()
         if "parameters" not in top:
-            self.error("parameters", "is required: a mapping of parameter names to their settings")
+            if not defines_space:
+                self.error(
+                    "parameters",
+                    "is required unless scheduler.search_space is set: "
+                    "a mapping of parameter names to their settings",
+                )
+        elif defines_space:
+            self.error(
+                "parameters",
+                "cannot be combined with scheduler.search_space: that function defines the whole space "
+                "(put constants in what it returns), or drop search_space to search these parameters",
+            )
         else:
             parameters = self.parameters(top["parameters"], "parameters", ())
             self._check_flat_names(parameters)
@@ -107,8 +133,20 @@ class _Reader(ParameterReader, SettingsReader):
                     f"cannot be used with several objectives (metrics has {len(metrics)}); "
                     "stopping rules need a single metric",
                 )
+            if top.get("scheduler") is not None and not _launch_form(top):
+                self.error(
+                    "early_terminate",
+                    "cannot be combined with scheduler (W&B's rule): early stopping belongs to the "
+                    "scheduler (with engine: optuna, its study's pruner); drop one of them",
+                )
         if method == "bayes" and not has_objective:
             self.error("metric", "is required when method is bayes: the metric to optimize")
+        if method == "custom" and not has_objective:
+            self.error(
+                "metric",
+                "is required when method is custom: the metric (or `metrics:` list) the scheduler's "
+                "study optimizes",
+            )
 
         program = self.string(top["program"], "program") if top.get("program") is not None else None
         command = self.command(top["command"], "command") if top.get("command") is not None else None
@@ -132,6 +170,18 @@ class _Reader(ParameterReader, SettingsReader):
                         f"got trainer {settings.trainer!r} and {key} {_show(top[key])}",
                     )
                     break
+            if scheduler is not None and scheduler.engine == "optuna" and settings.sampler != "auto":
+                self.error(
+                    "sweeper.sampler",
+                    f"cannot be set with scheduler.engine: optuna, got {settings.sampler!r}: the sampler "
+                    "is the one of the study scheduler.optimizer returns",
+                )
+            if scheduler is not None and scheduler.optimizer is not None and settings.seed is not None:
+                self.error(
+                    "sweeper.seed",
+                    f"cannot be set with scheduler.optimizer, got {settings.seed}: the sampler of the study "
+                    f"{scheduler.optimizer}() returns carries its own seed (e.g. TPESampler(seed=...))",
+                )
 
         if not self.issues:
             # The raw mapping is stored with the study (JSON): every value must survive that.
@@ -151,6 +201,7 @@ class _Reader(ParameterReader, SettingsReader):
             project=texts["project"],
             entity=texts["entity"],
             run_cap=run_cap,
+            scheduler=scheduler,
             sweeper=settings,
             raw=copy.deepcopy(dict(top)),
             source=self.source,
@@ -173,9 +224,8 @@ class _Reader(ParameterReader, SettingsReader):
             )
 
     def ignored(self, top: Mapping[Any, Any]) -> tuple[str, ...]:
-        for key in ("controller", "scheduler"):
-            if key in top and top[key] is not None:
-                self.mapping(top[key], key)
+        if "controller" in top and top["controller"] is not None:
+            self.mapping(top["controller"], "controller")
         if isinstance(top.get("controller"), Mapping) and "type" in top["controller"]:
             self.choice(top["controller"]["type"], "controller.type", ("local", "cloud"))
         if "kind" in top and top["kind"] != "sweep":
@@ -183,7 +233,87 @@ class _Reader(ParameterReader, SettingsReader):
         for key in ("job", "image_uri", "apiVersion"):
             if top.get(key) is not None:
                 self.string(top[key], key)
-        return tuple(key for key in IGNORED_KEYS if key in top)
+        return server_keys(top)
+
+    # -- the scheduler (W&B 2026) ----------------------------------------------------------------
+
+    def scheduler(self, top: Mapping[Any, Any], method: str | None) -> Scheduler | None:
+        """The ``scheduler:`` block with W&B's rules; None when absent or in its (ignored) Launch form."""
+        path = "scheduler"
+        if method == "custom" and top.get(path) is None:
+            self.error(
+                "method",
+                "custom needs a `scheduler: {engine: optuna, source: FILE.py, optimizer: FUNC, "
+                "search_space: FUNC}` block to propose its trials; for plain random search write "
+                "method: random",
+            )
+        if path not in top or top[path] is None:
+            return None
+        block = self.mapping(top[path], path, "a mapping with engine, source, optimizer, search_space")
+        if block is None or _launch_form(top):
+            if block is not None and method == "custom":
+                self.error(f"{path}.engine", "is required with method: custom: optuna")
+            return None
+        self.known_keys(block, path, SCHEDULER_KEYS)
+        if isinstance(top.get("controller"), Mapping) and top["controller"].get("type") == "local":
+            self.error(
+                "controller.type",
+                "cannot be local with a scheduler (W&B's rule): the scheduler replaces W&B's local "
+                "controller; drop `controller`",
+            )
+        if "engine" not in block:
+            self.error(f"{path}.engine", f"is required: one of {', '.join(ENGINES)}")
+            return None
+        engine = self.choice(block["engine"], f"{path}.engine", ENGINES)
+        texts: dict[str, str | None] = {}
+        for key in ("source", "optimizer", "search_space"):
+            texts[key] = self.string(block[key], f"{path}.{key}") if block.get(key) is not None else None
+            if block.get(key) is not None and texts[key] is not None and not texts[key]:
+                self.error(f"{path}.{key}", "must not be empty")
+                texts[key] = None
+        for key in ("optimizer", "search_space"):
+            name = texts[key]
+            if name is not None and not name.isidentifier():
+                self.error(f"{path}.{key}", f"must name a function in the source file, got {name!r}")
+            if name is not None and texts["source"] is None:
+                self.error(
+                    f"{path}.source",
+                    f"is required with {path}.{key} (W&B's rule): the Python file defining {name}()",
+                )
+        source = texts["source"]
+        if source is not None and not source.endswith(".py"):
+            self.error(f"{path}.source", f"must be a Python file (.py), got {source!r}")
+        if engine is None:
+            return None
+        if engine == "ax":
+            self.error(
+                f"{path}.engine",
+                "ax is not supported by sweeper: use engine: optuna with method: custom (an optimizer "
+                "function returning an Optuna study, a search_space function of an optuna.Trial), "
+                "or engine: wandb with method grid, random or bayes",
+            )
+            return None
+        if method is not None and method not in ENGINE_METHODS[engine]:
+            allowed = ", ".join(ENGINE_METHODS[engine])
+            self.error(
+                "method",
+                f"must be {allowed} with scheduler.engine: {engine} (W&B's rule), got {method}"
+                + ("; engine: optuna runs method: custom" if engine == "wandb" else ""),
+            )
+        if engine == "wandb":
+            for key in ("source", "optimizer", "search_space"):
+                if texts[key] is not None:
+                    self.error(
+                        f"{path}.{key}",
+                        "is not used by engine: wandb, which runs the spec's method over `parameters`; "
+                        "user code needs engine: optuna with method: custom",
+                    )
+        return Scheduler(
+            engine=engine,
+            source=source,
+            optimizer=texts["optimizer"],
+            search_space=texts["search_space"],
+        )
 
     def command(self, value: Any, path: str) -> tuple[str, ...] | None:
         if not isinstance(value, list) or not value:
@@ -306,6 +436,19 @@ class _Reader(ParameterReader, SettingsReader):
         return EarlyTerminate(
             type="hyperband", min_iter=min_iter, max_iter=max_iter, s=s, eta=float(eta), strict=strict
         )
+
+
+def server_keys(top: Any) -> tuple[str, ...]:
+    """The keys of a spec mapping that only W&B's servers act on (what ``ignored_keys`` lists)."""
+    if not isinstance(top, Mapping):
+        return ()
+    return tuple(key for key in IGNORED_KEYS if key in top and (key != "scheduler" or _launch_form(top)))
+
+
+def _launch_form(top: Mapping[Any, Any]) -> bool:
+    """Whether ``scheduler`` is W&B Launch's block (``job``, ``num_workers``, ...), run by W&B's servers."""
+    block = top.get("scheduler")
+    return isinstance(block, Mapping) and bool(block) and not set(block) & set(SCHEDULER_KEYS)
 
 
 def load_spec(source: str | Path | Mapping[str, Any]) -> SweepSpec:

@@ -7,9 +7,10 @@ bounded in ``pyproject.toml``.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable, Collection
-from typing import Any, TypeVar
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, TypeAlias, TypeVar
 
 import optuna
 from optuna.distributions import BaseDistribution
@@ -17,8 +18,12 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import TrialState
 
 from sweeper.spec.model import SweepSpec
-from sweeper.storage.attrs import ATTEMPT, lineage
+from sweeper.storage.attrs import ATTEMPT, FAIL_REASON, lineage
 from sweeper.storage.fast_read import cache_of, database_of
+
+# What an ask suggests on the new trial: static distributions by flat name, or a define-by-run
+# function of the live trial (the user's `scheduler.search_space`, which keeps the config itself).
+Asks: TypeAlias = Mapping[str, BaseDistribution] | Callable[[optuna.Trial], object]
 
 OPEN_STATES = (TrialState.WAITING, TrialState.RUNNING)
 
@@ -141,13 +146,28 @@ def _remember(study: optuna.Study, trial_id: int) -> None:
         info.unfinished_trial_ids.add(trial_id)
 
 
-def ask_trial(
-    study: optuna.Study, distributions: dict[str, BaseDistribution], *, budgeted: bool
-) -> optuna.Trial | None:
+def _suggest(study: optuna.Study, trial: optuna.Trial, asks: Asks) -> None:
+    """Suggest every param of a claimed trial; a define-by-run function that raises fails the trial."""
+    if isinstance(asks, Mapping):
+        for name, distribution in asks.items():
+            trial._suggest(name, distribution)
+        return
+    try:
+        asks(trial)
+    except BaseException as exc:
+        # Nothing is left RUNNING behind the error: the trial fails with it as its reason.
+        with contextlib.suppress(Exception):
+            study._storage.set_trial_user_attr(trial._trial_id, FAIL_REASON, str(exc))
+            study.tell(trial, state=TrialState.FAIL)
+        raise
+
+
+def ask_trial(study: optuna.Study, distributions: Asks, *, budgeted: bool) -> optuna.Trial | None:
     """The next trial to run with all params suggested, or None when a budgeted sweep has none left.
 
     Enqueued trials (grid points, budget tokens, retries) come first; their fixed params win over
-    the sampler. Only an unbudgeted sweep creates new trials.
+    the sampler (a define-by-run function gets them back from ``suggest_*``, so a retry replays
+    the same config). Only an unbudgeted sweep creates new trials.
     """
     study._thread_local.cached_all_trials = None
     trial_id = _pop_waiting(study)
@@ -156,8 +176,7 @@ def ask_trial(
             return None
         trial_id = study._storage.create_new_trial(study._study_id)
     trial = optuna.Trial(study, trial_id)
-    for name, distribution in distributions.items():
-        trial._suggest(name, distribution)
+    _suggest(study, trial, distributions)
     return trial
 
 
@@ -170,9 +189,7 @@ def enqueue(study: optuna.Study, params: dict[str, Any], user_attrs: dict[str, A
     return study._storage.get_trial_number_from_id(trial_id)
 
 
-def claim_trial(
-    study: optuna.Study, distributions: dict[str, BaseDistribution], lineages: Collection[int]
-) -> optuna.Trial | None:
+def claim_trial(study: optuna.Study, distributions: Asks, lineages: Collection[int]) -> optuna.Trial | None:
     """Claim a WAITING trial of the given lineages (see :func:`lineage`), or None when none waits.
 
     A targeted agent's :func:`ask_trial`: the rest of the queue is left alone. The claim is the
@@ -191,8 +208,7 @@ def claim_trial(
             continue
         _remember(study, frozen._trial_id)
         trial = optuna.Trial(study, frozen._trial_id)
-        for name, distribution in distributions.items():
-            trial._suggest(name, distribution)
+        _suggest(study, trial, distributions)
         return trial
     return None
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from sweeper.errors import TrialPruned
-from trainers import boosting, digits
+from trainers import boosting, digits, forest
 
 
-@pytest.mark.parametrize("module", [boosting, digits])
+@pytest.mark.parametrize("module", [boosting, digits, forest])
 def test_doctests_pass(module) -> None:
     result = doctest.testmod(module)
     assert result.attempted > 0
@@ -30,6 +30,34 @@ def test_boosting_reports_every_chunk_and_learns(make_trial) -> None:
         assert 0.0 <= metrics["val_accuracy"] <= 1.0
     losses = trial.series("train_loss")
     assert losses[-1] < losses[0]
+
+
+def test_forest_grows_in_chunks_and_stops_when_pruned(make_trial) -> None:
+    shallow, deep = make_trial(), make_trial()
+    forest.train({"complexity": "shallow", "n_estimators": 25, "report_every": 10}, shallow)
+    forest.train({"complexity": "deep", "n_estimators": 20, "tree": {"min_samples_leaf": 2}}, deep)
+    assert shallow.steps() == [10, 20, 25] and deep.steps() == [10, 20]
+    for _, metrics in shallow.rows + deep.rows:
+        assert set(metrics) == {"val_loss", "val_accuracy"} and 0.8 < metrics["val_accuracy"] <= 1.0
+    pruned = make_trial(prune_at_report=1)
+    with pytest.raises(TrialPruned):
+        forest.train({"n_estimators": 40}, pruned)
+    assert pruned.steps() == [10]
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"complexity": "medium"}, r"complexity must be one of \('shallow', 'deep'\), got 'medium'"),
+        ({"n_estimators": 0}, "n_estimators must be >= 1, got 0"),
+        ({"tree": {"max_depth": 3}}, r"unknown key\(s\) tree\.max_depth"),
+        ({"max_features": 0}, r"max_features must be in \(0, 1\], got 0"),
+        ({"val_fraction": 1}, r"val_fraction must be in \(0, 1\), got 1"),
+    ],
+)
+def test_forest_rejects_bad_configs(config, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        forest.settings(config)
 
 
 def test_boosting_takes_nested_tree_settings_and_other_datasets(make_trial) -> None:

@@ -169,3 +169,29 @@ def test_digits(project: Path) -> None:
     for trial in ended(study):
         assert sorted(trial.intermediate_values) == list(range(1, 11))
         assert trial.value == max(trial.intermediate_values.values())
+
+
+def test_custom_optuna_scheduler_runs_its_conditional_space_four_at_a_time(project: Path) -> None:
+    spec_path = str(REPO / "sweeps" / "custom_optuna.yaml")
+    preview = CliRunner().invoke(main, ["preview", spec_path, "-n", "8"])
+    assert preview.exit_code == 0, preview.output
+    previewed = [json.loads(line) for line in preview.stdout.splitlines()]
+
+    study = run_spec(project, "custom_optuna", "--count", "8")
+    trials = sorted(ended(study), key=lambda t: t.number)
+    assert len(trials) == 8 and {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
+    # The study's seeded TPE sampler proposed them: its first draws, exactly as preview shows them.
+    assert [config(t) for t in trials] == previewed
+    for trial in trials:
+        shallow = config(trial)["complexity"] == "shallow"
+        assert (
+            (10 <= trial.params["n_estimators"] <= 40)
+            if shallow
+            else (60 <= trial.params["n_estimators"] <= 100)
+        )
+        assert ("min_samples_leaf" in trial.params) == (not shallow)
+    # sweeper.max_concurrent: 4, and the agent kept the four slots busy.
+    overlaps = [
+        sum(1 for o in trials if o.datetime_start <= t.datetime_start < o.datetime_complete) for t in trials
+    ]
+    assert max(overlaps) == 4

@@ -12,15 +12,21 @@ import numpy as np
 import pytest
 from example_specs import EXAMPLE_SPECS
 
+from sweeper.search.custom import draw_configs
+from sweeper.search.strategy import plan_search
 from sweeper.spec.model import SweepSpec
 from sweeper.spec.reader import load_spec
 from sweeper.worker.trial import load_trainer
-from trainers import boosting, digits
+from trainers import boosting, digits, forest
 
 REPO = Path(__file__).resolve().parents[2]
 SWEEPS = REPO / "sweeps"
 OURS = list(EXAMPLE_SPECS)
-CONFIG_CHECKS = {"trainers.boosting:train": boosting.settings, "trainers.digits:train": digits.settings}
+CONFIG_CHECKS = {
+    "trainers.boosting:train": boosting.settings,
+    "trainers.digits:train": digits.settings,
+    "trainers.forest:train": forest.settings,
+}
 
 
 def spec(name: str) -> SweepSpec:
@@ -45,6 +51,13 @@ def test_every_config_the_spec_can_produce_is_one_its_trainer_accepts(name: str,
     trainer = str(loaded.sweeper.trainer)
     # The ML trainers validate their config up front; the test functions are instant, so just run them.
     check = CONFIG_CHECKS.get(trainer) or (lambda config: load_trainer(trainer)(config, make_trial()))
+    if loaded.defines_space_by_run:
+        # The scheduler's own search space, as its sampler draws it (every branch shows in 20 draws).
+        scheduler = plan_search(loaded, REPO).scheduler
+        assert scheduler is not None
+        for config in draw_configs(scheduler, loaded, 20):
+            check(config)
+        return
     rng = np.random.default_rng(0)
     for _ in range(20):
         check(loaded.space.to_config(loaded.space.sample_params(rng)))
@@ -60,6 +73,9 @@ def test_each_spec_shows_its_feature() -> None:
     program = spec("program")
     assert program.command is not None and "${args}" in program.command
     assert {t.type for t in spec("trackers").sweeper.trackers} == {"jsonl", "mlflow", "tensorboard"}
+    custom = spec("custom_optuna")
+    assert custom.method == "custom" and custom.scheduler is not None and custom.defines_space_by_run
+    assert custom.sweeper.max_concurrent == 4
     # The quickstart needs nothing beyond the core package and scikit-learn.
     assert spec("quickstart").sweeper.trainer == "trainers.boosting:train"
     assert spec("quickstart").sweeper.resources.gpus == 0
