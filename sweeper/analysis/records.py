@@ -58,6 +58,7 @@ class TrialRecord:
         tracker_errors: Messages of trackers that failed for this trial.
         agent: The id of the agent that ran it.
         host: The machine it ran on.
+        trial_dir: The directory it ran in on ``host``: its relative outputs, a program's logs.
     """
 
     number: int
@@ -78,6 +79,7 @@ class TrialRecord:
     tracker_errors: tuple[str, ...] = ()
     agent: str | None = None
     host: str | None = None
+    trial_dir: str | None = None
 
     @property
     def value(self) -> float | None:
@@ -111,6 +113,7 @@ class TrialRecord:
             "repeat_of": self.repeat_of,
             "agent": self.agent,
             "host": self.host,
+            "trial_dir": self.trial_dir,
         }
         return strict_json_dict(record)
 
@@ -203,6 +206,7 @@ def to_record(trial: FrozenTrial, spec: SweepSpec | None = None) -> TrialRecord:
         tracker_errors=tuple(str(e) for e in errors) if isinstance(errors, list) else (),
         agent=_text(attrs.get(keys.AGENT)),
         host=_text(attrs.get(keys.HOST)),
+        trial_dir=_text(attrs.get(keys.TRIAL_DIR)),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import socket
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -44,6 +45,7 @@ def trial_table(
     if reasons:
         table.add_column("reason", overflow="fold")
     table.add_column("tracker runs", overflow="fold")
+    table.add_column("outputs", overflow="fold")
     for t in trials:
         values = [num_text(v) for v in t.values] if t.values else ["-"] * len(results.objective_names)
         reason = [first_line(t.fail_reason) if t.fail_reason else "-"] if reasons else []
@@ -55,8 +57,16 @@ def trial_table(
             config_text(t.config),
             *reason,
             " ".join(f"{k}:{v}" for k, v in t.tracker_runs.items()) or "-",
+            _where(t),
         )
     return table
+
+
+def _where(t: records.TrialRecord) -> str:
+    """The trial's directory, with its host when that is not this machine."""
+    if not t.trial_dir:
+        return "-"
+    return t.trial_dir if not t.host or t.host == socket.gethostname() else f"{t.host}:{t.trial_dir}"
 
 
 def running_dict(t: records.TrialRecord, results: res.SweepResults) -> dict[str, Any]:

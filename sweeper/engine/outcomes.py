@@ -166,4 +166,6 @@ def _attrs(outcome: TrialOutcome) -> dict[str, Any]:
         attrs[keys.TRACKER_ERRORS] = list(outcome.tracker_errors)
     if outcome.fail_reason:
         attrs[keys.FAIL_REASON] = outcome.fail_reason
+    if outcome.trial_dir:
+        attrs[keys.TRIAL_DIR] = outcome.trial_dir
     return attrs

@@ -132,6 +132,7 @@ def set_up(
         trackers=trackers,
         sweep_dir=str(sweep_dir),
         checkpoints_dir=project / DEFAULT_DIR / "checkpoints" / info.id,
+        outputs_dir=project / (spec.sweeper.outputs or Path(DEFAULT_DIR) / "sweeps"),
         workdir=None if executor.shipped else str(project),
     )
     return Engine(study, executor, trackers, make_task, directions, search)

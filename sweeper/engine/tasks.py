@@ -19,6 +19,7 @@ from sweeper.spec import overrides
 from sweeper.spec.model import SweepSpec, TrackerSpec
 from sweeper.storage import attrs as keys
 from sweeper.worker.trial import Objective, TrialTask
+from sweeper.worker.workdir import trial_dir
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class TaskFactory:
         trackers: The prepared tracker specs.
         sweep_dir: Where the sweep's files go (tracker logs).
         checkpoints_dir: Each trial lineage gets its own checkpoint directory under it.
+        outputs_dir: Each trial gets its working directory under it (``<sweep id>/trials/<n>``).
         workdir: The project directory put on the worker's ``sys.path``; None when the executor
             ships it as the worker's working directory.
     """
@@ -49,6 +51,7 @@ class TaskFactory:
     trackers: tuple[TrackerSpec, ...]
     sweep_dir: str
     checkpoints_dir: Path
+    outputs_dir: Path
     workdir: str | None
 
     @cached_property
@@ -92,4 +95,5 @@ class TaskFactory:
             trackers=self.trackers,
             tags=spec.sweeper.tags,
             workdir=self.workdir,
+            trial_dir=str(trial_dir(self.outputs_dir, self.sweep_id, trial.number)),
         )

@@ -28,6 +28,7 @@ SWEEPER_KEYS = (
     "sampler",
     "storage",
     "tags",
+    "outputs",
 )
 RESOURCE_KEYS = ("gpus", "cpus", "memory", "custom")
 
@@ -72,6 +73,8 @@ class SettingsReader(Checks):
             got["sampler"] = block["sampler"]
         if block.get("storage") is not None and self.string(block["storage"], f"{path}.storage"):
             got["storage"] = block["storage"]
+        if block.get("outputs") is not None and self.string(block["outputs"], f"{path}.outputs"):
+            got["outputs"] = block["outputs"]
         if block.get("trackers") is not None:
             got["trackers"] = self.trackers(block["trackers"], f"{path}.trackers")
         if block.get("tags") is not None:

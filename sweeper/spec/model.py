@@ -90,6 +90,9 @@ class SweeperSettings:
     sampler: Literal["auto", "tpe", "gp"] = "auto"
     storage: str | None = None
     tags: tuple[str, ...] = ()
+    # Where each trial's working directory goes: <outputs>/<sweep id>/trials/<n> (default: the
+    # project's .sweeper/sweeps); relative to the agent's project directory.
+    outputs: str | None = None
 
 
 @dataclass(frozen=True)

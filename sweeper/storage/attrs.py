@@ -68,6 +68,7 @@ HOST = "host"
 
 
 DURATION_S = "duration_s"
+TRIAL_DIR = "trial_dir"  # the directory the trial ran in, on its host
 
 
 def lineage(trial: optuna.trial.FrozenTrial) -> int:

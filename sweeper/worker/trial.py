@@ -9,6 +9,7 @@ whether the pruner stops the trial.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import importlib
 import os
@@ -25,6 +26,7 @@ from sweeper.errors import AgentExit, TrainerError, TrialPruned
 from sweeper.plain import finite, stored_metrics
 from sweeper.spec.model import TrackerSpec
 from sweeper.worker.program import TrialTimeout
+from sweeper.worker.workdir import make_trial_dir, working_in
 
 if TYPE_CHECKING:
     from sweeper.trackers.tracker_set import TrackerSet
@@ -96,6 +98,8 @@ class TrialTask:
     tags: tuple[str, ...] = ()
     # The agent's directory, put on sys.path; None when the executor shipped it as the cwd.
     workdir: str | None = None
+    # Where the trial runs and its relative files stay (see sweeper.worker.workdir); None: the cwd.
+    trial_dir: str | None = None
 
 
 class Failure(str, enum.Enum):
@@ -149,6 +153,8 @@ class TrialOutcome:
     # (step, value) of every report of the first objective: the agent stores any the report
     # channel has not delivered yet (reports are fire-and-forget when nothing can prune).
     intermediate: tuple[tuple[int, float], ...] = ()
+    # The directory the trial ran in, on ``host``: its relative outputs (and a program's logs).
+    trial_dir: str | None = None
 
     @classmethod
     def failed(
@@ -374,8 +380,10 @@ def execute_trial(task: TrialTask, reporter: Reporter | None = None) -> TrialOut
     reason: str | None = None
     failure: Failure | None = None
     values: tuple[float, ...] | None = None
+    directory = _trial_dir(task)
     try:
-        result = _run_trainer(task, trial)
+        with working_in(directory, _project(task)) if directory else contextlib.nullcontext():
+            result = _run_trainer(task, trial)
         trial.absorb_result(result)
         values, reason = _final_values(task, trial)
         state = "complete" if reason is None else "failed"
@@ -407,7 +415,20 @@ def execute_trial(task: TrialTask, reporter: Reporter | None = None) -> TrialOut
         tracker_runs=tracker_runs,
         tracker_errors=tracker_errors,
         intermediate=trial.intermediate(),
+        trial_dir=str(directory) if directory else None,
     )
+
+
+def _trial_dir(task: TrialTask) -> Path | None:
+    """The trial's working directory on this node (created), or None to stay in the cwd."""
+    if task.trial_dir is None:
+        return None
+    return make_trial_dir(Path(task.trial_dir), task.sweep_id, task.number)
+
+
+def _project(task: TrialTask) -> Path:
+    """The project directory as this worker sees it: the agent's, or the copy Ray shipped (the cwd)."""
+    return Path(task.workdir) if task.workdir else Path.cwd()
 
 
 def _run_trainer(task: TrialTask, trial: Trial) -> Any:

@@ -86,3 +86,12 @@ def two_objectives(config: dict[str, Any], trial: Any) -> dict[str, float]:
     """A trade-off: loss grows with x while cost falls."""
     x = float(config["x"])
     return {"loss": x, "cost": 1.0 - x}
+
+
+def writes_outputs(config: dict[str, Any], trial: Any) -> float:
+    """Reads a project file and writes files by relative paths, as trainers do (`model.pt`, logs)."""
+    seen = Path("input.txt").read_text().strip()  # the project's file, linked into the trial's directory
+    Path("model.pt").write_text(f"weights of trial {trial.number} (x={config['x']}, input {seen})")
+    Path("logs").mkdir(exist_ok=True)
+    Path("logs", "train.log").write_text(f"cwd={Path.cwd()}\n")
+    return float(config["x"])
