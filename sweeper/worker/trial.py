@@ -176,6 +176,27 @@ class Trial:
         """0 for the first attempt, 1 for the first retry, ..."""
         return self._task.attempt
 
+    @property
+    def sweep_dir(self) -> str:
+        """The sweep's local directory (``<agent dir>/.sweeper/sweeps/<sweep id>``)."""
+        return self._task.sweep_dir
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """The sweep's tags."""
+        return self._task.tags
+
+    def take_tracker(self, name: str) -> dict[str, Any] | None:
+        """The options of tracker ``name``, which stands aside for this trial: the trainer opens the
+        run itself (a W&B-style trainer's ``wandb.init()``). None when the sweep does not list it
+        or it has already opened its run."""
+        return self._trackers.take(name) if self._trackers is not None else None
+
+    def note_tracker_run(self, name: str, ref: str) -> None:
+        """Record where the trainer's own run for tracker ``name`` is (shown with the trial)."""
+        if self._trackers is not None:
+            self._trackers.note_ref(name, ref)
+
     def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Record metrics (W&B's ``wandb.log``); forwarded to the trackers.
 
@@ -349,10 +370,13 @@ def execute_trial(task: TrialTask, reporter: Reporter | None = None) -> TrialOut
 
 
 def _run_trainer(task: TrialTask, trial: Trial) -> Any:
-    if callable(task.trainer):
-        return task.trainer(dict(task.config), trial)
-    if isinstance(task.trainer, str):
-        return load_trainer(task.trainer)(dict(task.config), trial)
+    function = load_trainer(task.trainer) if isinstance(task.trainer, str) else task.trainer
+    if callable(function):
+        from sweeper.worker.wandb_bridge import run_wandb_function, takes_no_arguments
+
+        if takes_no_arguments(function):  # W&B's form: def train(): run = wandb.init(); ...
+            return run_wandb_function(function, trial)
+        return function(dict(task.config), trial)
     if task.program is not None or task.command is not None:
         from sweeper.worker.program import run_program
 
