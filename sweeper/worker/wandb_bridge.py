@@ -23,6 +23,7 @@ import contextlib
 import inspect
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -440,12 +441,10 @@ class ProgramSink:
     def report(self, metrics: dict[str, Any], step: int | None) -> None:
         if self._trial.reporting_itself:  # the script calls sweeper.init()/trial.log: not twice
             return
-        try:
+        with contextlib.suppress(TrialPruned):
+            # As under W&B's agent, the agent stops the program (SIGTERM, then SIGKILL after a grace
+            # period); the script goes on until then.
             self._trial.log(metrics, step=step)
-        except TrialPruned:
-            # As under W&B's agent, the agent stops the program (SIGTERM, then SIGKILL): the script
-            # goes on until then. SIGTERM ends it through SystemExit, so W&B finishes the run.
-            _exit_on_sigterm()
 
     def summary(self, metrics: dict[str, Any]) -> None:
         if not self._trial.reporting_itself:
@@ -456,16 +455,19 @@ class ProgramSink:
 
     def opened(self, ref: str) -> None:
         self._trial.send({"wandb_run": ref})
+        _exit_on_sigterm()
 
 
 def _exit_on_sigterm() -> None:
+    """Make the agent's SIGTERM (pruned, timed out, cancelled) a SystemExit, so that W&B finishes the
+    run at exit: its offline run is whole. Left alone when the program handles SIGTERM itself."""
     if threading.current_thread() is not threading.main_thread():
         return
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         return
 
     def stop(signum: int, frame: Any) -> None:
-        raise SystemExit(_SIGTERM_EXIT)
+        sys.exit(_SIGTERM_EXIT)  # through sys.exit, which W&B watches for the run's exit code
 
     signal.signal(signal.SIGTERM, stop)
 
