@@ -22,6 +22,27 @@ if TYPE_CHECKING:
 SPLIT_SEED = 0
 # What wandb.init(config=...) gets; the sweep's values override them, as under W&B's agent.
 DEFAULTS = {"epochs": 10, "batch_size": 64, "dropout": 0.0, "seed": 0}
+# What the sweep must give.
+REQUIRED = ("optimizer", "hidden", "learning_rate")
+
+
+def check_config(config: dict[str, Any]) -> None:
+    """Raise ValueError on a config train_sweep() cannot use (for checking a spec up front).
+
+    Example:
+        >>> check_config({"optimizer": "adam", "hidden": 32, "learning_rate": 0.01, "epochs": 3})
+        >>> check_config({"optimizer": "adam", "hiden": 32, "learning_rate": 0.01})
+        Traceback (most recent call last):
+        ...
+        ValueError: wandb_tutorial config: unknown key(s) hiden; missing hidden
+    """
+    unknown = sorted(set(config) - set(DEFAULTS) - set(REQUIRED))
+    missing = [key for key in REQUIRED if key not in config]
+    if unknown or missing:
+        unknown_keys, missing_keys = ", ".join(unknown) or "-", ", ".join(missing) or "-"
+        raise ValueError(f"wandb_tutorial config: unknown key(s) {unknown_keys}; missing {missing_keys}")
+    if config["optimizer"] not in ("adam", "sgd"):
+        raise ValueError(f"wandb_tutorial config: optimizer must be adam or sgd, got {config['optimizer']!r}")
 
 
 def build_dataset(batch_size: int) -> tuple[Any, Any]:

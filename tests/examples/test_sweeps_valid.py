@@ -15,12 +15,16 @@ from example_specs import EXAMPLE_SPECS
 from sweeper.spec.model import SweepSpec
 from sweeper.spec.reader import load_spec
 from sweeper.worker.trial import load_trainer
-from trainers import boosting, digits
+from trainers import boosting, digits, wandb_tutorial
 
 REPO = Path(__file__).resolve().parents[2]
 SWEEPS = REPO / "sweeps"
 OURS = list(EXAMPLE_SPECS)
-CONFIG_CHECKS = {"trainers.boosting:train": boosting.settings, "trainers.digits:train": digits.settings}
+CONFIG_CHECKS = {
+    "trainers.boosting:train": boosting.settings,
+    "trainers.digits:train": digits.settings,
+    "trainers.wandb_tutorial:train_sweep": wandb_tutorial.check_config,
+}
 
 
 def spec(name: str) -> SweepSpec:

@@ -101,6 +101,7 @@ def test_every_log_form_reaches_the_trial_as_wandb_records_it(project: Path) -> 
     assert run.history["b"] == [(1, 2.0)]
     assert run.history["c"] == [(5, 3.0)]
     assert run.history["d"] == [(8, 4.0)]
+    assert run.history["media_step"] == [(10, 1.0)]
     assert run.extra["summary"]["best_loss"] == 0.01
 
     # The trial got the same rows at the same steps, and the summary value as a final metric.
@@ -108,6 +109,8 @@ def test_every_log_form_reaches_the_trial_as_wandb_records_it(project: Path) -> 
     (recorded,) = read_jsonl({"0": trial.user_attrs["tracker_runs"]["jsonl"]}).values()
     assert recorded.history["loss"] == run.history["loss"]
     assert recorded.history["c"] == [(5, 3.0)]
+    assert recorded.history["media_step"] == [(10, 1.0)]
+    assert "curve" not in recorded.history and "weights" not in recorded.history
     assert trial.values == [0.05]  # run.summary["loss"] = 0.05: the best value the trial got
     assert trial.user_attrs["metrics"]["best_loss"] == 0.01
 

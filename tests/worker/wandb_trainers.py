@@ -64,6 +64,9 @@ def logs_every_way() -> None:
             wandb.log(data)  # the module-level function and the run's method both go through
         else:
             run.log(data, step=step, commit=commit)
+    # W&B's own media stay in the W&B run; the trial takes the numbers logged alongside.
+    table = wandb.Table(columns=["epoch", "loss"], data=[[0, 0.9], [1, 0.8]])
+    run.log({"curve": table, "weights": wandb.Histogram([0.1, 0.2, 0.2, 0.5]), "media_step": 1}, step=10)
     run.summary["best_loss"] = 0.01
     wandb.summary.update({"loss": 0.05})
     run.finish()
