@@ -274,6 +274,10 @@ def run_program(
     report_r, report_w = os.pipe()
     verdict_r, verdict_w = os.pipe()
     env = dict(os.environ)
+    # W&B exports its service's address when this process used W&B (a tracker, a W&B-style
+    # function trainer); a program on that shared service loses the end of its run when it dies
+    # abruptly. Like under W&B's agent, the program starts its own.
+    env.pop("WANDB_SERVICE", None)
     env.update(
         {
             "WANDB_SWEEP_PARAM_PATH": str(param_file),

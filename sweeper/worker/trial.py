@@ -143,6 +143,7 @@ class Trial:
         self._reports = 0
         self._intermediate: list[tuple[int, float]] = []
         self._summary: dict[str, Any] = {}
+        self._taken: dict[str, dict[str, Any] | None] = {}
         self.checkpoint_dir = Path(task.checkpoint_dir)
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
 
@@ -189,8 +190,10 @@ class Trial:
     def take_tracker(self, name: str) -> dict[str, Any] | None:
         """The options of tracker ``name``, which stands aside for this trial: the trainer opens the
         run itself (a W&B-style trainer's ``wandb.init()``). None when the sweep does not list it
-        or it has already opened its run."""
-        return self._trackers.take(name) if self._trackers is not None else None
+        or it has already opened its run. Later calls return the same options."""
+        if name not in self._taken:
+            self._taken[name] = self._trackers.take(name) if self._trackers is not None else None
+        return self._taken[name]
 
     def note_tracker_run(self, name: str, ref: str) -> None:
         """Record where the trainer's own run for tracker ``name`` is (shown with the trial)."""

@@ -294,6 +294,11 @@ class _Tap:
             rows = self._history.close()
         self._deliver(rows)
 
+    def discard(self) -> None:
+        """Forget the pending row (W&B still records it): the trial already ended otherwise."""
+        with self._lock:
+            self._history.close()
+
     def summary_update(self, record: Any) -> None:
         self._summary_update(record)
         values = {".".join(item.key): item.value for item in getattr(record, "update", ())}
@@ -347,7 +352,8 @@ class Bridge:
             ("dir", defaults.dir),
             ("group", defaults.group),
             ("name", defaults.name),
-            ("id", defaults.run_id),
+            # The trial's first run has the trial's id; a second one in the same trial gets W&B's.
+            ("id", None if self._taps else defaults.run_id),
             ("job_type", "trial"),
             ("tags", list(defaults.tags)),
             # Trials run one after another in a worker process: a run a trainer left open is
@@ -382,6 +388,8 @@ class Bridge:
                     tap.flush()
                 except TrialPruned as stop:
                     pruned = pruned or stop
+            else:
+                tap.discard()
             failed = exc_type is not None and not issubclass(exc_type, TrialPruned)
             with contextlib.suppress(Exception):  # the trial's outcome stands whatever W&B says
                 tap.run.finish(exit_code=1 if failed else 0)

@@ -96,3 +96,30 @@ def test_a_program_without_wandb_fails_naming_the_extra(project: Path) -> None:
     assert trial.state == TrialState.FAIL
     reason = trial.user_attrs["fail_reason"]
     assert "No module named 'wandb'" in reason and "pip install 'sweeper[wandb]'" in reason
+
+
+def _defaults(tracker: dict[str, Any] | None, environ: dict[str, str]) -> wandb_bridge.RunDefaults:
+    return wandb_bridge.run_defaults(
+        sweep_id="abcdefgh",
+        sweep_name="demo",
+        number=4,
+        attempt=1,
+        sweep_dir="/p/.sweeper/sweeps/abcdefgh",
+        tags=("t",),
+        config={"lr": 0.1},
+        tracker_options=tracker,
+        environ=environ,
+    )
+
+
+def test_runs_are_offline_in_the_sweep_dir_unless_the_user_chooses() -> None:
+    plain = _defaults(None, {})
+    assert (plain.mode, plain.project, plain.entity) == ("offline", "sweeper", None)
+    assert plain.dir == "/p/.sweeper/sweeps/abcdefgh"
+    assert (plain.run_id, plain.name, plain.group) == ("abcdefgh-4-1", "demo-4", "demo")
+    assert plain.tags == ("sweep:abcdefgh", "t")
+    online = _defaults(None, {"WANDB_MODE": "online", "WANDB_PROJECT": "team", "WANDB_ENTITY": "me"})
+    assert (online.mode, online.project, online.entity) == ("online", "team", "me")
+    tracker = _defaults({"mode": "online", "project": "p", "dir": "/runs"}, {"WANDB_MODE": "disabled"})
+    assert (tracker.mode, tracker.project, tracker.dir) == ("online", "p", "/runs")
+    assert wandb_bridge.RunDefaults.from_json(tracker.to_json()) == tracker

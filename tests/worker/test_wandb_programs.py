@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import textwrap
 from pathlib import Path
@@ -62,6 +63,12 @@ def test_a_wandb_only_program_reports_to_the_sweep(project: Path, executor: str,
     if executor == "ray":
         request.getfixturevalue("ray_session")
     (project / "train.py").write_text(textwrap.dedent(SCRIPT))
+    # The agent's process has used W&B itself (a tracker, an in-process trainer): W&B exports its
+    # service's address then, which the programs must not share (their runs would lose their end).
+    import wandb
+
+    wandb.init(mode="offline", dir=str(project), settings=wandb.Settings(silent=True)).finish()
+    assert "WANDB_SERVICE" in os.environ
     url = f"sqlite:///{project / 's.db'}"
     sweep_id = sweeper.sweep(_spec(), storage=url)
     sweeper.agent(sweep_id, storage=url, executor=executor)  # type: ignore[arg-type]
