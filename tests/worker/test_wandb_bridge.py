@@ -49,7 +49,9 @@ def test_which_trainers_are_wandb_style(function: Any, expected: bool) -> None:
     assert takes_no_arguments(function) is expected
 
 
-def _run_program(project: Path, script: str, command: list[str] | None = None) -> optuna.trial.FrozenTrial:
+def _run_program(
+    project: Path, script: str, command: list[str] | None = None, settings: dict[str, Any] | None = None
+) -> optuna.trial.FrozenTrial:
     (project / "train.py").write_text(textwrap.dedent(script))
     url = f"sqlite:///{project / 's.db'}"
     spec: dict[str, Any] = {
@@ -60,6 +62,8 @@ def _run_program(project: Path, script: str, command: list[str] | None = None) -
     }
     if command is not None:
         spec["command"] = command
+    if settings is not None:
+        spec["sweeper"] = settings
     sweep_id = sweeper.sweep(spec, storage=url)
     sweeper.agent(sweep_id, storage=url, executor="local")
     (trial,) = optuna.load_study(study_name=sweep_id, storage=open_storage(url)).trials
@@ -85,6 +89,25 @@ def test_a_programs_own_sitecustomize_still_runs(project: Path, monkeypatch: pyt
     assert trial.state == TrialState.COMPLETE, trial.user_attrs.get("fail_reason")
     assert trial.values == [3.0]
     assert trial.user_attrs["metrics"]["site"] == "ran"
+
+
+def test_a_program_and_the_wandb_tracker_make_one_run(project: Path) -> None:
+    tracker = {"type": "wandb", "project": "mine", "dir": "runs"}
+    trial = _run_program(
+        project,
+        """
+        import wandb
+
+        run = wandb.init()
+        wandb.log({"loss": run.config.x})
+        run.finish()
+        """,
+        settings={"trackers": ["jsonl", tracker]},
+    )
+    assert trial.state == TrialState.COMPLETE, trial.user_attrs.get("fail_reason")
+    (run_dir,) = (project / "runs" / "wandb").glob("offline-run-*")  # the program's, where the tracker said
+    assert trial.user_attrs["tracker_runs"]["wandb"] == str(run_dir)
+    assert not list(project.glob(".sweeper/sweeps/*/wandb"))
 
 
 def test_a_program_without_wandb_fails_naming_the_extra(project: Path) -> None:
