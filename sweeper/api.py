@@ -71,7 +71,9 @@ def agent(
 
     Args:
         sweep_id: The sweep's id (or unique name).
-        function: The trainer, ``def train(config, trial)``; default: the spec's trainer/program.
+        function: The trainer, ``def train(config, trial)``, or W&B's ``def train()`` that calls
+            ``wandb.init()``/``wandb.log()`` (see :mod:`sweeper.worker.wandb_bridge`); default: the
+            spec's trainer/program.
         count: Run at most this many trials in this agent.
         storage: The sweep's storage (URL or open Optuna storage).
         trainer: A ``module:function`` trainer instead of ``function``.

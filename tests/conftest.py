@@ -91,6 +91,17 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
+@pytest.fixture
+def wandb_offline(project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The scratch project with W&B offline and its own files under it; runs go where sweeper puts
+    them (the sweep's directory), not to a WANDB_DIR."""
+    from tracker_env import isolate_tracker_env
+
+    isolate_tracker_env(monkeypatch, project)
+    monkeypatch.delenv("WANDB_DIR")
+    return project
+
+
 # -- test trainers on Ray workers ---------------------------------------------------------------
 
 
@@ -100,11 +111,15 @@ def ray_trainers(ray_session: None) -> Iterator[None]:
     import engine_trainers
     import ray.cloudpickle
     import search_trainers
+    import wandb_trainers
 
-    for module in (engine_trainers, search_trainers):
+    import trainers.wandb_tutorial
+
+    modules = (engine_trainers, search_trainers, wandb_trainers, trainers.wandb_tutorial)
+    for module in modules:
         ray.cloudpickle.register_pickle_by_value(module)
     yield
-    for module in (engine_trainers, search_trainers):
+    for module in modules:
         ray.cloudpickle.unregister_pickle_by_value(module)
 
 

@@ -1,9 +1,10 @@
 """An ordinary W&B training script, run by sweeper through a spec's ``program:`` and ``command:``.
 
-Nothing sweeper-specific is needed for the sweep itself: sweeper passes the parameters on the command
-line (``${args}``) and in the param file ``wandb.init()`` reads (``WANDB_SWEEP_PARAM_PATH``), exactly as
-the W&B agent does. The one addition is ``sweeper.init()``: offline, W&B cannot tell sweeper what the
-run logged, so the script reports its metric to sweeper too. Run it by hand as usual::
+Nothing sweeper-specific: sweeper passes the parameters on the command line (``${args}``) and in the
+param file ``wandb.init()`` reads (``WANDB_SWEEP_PARAM_PATH``), exactly as the W&B agent does, and what
+the script logs with ``wandb.log()`` reaches the sweep (the objective, hyperband's decisions) through
+the hook sweeper puts on the program's ``PYTHONPATH``; no W&B account is needed. Run it by hand as
+usual::
 
     python trainers/wandb_script.py --lr 0.3 --epochs 20
 
@@ -17,11 +18,6 @@ import os
 
 import numpy as np
 import wandb
-
-try:
-    import sweeper
-except ImportError:  # run with plain W&B, outside sweeper
-    sweeper = None  # type: ignore[assignment]
 
 
 def make_data(seed: int, n: int = 2000, features: int = 20) -> tuple[np.ndarray, np.ndarray]:
@@ -50,7 +46,6 @@ def main() -> None:
     os.environ.setdefault("WANDB_MODE", "offline")  # nothing leaves the machine unless you ask
     run = wandb.init(project="sweeper-examples", config=vars(args))
     config = wandb.config
-    trial = sweeper.init() if sweeper is not None else None
 
     x, y = make_data(config.data_seed)
     split = int(0.75 * len(x))
@@ -73,8 +68,6 @@ def main() -> None:
             "val_accuracy": float(np.mean((p_val > 0.5) == y_val)),
         }
         wandb.log({**metrics, "epoch": epoch})
-        if trial is not None:
-            trial.log(metrics, step=epoch)
 
     run.finish()
 

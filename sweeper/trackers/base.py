@@ -136,6 +136,11 @@ class Tracker:
     def finish(self, state: State, summary: Mapping[str, Any]) -> None:
         """Close the run with its final state and summary (the trial's final metrics)."""
 
+    def stand_aside(self) -> dict[str, Any] | None:
+        """Give up this trial's run before opening it, because the trainer opens the run itself; return
+        the options it would have used. None (the default) when it cannot (its run is open)."""
+        return None
+
     def ref(self) -> str | None:
         """Where this trial's run lives (a run id, a path, ...), or ``None`` before :meth:`start`."""
         return None

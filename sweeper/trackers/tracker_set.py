@@ -150,6 +150,7 @@ class TrackerSet:
         self._error_counts: dict[str, int] = {}
         self._next_step = 0
         self._finished = False
+        self._noted: dict[str, str] = {}
         # A program's report-forwarding thread and the trainer may log at the same time.
         self._lock = threading.RLock()
 
@@ -161,6 +162,24 @@ class TrackerSet:
     def names(self) -> list[str]:
         """The names of the trackers that started."""
         return [name for name, _ in self._trackers]
+
+    def take(self, name: str) -> dict[str, Any] | None:
+        """Remove tracker ``name`` before it opened its run and return its options: the trainer
+        opens that run itself. None when there is no such tracker or its run is already open."""
+        with self._lock:
+            for index, (other, tracker) in enumerate(self._trackers):
+                if other == name:
+                    options = tracker.stand_aside()
+                    if options is None:
+                        return None
+                    del self._trackers[index]
+                    return options
+        return None
+
+    def note_ref(self, name: str, ref: str) -> None:
+        """Record where a run the trainer opened itself is (reported by :meth:`refs`)."""
+        with self._lock:
+            self._noted[name] = ref
 
     def record_error(self, name: str, action: str, exc: BaseException) -> None:
         """Record and log a tracker's failure; the trial goes on."""
@@ -229,7 +248,7 @@ class TrackerSet:
 
     def refs(self) -> dict[str, str]:
         """Where each tracker keeps this trial's run: ``{tracker name: run id, path or URL}``."""
-        out: dict[str, str] = {}
+        out: dict[str, str] = dict(self._noted)
         for name, tracker in self._trackers:
             try:
                 ref = tracker.ref()

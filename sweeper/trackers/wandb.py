@@ -3,6 +3,10 @@
 Offline unless the user says otherwise (the ``mode`` option or ``WANDB_MODE``), so nothing needs a
 W&B server: runs land in ``<dir>/wandb/offline-run-*`` (``dir`` defaults to the sweep directory),
 ready for ``wandb sync``. wandb is imported only when the tracker is used.
+
+The run opens when the trial first reports to it, so that a trainer that opens the trial's W&B run
+itself (``wandb.init()`` in a W&B-style trainer, see :mod:`sweeper.worker.wandb_bridge`) can have
+the tracker stand aside (:meth:`WandbTracker.stand_aside`): one W&B run per trial, never two.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class WandbTracker(Tracker):
     def __init__(self, options: Mapping[str, Any]) -> None:
         super().__init__(options)
         self._run: Any = None
+        self._pending: tuple[RunInfo, Mapping[str, Any]] | None = None
 
     @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> None:
@@ -60,6 +65,26 @@ class WandbTracker(Tracker):
         }
 
     def start(self, run: RunInfo, environment: Mapping[str, Any]) -> None:
+        import wandb  # noqa: F401 - a missing wandb fails the start, as for every tracker
+
+        self._pending = (run, environment)
+
+    def stand_aside(self) -> dict[str, Any] | None:
+        if self._pending is None:
+            return None
+        run, _ = self._pending
+        self._pending = None
+        return self.prepare(self.config, run.sweep_id, run.sweep_name, run.sweep_dir)
+
+    def _open(self) -> Any:
+        """The trial's run, opened on first use."""
+        if self._run is None and self._pending is not None:
+            run, environment = self._pending
+            self._pending = None
+            self._start(run, environment)
+        return self._run
+
+    def _start(self, run: RunInfo, environment: Mapping[str, Any]) -> None:
         import wandb
 
         options = self.prepare(self.config, run.sweep_id, run.sweep_name, run.sweep_dir)
@@ -86,12 +111,13 @@ class WandbTracker(Tracker):
         environment_file.write_text(json.dumps(dict(environment), indent=2, default=str), encoding="utf-8")
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        self._run.log(dict(metrics), step=step)
+        self._open().log(dict(metrics), step=step)
 
     def log_artifact(self, path: str) -> None:
         import wandb
 
         source = Path(path)
+        self._open()
         artifact = wandb.Artifact(
             f"{safe_filename(self._run.name)}-{safe_filename(source.name)}", "trial-file"
         )
@@ -104,14 +130,14 @@ class WandbTracker(Tracker):
     def log_figure(self, name: str, figure: Any, step: int) -> None:
         import wandb
 
-        self._run.log({name: wandb.Image(figure)}, step=step)
+        self._open().log({name: wandb.Image(figure)}, step=step)
 
     def log_histogram(self, name: str, values: Sequence[float], step: int) -> None:
         import numpy as np
         import wandb
 
         array = np.asarray(values, dtype=float).ravel()
-        self._run.log({name: wandb.Histogram(array[np.isfinite(array)])}, step=step)
+        self._open().log({name: wandb.Histogram(array[np.isfinite(array)])}, step=step)
 
     def log_table(self, name: str, rows: Sequence[Mapping[str, Any]]) -> None:
         import wandb
@@ -120,10 +146,10 @@ class WandbTracker(Tracker):
         for row in rows:
             columns.update(dict.fromkeys(map(str, row)))
         data = [[row.get(column) for column in columns] for row in rows]
-        self._run.log({name: wandb.Table(columns=list(columns), data=data)})
+        self._open().log({name: wandb.Table(columns=list(columns), data=data)})
 
     def finish(self, state: State, summary: Mapping[str, Any]) -> None:
-        if self._run is None:
+        if self._open() is None:
             return
         try:
             self._run.summary.update({**summary, STATE_KEY: state})

@@ -42,12 +42,17 @@ from sweeper.worker.program_child import (
     ENV_TRIAL_FILE,
     ENV_TRIAL_NUMBER,
 )
+from sweeper.worker.wandb_bridge import EXTRA as WANDB_EXTRA
+from sweeper.worker.wandb_bridge import run_defaults
 
 # Seconds a pruned or timed-out program has between SIGTERM and SIGKILL (W&B's agent waits 30).
 KILL_GRACE_S = 10.0
 # How much of the program's stderr is kept in memory for the failure message.
 STDERR_TAIL_BYTES = 64 * 1024
 STDERR_TAIL_LINES = 20
+
+# Put first on a program's PYTHONPATH: its sitecustomize installs the W&B bridge when wandb is imported.
+PROGRAM_SITE = Path(__file__).resolve().parent / "program_site"
 
 DEFAULT_COMMAND = ("${env}", "${interpreter}", "${program}", "${args}")
 
@@ -269,11 +274,19 @@ def run_program(
     report_r, report_w = os.pipe()
     verdict_r, verdict_w = os.pipe()
     env = dict(os.environ)
+    # W&B exports its service's address when this process used W&B (a tracker, a W&B-style
+    # function trainer); a program on that shared service loses the end of its run when it dies
+    # abruptly. Like under W&B's agent, the program starts its own.
+    env.pop("WANDB_SERVICE", None)
     env.update(
         {
             "WANDB_SWEEP_PARAM_PATH": str(param_file),
-            "WANDB_SWEEP_ID": trial.sweep_id,
             "WANDB_RUN_ID": wandb_run_id(trial),
+            # The W&B bridge's hook (program_site/sitecustomize.py), loaded first by any Python the
+            # program starts; it chains to the user's own sitecustomize.
+            "PYTHONPATH": os.pathsep.join(
+                [str(PROGRAM_SITE), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])]
+            ),
             ENV_CHANNEL: _channel_spec(verdict_r, report_w),
             ENV_TRIAL_FILE: str(trial_file),
             ENV_SWEEP_ID: trial.sweep_id,
@@ -309,8 +322,9 @@ def run_program(
             _Pump(proc.stdout, stdout_log, None),
             _Pump(proc.stderr, stderr_log, stderr_tail),
         ]
+        sweep_dir = workdir / ".sweeper" / "sweeps" / trial.sweep_id
         try:
-            _supervise(proc, trial, report_r, verdict_w, timeout)
+            _supervise(proc, trial, report_r, verdict_w, timeout, sweep_dir=str(sweep_dir))
         except BaseException:
             _stop(proc)
             raise
@@ -320,7 +334,7 @@ def run_program(
                 pump.join()
         if proc.returncode != 0:
             tail = b"".join(stderr_tail).decode("utf-8", "replace").splitlines()[-STDERR_TAIL_LINES:]
-            raise ProgramFailed(proc.returncode, "\n".join(tail), files)
+            raise ProgramFailed(proc.returncode, _hint("\n".join(tail)), files)
     finally:
         os.close(report_r)
         os.close(verdict_w)
@@ -340,12 +354,21 @@ def _trial_record(trial: ReportingTrial) -> dict[str, Any]:
     }
 
 
+def _hint(stderr_tail: str) -> str:
+    """The tail of stderr, plus what to install when the program could not import wandb."""
+    if "No module named 'wandb'" in stderr_tail:
+        return f"{stderr_tail}\n(the program uses W&B: pip install '{WANDB_EXTRA}')"
+    return stderr_tail
+
+
 def _supervise(
     proc: subprocess.Popen[bytes],
     trial: ReportingTrial,
     report_fd: int,
     verdict_fd: int,
     timeout: float | None,
+    *,
+    sweep_dir: str,
 ) -> None:
     """Serve the program's reports until it exits; raise TrialPruned or TrialTimeout to stop it."""
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -372,7 +395,7 @@ def _supervise(
                 *lines, buffer = buffer.split(b"\n")
                 for line in lines:
                     if line.strip():
-                        _serve(line, trial, verdict_fd)
+                        _serve(line, trial, verdict_fd, sweep_dir)
                 continue
             if exited:
                 return
@@ -381,7 +404,7 @@ def _supervise(
                     proc.wait(wait)
 
 
-def _serve(line: bytes, trial: ReportingTrial, verdict_fd: int) -> None:
+def _serve(line: bytes, trial: ReportingTrial, verdict_fd: int, sweep_dir: str) -> None:
     """Handle one report: call ``trial.log`` and tell the program whether to go on."""
     message = json.loads(line)
     try:
@@ -389,6 +412,17 @@ def _serve(line: bytes, trial: ReportingTrial, verdict_fd: int) -> None:
             log_artifact = getattr(trial, "log_artifact", None)
             if log_artifact is not None:
                 log_artifact(message["artifact"])
+        elif "wandb_init" in message:  # the program's wandb.init(): which run to open
+            _reply(verdict_fd, {"ok": True, "wandb": _wandb_defaults(trial, sweep_dir)})
+            return
+        elif "wandb_run" in message:
+            note = getattr(trial, "note_tracker_run", None)
+            if note is not None:
+                note("wandb", str(message["wandb_run"]))
+        elif "summary" in message:  # values the program set in its W&B run's summary
+            absorb = getattr(trial, "absorb_result", None)
+            if absorb is not None:
+                absorb(dict(message["summary"]))
         else:
             trial.log(message["metrics"], step=message.get("step"))
     except TrialPruned:
@@ -398,6 +432,21 @@ def _serve(line: bytes, trial: ReportingTrial, verdict_fd: int) -> None:
         _reply(verdict_fd, {"error": f"{type(exc).__name__}: {exc}"})
         raise
     _reply(verdict_fd, {"ok": True})
+
+
+def _wandb_defaults(trial: ReportingTrial, sweep_dir: str) -> dict[str, Any]:
+    """The W&B run a program trial opens; the sweep's ``wandb`` tracker stands aside for it."""
+    take_tracker = getattr(trial, "take_tracker", None)
+    return run_defaults(
+        sweep_id=trial.sweep_id,
+        sweep_name=trial.sweep_name,
+        number=trial.number,
+        attempt=trial.attempt,
+        sweep_dir=str(getattr(trial, "sweep_dir", None) or sweep_dir),
+        tags=tuple(getattr(trial, "tags", ())),
+        config=trial.config,
+        tracker_options=take_tracker("wandb") if take_tracker is not None else None,
+    ).to_json()
 
 
 def _reply(verdict_fd: int, verdict: Mapping[str, Any]) -> None:

@@ -111,6 +111,16 @@ class ProgramTrial:
         """Attach a file or directory to the trial's tracker runs (by absolute path)."""
         self._send({"artifact": str(Path(path).resolve())})
 
+    @property
+    def reporting_itself(self) -> bool:
+        """True once the program called ``sweeper.init()``: its own ``trial.log`` calls report, so
+        what it logs through W&B is not reported a second time."""
+        return _called_init
+
+    def send(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Send one message to the agent and return its answer (the W&B bridge's messages)."""
+        return self._send(payload)
+
     def _send(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """Send one message and wait for the agent's verdict ({} when standalone)."""
         line = json.dumps(payload, default=float)
@@ -131,6 +141,7 @@ class ProgramTrial:
 
 
 _current: ProgramTrial | None = None
+_called_init = False
 
 
 def init() -> ProgramTrial:
@@ -141,7 +152,22 @@ def init() -> ProgramTrial:
         >>> trial.standalone
         True
     """
+    global _current, _called_init
+    _called_init = True
+    if _current is None:
+        _current = _trial_from_environment(os.environ)
+    return _current
+
+
+def agent_trial() -> ProgramTrial | None:
+    """The trial this program runs for, if an agent runs it (it holds the agent's channel), else None.
+
+    The W&B bridge reports through it; it is the object ``init()`` returns, so the two never
+    interleave their messages.
+    """
     global _current
+    if _channel(os.environ.get(ENV_CHANNEL)) is None:
+        return None
     if _current is None:
         _current = _trial_from_environment(os.environ)
     return _current

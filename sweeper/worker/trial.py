@@ -190,6 +190,7 @@ class Trial:
         self._stop: str | None = None  # why the pruner stopped the trial, raised at its next report
         self._intermediate: list[tuple[int, float]] = []
         self._summary: dict[str, Any] = {}
+        self._taken: dict[str, dict[str, Any] | None] = {}
         self.checkpoint_dir = Path(task.checkpoint_dir)
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
 
@@ -222,6 +223,29 @@ class Trial:
     def attempt(self) -> int:
         """0 for the first attempt, 1 for the first retry, ..."""
         return self._task.attempt
+
+    @property
+    def sweep_dir(self) -> str:
+        """The sweep's local directory (``<agent dir>/.sweeper/sweeps/<sweep id>``)."""
+        return self._task.sweep_dir
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """The sweep's tags."""
+        return self._task.tags
+
+    def take_tracker(self, name: str) -> dict[str, Any] | None:
+        """The options of tracker ``name``, which stands aside for this trial: the trainer opens the
+        run itself (a W&B-style trainer's ``wandb.init()``). None when the sweep does not list it
+        or it has already opened its run. Later calls return the same options."""
+        if name not in self._taken:
+            self._taken[name] = self._trackers.take(name) if self._trackers is not None else None
+        return self._taken[name]
+
+    def note_tracker_run(self, name: str, ref: str) -> None:
+        """Record where the trainer's own run for tracker ``name`` is (shown with the trial)."""
+        if self._trackers is not None:
+            self._trackers.note_ref(name, ref)
 
     def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Record metrics (W&B's ``wandb.log``); forwarded to the trackers.
@@ -383,7 +407,7 @@ def execute_trial(task: TrialTask, reporter: Reporter | None = None) -> TrialOut
     directory = _trial_dir(task)
     try:
         with working_in(directory, _project(task)) if directory else contextlib.nullcontext():
-            result = _run_trainer(task, trial)
+            result = _run_trainer(task, trial, directory)
         trial.absorb_result(result)
         values, reason = _final_values(task, trial)
         state = "complete" if reason is None else "failed"
@@ -431,16 +455,22 @@ def _project(task: TrialTask) -> Path:
     return Path(task.workdir) if task.workdir else Path.cwd()
 
 
-def _run_trainer(task: TrialTask, trial: Trial) -> Any:
-    if callable(task.trainer):
-        return task.trainer(dict(task.config), trial)
-    if isinstance(task.trainer, str):
-        return load_trainer(task.trainer)(dict(task.config), trial)
+def _run_trainer(task: TrialTask, trial: Trial, directory: Path | None) -> Any:
+    function = load_trainer(task.trainer) if isinstance(task.trainer, str) else task.trainer
+    if callable(function):
+        from sweeper.worker.wandb_bridge import run_wandb_function, takes_no_arguments
+
+        if takes_no_arguments(function):  # W&B's form: def train(): run = wandb.init(); ...
+            return run_wandb_function(function, trial)
+        return function(dict(task.config), trial)
     if task.program is not None or task.command is not None:
         from sweeper.worker.program import run_program
 
-        workdir = Path(task.workdir) if task.workdir else Path.cwd()
-        run_program(task.program, task.command, trial, timeout=task.timeout, workdir=workdir)
+        # In the trial's directory (the project's files linked in), with its logs and param files.
+        workdir = directory or _project(task)
+        run_program(
+            task.program, task.command, trial, timeout=task.timeout, workdir=workdir, files_dir=directory
+        )
         return None
     raise TrainerError("the sweep names no trainer: set sweeper.trainer or program, or pass a trainer")
 

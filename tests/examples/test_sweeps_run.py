@@ -131,7 +131,8 @@ def test_program_runs_the_wandb_script(project: Path) -> None:
     assert states(study) == {"COMPLETE": 2}, [t.user_attrs.get("fail_reason") for t in ended(study)]
     for trial in ended(study):
         assert config(trial)["epochs"] == 5
-        assert sorted(trial.intermediate_values) == [1, 2, 3, 4, 5]
+        # wandb.log() alone reports: one row per epoch, at W&B's steps 0..4.
+        assert sorted(trial.intermediate_values) == [0, 1, 2, 3, 4]
         assert trial.value == min(trial.intermediate_values.values())
 
 
@@ -195,3 +196,15 @@ def test_custom_optuna_scheduler_runs_its_conditional_space_four_at_a_time(proje
         sum(1 for o in trials if o.datetime_start <= t.datetime_start < o.datetime_complete) for t in trials
     ]
     assert max(overlaps) == 4
+
+
+def test_wandb_tutorial_trainer_runs_unchanged(project: Path) -> None:
+    study = run_spec(project, "wandb_tutorial", "--count", "1")
+    assert states(study) == {"COMPLETE": 1}, [t.user_attrs.get("fail_reason") for t in ended(study)]
+    (trial,) = ended(study)
+    # wandb.log() once per epoch: rows at W&B's steps 0..9 reach the trial.
+    assert sorted(trial.intermediate_values) == list(range(10))
+    assert trial.value == min(trial.intermediate_values.values())
+    run_dir = Path(trial.user_attrs["tracker_runs"]["wandb"])
+    assert run_dir.parent == project / ".sweeper" / "sweeps" / study.study_name / "wandb"
+    assert list(run_dir.glob("*.wandb"))

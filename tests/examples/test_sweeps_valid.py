@@ -17,7 +17,7 @@ from sweeper.search.strategy import plan_search
 from sweeper.spec.model import SweepSpec
 from sweeper.spec.reader import load_spec
 from sweeper.worker.trial import load_trainer
-from trainers import boosting, digits, forest
+from trainers import boosting, digits, forest, wandb_tutorial
 
 REPO = Path(__file__).resolve().parents[2]
 SWEEPS = REPO / "sweeps"
@@ -26,6 +26,7 @@ CONFIG_CHECKS = {
     "trainers.boosting:train": boosting.settings,
     "trainers.digits:train": digits.settings,
     "trainers.forest:train": forest.settings,
+    "trainers.wandb_tutorial:train_sweep": wandb_tutorial.check_config,
 }
 
 

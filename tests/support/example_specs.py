@@ -13,4 +13,5 @@ EXAMPLE_SPECS = (
     "trackers",
     "digits",
     "custom_optuna",
+    "wandb_tutorial",
 )
