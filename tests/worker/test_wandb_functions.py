@@ -117,7 +117,8 @@ def test_every_log_form_reaches_the_trial_as_wandb_records_it(project: Path) -> 
 
     # wandb.config: the sweep's values (nested as W&B delivers them) over the trainer's defaults,
     # attribute and item access, sweep keys locked against the trainer's updates.
-    seen = json.loads((project / "seen-forms-0.json").read_text())
+    # (The trainer wrote it by relative path: it is in the trial's own directory.)
+    seen = json.loads((Path(trial.user_attrs["trial_dir"]) / "seen-forms-0.json").read_text())
     assert seen["config"] == {"lr": 0.1, "extra": "kept", "opt": {"name": "adam", "momentum": 0.9}}
     assert seen["attribute_lr"] == 0.1 and seen["item_opt"] == {"name": "adam", "momentum": 0.9}
     assert seen["global_run_is_run"] is True
