@@ -40,7 +40,7 @@ from sweeper.storage import attrs as keys
 from sweeper.storage import queue, sweeps
 from sweeper.storage.sweeps import SweepState
 from sweeper.storage.urls import open_storage
-from sweeper.worker.trial import Failure
+from sweeper.worker.task import Failure
 
 __all__ = ["EXECUTORS", "Agent", "AgentSummary", "End", "ExecutorKind"]
 

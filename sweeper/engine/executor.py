@@ -24,7 +24,8 @@ from typing import Any, Protocol
 from sweeper.engine.broker import BrokerDrain, BrokerReporter, DirectReporter, PruningJudge, start_broker
 from sweeper.errors import UsageError
 from sweeper.spec.model import Resources
-from sweeper.worker.trial import Failure, TrialOutcome, TrialTask, execute_trial
+from sweeper.worker.task import Failure, TrialOutcome, TrialTask
+from sweeper.worker.trial import execute_trial
 
 _logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sweeper.errors import UsageError
-from sweeper.worker.trial import TrialOutcome
+from sweeper.worker.task import TrialOutcome
 
 
 @dataclass(frozen=True)

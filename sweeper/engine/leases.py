@@ -36,7 +36,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.errors import UsageError
 from sweeper.storage import attrs as keys
-from sweeper.worker.trial import Failure
+from sweeper.worker.task import Failure
 
 _logger = logging.getLogger(__name__)
 

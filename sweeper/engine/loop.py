@@ -27,7 +27,7 @@ from sweeper.errors import UsageError
 from sweeper.storage import attrs as keys
 from sweeper.storage import queue
 from sweeper.storage.sweeps import SweepState
-from sweeper.worker.trial import Failure, TrialOutcome
+from sweeper.worker.task import Failure, TrialOutcome
 
 
 class End(str, enum.Enum):

@@ -17,7 +17,7 @@ from sweeper.redaction import redact
 from sweeper.spec.model import SweepSpec
 from sweeper.storage import attrs as keys
 from sweeper.storage import sweeps
-from sweeper.worker.trial import Objective, TrialOutcome, TrialTask
+from sweeper.worker.task import Objective, TrialOutcome, TrialTask
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from sweeper.search.strategy import SearchPlan
 from sweeper.spec import overrides
 from sweeper.spec.model import SweepSpec, TrackerSpec
 from sweeper.storage import attrs as keys
-from sweeper.worker.trial import Objective, TrialTask
+from sweeper.worker.task import Objective, TrialTask
 from sweeper.worker.workdir import trial_dir
 
 

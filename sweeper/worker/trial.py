@@ -1,38 +1,41 @@
 """One trial as the trainer sees it, and the worker-side code that runs it.
 
-The agent turns an Optuna trial into a picklable :class:`TrialTask`; :func:`execute_trial` runs it
-wherever the executor put it (a Ray worker or the agent's own process) and returns a
-:class:`TrialOutcome`. Workers never touch the storage: reports of the first objective metric go
-through a :class:`Reporter` (a Ray actor on the agent's node, or a direct call), which answers
-whether the pruner stops the trial.
+:func:`execute_trial` runs a :class:`~sweeper.worker.task.TrialTask` wherever the executor put it (a
+Ray worker or the agent's own process) and returns a :class:`~sweeper.worker.task.TrialOutcome`.
+Workers never touch the storage: reports of the first objective metric go through a
+:class:`~sweeper.worker.task.Reporter` (a Ray actor on the agent's node, or a direct call), which
+answers whether the pruner stops the trial.
 """
 
 from __future__ import annotations
 
 import contextlib
-import enum
 import importlib
 import os
 import socket
 import sys
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 from sweeper.errors import AgentExit, TrainerError, TrialPruned
 from sweeper.plain import finite, stored_metrics
-from sweeper.spec.model import TrackerSpec
 from sweeper.worker.program import TrialTimeout
+from sweeper.worker.task import (
+    Failure,
+    NullReporter,
+    OutcomeState,
+    Reporter,
+    TrainerFunction,
+    TrialOutcome,
+    TrialTask,
+)
 from sweeper.worker.workdir import make_trial_dir, working_in
 
 if TYPE_CHECKING:
     from sweeper.trackers.tracker_set import TrackerSet
-
-OutcomeState = Literal["complete", "pruned", "failed"]
-TrainerFunction = Callable[..., Any]
 
 _TRACKER_STATES: dict[OutcomeState, Literal["completed", "pruned", "failed"]] = {
     "complete": "completed",
@@ -42,133 +45,12 @@ _TRACKER_STATES: dict[OutcomeState, Literal["completed", "pruned", "failed"]] = 
 _REASON_TAIL_LINES = 12
 
 
-class Reporter(Protocol):
-    """Where a trial sends each value of its first objective metric."""
-
-    def report(self, trial_id: int, step: int, value: float) -> bool:
-        """Record ``value`` at ``step``; True means the pruner stops the trial."""
-        ...
-
-    def started(self, trial_id: int) -> None:
-        """The trial's worker is about to call the trainer (its timeout counts from here)."""
-        ...
-
-
-class NullReporter:
-    """A reporter that records nothing and never prunes (a trial run by hand)."""
-
-    def report(self, trial_id: int, step: int, value: float) -> bool:
-        return False
-
-    def started(self, trial_id: int) -> None:
-        pass
-
-
-@dataclass(frozen=True)
-class Objective:
-    """An objective metric the trial's value is computed from."""
-
-    name: str
-    goal: Literal["minimize", "maximize"] = "minimize"
-
-    def better(self, a: float, b: float) -> bool:
-        """Whether ``a`` is strictly better than ``b``."""
-        return a < b if self.goal == "minimize" else a > b
-
-
-@dataclass(frozen=True)
-class TrialTask:
-    """Everything a worker needs to run one trial; it never reads the storage."""
-
-    sweep_id: str
-    sweep_name: str
-    trial_id: int
-    number: int
-    params: Mapping[str, Any]
-    config: Mapping[str, Any]
-    objectives: tuple[Objective, ...]
-    checkpoint_dir: str
-    sweep_dir: str
-    trainer: str | TrainerFunction | None = None
-    program: str | None = None
-    command: tuple[str, ...] | None = None
-    attempt: int = 0
-    timeout: float | None = None
-    trackers: tuple[TrackerSpec, ...] = ()
-    tags: tuple[str, ...] = ()
-    # The agent's directory, put on sys.path; None when the executor shipped it as the cwd.
-    workdir: str | None = None
-    # Where the trial runs and its relative files stay (see sweeper.worker.workdir); None: the cwd.
-    trial_dir: str | None = None
-
-
-class Failure(str, enum.Enum):
-    """Why a trial failed. The fail reason stored with a trial says it in words; this says it in a type.
-
-    The infrastructure kinds (an agent or a node went away) re-queue the trial without using one of
-    its ``retries`` (see :mod:`sweeper.engine.leases`); only kinds that may blame the machine count
-    towards an agent's fast-failure streak (see :mod:`sweeper.engine.flapping`).
-    """
-
-    TRAINER = "trainer"  # the trainer raised, exited, or reported no finite objective
-    CONFIG = "config"  # the trial's config could not be built (a malformed config override)
-    TIMEOUT = "timeout"  # ran past sweeper.timeout
-    CANCELLED = "cancelled"  # the sweep was cancelled, or the executor cancelled it
-    INTERRUPTED = "interrupted"  # stopped in-process by the agent
-    WORKER_DIED = "worker died"  # the process running the trial died (OOM, segfault, os._exit)
-    NODE_LOST = "node lost"  # the machine running the trial left the cluster
-    AGENT_LOST = "agent lost"  # its agent renewed no lease: another agent reaped it
-    AGENT_INTERRUPTED = "agent interrupted"  # its agent was interrupted (Ctrl-C twice, a crash)
-    AGENT_STOPPED = "agent stopped"  # its agent stopped while it was still held
-
-    @property
-    def infrastructure(self) -> bool:
-        """Whether the infrastructure ended the trial, not the trial itself."""
-        return self in _INFRASTRUCTURE
-
-    @property
-    def may_blame_machine(self) -> bool:
-        """Whether such failures, fast and in a row, may mean the machine is broken."""
-        return self in (Failure.TRAINER, Failure.WORKER_DIED)
-
-
-_INFRASTRUCTURE = frozenset(
-    {Failure.NODE_LOST, Failure.AGENT_LOST, Failure.AGENT_INTERRUPTED, Failure.AGENT_STOPPED}
-)
-
-
-@dataclass(frozen=True)
-class TrialOutcome:
-    """How a trial ended, as the worker saw it."""
-
-    state: OutcomeState
-    values: tuple[float, ...] | None = None
-    metrics: Mapping[str, Any] = field(default_factory=dict)
-    fail_reason: str | None = None
-    failure: Failure | None = None  # set exactly when state is "failed"
-    duration_s: float = 0.0
-    host: str = ""
-    tracker_runs: Mapping[str, str] = field(default_factory=dict)
-    tracker_errors: tuple[str, ...] = ()
-    # (step, value) of every report of the first objective: the agent stores any the report
-    # channel has not delivered yet (reports are fire-and-forget when nothing can prune).
-    intermediate: tuple[tuple[int, float], ...] = ()
-    # The directory the trial ran in, on ``host``: its relative outputs (and a program's logs).
-    trial_dir: str | None = None
-
-    @classmethod
-    def failed(
-        cls, failure: Failure, reason: str, *, duration_s: float = 0.0, host: str = ""
-    ) -> TrialOutcome:
-        """A failed outcome the worker could not report itself (timeout, dead worker, cancel)."""
-        return cls("failed", fail_reason=reason, failure=failure, duration_s=duration_s, host=host)
-
-
 class Trial:
     """The trial a function trainer receives: its config, where to checkpoint, and ``log``.
 
     Example:
         >>> import tempfile
+        >>> from sweeper.worker.task import Objective, TrialTask
         >>> task = TrialTask("abcdefgh", "demo", 0, 0, {"lr": 0.1}, {"lr": 0.1},
         ...                  (Objective("loss"),), tempfile.mkdtemp(), tempfile.mkdtemp())
         >>> trial = Trial(task)

@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 import sweeper
 from sweeper.engine.flapping import FlapGuard, FlapPolicy
 from sweeper.storage.urls import open_storage
-from sweeper.worker.trial import Failure, TrialOutcome
+from sweeper.worker.task import Failure, TrialOutcome
 
 
 def _failed(duration_s: float, reason: str, failure: Failure = Failure.TRAINER) -> TrialOutcome:

@@ -18,7 +18,7 @@ from sweeper.engine import leases
 from sweeper.errors import UsageError
 from sweeper.storage import queue, sweeps
 from sweeper.storage.urls import open_storage
-from sweeper.worker.trial import Failure
+from sweeper.worker.task import Failure
 
 GRID = {
     "method": "grid",

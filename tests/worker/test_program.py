@@ -19,14 +19,8 @@ import sweeper
 from sweeper.errors import TrainerError, TrialPruned
 from sweeper.worker import program as program_module
 from sweeper.worker import program_child
-from sweeper.worker.program import (
-    ProgramFailed,
-    TrialTimeout,
-    build_argv,
-    run_program,
-    trial_files_dir,
-    write_param_file,
-)
+from sweeper.worker.program import ProgramFailed, TrialTimeout, run_program, trial_files_dir
+from sweeper.worker.program_args import build_argv, write_param_file
 from sweeper.worker.program_child import read_param_file
 
 WORKED = {"a": True, "b": False, "c": 1, "lr": 1e-05}
@@ -248,7 +242,8 @@ def test_program_reports_reach_trial_log(tmp_path, make_trial, script):
 
 
 def test_program_reports_reach_the_real_trial(tmp_path, script):
-    from sweeper.worker.trial import Objective, Trial, TrialTask
+    from sweeper.worker.task import Objective, TrialTask
+    from sweeper.worker.trial import Trial
 
     task = TrialTask(
         "abcdefgh",

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from sweeper.errors import TrialPruned
-from sweeper.worker.trial import Failure, Objective, Trial, TrialOutcome, TrialTask, execute_trial
+from sweeper.worker.task import Failure, Objective, TrialOutcome, TrialTask
+from sweeper.worker.trial import Trial, execute_trial
 
 
 class StopAt:
