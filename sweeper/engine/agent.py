@@ -304,7 +304,7 @@ class Agent:
 
     def _loop(self, study: optuna.Study, executor: Executor, make_task: _TaskFactory) -> str:
         budgeted = self.spec.is_budgeted
-        distributions = self.spec.space.distributions()
+        distributions = self.spec.space  # suggested define-by-run: a trial gets its active parameters only
         launched = 0
         exhausted = False
         target_hit = False

@@ -7,6 +7,10 @@
   dimension and budget, few trials at once, torch installed) and multivariate TPE with constant
   liar elsewhere; ``gp`` / ``tpe`` force one. Either way running trials never make it suggest a
   point that is already taken in a discrete space.
+- conditional parameters (``sweeper_if``): always TPE, multivariate and *grouped*: Optuna splits
+  the parameters into groups that always occur together and models each group on the trials that
+  have it, so a parameter is learned only from trials where it was active. A trial is suggested
+  define-by-run (:meth:`SearchSpace.define_by_run`), so it holds only its active parameters.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from optuna.samplers import BaseSampler, GPSampler, TPESampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeper.search.samplers import WandbRandomSampler, draw_params
+from sweeper.search.samplers import WandbRandomSampler, draw_all
 from sweeper.spec.model import SweepSpec
 from sweeper.spec.space import SearchSpace
 
@@ -36,6 +40,8 @@ def choose_bayes_sampler(spec: SweepSpec, *, parallelism: int) -> str:
     """``"gp"`` or ``"tpe"``: the spec's explicit choice, or the ``auto`` rule."""
     if spec.sweeper.sampler != "auto":
         return spec.sweeper.sampler
+    if spec.space.is_conditional:
+        return "tpe"  # the GP models one fixed set of parameters
     distributions = spec.space.distributions()
     numeric = not any(isinstance(d, CategoricalDistribution) for d in distributions.values())
     modest = len(distributions) <= GP_MAX_DIMENSIONS and (spec.run_cap or 0) <= GP_MAX_TRIALS
@@ -59,6 +65,7 @@ def make_sampler(spec: SweepSpec, *, parallelism: int = 1) -> BaseSampler:
         inner = TPESampler(
             seed=seed,
             multivariate=True,
+            group=space.is_conditional,
             constant_liar=True,
         )
     return DistinctSampler(inner, space, seed)
@@ -82,7 +89,8 @@ class DistinctSampler(BaseSampler):
         self._inner.reseed_rng()
 
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        # The space is static (no conditional parameters), so the whole of it is sampled jointly.
+        # Every parameter is proposed jointly; a conditional one's value is used only where the
+        # trial's own choices make it active (the define-by-run suggestion skips the rest).
         return self._space.distributions()
 
     def sample_relative(
@@ -92,15 +100,14 @@ class DistinctSampler(BaseSampler):
             return {}
         inner_space = self._inner.infer_relative_search_space(study, trial)
         proposal = self._inner.sample_relative(study, trial, inner_space) if inner_space else {}
-        prior = draw_params(self._space, self._prior.seed, trial.number)
+        prior = draw_all(self._space, self._prior.seed, trial.number)
         params = {name: proposal.get(name, prior[name]) for name in search_space}
-        names = sorted(params)
-        taken = _taken_points(study, trial, names)
+        taken = _taken_points(study, trial, self._space)
         for attempt in range(_RESAMPLE_ATTEMPTS):
-            if _point(params, names) not in taken:
+            if _point(self._space.active_params(params)) not in taken:
                 break
             # A seed per attempt keeps the redraws of one trial reproducible and apart from the prior's.
-            redraw = draw_params(self._space, self._prior.seed + 1 + attempt, trial.number)
+            redraw = draw_all(self._space, self._prior.seed + 1 + attempt, trial.number)
             params = {name: redraw[name] for name in search_space}
         return params
 
@@ -118,20 +125,23 @@ class DistinctSampler(BaseSampler):
         self._inner.after_trial(study, trial, state, values)
 
 
-def _point(params: dict[str, Any], names: list[str]) -> tuple[Any, ...]:
-    # Compare as floats where possible so 1 and 1.0 are one point, as in W&B's grid.
-    return tuple(float(params[n]) if isinstance(params[n], int | float) else params[n] for n in names)
+def _point(params: dict[str, Any]) -> tuple[Any, ...]:
+    """A config's identity: its (name, value) pairs, numbers as floats so 1 and 1.0 are one point
+    (as in W&B's grid). With conditional parameters, only the active ones are in ``params``."""
+    return tuple(sorted((n, float(v) if isinstance(v, int | float) else v) for n, v in params.items()))
 
 
-def _taken_points(study: Study, current: FrozenTrial, names: list[str]) -> set[tuple[Any, ...]]:
+def _taken_points(study: Study, current: FrozenTrial, space: SearchSpace) -> set[tuple[Any, ...]]:
     states = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.PRUNED, TrialState.FAIL)
+    names = set(space.names)
     points: set[tuple[Any, ...]] = set()
     for trial in study._get_trials(deepcopy=False, states=states, use_cache=True):
         if trial.number == current.number:
             continue
-        params = trial.params
-        if all(n in params for n in names):
-            points.add(_point(params, names))
+        # Params a trainer suggested itself are not part of the spec's config.
+        params = {n: v for n, v in trial.params.items() if n in names}
+        if params and set(params) == set(space.active(params)) & names:
+            points.add(_point(params))
     return points
 
 

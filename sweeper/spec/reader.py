@@ -83,7 +83,7 @@ class _Reader(ParameterReader, SettingsReader):
         if "parameters" not in top:
             self.error("parameters", "is required: a mapping of parameter names to their settings")
         else:
-            parameters = self.parameters(top["parameters"], "parameters", ())
+            parameters = self.parameter_tree(top["parameters"], "parameters")
             self._check_flat_names(parameters)
             if method == "grid":
                 self._check_grid(parameters)
@@ -133,6 +133,12 @@ class _Reader(ParameterReader, SettingsReader):
                     )
                     break
 
+        if settings.sampler == "gp" and any(p.when for p in parameters):
+            self.error(
+                "sweeper.sampler",
+                "cannot be gp with conditional parameters (sweeper_if): the GP models a fixed set of "
+                "parameters; use tpe or auto (TPE grouped by the parameters each trial has)",
+            )
         if not self.issues:
             # The raw mapping is stored with the study (JSON): every value must survive that.
             self.json_compatible(top, "")

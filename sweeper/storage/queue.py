@@ -8,7 +8,7 @@ bounded in ``pyproject.toml``.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar
 
 import optuna
@@ -17,6 +17,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import TrialState
 
 from sweeper.spec.model import SweepSpec
+from sweeper.spec.space import SearchSpace
 from sweeper.storage.attrs import ATTEMPT, lineage
 
 OPEN_STATES = (TrialState.WAITING, TrialState.RUNNING)
@@ -148,13 +149,23 @@ def _remember(study: optuna.Study, trial_id: int) -> None:
         info.unfinished_trial_ids.add(trial_id)
 
 
-def ask_trial(
-    study: optuna.Study, distributions: dict[str, BaseDistribution], *, budgeted: bool
-) -> optuna.Trial | None:
-    """The next trial to run with all params suggested, or None when a budgeted sweep has none left.
+Space = SearchSpace | Mapping[str, BaseDistribution]
+
+
+def suggest_params(trial: optuna.Trial, space: Space) -> dict[str, Any]:
+    """Suggest a trial's params: define-by-run over a :class:`SearchSpace` (only the parameters its
+    own choices make active, parents first), or every distribution of a plain mapping."""
+    if isinstance(space, SearchSpace):
+        return space.define_by_run(trial._suggest)
+    return {name: trial._suggest(name, distribution) for name, distribution in space.items()}
+
+
+def ask_trial(study: optuna.Study, distributions: Space, *, budgeted: bool) -> optuna.Trial | None:
+    """The next trial to run with its params suggested, or None when a budgeted sweep has none left.
 
     Enqueued trials (grid points, budget tokens, retries) come first; their fixed params win over
-    the sampler. Only an unbudgeted sweep creates new trials.
+    the sampler. Only an unbudgeted sweep creates new trials. Given the sweep's
+    :class:`SearchSpace`, only the active parameters are suggested (conditional parameters).
     """
     study._thread_local.cached_all_trials = None
     trial_id = _pop_waiting(study)
@@ -163,8 +174,7 @@ def ask_trial(
             return None
         trial_id = study._storage.create_new_trial(study._study_id)
     trial = optuna.Trial(study, trial_id)
-    for name, distribution in distributions.items():
-        trial._suggest(name, distribution)
+    suggest_params(trial, distributions)
     return trial
 
 
@@ -177,9 +187,7 @@ def enqueue(study: optuna.Study, params: dict[str, Any], user_attrs: dict[str, A
     return study._storage.get_trial_number_from_id(trial_id)
 
 
-def claim_trial(
-    study: optuna.Study, distributions: dict[str, BaseDistribution], lineages: Collection[int]
-) -> optuna.Trial | None:
+def claim_trial(study: optuna.Study, distributions: Space, lineages: Collection[int]) -> optuna.Trial | None:
     """Claim a WAITING trial of the given lineages (see :func:`lineage`), or None when none waits.
 
     A targeted agent's :func:`ask_trial`: the rest of the queue is left alone. The claim is the
@@ -198,8 +206,7 @@ def claim_trial(
             continue
         _remember(study, frozen._trial_id)
         trial = optuna.Trial(study, frozen._trial_id)
-        for name, distribution in distributions.items():
-            trial._suggest(name, distribution)
+        suggest_params(trial, distributions)
         return trial
     return None
 
