@@ -247,7 +247,7 @@ class Agent:
         judge = PruningJudge(study, study.pruner)
         executor = self._make_executor(judge)
         # The sampler's choice (GP or TPE) depends on how many trials run at once.
-        study.sampler = make_sampler(spec, parallelism=max(1, executor.slots()))
+        study.sampler = make_sampler(spec, parallelism=max(1, executor.slots()), claim=queue.claim_config)
         shipped = bool(getattr(executor, "shipped", False))
         make_task = _TaskFactory(self, target, trackers, str(sweep_dir), shipped)
         self._leases = leases.LeaseKeeper(study, self.agent_id, self._lease_policy, spec.sweeper.retries)

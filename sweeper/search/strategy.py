@@ -16,7 +16,9 @@
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Sequence
+import logging
+import random as _random
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution
@@ -34,6 +36,14 @@ GP_MAX_DIMENSIONS = 12
 GP_MAX_TRIALS = 300
 GP_MAX_PARALLELISM = 8
 _RESAMPLE_ATTEMPTS = 64
+# Past the random redraws, a finite space up to this many configs is searched in full for a free one.
+_ENUMERATE_LIMIT = 200_000
+
+# claim(study, config key, trial number) -> whether the trial now holds the config (see
+# sweeper.storage.queue.claim_config): atomic across agents, so no two trials run one config.
+Claim = Callable[[Study, str, int], bool]
+
+_logger = logging.getLogger(__name__)
 
 
 def choose_bayes_sampler(spec: SweepSpec, *, parallelism: int) -> str:
@@ -51,13 +61,19 @@ def choose_bayes_sampler(spec: SweepSpec, *, parallelism: int) -> str:
     return "tpe"
 
 
-def make_sampler(spec: SweepSpec, *, parallelism: int = 1) -> BaseSampler:
-    """The Optuna sampler that proposes this sweep's trials."""
+def make_sampler(spec: SweepSpec, *, parallelism: int = 1, claim: Claim | None = None) -> BaseSampler:
+    """The Optuna sampler that proposes this sweep's trials.
+
+    A distinct sweep (:attr:`SweepSpec.distinct`: a finite space) claims each config through
+    ``claim`` before a trial gets it, so no config runs twice however many agents race; without
+    ``claim`` (one process, benchmarks) only the configs of visible trials are avoided.
+    """
     space = spec.space
     seed = spec.sweeper.seed
     random = WandbRandomSampler(space, seed)
+    distinct = spec.distinct
     if spec.method != "bayes":
-        return random
+        return DistinctSampler(random, space, seed, claim=claim, finite=True) if distinct else random
     inner: BaseSampler
     if choose_bayes_sampler(spec, parallelism=parallelism) == "gp":
         inner = GPSampler(seed=seed, independent_sampler=random)
@@ -68,22 +84,37 @@ def make_sampler(spec: SweepSpec, *, parallelism: int = 1) -> BaseSampler:
             group=space.is_conditional,
             constant_liar=True,
         )
-    return DistinctSampler(inner, space, seed)
+    return DistinctSampler(inner, space, seed, claim=claim if distinct else None, finite=distinct)
 
 
 class DistinctSampler(BaseSampler):
-    """Wraps a model-based sampler so it never proposes a point another trial already holds.
+    """Wraps a sampler so it never proposes a point another trial already holds.
 
     In a discrete space TPE and GP happily re-propose a finished or running point (and their random
     start-up phase repeats points too); a repeat costs a whole trial and teaches nothing. Each trial
     is therefore sampled jointly: the model's proposal where it has one, W&B's prior law for the
     rest, and a fresh prior draw whenever the point is taken.
+
+    With ``claim`` (a finite space), the point must also be claimed: a claim another trial won is a
+    taken point, so racing agents never share one. Past the redraws, a finite space is searched in
+    a shuffled order (reproducible per trial) for a free config: near the end of a space, the last
+    free configs are found rather than hoped for.
     """
 
-    def __init__(self, inner: BaseSampler, space: SearchSpace, seed: int | None) -> None:
+    def __init__(
+        self,
+        inner: BaseSampler,
+        space: SearchSpace,
+        seed: int | None,
+        *,
+        claim: Claim | None = None,
+        finite: bool = False,
+    ) -> None:
         self._inner = inner
         self._space = space
         self._prior = WandbRandomSampler(space, seed)
+        self._claim = claim
+        self._finite = finite
 
     def reseed_rng(self) -> None:
         self._inner.reseed_rng()
@@ -98,18 +129,38 @@ class DistinctSampler(BaseSampler):
     ) -> dict[str, Any]:
         if not search_space:
             return {}
+        prior = draw_all(self._space, self._prior.seed, trial.number)
+        if trial.system_attrs.get("fixed_params"):
+            # A grid point, a retry or a repeat: its params are given (and run again on purpose).
+            return prior
         inner_space = self._inner.infer_relative_search_space(study, trial)
         proposal = self._inner.sample_relative(study, trial, inner_space) if inner_space else {}
-        prior = draw_all(self._space, self._prior.seed, trial.number)
-        params = {name: proposal.get(name, prior[name]) for name in search_space}
+        first = {name: proposal.get(name, prior[name]) for name in search_space}
         taken = _taken_points(study, trial, self._space)
+        for params in self._candidates(first, trial.number):
+            if _point(self._space.active_params(params)) in taken:
+                continue
+            if self._claim is None or self._claim(study, self._space.config_key(params), trial.number):
+                return params
+        if self._claim is not None:
+            _logger.warning(
+                "trial %d: every config of the space is claimed; it repeats one (a claim whose trial "
+                "was lost before it got its params can cause this)",
+                trial.number,
+            )
+        return first
+
+    def _candidates(self, first: dict[str, Any], number: int) -> Iterator[dict[str, Any]]:
+        yield first
         for attempt in range(_RESAMPLE_ATTEMPTS):
-            if _point(self._space.active_params(params)) not in taken:
-                break
             # A seed per attempt keeps the redraws of one trial reproducible and apart from the prior's.
-            redraw = draw_all(self._space, self._prior.seed + 1 + attempt, trial.number)
-            params = {name: redraw[name] for name in search_space}
-        return params
+            yield draw_all(self._space, self._prior.seed + 1 + attempt, number)
+        size = self._space.finite_size() if self._finite else None
+        if size is not None and size <= _ENUMERATE_LIMIT:
+            configs = list(self._space.iter_finite())
+            _random.Random(f"{self._prior.seed}:{number}").shuffle(configs)
+            for config in configs:
+                yield {**first, **config}
 
     def sample_independent(
         self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution

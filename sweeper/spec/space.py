@@ -129,6 +129,31 @@ class _Law:
             self.step = Decimal(repr(float(q)))
             self.distribution = _stepped_floats(float(self.step * k_low), float(self.step * k_high), float(q))
 
+    def finite_count(self) -> int | None:
+        """How many distinct values W&B's law can give (None for a continuous law)."""
+        if self.grid_values is not None:
+            return len(self.grid_values)
+        if self.parameter.q is None:
+            return None
+        low, high = self._k_range()
+        return high - low + 1
+
+    def finite_values(self) -> list[Any]:
+        """Every value W&B's law can give, as Optuna param values (for a discrete law)."""
+        if self.grid_values is not None:
+            return list(self.grid_values)
+        low, high = self._k_range()
+        q = _num(self.parameter.q)
+        if self.integer:
+            return [k * int(q) for k in range(low, high + 1)]
+        assert self.step is not None
+        return [float(self.step * k) for k in range(low, high + 1)]
+
+    def _k_range(self) -> tuple[int, int]:
+        assert self.clip is not None
+        q = _num(self.parameter.q)
+        return round(self.clip[0] / q), round(self.clip[1] / q)
+
     def _log_scale(self) -> bool:
         return "log" in self.kind
 
@@ -320,43 +345,66 @@ class SearchSpace:
             return
         yield from self._grid_from(0, {}, {})
 
-    def _grid_from(self, i: int, point: dict[str, Any], known: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def _grid_from(
+        self, i: int, point: dict[str, Any], known: dict[str, Any], finite: bool = False
+    ) -> Iterator[dict[str, Any]]:
         if i == len(self._order):
             yield dict(point)
             return
         name = self._order[i]
         law = self._laws[name]
         if not self._holds(law, known):
-            yield from self._grid_from(i + 1, point, known)
+            yield from self._grid_from(i + 1, point, known, finite)
             return
         if law.distribution is None:
-            yield from self._grid_from(i + 1, point, {**known, name: law.parameter.value})
+            yield from self._grid_from(i + 1, point, {**known, name: law.parameter.value}, finite)
             return
-        for value in law.grid_values or ():
+        for value in law.finite_values() if finite else law.grid_values or ():
             point[name] = value
-            yield from self._grid_from(i + 1, point, {**known, name: law.natural(value)})
+            yield from self._grid_from(i + 1, point, {**known, name: law.natural(value)}, finite)
             del point[name]
 
     def grid_size(self) -> int:
         """The number of grid points, without building them."""
         if not self.is_conditional:
             return math.prod(len(self._laws[name].grid_values or ()) for name in self.names)
-        return self._count_from(0, {})
+        return self._count_from(0, {}, lambda law: len(law.grid_values or ()))
 
-    def _count_from(self, i: int, known: dict[str, Any]) -> int:
+    def finite_size(self) -> int | None:
+        """How many distinct configs W&B's laws can give, or None when a parameter is continuous.
+
+        Every parameter discrete (values, value, int_uniform, a quantized law): the number of
+        valid combinations (conditional parameters included), which random and bayes sweeps run
+        at most once each (see :attr:`sweeper.spec.model.SweepSpec.distinct`).
+        """
+        counts = {name: self._laws[name].finite_count() for name in self.names}
+        if any(count is None for count in counts.values()):
+            return None
+        return self._count_from(0, {}, lambda law: law.finite_count() or 0)
+
+    def iter_finite(self) -> Iterator[dict[str, Any]]:
+        """Every distinct config of a finite space (flat Optuna params), in dependency order."""
+        yield from self._grid_from(0, {}, {}, finite=True)
+
+    def config_key(self, params: Mapping[str, Any]) -> str:
+        """A config's identity, as text: its active params, numbers compared as W&B's grid does."""
+        active = self.active_params(params)
+        return json.dumps(sorted((name, value_key(value)) for name, value in active.items()))
+
+    def _count_from(self, i: int, known: dict[str, Any], count: Callable[[_Law], int]) -> int:
         # Only parents branch: the other active parameters multiply the count.
         if i == len(self._order):
             return 1
         name = self._order[i]
         law = self._laws[name]
         if not self._holds(law, known):
-            return self._count_from(i + 1, known)
+            return self._count_from(i + 1, known, count)
         if law.distribution is None:
-            return self._count_from(i + 1, {**known, name: law.parameter.value})
-        values = law.grid_values or ()
+            return self._count_from(i + 1, {**known, name: law.parameter.value}, count)
         if name not in self._parents:
-            return len(values) * self._count_from(i + 1, known)
-        return sum(self._count_from(i + 1, {**known, name: law.natural(v)}) for v in values)
+            return count(law) * self._count_from(i + 1, known, count)
+        values = law.finite_values() if law.grid_values is None else law.grid_values
+        return sum(self._count_from(i + 1, {**known, name: law.natural(v)}, count) for v in values)
 
     def sample(self, name: str, rng: np.random.Generator) -> Any:
         """One draw of parameter ``name`` from W&B's law, as the Optuna param value."""
