@@ -62,8 +62,13 @@ def validate(specs: tuple[str, ...]) -> None:
             continue
         space = spec.space
         summary = f"{spec.method}, {len(space.names)} searched parameter(s)"
+        conditional = sum(1 for p in spec.parameters if p.when)
+        if conditional:
+            summary += f" ({conditional} conditional)"
         if spec.method == "grid":
             summary += f", {space.grid_size()} grid point(s)"
+        elif spec.distinct:
+            summary += f", a finite space of {space.finite_size()} config(s), each run at most once"
         click.echo(f"{path}: ok ({summary})")
         _note_ignored(spec.ignored_keys, path)
     if invalid:

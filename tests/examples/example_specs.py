@@ -12,4 +12,5 @@ EXAMPLE_SPECS = (
     "program",
     "trackers",
     "digits",
+    "conditional",
 )
