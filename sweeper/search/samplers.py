@@ -2,7 +2,9 @@
 
 :class:`WandbRandomSampler` draws every parameter from W&B's law (see :mod:`sweeper.spec.space`). Each
 draw comes from its own generator keyed by ``(seed, trial number, parameter name)``, so trial ``n``
-gets the same config whichever agent asks for it, in whatever order, however many run at once.
+gets the same config whichever agent asks for it, in whatever order, however many run at once
+(on a finite space, unless another trial holds that config: :class:`~sweeper.search.strategy.DistinctSampler`
+then draws again). A conditional parameter is drawn only where it is active.
 """
 
 from __future__ import annotations

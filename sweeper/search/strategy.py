@@ -11,6 +11,9 @@
   the parameters into groups that always occur together and models each group on the trials that
   have it, so a parameter is learned only from trials where it was active. A trial is suggested
   define-by-run (:meth:`SearchSpace.define_by_run`), so it holds only its active parameters.
+- a finite space (every parameter discrete): random and bayes claim each config before a trial
+  gets it (``claim``, atomic in the storage), so no config runs twice however many agents race;
+  ``sweeper.distinct: false`` turns this off (W&B's random draws with replacement).
 """
 
 from __future__ import annotations

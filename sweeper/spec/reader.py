@@ -15,6 +15,14 @@ Every spec W&B's engine accepts loads, with these deliberate differences:
 - ``metric`` and ``metrics`` are exclusive; a trainer excludes ``program`` and ``command``.
 - YAML: ``1e-5`` is a number, duplicate keys are errors, values must be JSON-compatible (the
   raw spec is stored with the study).
+
+Our extensions, which W&B's engine rejects (so no W&B spec changes meaning):
+
+- ``sweeper_if: {parent: [values]}`` in a parameter or a nested block: a conditional parameter,
+  active only when ``parent`` (a categorical or constant) takes one of the values; checked for
+  unknown parents, impossible values, non-categorical parents and cycles.
+- ``sweeper.distinct`` (default true): a random or bayes sweep over a finite space runs each config
+  at most once (:attr:`SweepSpec.distinct`).
 """
 
 from __future__ import annotations
