@@ -333,7 +333,8 @@ def _claim_journal(journal: Any, study_id: int, attr: str, trial_number: int) ->
 
     journal.set_study_system_attr(study_id, attr, trial_number)
     backend = journal._backend
-    with _journal_lock:
+    # The storage's own lock too: its replay reads the same backend from other threads.
+    with journal._thread_lock, _journal_lock:
         read, first = _journal_claims.get(backend, (0, {}))
         for log in backend.read_logs(read):
             read += 1
