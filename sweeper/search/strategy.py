@@ -118,6 +118,7 @@ class DistinctSampler(BaseSampler):
         self._prior = WandbRandomSampler(space, seed)
         self._claim = claim
         self._finite = finite
+        self._taken = _TakenPoints(space)
 
     def reseed_rng(self) -> None:
         self._inner.reseed_rng()
@@ -139,12 +140,16 @@ class DistinctSampler(BaseSampler):
         inner_space = self._inner.infer_relative_search_space(study, trial)
         proposal = self._inner.sample_relative(study, trial, inner_space) if inner_space else {}
         first = {name: proposal.get(name, prior[name]) for name in search_space}
-        taken = _taken_points(study, trial, self._space)
+        # With claims, the configs of visible trials are gathered (a scan of every trial) only once a
+        # claim is lost, to skip the rest of them; most trials win their first claim.
+        taken = None if self._claim is not None else self._taken(study, trial)
         for params in self._candidates(first, trial.number):
-            if _point(self._space.active_params(params)) in taken:
+            if taken is not None and _point(self._space.active_params(params)) in taken:
                 continue
             if self._claim is None or self._claim(study, self._space.config_key(params), trial.number):
                 return params
+            if taken is None:
+                taken = self._taken(study, trial)
         if self._claim is not None:
             _logger.warning(
                 "trial %d: every config of the space is claimed; it repeats one (a claim whose trial "
@@ -185,18 +190,38 @@ def _point(params: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(sorted((n, float(v) if isinstance(v, int | float) else v) for n, v in params.items()))
 
 
-def _taken_points(study: Study, current: FrozenTrial, space: SearchSpace) -> set[tuple[Any, ...]]:
-    states = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.PRUNED, TrialState.FAIL)
-    names = set(space.names)
-    points: set[tuple[Any, ...]] = set()
-    for trial in study._get_trials(deepcopy=False, states=states, use_cache=True):
-        if trial.number == current.number:
-            continue
-        # Params a trainer suggested itself are not part of the spec's config.
-        params = {n: v for n, v in trial.params.items() if n in names}
-        if params and set(params) == set(space.active(params)) & names:
-            points.add(_point(params))
-    return points
+def _trial_point(trial: FrozenTrial, space: SearchSpace, names: set[str]) -> tuple[Any, ...] | None:
+    """The config a trial holds, or None while its params are incomplete (still being suggested)."""
+    # Params a trainer suggested itself are not part of the spec's config.
+    params = {n: v for n, v in trial.params.items() if n in names}
+    if params and set(params) == set(space.active(params)) & names:
+        return _point(params)
+    return None
+
+
+class _TakenPoints:
+    """The configs the study's trials hold; a finished trial's config is computed once."""
+
+    def __init__(self, space: SearchSpace) -> None:
+        self._space = space
+        self._names = set(space.names)
+        self._finished: dict[int, tuple[Any, ...] | None] = {}
+
+    def __call__(self, study: Study, current: FrozenTrial) -> set[tuple[Any, ...]]:
+        states = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.PRUNED, TrialState.FAIL)
+        points: set[tuple[Any, ...]] = set()
+        for trial in study._get_trials(deepcopy=False, states=states, use_cache=True):
+            if trial.number == current.number:
+                continue
+            if trial.state.is_finished():
+                if trial.number not in self._finished:
+                    self._finished[trial.number] = _trial_point(trial, self._space, self._names)
+                point = self._finished[trial.number]
+            else:
+                point = _trial_point(trial, self._space, self._names)
+            if point is not None:
+                points.add(point)
+        return points
 
 
 __all__ = ["DistinctSampler", "choose_bayes_sampler", "make_sampler"]

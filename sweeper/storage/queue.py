@@ -30,6 +30,7 @@ _POP_BATCH = 16
 
 
 _T = TypeVar("_T")
+_S = TypeVar("_S")
 
 
 def _enqueue_work(study: optuna.Study, spec: SweepSpec) -> None:
@@ -257,6 +258,8 @@ _journal_claims: weakref.WeakKeyDictionary[Any, tuple[int, dict[tuple[int, str],
     weakref.WeakKeyDictionary()
 )
 _journal_lock = threading.Lock()
+# Per in-memory storage: the holder of each (study, claim).
+_memory_claims: weakref.WeakKeyDictionary[Any, dict[tuple[int, str], int]] = weakref.WeakKeyDictionary()
 
 
 def claim_config(study: optuna.Study, key: str, trial_number: int) -> bool:
@@ -270,7 +273,8 @@ def claim_config(study: optuna.Study, key: str, trial_number: int) -> bool:
       a second INSERT fails with an integrity error (PostgreSQL blocks it until the first commits).
     - Journal: appends are totally ordered in the log; the first op that wrote the key wins
       (Optuna's replay keeps the last value, so the log itself is read).
-    - In memory (one process): a lock around read-then-write.
+    - In memory (one process): a lock around a dict of holders.
+    - Any other storage: read-then-write under a lock, atomic among one process's threads only.
 
     Claims are made with the trial's number as value, so a retried claim (a lost connection after
     the commit) recognises its own.
@@ -286,12 +290,32 @@ def claim_config(study: optuna.Study, key: str, trial_number: int) -> bool:
     journal = _journal(storage)
     if journal is not None:
         return bool(_claim_journal(journal, study._study_id, attr, trial_number) == trial_number)
+    memory = _unwrapped(storage, optuna.storages.InMemoryStorage)
     with _memory_lock:
+        if memory is not None:
+            # One process holds the whole storage: a dict beside it answers without copying attrs.
+            holders = _memory_claims.setdefault(memory, {})
+            holder = holders.setdefault((study._study_id, attr), trial_number)
+            if holder == trial_number:
+                storage.set_study_system_attr(study._study_id, attr, trial_number)
+            return bool(holder == trial_number)
+        # Another kind of storage: read-then-write, atomic among this process's threads only.
         holder = storage.get_study_system_attrs(study._study_id).get(attr)
         if holder is None:
             storage.set_study_system_attr(study._study_id, attr, trial_number)
             return True
         return bool(holder == trial_number)
+
+
+def _unwrapped(storage: BaseStorage, kind: type[_S]) -> _S | None:
+    """The storage of type ``kind`` behind wrappers (our retrying one, Optuna's cache), or None."""
+    seen = 0
+    while not isinstance(storage, kind) and seen < 8:
+        inner = getattr(storage, "inner", None) or getattr(storage, "_backend", None)
+        if inner is None:
+            return None
+        storage, seen = inner, seen + 1
+    return storage if isinstance(storage, kind) else None
 
 
 def _claim_rdb(rdb: RDBStorage, study_id: int, attr: str, trial_number: int) -> Any:
@@ -322,9 +346,7 @@ def _claim_rdb(rdb: RDBStorage, study_id: int, attr: str, trial_number: int) -> 
 def _journal(storage: BaseStorage) -> Any:
     from optuna.storages.journal import JournalStorage
 
-    while not isinstance(storage, JournalStorage) and hasattr(storage, "inner"):
-        storage = storage.inner
-    return storage if isinstance(storage, JournalStorage) else None
+    return _unwrapped(storage, JournalStorage)
 
 
 def _claim_journal(journal: Any, study_id: int, attr: str, trial_number: int) -> Any:
