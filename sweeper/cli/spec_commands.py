@@ -95,7 +95,9 @@ def preview(spec_path: str, count: int | None, seed: int | None) -> None:
     """Print the configs the trainer would receive, one JSON object per line.
 
     For a grid, the points in sweep order (the total count goes to stderr). For random and bayes,
-    draws from the prior law; with the same seed, draw i is what random search gives trial i.
+    draws from the prior law; with the same seed, draw i is what random search gives trial i (on a
+    finite space, unless an earlier trial holds that config). Inactive conditional parameters are
+    absent, as in the trainer's config.
     """
     spec = load_spec(spec_path)
     _note_ignored(spec.ignored_keys, spec_path)

@@ -21,10 +21,12 @@ from __future__ import annotations
 import importlib.util
 import logging
 import random as _random
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.exceptions import ExperimentalWarning
 from optuna.samplers import BaseSampler, GPSampler, TPESampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
@@ -81,12 +83,15 @@ def make_sampler(spec: SweepSpec, *, parallelism: int = 1, claim: Claim | None =
     if choose_bayes_sampler(spec, parallelism=parallelism) == "gp":
         inner = GPSampler(seed=seed, independent_sampler=random)
     else:
-        inner = TPESampler(
-            seed=seed,
-            multivariate=True,
-            group=space.is_conditional,
-            constant_liar=True,
-        )
+        with warnings.catch_warnings():
+            # `group` (and `multivariate`) are experimental in Optuna: chosen on purpose, not news to users.
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            inner = TPESampler(
+                seed=seed,
+                multivariate=True,
+                group=space.is_conditional,
+                constant_liar=True,
+            )
     return DistinctSampler(inner, space, seed, claim=claim if distinct else None, finite=distinct)
 
 
