@@ -185,7 +185,9 @@ def _check_runnable(results: SweepResults, original: TrialRecord, trainer_given:
     if results.state in ("paused", "cancelled"):
         hint = "resume it first" if results.state == "paused" else "its trials cannot run"
         raise UsageError(f"sweep {results.id} is {results.state}; {hint}")
-    missing = sorted(set(results.spec.space.distributions()) - set(original.params))
+    space = results.spec.space
+    # A conditional parameter the trial's own choices leave inactive is not missing.
+    missing = sorted((set(space.active(original.params)) & set(space.names)) - set(original.params))
     if missing:
         raise UsageError(
             f"trial {original.number} of sweep {results.id} has no params {', '.join(missing)} yet "

@@ -9,6 +9,10 @@ return ``{"value": f(x)}``, so a spec sets ``metric: {name: value, goal: minimiz
 - Rosenbrock, any dimension >= 2: minimum 0 at (1, ..., 1).
 - Ackley, any dimension >= 1: minimum 0 at the origin.
 
+``model_family`` is a conditional problem: a choice of model family, each with its own parameters
+(nested under the family's name) and its own best value (boosting 0.1, forest 0.2, svm 0.3); it
+rejects a config that holds another family's parameters, as a real trainer would choke on them.
+
 ``multifidelity_branin`` logs a learning curve that converges to Branin's value as steps grow, so
 hyperband/ASHA have something to prune; ``branin_currin`` returns two conflicting objectives for
 multi-objective sweeps.
@@ -132,6 +136,57 @@ def multifidelity_branin_value(x1: float, x2: float, step: int) -> float:
     if step < 1:
         raise ValueError(f"step must be >= 1, got {step}")
     return branin_value(x1, x2) + FIDELITY_GAP * 0.5 ** (step - 1)
+
+
+MODEL_FAMILY_MINIMUM = 0.1
+# Each family's parameters (nested under its name) and which families take class_weight.
+MODEL_FAMILIES: dict[str, tuple[str, ...]] = {
+    "svm": ("C", "gamma"),
+    "forest": ("n_estimators", "max_depth"),
+    "boosting": ("learning_rate", "max_depth", "subsample"),
+}
+_CLASS_WEIGHTED = ("svm", "forest")
+
+
+def model_family_value(config: Mapping[str, Any]) -> float:
+    """The conditional test problem's loss (minimum 0.1: boosting at lr 0.05, depth 4, subsample 0.75).
+
+    Example:
+        >>> model_family_value({"model": "boosting", "boosting": {"learning_rate": 10**-1.3,
+        ...     "max_depth": 4, "subsample": 0.75}})
+        0.1
+    """
+    model = config.get("model")
+    if model not in MODEL_FAMILIES:
+        raise ValueError(f"model must be one of {sorted(MODEL_FAMILIES)}, got {model!r}")
+    expected = {"model", model} | ({"class_weight"} if model in _CLASS_WEIGHTED else set())
+    if set(config) != expected:
+        raise ValueError(f"a {model} config holds exactly {sorted(expected)}, got {sorted(config)}")
+    settings = config[model]
+    if set(settings) != set(MODEL_FAMILIES[model]):
+        raise ValueError(f"{model} takes {sorted(MODEL_FAMILIES[model])}, got {sorted(settings)}")
+    if model == "svm":
+        c, gamma = math.log10(settings["C"]), math.log10(settings["gamma"])
+        loss = 0.3 + 0.04 * ((c - 1.5) ** 2 + (gamma + 2.5) ** 2)
+    elif model == "forest":
+        n, depth = settings["n_estimators"], settings["max_depth"]
+        loss = 0.2 + 0.3 * ((n - 320) / 490) ** 2 + 0.2 * ((depth - 14) / 22) ** 2
+    else:
+        rate, depth = math.log10(settings["learning_rate"]), settings["max_depth"]
+        loss = (
+            0.1
+            + 0.08 * (rate + 1.3) ** 2
+            + 0.01 * (depth - 4) ** 2
+            + 0.6 * (settings["subsample"] - 0.75) ** 2
+        )
+    if model in _CLASS_WEIGHTED and config["class_weight"] == "balanced":
+        loss += 0.01 if model == "svm" else -0.01
+    return round(loss, 12)
+
+
+def model_family(config: Mapping[str, Any], trial: Trial | None = None) -> dict[str, float]:
+    """Trainer: ``{"loss": model_family_value(config)}`` (see :func:`model_family_value`)."""
+    return {"loss": model_family_value(config)}
 
 
 def _coordinates(config: Mapping[str, Any], dim: int | None = None) -> list[float]:

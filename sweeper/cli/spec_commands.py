@@ -77,8 +77,13 @@ def validate(specs: tuple[str, ...]) -> None:
             summary = f"{spec.method}, searched parameters defined by run"
         else:
             summary = f"{spec.method}, {len(space.names)} searched parameter(s)"
+        conditional = sum(1 for p in spec.parameters if p.when)
+        if conditional:
+            summary += f" ({conditional} conditional)"
         if spec.method == "grid":
             summary += f", {space.grid_size()} grid point(s)"
+        elif spec.distinct:
+            summary += f", a finite space of {space.finite_size()} config(s), each run at most once"
         if plan.scheduler is not None:
             summary += f"; {plan.scheduler.describe()}"
         click.echo(f"{path}: ok ({summary})")
@@ -107,9 +112,10 @@ def preview(spec_path: str, count: int | None, seed: int | None) -> None:
     """Print the configs the trainer would receive, one JSON object per line.
 
     For a grid, the points in sweep order (the total count goes to stderr). For random and bayes,
-    draws from the prior law; with the same seed, draw i is what random search gives trial i.
-    For method custom, the first configs the scheduler's own sampler proposes (conditional
-    parameters included), before any result; its study carries the seed.
+    draws from the prior law; with the same seed, draw i is what random search gives trial i (on a
+    finite space, unless an earlier trial holds that config). Inactive conditional parameters are
+    absent, as in the trainer's config. For method custom, the first configs the scheduler's own
+    sampler proposes (conditional parameters included), before any result; its study carries the seed.
     """
     spec = load_spec(spec_path)
     _note_ignored(spec.ignored_keys, spec_path)

@@ -2,7 +2,9 @@
 
 :class:`WandbRandomSampler` draws every parameter from W&B's law (see :mod:`sweeper.spec.space`). Each
 draw comes from its own generator keyed by ``(seed, trial number, parameter name)``, so trial ``n``
-gets the same config whichever agent asks for it, in whatever order, however many run at once.
+gets the same config whichever agent asks for it, in whatever order, however many run at once
+(on a finite space, unless another trial holds that config: :class:`~sweeper.search.strategy.DistinctSampler`
+then draws again). A conditional parameter is drawn only where it is active.
 """
 
 from __future__ import annotations
@@ -27,13 +29,19 @@ def param_rng(seed: int, trial_number: int, name: str) -> np.random.Generator:
 
 
 def draw_params(space: SearchSpace, seed: int, trial_number: int) -> dict[str, Any]:
-    """The flat Optuna params :class:`WandbRandomSampler` gives trial ``trial_number`` under ``seed``.
+    """The flat Optuna params :class:`WandbRandomSampler` gives trial ``trial_number`` under ``seed``
+    (the active parameters only, drawn in dependency order).
 
     >>> from sweeper.spec.reader import load_spec
     >>> space = load_spec({"method": "random", "parameters": {"x": {"min": 0, "max": 9}}}).space
     >>> draw_params(space, 7, 3) == draw_params(space, 7, 3)
     True
     """
+    return space.define_by_run(lambda name, _: space.sample(name, param_rng(seed, trial_number, name)))
+
+
+def draw_all(space: SearchSpace, seed: int, trial_number: int) -> dict[str, Any]:
+    """Like :func:`draw_params`, but a value for every parameter, active or not (same values)."""
     return {name: space.sample(name, param_rng(seed, trial_number, name)) for name in space.names}
 
 
@@ -102,4 +110,4 @@ class WandbRandomSampler(BaseSampler):
         return None
 
 
-__all__ = ["WandbRandomSampler", "draw_params", "param_rng"]
+__all__ = ["WandbRandomSampler", "draw_all", "draw_params", "param_rng"]

@@ -9,18 +9,29 @@
   dimension and budget, few trials at once, torch installed) and multivariate TPE with constant
   liar elsewhere; ``gp`` / ``tpe`` force one. Either way running trials never make it suggest a
   point that is already taken in a discrete space.
+- conditional parameters (``sweeper_if``): always TPE, multivariate and *grouped*: Optuna splits
+  the parameters into groups that always occur together and models each group on the trials that
+  have it, so a parameter is learned only from trials where it was active. A trial is suggested
+  define-by-run (:meth:`SearchSpace.define_by_run`), so it holds only its active parameters.
+- a finite space (every parameter discrete): random and bayes claim each config before a trial
+  gets it (``claim``, atomic in the storage), so no config runs twice however many agents race;
+  ``sweeper.distinct: false`` turns this off (W&B's random draws with replacement).
 """
 
 from __future__ import annotations
 
 import copy
 import importlib.util
-from collections.abc import Callable, Container, Sequence
+import logging
+import random as _random
+import warnings
+from collections.abc import Callable, Container, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
+from optuna.exceptions import ExperimentalWarning
 from optuna.pruners import BasePruner
 from optuna.samplers import BaseSampler, GPSampler, TPESampler
 from optuna.study import Study
@@ -28,7 +39,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.search.custom import OptunaScheduler, load_scheduler
 from sweeper.search.pruners import make_pruner
-from sweeper.search.samplers import WandbRandomSampler, draw_params
+from sweeper.search.samplers import WandbRandomSampler, draw_all
 from sweeper.spec.model import SweepSpec
 from sweeper.spec.space import SearchSpace
 
@@ -38,12 +49,22 @@ GP_MAX_DIMENSIONS = 12
 GP_MAX_TRIALS = 300
 GP_MAX_PARALLELISM = 8
 _RESAMPLE_ATTEMPTS = 64
+# Past the random redraws, a finite space up to this many configs is searched in full for a free one.
+_ENUMERATE_LIMIT = 200_000
+
+# claim(study, config key, trial number) -> whether the trial now holds the config (see
+# sweeper.storage.queue.claim_config): atomic across agents, so no two trials run one config.
+Claim = Callable[[Study, str, int], bool]
+
+_logger = logging.getLogger(__name__)
 
 
 def choose_bayes_sampler(spec: SweepSpec, *, parallelism: int) -> str:
     """``"gp"`` or ``"tpe"``: the spec's explicit choice, or the ``auto`` rule."""
     if spec.sweeper.sampler != "auto":
         return spec.sweeper.sampler
+    if spec.space.is_conditional:
+        return "tpe"  # the GP models one fixed set of parameters
     distributions = spec.space.distributions()
     numeric = not any(isinstance(d, CategoricalDistribution) for d in distributions.values())
     modest = len(distributions) <= GP_MAX_DIMENSIONS and (spec.run_cap or 0) <= GP_MAX_TRIALS
@@ -53,23 +74,33 @@ def choose_bayes_sampler(spec: SweepSpec, *, parallelism: int) -> str:
     return "tpe"
 
 
-def make_sampler(spec: SweepSpec, *, parallelism: int = 1) -> BaseSampler:
-    """The Optuna sampler that proposes this sweep's trials."""
+def make_sampler(spec: SweepSpec, *, parallelism: int = 1, claim: Claim | None = None) -> BaseSampler:
+    """The Optuna sampler that proposes this sweep's trials.
+
+    A distinct sweep (:attr:`SweepSpec.distinct`: a finite space) claims each config through
+    ``claim`` before a trial gets it, so no config runs twice however many agents race; without
+    ``claim`` (one process, benchmarks) only the configs of visible trials are avoided.
+    """
     space = spec.space
     seed = spec.sweeper.seed
     random = WandbRandomSampler(space, seed)
+    distinct = spec.distinct
     if spec.method != "bayes":
-        return random
+        return DistinctSampler(random, space, seed, claim=claim, finite=True) if distinct else random
     inner: BaseSampler
     if choose_bayes_sampler(spec, parallelism=parallelism) == "gp":
         inner = GPSampler(seed=seed, independent_sampler=random)
     else:
-        inner = TPESampler(
-            seed=seed,
-            multivariate=True,
-            constant_liar=True,
-        )
-    return DistinctSampler(inner, space, seed)
+        with warnings.catch_warnings():
+            # `group` (and `multivariate`) are experimental in Optuna: chosen on purpose, not news to users.
+            warnings.simplefilter("ignore", ExperimentalWarning)
+            inner = TPESampler(
+                seed=seed,
+                multivariate=True,
+                group=space.is_conditional,
+                constant_liar=True,
+            )
+    return DistinctSampler(inner, space, seed, claim=claim if distinct else None, finite=distinct)
 
 
 class SearchPlan:
@@ -89,19 +120,20 @@ class SearchPlan:
             return self.scheduler.pruner
         return make_pruner(self._spec.early_terminate, list(directions)) if len(directions) == 1 else None
 
-    def sampler(self, *, parallelism: int = 1) -> BaseSampler:
-        """The sampler that proposes the trials (GP or TPE for bayes depends on ``parallelism``)."""
+    def sampler(self, *, parallelism: int = 1, claim: Claim | None = None) -> BaseSampler:
+        """The sampler that proposes the trials (GP or TPE for bayes depends on ``parallelism``;
+        ``claim`` makes a distinct sweep's configs unique across agents, see :func:`make_sampler`)."""
         if self.scheduler is not None:
             return self.scheduler.sampler
-        return make_sampler(self._spec, parallelism=parallelism)
+        return make_sampler(self._spec, parallelism=parallelism, claim=claim)
 
     @property
-    def asks(self) -> dict[str, BaseDistribution] | Callable[[optuna.Trial], None]:
-        """What the queue suggests on each asked trial: the static distributions, or the user's
-        define-by-run function (see :func:`sweeper.storage.queue.ask_trial`)."""
+    def asks(self) -> SearchSpace | Callable[[optuna.Trial], None]:
+        """What the queue suggests on each asked trial: the spec's space (its active parameters,
+        define-by-run), or the user's define-by-run function (see :func:`sweeper.storage.queue.ask_trial`)."""
         if self.scheduler is not None and self.scheduler.space is not None:
             return self.scheduler.space
-        return self._spec.space.distributions()
+        return self._spec.space
 
     def config(self, trial: optuna.Trial) -> dict[str, Any]:
         """The trainer's config of an asked trial (what the define-by-run function returned, or the
@@ -122,24 +154,41 @@ def plan_search(spec: SweepSpec, project_dir: str | Path) -> SearchPlan:
 
 
 class DistinctSampler(BaseSampler):
-    """Wraps a model-based sampler so it never proposes a point another trial already holds.
+    """Wraps a sampler so it never proposes a point another trial already holds.
 
     In a discrete space TPE and GP happily re-propose a finished or running point (and their random
     start-up phase repeats points too); a repeat costs a whole trial and teaches nothing. Each trial
     is therefore sampled jointly: the model's proposal where it has one, W&B's prior law for the
     rest, and a fresh prior draw whenever the point is taken.
+
+    With ``claim`` (a finite space), the point must also be claimed: a claim another trial won is a
+    taken point, so racing agents never share one. Past the redraws, a finite space is searched in
+    a shuffled order (reproducible per trial) for a free config: near the end of a space, the last
+    free configs are found rather than hoped for.
     """
 
-    def __init__(self, inner: BaseSampler, space: SearchSpace, seed: int | None) -> None:
+    def __init__(
+        self,
+        inner: BaseSampler,
+        space: SearchSpace,
+        seed: int | None,
+        *,
+        claim: Claim | None = None,
+        finite: bool = False,
+    ) -> None:
         self._inner = inner
         self._space = space
         self._prior = WandbRandomSampler(space, seed)
+        self._claim = claim
+        self._finite = finite
+        self._taken = _TakenPoints(space)
 
     def reseed_rng(self) -> None:
         self._inner.reseed_rng()
 
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        # The space is static (no conditional parameters), so the whole of it is sampled jointly.
+        # Every parameter is proposed jointly; a conditional one's value is used only where the
+        # trial's own choices make it active (the define-by-run suggestion skips the rest).
         return self._space.distributions()
 
     def sample_relative(
@@ -147,21 +196,44 @@ class DistinctSampler(BaseSampler):
     ) -> dict[str, Any]:
         if not search_space:
             return {}
+        prior = draw_all(self._space, self._prior.seed, trial.number)
+        if trial.system_attrs.get("fixed_params"):
+            # A grid point, a retry or a repeat: its params are given (and run again on purpose).
+            return prior
         # The model learns from stopped trials too, by the best value they logged, as W&B's does.
         view: Any = StoppedCountAsComplete(study)
         inner_space = self._inner.infer_relative_search_space(view, trial)
         proposal = self._inner.sample_relative(view, trial, inner_space) if inner_space else {}
-        prior = draw_params(self._space, self._prior.seed, trial.number)
-        params = {name: proposal.get(name, prior[name]) for name in search_space}
-        names = sorted(params)
-        taken = _taken_points(study, trial, names)
+        first = {name: proposal.get(name, prior[name]) for name in search_space}
+        # With claims, the configs of visible trials are gathered (a scan of every trial) only once a
+        # claim is lost, to skip the rest of them; most trials win their first claim.
+        taken = None if self._claim is not None else self._taken(study, trial)
+        for params in self._candidates(first, trial.number):
+            if taken is not None and _point(self._space.active_params(params)) in taken:
+                continue
+            if self._claim is None or self._claim(study, self._space.config_key(params), trial.number):
+                return params
+            if taken is None:
+                taken = self._taken(study, trial)
+        if self._claim is not None:
+            _logger.warning(
+                "trial %d: every config of the space is claimed; it repeats one (a claim whose trial "
+                "was lost before it got its params can cause this)",
+                trial.number,
+            )
+        return first
+
+    def _candidates(self, first: dict[str, Any], number: int) -> Iterator[dict[str, Any]]:
+        yield first
         for attempt in range(_RESAMPLE_ATTEMPTS):
-            if _point(params, names) not in taken:
-                break
             # A seed per attempt keeps the redraws of one trial reproducible and apart from the prior's.
-            redraw = draw_params(self._space, self._prior.seed + 1 + attempt, trial.number)
-            params = {name: redraw[name] for name in search_space}
-        return params
+            yield draw_all(self._space, self._prior.seed + 1 + attempt, number)
+        size = self._space.finite_size() if self._finite else None
+        if size is not None and size <= _ENUMERATE_LIMIT:
+            configs = list(self._space.iter_finite())
+            _random.Random(f"{self._prior.seed}:{number}").shuffle(configs)
+            for config in configs:
+                yield {**first, **config}
 
     def sample_independent(
         self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
@@ -222,21 +294,44 @@ class StoppedCountAsComplete:
         return self.get_trials()
 
 
-def _point(params: dict[str, Any], names: list[str]) -> tuple[Any, ...]:
-    # Compare as floats where possible so 1 and 1.0 are one point, as in W&B's grid.
-    return tuple(float(params[n]) if isinstance(params[n], int | float) else params[n] for n in names)
+def _point(params: dict[str, Any]) -> tuple[Any, ...]:
+    """A config's identity: its (name, value) pairs, numbers as floats so 1 and 1.0 are one point
+    (as in W&B's grid). With conditional parameters, only the active ones are in ``params``."""
+    return tuple(sorted((n, float(v) if isinstance(v, int | float) else v) for n, v in params.items()))
 
 
-def _taken_points(study: Study, current: FrozenTrial, names: list[str]) -> set[tuple[Any, ...]]:
-    states = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.PRUNED, TrialState.FAIL)
-    points: set[tuple[Any, ...]] = set()
-    for trial in study._get_trials(deepcopy=False, states=states, use_cache=True):
-        if trial.number == current.number:
-            continue
-        params = trial.params
-        if all(n in params for n in names):
-            points.add(_point(params, names))
-    return points
+def _trial_point(trial: FrozenTrial, space: SearchSpace, names: set[str]) -> tuple[Any, ...] | None:
+    """The config a trial holds, or None while its params are incomplete (still being suggested)."""
+    # Params a trainer suggested itself are not part of the spec's config.
+    params = {n: v for n, v in trial.params.items() if n in names}
+    if params and set(params) == set(space.active(params)) & names:
+        return _point(params)
+    return None
+
+
+class _TakenPoints:
+    """The configs the study's trials hold; a finished trial's config is computed once."""
+
+    def __init__(self, space: SearchSpace) -> None:
+        self._space = space
+        self._names = set(space.names)
+        self._finished: dict[int, tuple[Any, ...] | None] = {}
+
+    def __call__(self, study: Study, current: FrozenTrial) -> set[tuple[Any, ...]]:
+        states = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.PRUNED, TrialState.FAIL)
+        points: set[tuple[Any, ...]] = set()
+        for trial in study._get_trials(deepcopy=False, states=states, use_cache=True):
+            if trial.number == current.number:
+                continue
+            if trial.state.is_finished():
+                if trial.number not in self._finished:
+                    self._finished[trial.number] = _trial_point(trial, self._space, self._names)
+                point = self._finished[trial.number]
+            else:
+                point = _trial_point(trial, self._space, self._names)
+            if point is not None:
+                points.add(point)
+        return points
 
 
 __all__ = [

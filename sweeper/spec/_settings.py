@@ -29,6 +29,7 @@ SWEEPER_KEYS = (
     "storage",
     "tags",
     "outputs",
+    "distinct",
 )
 RESOURCE_KEYS = ("gpus", "cpus", "memory", "custom")
 
@@ -77,6 +78,11 @@ class SettingsReader(Checks):
             got["outputs"] = block["outputs"]
         if block.get("trackers") is not None:
             got["trackers"] = self.trackers(block["trackers"], f"{path}.trackers")
+        if (
+            block.get("distinct") is not None
+            and self.boolean(block["distinct"], f"{path}.distinct") is not None
+        ):
+            got["distinct"] = block["distinct"]
         if block.get("tags") is not None:
             tags = block["tags"]
             tags = [tags] if isinstance(tags, str) else tags

@@ -6,9 +6,36 @@ The space (:mod:`sweeper.spec.space`) turns these into Optuna distributions and 
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
+
+# Our extension of W&B's parameter format: a parameter (or a nested block) with this key is active
+# only when other parameters take given values (see :class:`Condition`).
+CONDITION_KEY = "sweeper_if"
+
+
+@dataclass(frozen=True)
+class Condition:
+    """``sweeper_if: {parent: [values...]}``: active only while ``parent`` is active and takes one of
+    ``values`` (compared as W&B's grid compares values: ``1`` and ``1.0`` alike, ``True`` apart)."""
+
+    parent: str
+    values: tuple[Any, ...]
+
+    def holds(self, value: Any) -> bool:
+        return value_key(value) in {value_key(v) for v in self.values}
+
+
+def value_key(value: Any) -> tuple[str, str]:
+    """A key under which values count as the same choice: 1 and 1.0 collapse, True stays apart."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return (type(value).__name__, json.dumps(value))
+    if isinstance(value, int | float):
+        number = float(value)
+        return ("number", str(int(number)) if number.is_integer() else repr(number))
+    return ("json", json.dumps(value, sort_keys=True))
 
 
 @dataclass(frozen=True)
@@ -16,7 +43,8 @@ class Parameter:
     """One leaf of the parameter tree, after W&B's inference rules.
 
     ``path`` is the chain of names from the top (nested ``parameters`` blocks); ``name`` joins it
-    with dots, which is how Optuna sees the parameter.
+    with dots, which is how Optuna sees the parameter. ``when`` holds its conditions (its own
+    ``sweeper_if`` and those of the blocks around it): it is active only when all of them hold.
     """
 
     path: tuple[str, ...]
@@ -31,6 +59,7 @@ class Parameter:
     sigma: float | None = None
     a: float | None = None
     b: float | None = None
+    when: tuple[Condition, ...] = ()
 
     @property
     def name(self) -> str:

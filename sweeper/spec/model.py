@@ -13,6 +13,9 @@ if TYPE_CHECKING:
     from sweeper.spec.space import SearchSpace
 
 Method = Literal["grid", "random", "bayes", "custom"]
+# A finite space without run_cap is exhausted after this many configs at most; past it (a space
+# no sweep will exhaust), the sweep stays unbounded, its configs still distinct.
+MAX_DISTINCT_TOKENS = 100_000
 Goal = Literal["minimize", "maximize"]
 
 
@@ -93,6 +96,8 @@ class SweeperSettings:
     # Where each trial's working directory goes: <outputs>/<sweep id>/trials/<n> (default: the
     # project's .sweeper/sweeps); relative to the agent's project directory.
     outputs: str | None = None
+    # A finite space's random/bayes sweep runs each config at most once (False: W&B's with-replacement draws).
+    distinct: bool = True
 
 
 @dataclass(frozen=True)
@@ -134,20 +139,37 @@ class SweepSpec:
 
     @property
     def is_budgeted(self) -> bool:
-        """Whether the sweep's trials are enqueued at creation (grid points or ``run_cap`` tokens).
+        """Whether the sweep's trials are enqueued at creation (grid points or budget tokens).
 
         A budgeted sweep never creates a trial beyond what is enqueued, so its size is exact however
         many agents race; retries add trials with fixed params on top.
         """
-        return self.method == "grid" or self.run_cap is not None
+        return self.budget is not None
+
+    @property
+    def distinct(self) -> bool:
+        """Whether this random or bayes sweep runs each config at most once: its space is finite
+        (every parameter discrete) and ``sweeper.distinct`` is on (the default)."""
+        return (
+            self.method in ("random", "bayes")
+            and self.sweeper.distinct
+            and self.space.finite_size() is not None
+        )
 
     @property
     def budget(self) -> int | None:
         """How many trials the sweep runs at most (retries aside): the grid's size capped by
-        ``run_cap``, else ``run_cap``, else None (unbounded)."""
+        ``run_cap``; for a distinct sweep, the number of distinct configs capped by ``run_cap``
+        (unbounded past :data:`MAX_DISTINCT_TOKENS` configs without a ``run_cap``); else
+        ``run_cap``, else None (unbounded)."""
         if self.method == "grid":
             size = self.space.grid_size()
             return size if self.run_cap is None else min(size, self.run_cap)
+        finite = self.space.finite_size() if self.distinct else None
+        if finite is not None:
+            if self.run_cap is not None:
+                return min(finite, self.run_cap)
+            return finite if finite <= MAX_DISTINCT_TOKENS else None
         return self.run_cap
 
     @cached_property

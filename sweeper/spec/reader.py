@@ -23,6 +23,14 @@ Every spec W&B's engine accepts loads, with these deliberate differences:
 - ``metric`` and ``metrics`` are exclusive; a trainer excludes ``program`` and ``command``.
 - YAML: ``1e-5`` is a number, duplicate keys are errors, values must be JSON-compatible (the
   raw spec is stored with the study).
+
+Our extensions, which W&B's engine rejects (so no W&B spec changes meaning):
+
+- ``sweeper_if: {parent: [values]}`` in a parameter or a nested block: a conditional parameter,
+  active only when ``parent`` (a categorical or constant) takes one of the values; checked for
+  unknown parents, impossible values, non-categorical parents and cycles.
+- ``sweeper.distinct`` (default true): a random or bayes sweep over a finite space runs each config
+  at most once (:attr:`SweepSpec.distinct`).
 """
 
 from __future__ import annotations
@@ -109,7 +117,7 @@ class _Reader(ParameterReader, SettingsReader):
                 "(put constants in what it returns), or drop search_space to search these parameters",
             )
         else:
-            parameters = self.parameters(top["parameters"], "parameters", ())
+            parameters = self.parameter_tree(top["parameters"], "parameters")
             self._check_flat_names(parameters)
             if method == "grid":
                 self._check_grid(parameters)
@@ -183,6 +191,12 @@ class _Reader(ParameterReader, SettingsReader):
                     f"{scheduler.optimizer}() returns carries its own seed (e.g. TPESampler(seed=...))",
                 )
 
+        if settings.sampler == "gp" and any(p.when for p in parameters):
+            self.error(
+                "sweeper.sampler",
+                "cannot be gp with conditional parameters (sweeper_if): the GP models a fixed set of "
+                "parameters; use tpe or auto (TPE grouped by the parameters each trial has)",
+            )
         if not self.issues:
             # The raw mapping is stored with the study (JSON): every value must survive that.
             self.json_compatible(top, "")

@@ -29,7 +29,7 @@ import itertools
 import json
 import math
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -41,21 +41,14 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from sweeper.spec.laws import Parameter, law_bounds
+from sweeper.spec.laws import Parameter, law_bounds, value_key
 
 
 def _scalar(value: Any) -> bool:
     return value is None or isinstance(value, bool | int | float | str)
 
 
-def _type_key(value: Any) -> tuple[str, str]:
-    """A key under which values count as the same choice: 1 and 1.0 collapse, True stays apart."""
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return (type(value).__name__, json.dumps(value))
-    if isinstance(value, int | float):
-        number = float(value)
-        return ("number", str(int(number)) if number.is_integer() else repr(number))
-    return ("json", json.dumps(value, sort_keys=True))
+_type_key = value_key
 
 
 def _needs_json(values: Sequence[Any]) -> bool:
@@ -135,6 +128,31 @@ class _Law:
         else:
             self.step = Decimal(repr(float(q)))
             self.distribution = _stepped_floats(float(self.step * k_low), float(self.step * k_high), float(q))
+
+    def finite_count(self) -> int | None:
+        """How many distinct values W&B's law can give (None for a continuous law)."""
+        if self.grid_values is not None:
+            return len(self.grid_values)
+        if self.parameter.q is None:
+            return None
+        low, high = self._k_range()
+        return high - low + 1
+
+    def finite_values(self) -> list[Any]:
+        """Every value W&B's law can give, as Optuna param values (for a discrete law)."""
+        if self.grid_values is not None:
+            return list(self.grid_values)
+        low, high = self._k_range()
+        q = _num(self.parameter.q)
+        if self.integer:
+            return [k * int(q) for k in range(low, high + 1)]
+        assert self.step is not None
+        return [float(self.step * k) for k in range(low, high + 1)]
+
+    def _k_range(self) -> tuple[int, int]:
+        assert self.clip is not None
+        q = _num(self.parameter.q)
+        return round(self.clip[0] / q), round(self.clip[1] / q)
 
     def _log_scale(self) -> bool:
         return "log" in self.kind
@@ -222,6 +240,11 @@ class SearchSpace:
         parameters: the spec's parameter leaves (any order; W&B's order is restored).
         method: the sweep method; ``"grid"`` makes ``q_uniform`` a categorical over its grid points.
 
+    Conditional parameters (``sweeper_if``) are *active* only when their conditions hold; an inactive
+    parameter has no Optuna param and is absent from the trainer's config. Everything that walks the
+    parameters (draws, define-by-run suggestions, the grid) goes in *dependency order*: W&B's order,
+    except that a parameter whose parent sorts after it comes right after its last parent.
+
     >>> from sweeper.spec.reader import load_spec
     >>> space = load_spec({"method": "grid", "parameters": {"b": {"values": [1, 2]},
     ...     "a": {"parameters": {"x": {"values": ["u", "v"]}, "c": {"value": 0}}}}}).space
@@ -235,21 +258,74 @@ class SearchSpace:
         self.parameters = tuple(sorted(parameters, key=lambda p: p.path))
         self.method = method
         self._laws = {p.name: _Law(p, grid=method == "grid") for p in self.parameters}
+        self._order = _dependency_order(self.parameters)
+        self._parents = {c.parent for p in self.parameters for c in p.when}
 
     @property
     def names(self) -> tuple[str, ...]:
-        """Dotted names of the non-constant parameters, in W&B's order."""
+        """Dotted names of the non-constant parameters, in W&B's order (active or not)."""
         return tuple(name for name, law in self._laws.items() if law.distribution is not None)
 
+    @property
+    def is_conditional(self) -> bool:
+        """Whether any parameter is active only under conditions (``sweeper_if``)."""
+        return bool(self._parents)
+
     def distributions(self) -> dict[str, BaseDistribution]:
-        """Optuna distributions of every non-constant parameter, by dotted name."""
+        """Optuna distributions of every non-constant parameter (active or not), by dotted name."""
         return {name: law.distribution for name, law in self._laws.items() if law.distribution is not None}
+
+    def define_by_run(self, suggest: Callable[[str, BaseDistribution], Any]) -> dict[str, Any]:
+        """Ask ``suggest(name, distribution)`` for each active parameter, parents first.
+
+        Which parameters are active follows from the values suggested so far, so only those get a
+        value: this is how a trial is given its params (see :func:`sweeper.storage.queue.ask_trial`).
+        Returns the flat Optuna params.
+        """
+        params: dict[str, Any] = {}
+        known: dict[str, Any] = {}  # natural values of the active parameters so far (parents' values)
+        for name in self._order:
+            law = self._laws[name]
+            if not self._holds(law, known):
+                continue
+            if law.distribution is None:
+                known[name] = law.parameter.value
+                continue
+            params[name] = suggest(name, law.distribution)
+            if name in self._parents:
+                known[name] = law.natural(params[name])
+        return params
+
+    def active(self, params: Mapping[str, Any]) -> list[str]:
+        """Dotted names of the parameters (constants included) active under flat params ``params``."""
+        known: dict[str, Any] = {}
+        names = []
+        for name in self._order:
+            law = self._laws[name]
+            if not self._holds(law, known):
+                continue
+            names.append(name)
+            if name in self._parents and law.distribution is None:
+                known[name] = law.parameter.value
+            elif name in self._parents and name in params:  # (a parent not given: its children wait)
+                known[name] = law.natural(params[name])
+        return names
+
+    def active_params(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``params`` restricted to the active non-constant parameters."""
+        names = self.active(params)
+        return {name: params[name] for name in names if self._laws[name].distribution is not None}
+
+    def _holds(self, law: _Law, known: Mapping[str, Any]) -> bool:
+        return all(c.parent in known and c.holds(known[c.parent]) for c in law.parameter.when)
 
     def grid(self) -> list[dict[str, Any]]:
         """Every grid point (flat Optuna params) in W&B's order, duplicates collapsed.
 
         The product runs over names sorted alphabetically (nested leaves at their parent's place),
-        the last name varying fastest, each list in its written order.
+        the last name varying fastest, each list in its written order. With conditional parameters
+        it runs in dependency order and a parameter takes no value where it is inactive, so only
+        valid combinations appear, each once.
 
         Raises:
             ValueError: if a parameter has no finite grid (a continuous distribution).
@@ -258,36 +334,98 @@ class SearchSpace:
 
     def iter_grid(self) -> Iterator[dict[str, Any]]:
         """The points of :meth:`grid`, one at a time (a large grid need not be built)."""
-        names = self.names
-        axes = []
-        for name in names:
-            values = self._laws[name].grid_values
-            if values is None:
+        for name in self.names:
+            if self._laws[name].grid_values is None:
                 raise ValueError(f"parameter {name!r} ({self._laws[name].kind}) has no grid")
-            axes.append(values)
-        for point in itertools.product(*axes):
-            yield dict(zip(names, point, strict=True))
+        if not self.is_conditional:
+            names = self.names
+            axes = [self._laws[name].grid_values or [] for name in names]
+            for point in itertools.product(*axes):
+                yield dict(zip(names, point, strict=True))
+            return
+        yield from self._grid_from(0, {}, {})
+
+    def _grid_from(
+        self, i: int, point: dict[str, Any], known: dict[str, Any], finite: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        if i == len(self._order):
+            yield dict(point)
+            return
+        name = self._order[i]
+        law = self._laws[name]
+        if not self._holds(law, known):
+            yield from self._grid_from(i + 1, point, known, finite)
+            return
+        if law.distribution is None:
+            yield from self._grid_from(i + 1, point, {**known, name: law.parameter.value}, finite)
+            return
+        for value in law.finite_values() if finite else law.grid_values or ():
+            point[name] = value
+            yield from self._grid_from(i + 1, point, {**known, name: law.natural(value)}, finite)
+            del point[name]
 
     def grid_size(self) -> int:
         """The number of grid points, without building them."""
-        return math.prod(len(self._laws[name].grid_values or ()) for name in self.names)
+        if not self.is_conditional:
+            return math.prod(len(self._laws[name].grid_values or ()) for name in self.names)
+        return self._count_from(0, {}, lambda law: len(law.grid_values or ()))
+
+    def finite_size(self) -> int | None:
+        """How many distinct configs W&B's laws can give, or None when a parameter is continuous.
+
+        Every parameter discrete (values, value, int_uniform, a quantized law): the number of
+        valid combinations (conditional parameters included), which random and bayes sweeps run
+        at most once each (see :attr:`sweeper.spec.model.SweepSpec.distinct`).
+        """
+        counts = {name: self._laws[name].finite_count() for name in self.names}
+        if any(count is None for count in counts.values()):
+            return None
+        return self._count_from(0, {}, lambda law: law.finite_count() or 0)
+
+    def iter_finite(self) -> Iterator[dict[str, Any]]:
+        """Every distinct config of a finite space (flat Optuna params), in dependency order."""
+        yield from self._grid_from(0, {}, {}, finite=True)
+
+    def config_key(self, params: Mapping[str, Any]) -> str:
+        """A config's identity, as text: its active params, numbers compared as W&B's grid does."""
+        active = self.active_params(params)
+        return json.dumps(sorted((name, value_key(value)) for name, value in active.items()))
+
+    def _count_from(self, i: int, known: dict[str, Any], count: Callable[[_Law], int]) -> int:
+        # Only parents branch: the other active parameters multiply the count.
+        if i == len(self._order):
+            return 1
+        name = self._order[i]
+        law = self._laws[name]
+        if not self._holds(law, known):
+            return self._count_from(i + 1, known, count)
+        if law.distribution is None:
+            return self._count_from(i + 1, {**known, name: law.parameter.value}, count)
+        if name not in self._parents:
+            return count(law) * self._count_from(i + 1, known, count)
+        values = law.finite_values() if law.grid_values is None else law.grid_values
+        return sum(self._count_from(i + 1, {**known, name: law.natural(v)}, count) for v in values)
 
     def sample(self, name: str, rng: np.random.Generator) -> Any:
         """One draw of parameter ``name`` from W&B's law, as the Optuna param value."""
         return self._laws[name].draw(rng)
 
     def sample_params(self, rng: np.random.Generator) -> dict[str, Any]:
-        """One draw of every non-constant parameter, in W&B's order, as flat Optuna params."""
-        return {name: self._laws[name].draw(rng) for name in self.names}
+        """One draw of every active parameter, in dependency order, as flat Optuna params."""
+        return self.define_by_run(lambda name, _: self._laws[name].draw(rng))
 
     def to_config(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        """The nested config the trainer receives: constants added, natural types, real objects.
+        """The nested config the trainer receives: the active parameters (constants added), in
+        natural types, real objects; an inactive parameter is absent (not None).
 
         Raises:
-            KeyError: if ``params`` lacks a non-constant parameter.
+            KeyError: if ``params`` lacks an active non-constant parameter.
         """
+        active = set(self.active(params))
         config: dict[str, Any] = {}
         for name, law in self._laws.items():
+            if name not in active:
+                continue
             value = law.parameter.value if law.distribution is None else law.natural(params[name])
             node = config
             for key in law.parameter.path[:-1]:
@@ -295,3 +433,23 @@ class SearchSpace:
             # Constants may be lists or mappings: each trainer gets its own copy.
             node[law.parameter.path[-1]] = copy.deepcopy(value)
         return config
+
+
+def _dependency_order(parameters: Sequence[Parameter]) -> tuple[str, ...]:
+    """W&B's order with parents first: a parameter whose parent sorts after it comes right after its
+    last parent (the conditions are acyclic: the reader checks)."""
+    parents = {p.name: {c.parent for c in p.when} for p in parameters}
+    placed: list[str] = []
+    done: set[str] = set()
+    waiting = [p.name for p in parameters]  # W&B's order
+    while waiting:
+        for name in waiting:
+            if parents[name] <= done or not parents[name] <= set(parents):
+                placed.append(name)
+                done.add(name)
+                waiting.remove(name)
+                break
+        else:  # a cycle (only in a space built without the reader): keep W&B's order for the rest
+            placed.extend(waiting)
+            break
+    return tuple(placed)

@@ -30,7 +30,7 @@ import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from optuna.distributions import BaseDistribution, json_to_distribution
 from optuna.storages import BaseStorage, RDBStorage
@@ -75,6 +75,9 @@ def read_trials(storage: BaseStorage, study_id: int) -> list[FrozenTrial]:
     return trials
 
 
+_Layer = TypeVar("_Layer", bound=BaseStorage)
+
+
 def database_of(storage: BaseStorage) -> RDBStorage | None:
     """The :class:`~optuna.storages.RDBStorage` inside ``storage``'s wrappers, ``None`` for other kinds.
 
@@ -83,12 +86,17 @@ def database_of(storage: BaseStorage) -> RDBStorage | None:
         >>> database_of(InMemoryStorage()) is None
         True
     """
-    return next((layer for layer in _layers(storage) if isinstance(layer, RDBStorage)), None)
+    return layer_of(storage, RDBStorage)
 
 
 def cache_of(storage: BaseStorage) -> _CachedStorage | None:
     """Optuna's trial cache inside ``storage``'s wrappers (RDB storages have one), else ``None``."""
-    return next((layer for layer in _layers(storage) if isinstance(layer, _CachedStorage)), None)
+    return layer_of(storage, _CachedStorage)
+
+
+def layer_of(storage: BaseStorage, kind: type[_Layer]) -> _Layer | None:
+    """The storage of type ``kind`` among ``storage`` and the storages it wraps, else ``None``."""
+    return next((layer for layer in _layers(storage) if isinstance(layer, kind)), None)
 
 
 def _layers(storage: BaseStorage) -> Iterator[BaseStorage]:

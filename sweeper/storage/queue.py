@@ -8,7 +8,10 @@ bounded in ``pyproject.toml``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import threading
+import weakref
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeAlias, TypeVar
 
@@ -18,12 +21,15 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import TrialState
 
 from sweeper.spec.model import SweepSpec
+from sweeper.spec.space import SearchSpace
 from sweeper.storage.attrs import ATTEMPT, FAIL_REASON, lineage
-from sweeper.storage.fast_read import cache_of, database_of
+from sweeper.storage.fast_read import cache_of, database_of, layer_of
 
-# What an ask suggests on the new trial: static distributions by flat name, or a define-by-run
-# function of the live trial (the user's `scheduler.search_space`, which keeps the config itself).
-Asks: TypeAlias = Mapping[str, BaseDistribution] | Callable[[optuna.Trial], object]
+Space: TypeAlias = SearchSpace | Mapping[str, BaseDistribution]
+# What an ask suggests on the new trial: the sweep's space (define-by-run over its active
+# parameters), plain distributions by flat name, or a define-by-run function of the live trial (the
+# user's `scheduler.search_space`, which keeps the config itself).
+Asks: TypeAlias = Space | Callable[[optuna.Trial], object]
 
 OPEN_STATES = (TrialState.WAITING, TrialState.RUNNING)
 
@@ -35,7 +41,8 @@ _T = TypeVar("_T")
 
 
 def _enqueue_work(study: optuna.Study, spec: SweepSpec) -> None:
-    """Enqueue every grid point, or ``run_cap`` empty budget tokens the sampler fills when asked.
+    """Enqueue every grid point, or empty budget tokens the sampler fills when asked (``run_cap``
+    of them, at most as many as a distinct sweep's finite space has configs).
 
     Optuna's ask pops a WAITING trial atomically on every storage (a conditional update), which is
     what makes "each point exactly once" and "exactly run_cap trials" hold under concurrency.
@@ -44,8 +51,9 @@ def _enqueue_work(study: optuna.Study, spec: SweepSpec) -> None:
         points = spec.space.grid()
         if spec.run_cap is not None:
             points = points[: spec.run_cap]
-    elif spec.run_cap is not None:
-        points = [{} for _ in range(spec.run_cap)]
+    elif spec.budget is not None:
+        # run_cap, or a finite space's size: a distinct sweep takes one token per config at most.
+        points = [{} for _ in range(spec.budget)]
     else:
         return
     rdb = database_of(study._storage)
@@ -146,11 +154,21 @@ def _remember(study: optuna.Study, trial_id: int) -> None:
         info.unfinished_trial_ids.add(trial_id)
 
 
+Space: TypeAlias = SearchSpace | Mapping[str, BaseDistribution]
+
+
+def suggest_params(trial: optuna.Trial, space: Space) -> dict[str, Any]:
+    """Suggest a trial's params: define-by-run over a :class:`SearchSpace` (only the parameters its
+    own choices make active, parents first), or every distribution of a plain mapping."""
+    if isinstance(space, SearchSpace):
+        return space.define_by_run(trial._suggest)
+    return {name: trial._suggest(name, distribution) for name, distribution in space.items()}
+
+
 def _suggest(study: optuna.Study, trial: optuna.Trial, asks: Asks) -> None:
     """Suggest every param of a claimed trial; a define-by-run function that raises fails the trial."""
-    if isinstance(asks, Mapping):
-        for name, distribution in asks.items():
-            trial._suggest(name, distribution)
+    if not callable(asks):
+        suggest_params(trial, asks)
         return
     try:
         asks(trial)
@@ -167,7 +185,8 @@ def ask_trial(study: optuna.Study, distributions: Asks, *, budgeted: bool) -> op
 
     Enqueued trials (grid points, budget tokens, retries) come first; their fixed params win over
     the sampler (a define-by-run function gets them back from ``suggest_*``, so a retry replays
-    the same config). Only an unbudgeted sweep creates new trials.
+    the same config). Only an unbudgeted sweep creates new trials. Given the sweep's
+    :class:`SearchSpace`, only the active parameters are suggested (conditional parameters).
     """
     study._thread_local.cached_all_trials = None
     trial_id = _pop_waiting(study)
@@ -243,3 +262,112 @@ def _retried(storage: BaseStorage, what: str, call: Callable[[], _T]) -> _T:
     """Run a direct database query under the storage's retry policy when it has one."""
     retry = getattr(storage, "_call", None)
     return retry(what, call) if retry is not None else call()
+
+
+# -- distinct configs: one claim per config, atomic on every storage --------------------------------
+
+CLAIM_PREFIX = "sweeper:config:"
+_memory_lock = threading.Lock()
+# Per journal backend: how far its log has been read, and the first claimant of each config key.
+_journal_claims: weakref.WeakKeyDictionary[Any, tuple[int, dict[tuple[int, str], Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+_journal_lock = threading.Lock()
+# Per in-memory storage: the holder of each (study, claim).
+_memory_claims: weakref.WeakKeyDictionary[Any, dict[tuple[int, str], int]] = weakref.WeakKeyDictionary()
+
+
+def claim_config(study: optuna.Study, key: str, trial_number: int) -> bool:
+    """Claim config ``key`` (:meth:`SearchSpace.config_key`) for trial ``trial_number``: True if
+    this trial holds it now (it claimed it first, or already had), False if another trial does.
+
+    The claim is a study system attr ``sweeper:config:<digest>`` and the first writer wins, which
+    each storage decides atomically in its own way:
+
+    - RDB (SQLite, PostgreSQL): an INSERT into study system attributes, unique per (study, key):
+      a second INSERT fails with an integrity error (PostgreSQL blocks it until the first commits).
+    - Journal: appends are totally ordered in the log; the first op that wrote the key wins
+      (Optuna's replay keeps the last value, so the log itself is read).
+    - In memory (one process): a lock around a dict of holders.
+    - Any other storage: read-then-write under a lock, atomic among one process's threads only.
+
+    Claims are made with the trial's number as value, so a retried claim (a lost connection after
+    the commit) recognises its own.
+    """
+    attr = CLAIM_PREFIX + hashlib.sha256(key.encode("utf-8")).hexdigest()
+    storage = study._storage
+    rdb = database_of(storage)
+    if rdb is not None:
+        holder = _retried(
+            storage, "claim a config", lambda: _claim_rdb(rdb, study._study_id, attr, trial_number)
+        )
+        return bool(holder == trial_number)
+    journal = _journal(storage)
+    if journal is not None:
+        return bool(_claim_journal(journal, study._study_id, attr, trial_number) == trial_number)
+    memory = layer_of(storage, optuna.storages.InMemoryStorage)
+    with _memory_lock:
+        if memory is not None:
+            # One process holds the whole storage: a dict beside it answers without copying attrs.
+            holders = _memory_claims.setdefault(memory, {})
+            holder = holders.setdefault((study._study_id, attr), trial_number)
+            if holder == trial_number:
+                storage.set_study_system_attr(study._study_id, attr, trial_number)
+            return bool(holder == trial_number)
+        # Another kind of storage: read-then-write, atomic among this process's threads only.
+        holder = storage.get_study_system_attrs(study._study_id).get(attr)
+        if holder is None:
+            storage.set_study_system_attr(study._study_id, attr, trial_number)
+            return True
+        return bool(holder == trial_number)
+
+
+def _claim_rdb(rdb: RDBStorage, study_id: int, attr: str, trial_number: int) -> Any:
+    """Insert the claim; return the number of the trial that holds it (ours when the insert won)."""
+    from optuna.storages._rdb import models
+    from sqlalchemy import exc
+
+    session = rdb.scoped_session()
+    try:
+        session.add(
+            models.StudySystemAttributeModel(study_id=study_id, key=attr, value_json=json.dumps(trial_number))
+        )
+        session.commit()
+        return trial_number
+    except exc.IntegrityError:
+        session.rollback()
+        row = (
+            session.query(models.StudySystemAttributeModel.value_json)
+            .filter(models.StudySystemAttributeModel.study_id == study_id)
+            .filter(models.StudySystemAttributeModel.key == attr)
+            .one()
+        )
+        return json.loads(row[0])
+    finally:
+        session.close()
+
+
+def _journal(storage: BaseStorage) -> Any:
+    from optuna.storages.journal import JournalStorage
+
+    return layer_of(storage, JournalStorage)
+
+
+def _claim_journal(journal: Any, study_id: int, attr: str, trial_number: int) -> Any:
+    """Append the claim, then read the log: the first op that set ``attr`` names its holder."""
+    from optuna.storages.journal._storage import JournalOperation
+
+    journal.set_study_system_attr(study_id, attr, trial_number)
+    backend = journal._backend
+    # The storage's own lock too: its replay reads the same backend from other threads.
+    with journal._thread_lock, _journal_lock:
+        read, first = _journal_claims.get(backend, (0, {}))
+        for log in backend.read_logs(read):
+            read += 1
+            if log.get("op_code") != JournalOperation.SET_STUDY_SYSTEM_ATTR:
+                continue
+            for key, value in log.get("system_attr", {}).items():
+                if key.startswith(CLAIM_PREFIX):
+                    first.setdefault((int(log["study_id"]), key), value)
+        _journal_claims[backend] = (read, first)
+        return first.get((study_id, attr))

@@ -364,3 +364,35 @@ def noisy_value(config: dict[str, Any]) -> float:
 def test_docstring_examples_of_repeats_run() -> None:
     result = doctest.testmod(repeats)
     assert result.attempted > 0 and result.failed == 0
+
+
+def _by_optimizer(config: dict[str, Any], trial: Any) -> float:
+    """A trainer of a conditional space: momentum exists only with sgd."""
+    assert ("momentum" in config) == (config["optimizer"] == "sgd"), config
+    return float(config.get("momentum", 0.5)) + 0.01 * float(config["seed"])
+
+
+def test_repeat_a_trial_whose_conditional_parameters_are_inactive(url: str) -> None:
+    spec = {
+        "method": "random",
+        "metric": {"name": "loss"},
+        "run_cap": 2,
+        "parameters": {
+            # adam always: momentum, active only with sgd, is never part of a config here.
+            "optimizer": {"values": ["sgd", "adam"], "probabilities": [0.0, 1.0]},
+            "momentum": {"min": 0.0, "max": 0.9, "sweeper_if": {"optimizer": ["sgd"]}},
+            "seed": {"value": 0},
+        },
+    }
+    sweep_id = sweeper.sweep(spec, storage=url)
+    sweeper.agent(sweep_id, function=_by_optimizer, storage=url, executor="local")
+    original = sweeper.load(sweep_id, storage=url).best()[0]
+    assert original.params == {"optimizer": "adam"}
+
+    report = api.repeat(sweep_id, original.number, 2, storage=url, function=_by_optimizer, executor="local")
+
+    assert [t.config for t in report.repeats] == [
+        {"optimizer": "adam", "seed": 1},
+        {"optimizer": "adam", "seed": 2},
+    ]
+    assert [t.value for t in report.repeats] == pytest.approx([0.51, 0.52])

@@ -35,6 +35,7 @@ BENCHMARKS = (
     ("scale", "bench_scale.py", "6. Scale"),
     ("hyperband", "bench_hyperband.py", "4. Hyperband savings"),
     ("quality", "bench_quality.py", "5. Search quality"),
+    ("conditional", "bench_conditional.py", "7. Conditional parameters"),
 )
 TIMEOUT_S = 1800
 

@@ -117,6 +117,18 @@ def test_nested_parameters_reach_the_trainer_as_a_dict(project: Path) -> None:
         assert 0.5 < trial.value <= 1.0
 
 
+def test_conditional_parameters_reach_the_trainer_only_when_active(project: Path) -> None:
+    # The trainer (trainers.functions.model_family) fails a config holding another family's settings.
+    study = run_spec(project, "conditional", "--count", "8")
+    assert states(study) == {"COMPLETE": 8}
+    for trial in ended(study):
+        got = config(trial)
+        family = got["model"]
+        assert {"svm", "forest", "boosting"} & set(got) == {family}
+        assert {name.split(".")[0] for name in trial.params} <= {"model", "class_weight", family}
+        assert trial.value == functions.model_family_value(got)
+
+
 def test_fractional_gpus_share_the_fake_gpus(project: Path) -> None:
     # Two half-GPU trials at once: Ray places both (they may share one fake GPU).
     study = run_spec(project, "fractional_gpus", "--count", "2", "--max-concurrent", "2")

@@ -70,6 +70,7 @@ def test_each_spec_shows_its_feature() -> None:
     assert spec("asha").early_terminate.type == "asha"
     assert len(spec("multi_objective").objectives) == 2
     assert any(len(p.path) > 1 for p in spec("nested").parameters)
+    assert spec("conditional").space.is_conditional
     assert spec("fractional_gpus").sweeper.resources.gpus == 0.5
     program = spec("program")
     assert program.command is not None and "${args}" in program.command

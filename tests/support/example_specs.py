@@ -14,4 +14,5 @@ EXAMPLE_SPECS = (
     "digits",
     "custom_optuna",
     "wandb_tutorial",
+    "conditional",
 )
