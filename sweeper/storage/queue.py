@@ -154,9 +154,6 @@ def _remember(study: optuna.Study, trial_id: int) -> None:
         info.unfinished_trial_ids.add(trial_id)
 
 
-Space: TypeAlias = SearchSpace | Mapping[str, BaseDistribution]
-
-
 def suggest_params(trial: optuna.Trial, space: Space) -> dict[str, Any]:
     """Suggest a trial's params: define-by-run over a :class:`SearchSpace` (only the parameters its
     own choices make active, parents first), or every distribution of a plain mapping."""
