@@ -46,4 +46,4 @@ def test_a_tracker_not_installed_here_is_only_a_note(monkeypatch: pytest.MonkeyP
     assert errors == []
     assert notes == [str(missing_library("mlflow", "mlflow"))]
     assert isinstance(missing_library("mlflow", "mlflow"), TrackerNotInstalledError)
-    assert "pip install 'sweeper[mlflow]'" in notes[0]
+    assert "pip install -e '.[mlflow]'" in notes[0]
