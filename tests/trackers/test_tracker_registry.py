@@ -108,7 +108,7 @@ def test_tracker_without_its_library_names_the_extra() -> None:
         with pytest.raises(
             TrackerError,
             match=r"needs the 'sweeper_library_that_is_not_installed' package.*"
-            r"pip install 'sweeper\[needy\]'",
+            r"pip install -e '\.\[needy\]' \(in sweeper's checkout\)",
         ):
             check_tracker_specs([TrackerSpec("needy")])
     finally:
