@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -162,27 +163,23 @@ def validate_in(project: Path, spec: str, monkeypatch: pytest.MonkeyPatch) -> tu
 def test_validate_imports_the_trainer_from_the_project_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    package = f"fit_{uuid.uuid4().hex[:8]}"  # a name no other test imported in this process
     project = tmp_path / "proj"
-    (project / "mytrainers").mkdir(parents=True)
-    (project / "mytrainers" / "__init__.py").write_text("")
-    (project / "mytrainers" / "fit_mod_a1.py").write_text("def train(config, trial):\n    return 0.0\n")
-    code, out, err = validate_in(
-        project, f"method: random\n{PARAMS}sweeper: {{trainer: 'mytrainers.fit_mod_a1:train'}}\n", monkeypatch
-    )
+    (project / package).mkdir(parents=True)
+    (project / package / "__init__.py").write_text("")
+    (project / package / "model.py").write_text("def train(config, trial):\n    return 0.0\n")
+    spec = f"method: random\n{PARAMS}sweeper: {{trainer: '{package}.model:train'}}\n"
+    code, out, err = validate_in(project, spec, monkeypatch)
     assert (code, err) == (0, "") and out.startswith("s.yaml: ok (")
 
-    code, out, err = validate_in(
-        project, f"method: random\n{PARAMS}sweeper: {{trainer: 'mytrainers.fit_mod_a1:trian'}}\n", monkeypatch
-    )
+    code, out, err = validate_in(project, spec.replace(":train", ":trian"), monkeypatch)
     assert code == 2 and out == ""
     assert err.splitlines() == [
-        "error: s.yaml: sweeper.trainer: trainer module 'mytrainers.fit_mod_a1' has no attribute 'trian' "
+        f"error: s.yaml: sweeper.trainer: trainer module '{package}.model' has no attribute 'trian' "
         f"(the project directory {project} is on the path)",
         "1 of 1 spec(s) invalid",
     ]
-    code, _, err = validate_in(
-        project, f"method: random\n{PARAMS}sweeper: {{trainer: 'no_such_trainer_mod:train'}}\n", monkeypatch
-    )
+    code, _, err = validate_in(project, spec.replace(f"{package}.model", "no_such_trainer_mod"), monkeypatch)
     assert code == 2
     assert err.startswith(
         "error: s.yaml: sweeper.trainer: cannot import trainer module 'no_such_trainer_mod': "
