@@ -51,12 +51,12 @@ class Figure:
 
 @dataclass(frozen=True)
 class Report:
-    """Where a written report lives; ``png_note`` says why PNGs asked for were not written."""
+    """Where a written report lives; ``png_notes`` say which PNGs asked for were not written, and why."""
 
     html: Path
     pngs: tuple[Path, ...]
     figures: tuple[Figure, ...]
-    png_note: str = ""
+    png_notes: tuple[str, ...] = ()
 
 
 def importances(results: SweepResults, evaluator: str = "fanova") -> dict[str, dict[str, float]]:
@@ -204,8 +204,8 @@ def write_report(
 ) -> Report:
     """Write ``index.html`` (self-contained: plotly.js inlined) and, with ``png``, one PNG per plot.
 
-    The PNGs are drawn with matplotlib; without it they are skipped and ``Report.png_note`` says how
-    to get them. The HTML never depends on them.
+    The PNGs are drawn with matplotlib; without it they are skipped and ``Report.png_notes`` says how
+    to get them (as it says why, should one plot fail to draw). The HTML never depends on them.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -216,14 +216,20 @@ def write_report(
         return Report(page, (), tuple(figs))
     note = png_unavailable()
     if note:
-        return Report(page, (), tuple(figs), png_note=note)
+        return Report(page, (), tuple(figs), png_notes=(f"no PNGs written: {note}",))
     pngs: list[Path] = []
+    notes: list[str] = []
     for f in figs:
-        if f.draw_png is not None:
-            path = out / f"{f.key}.png"
+        if f.draw_png is None:
+            continue
+        path = out / f"{f.key}.png"
+        try:
             write_png(f.draw_png, path)
-            pngs.append(path)
-    return Report(page, tuple(pngs), tuple(figs))
+        except (ValueError, RuntimeError) as exc:  # the HTML has this plot; say why the PNG does not
+            notes.append(f"no PNG of {f.key}: {exc}")
+            continue
+        pngs.append(path)
+    return Report(page, tuple(pngs), tuple(figs), tuple(notes))
 
 
 def png_unavailable() -> str:

@@ -349,8 +349,8 @@ def report_command(
     for f in report.figures:
         if f.figure is None:
             click.echo(f"skipped {f.key}: {f.note}", err=True)
-    if report.png_note:
-        click.echo(f"note: no PNGs written: {report.png_note}", err=True)
+    for note in report.png_notes:
+        click.echo(f"note: {note}", err=True)
 
 
 @main.command("export")

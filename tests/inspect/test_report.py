@@ -6,6 +6,7 @@ Only these tests need a browser, to check the page a user opens: Chromium is a s
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -201,3 +202,26 @@ def test_compare_plot_writes_a_png_without_a_browser(finished: Built, tmp_path: 
     assert result.exit_code == 0, result.output
     assert result.stderr == f"plot: {plot}\n"
     assert_picture(plot)
+
+
+def test_a_plot_matplotlib_cannot_draw_is_a_note_and_the_rest_are_written(
+    finished: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = report.figures
+
+    def with_a_broken_png(*args: object, **kwargs: object) -> list[report.Figure]:
+        def broken() -> object:
+            raise ValueError("cannot draw this one")
+
+        figs = real(*args, **kwargs)  # type: ignore[arg-type]
+        return [dataclasses.replace(f, draw_png=broken) if f.key == "slices" else f for f in figs]
+
+    monkeypatch.setattr(report, "figures", with_a_broken_png)
+    result = CliRunner().invoke(
+        main, ["report", finished.sweep_id, "--out", str(tmp_path), "--storage", finished.url]
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stderr == "note: no PNG of slices: cannot draw this one\n"
+    assert "slices.png" not in {p.name for p in tmp_path.glob("*.png")}
+    assert len(list(tmp_path.glob("*.png"))) == 4
+    assert 'id="plot-slices"' in (tmp_path / "index.html").read_text()  # the page still has it
