@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import plotly.graph_objects as go
 
 EVALUATORS = ("fanova", "ped-anova", "mdi")
-PNG_SIZE_IN = (11.0, 6.0)  # at PNG_DPI: 1100 x 600 pixels, the size of the page's plots
+PNG_SIZE_IN = (11.0, 6.0)  # at PNG_DPI: about 1100 x 600 pixels, the size of the page's plots
 PNG_DPI = 100
 
 DrawPng = Callable[[], "matplotlib.figure.Figure"]
@@ -179,10 +179,12 @@ def learning_curves(trials: Sequence[TrialRecord], metric: str, key: str = "lear
     fig.update_layout(title=title, xaxis_title="step", yaxis_title=metric)
 
     def draw_png() -> matplotlib.figure.Figure:
+        from matplotlib import colormaps
         from matplotlib.figure import Figure as MplFigure
 
         canvas = MplFigure()
         ax = canvas.subplots()
+        ax.set_prop_cycle(color=colormaps["tab10"].colors)  # ten trials, ten colours
         for t in drawn:
             steps, values = zip(*t.intermediate_values, strict=True)
             ax.plot(steps, values, marker="o", markersize=3, label=f"trial {t.number}")
@@ -253,7 +255,7 @@ def write_png(draw: DrawPng, path: Path) -> None:
     try:
         width, height = canvas.get_size_inches()
         canvas.set_size_inches(max(width, PNG_SIZE_IN[0]), max(height, PNG_SIZE_IN[1]))
-        canvas.savefig(path, dpi=PNG_DPI)
+        canvas.savefig(path, dpi=PNG_DPI, bbox_inches="tight", pad_inches=0.2)  # no label cut off
     finally:
         plt.close(canvas)  # optuna draws through pyplot; a notebook must not show it again
 
