@@ -184,7 +184,8 @@ def learning_curves(trials: Sequence[TrialRecord], metric: str, key: str = "lear
 
         canvas = MplFigure()
         ax = canvas.subplots()
-        ax.set_prop_cycle(color=colormaps["tab10"].colors)  # ten trials, ten colours
+        tab10 = colormaps["tab10"]
+        ax.set_prop_cycle(color=[tab10(i) for i in range(10)])  # ten trials, ten colours
         for t in drawn:
             steps, values = zip(*t.intermediate_values, strict=True)
             ax.plot(steps, values, marker="o", markersize=3, label=f"trial {t.number}")
