@@ -4,6 +4,12 @@ reference, and stand-in trials for the example trainers.
 
 On CI (``CI=true``) the services must be there: a test that needs one fails instead of skipping.
 Helper modules live in ``tests/support`` (on ``sys.path`` through the pytest configuration).
+
+The suite runs on every core (pytest-xdist, ``-n auto`` in pyproject.toml; ``-n 0`` runs it in one
+process). What tests share is kept apart per worker: each worker starts its own local Ray
+(``address="local"``: a fresh instance whose ports are picked free, never another worker's), each
+PostgreSQL test gets its own database, each storage lives in the test's ``tmp_path``, and tests
+that run an agent change into a directory of their own for its ``./.sweeper/``.
 """
 
 from __future__ import annotations
@@ -34,6 +40,26 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 POSTGRES_ADMIN_URL = os.environ.get("SWEEPER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before the xdist workers start, make the Ray token a first local Ray would write.
+
+    Ray (2.60 here) turns on token authentication for a new local cluster and writes a token to
+    ``~/.ray/auth_token`` when there is none; two workers (or a test's subprocess cluster) starting
+    their first Ray at once could each write one and hand their processes different tokens.
+    """
+    if hasattr(config, "workerinput") or os.environ.get("RAY_AUTH_MODE"):
+        return  # an xdist worker (the controller did it), or the mode is set by hand
+    try:
+        from ray._private.authentication.authentication_token_setup import generate_and_save_token
+        from ray._raylet import AuthenticationTokenLoader
+    except ImportError:  # a Ray without token authentication: nothing to share
+        return
+    loader = AuthenticationTokenLoader.instance()
+    if not loader.has_token(ignore_auth_mode=True):
+        generate_and_save_token()
+        loader.reset_cache()
 
 
 def _unavailable(what: str, exc: BaseException) -> None:

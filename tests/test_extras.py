@@ -23,5 +23,5 @@ def test_missing_library_names_the_extra(
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2
     assert f"needs the {package!r} package, which is not installed" in result.stderr
-    assert "pip install 'sweeper[dashboard]'" in result.stderr
+    assert "pip install -e '.[dashboard]'" in result.stderr
     assert "Traceback" not in result.output

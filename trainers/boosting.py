@@ -2,7 +2,7 @@
 
 Grows a :class:`~sklearn.ensemble.HistGradientBoostingClassifier` a few stages at a time (``warm_start``)
 and logs validation metrics after each chunk, so hyperband/ASHA can stop a bad config before it has
-spent its whole budget. Needs scikit-learn (``pip install 'sweeper[examples]'``).
+spent its whole budget. Needs scikit-learn (``pip install -e '.[examples]'``).
 
 Config (every key optional; unknown keys are an error, to catch typos in a spec)::
 
@@ -79,7 +79,7 @@ def train(config: Mapping[str, Any], trial: Trial) -> None:
         from sklearn.metrics import accuracy_score, log_loss
         from sklearn.model_selection import train_test_split
     except ImportError as exc:
-        raise ImportError("trainers.boosting needs scikit-learn: pip install 'sweeper[examples]'") from exc
+        raise ImportError("trainers.boosting needs scikit-learn: pip install -e '.[examples]'") from exc
 
     cfg = settings(config)
     x, y = getattr(datasets, f"load_{cfg['dataset']}")(return_X_y=True)

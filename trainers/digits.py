@@ -2,7 +2,7 @@
 
 Runs on the GPU when the trial was given one (``torch.cuda.is_available()`` inside the Ray task: Ray
 sets ``CUDA_VISIBLE_DEVICES``) and on the CPU otherwise; a trial takes a few seconds on a laptop CPU.
-Needs PyTorch and scikit-learn (``pip install 'sweeper[examples,torch]'``), imported only when a trial
+Needs PyTorch and scikit-learn (``pip install -e '.[examples,torch]'``), imported only when a trial
 runs, so this module imports anywhere.
 
 Config (every key optional; unknown keys are an error, to catch typos in a spec)::
@@ -85,12 +85,12 @@ def train(config: Mapping[str, Any], trial: Trial) -> None:
         import torch
         from torch import nn
     except ImportError as exc:
-        raise ImportError("trainers.digits needs PyTorch: pip install 'sweeper[torch]'") from exc
+        raise ImportError("trainers.digits needs PyTorch: pip install -e '.[torch]'") from exc
     try:
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
     except ImportError as exc:
-        raise ImportError("trainers.digits needs scikit-learn: pip install 'sweeper[examples]'") from exc
+        raise ImportError("trainers.digits needs scikit-learn: pip install -e '.[examples]'") from exc
 
     cfg = settings(config)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from optuna.storages import BaseStorage
 
@@ -18,7 +18,6 @@ from sweeper.storage.urls import open_storage
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
-    from typing import Any
 
     WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -64,17 +63,35 @@ def app(storage: str | BaseStorage | None = None) -> WSGIApp:
 def serve(
     storage: str | BaseStorage | None = None, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
 ) -> None:
-    """Serve the dashboard until interrupted. The storage object is handed over as is (journal included).
+    """Serve the dashboard until interrupted (Ctrl-C ends it quietly). The storage object is handed
+    over as is (journal included).
+
+    The server is the standard library's, quiet: no start-up banner, no access log; the caller says
+    where it listens.
 
     Raises:
         UsageError: the port is out of range or cannot be bound.
     """
-    import optuna_dashboard
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
     if not 0 < port < 65536:
         raise UsageError(f"dashboard port must be in 1..65535, got {port}")
-    store = storage if isinstance(storage, BaseStorage) else open_storage(storage)
+
+    class Server(WSGIServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    application = app(storage)
     try:
-        optuna_dashboard.run_server(store, host=host, port=port)
+        server = make_server(host, port, application, server_class=Server, handler_class=QuietHandler)
     except OSError as exc:  # port taken, address not on this machine
         raise UsageError(f"dashboard cannot listen on {host}:{port}: {exc}") from exc
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -1,19 +1,22 @@
 """A shareable report of a sweep: one self-contained HTML page of plots, and PNG copies of each plot.
 
 The plots come from Optuna's visualization module (optimization history, parallel coordinates,
-parameter importances, slices, Pareto front) plus the learning curves of the top trials drawn with
-plotly from the intermediate values. PNG export goes through kaleido, which drives a Chromium browser.
+parameter importances, slices, Pareto front) plus the learning curves of the top trials drawn from the
+intermediate values. The page draws them with plotly; the PNGs draw the same plots with matplotlib
+(Optuna's ``visualization.matplotlib`` twins), so no browser is needed anywhere.
 """
 
 from __future__ import annotations
 
 import html
 import json
-import shutil
+import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial
@@ -21,33 +24,39 @@ from optuna.trial import FrozenTrial
 from sweeper.analysis.records import TrialRecord
 from sweeper.analysis.results import SweepResults
 from sweeper.errors import UsageError
+from sweeper.extras import install_hint
 
 if TYPE_CHECKING:
+    import matplotlib.figure
     import plotly.graph_objects as go
 
 EVALUATORS = ("fanova", "ped-anova", "mdi")
-CHROMIUM_HINT = (
-    "install a Chromium browser (Debian/Ubuntu: apt-get install chromium) or point $BROWSER_PATH at one"
-)
+PNG_SIZE_IN = (11.0, 6.0)  # at PNG_DPI: about 1100 x 600 pixels, the size of the page's plots
+PNG_DPI = 100
+
+DrawPng = Callable[[], "matplotlib.figure.Figure"]
 
 
 @dataclass(frozen=True)
 class Figure:
-    """One plot of the report: a file-safe key, a title, and the plotly figure (``None`` when skipped)."""
+    """One plot of the report: a file-safe key, a title, the plotly figure (``None`` when skipped), and
+    how to draw the same plot with matplotlib for its PNG."""
 
     key: str
     title: str
     figure: go.Figure | None = field(repr=False)
     note: str = ""
+    draw_png: DrawPng | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
 class Report:
-    """Where a written report lives."""
+    """Where a written report lives; ``png_notes`` say which PNGs asked for were not written, and why."""
 
     html: Path
     pngs: tuple[Path, ...]
     figures: tuple[Figure, ...]
+    png_notes: tuple[str, ...] = ()
 
 
 def importances(results: SweepResults, evaluator: str = "fanova") -> dict[str, dict[str, float]]:
@@ -82,6 +91,7 @@ def importances(results: SweepResults, evaluator: str = "fanova") -> dict[str, d
 def figures(results: SweepResults, top: int = 10, evaluator: str = "fanova") -> list[Figure]:
     """Every plot of the report, in page order. A plot the data cannot support carries a note instead."""
     import optuna.visualization as vis
+    import optuna.visualization.matplotlib as mvis
 
     study = results.study()
     names = results.objective_names
@@ -89,19 +99,31 @@ def figures(results: SweepResults, top: int = 10, evaluator: str = "fanova") -> 
     out: list[Figure] = []
     for i, name in enumerate(names):
         suffix = f" ({name})" if multi else ""
-        out.append(_figure(f"history-{i}", f"Optimization history{suffix}", _history(study, i, name, multi)))
+        target = _target(i) if multi else None
+        out.append(
+            _figure(
+                f"history-{i}",
+                f"Optimization history{suffix}",
+                partial(vis.plot_optimization_history, study, target=target, target_name=name),
+                partial(mvis.plot_optimization_history, study, target=target, target_name=name),
+            )
+        )
     if multi:
         out.append(
             _figure(
-                "pareto-front", "Pareto front", lambda: vis.plot_pareto_front(study, target_names=list(names))
+                "pareto-front",
+                "Pareto front",
+                partial(vis.plot_pareto_front, study, target_names=list(names)),
+                partial(mvis.plot_pareto_front, study, target_names=list(names)),
             )
         )
-    first_target = _target(0) if multi else None
+    first_target, first_name = (_target(0) if multi else None), names[0]
     out.append(
         _figure(
             "parallel-coordinates",
             f"Parallel coordinates ({names[0]})",
-            lambda: vis.plot_parallel_coordinate(study, target=first_target, target_name=names[0]),
+            partial(vis.plot_parallel_coordinate, study, target=first_target, target_name=first_name),
+            partial(mvis.plot_parallel_coordinate, study, target=first_target, target_name=first_name),
         )
     )
     if len(results.completed()) >= 2:
@@ -110,8 +132,19 @@ def figures(results: SweepResults, top: int = 10, evaluator: str = "fanova") -> 
             _figure(
                 "importances",
                 f"Parameter importances ({names[0]}, {evaluator})",
-                lambda: vis.plot_param_importances(
-                    study, evaluator=chosen, target=first_target, target_name=names[0]
+                partial(
+                    vis.plot_param_importances,
+                    study,
+                    evaluator=chosen,
+                    target=first_target,
+                    target_name=first_name,
+                ),
+                partial(
+                    mvis.plot_param_importances,
+                    study,
+                    evaluator=chosen,
+                    target=first_target,
+                    target_name=first_name,
                 ),
             )
         )
@@ -121,7 +154,8 @@ def figures(results: SweepResults, top: int = 10, evaluator: str = "fanova") -> 
         _figure(
             "slices",
             f"Slices ({names[0]})",
-            lambda: vis.plot_slice(study, target=first_target, target_name=names[0]),
+            partial(vis.plot_slice, study, target=first_target, target_name=first_name),
+            partial(mvis.plot_slice, study, target=first_target, target_name=first_name),
         )
     )
     out.append(learning_curves(results.best(top), names[0], key="learning-curves"))
@@ -143,7 +177,24 @@ def learning_curves(trials: Sequence[TrialRecord], metric: str, key: str = "lear
             go.Scatter(x=list(steps), y=list(values), mode="lines+markers", name=f"trial {t.number}")
         )
     fig.update_layout(title=title, xaxis_title="step", yaxis_title=metric)
-    return Figure(key, title, fig)
+
+    def draw_png() -> matplotlib.figure.Figure:
+        from matplotlib import colormaps
+        from matplotlib.figure import Figure as MplFigure
+
+        canvas = MplFigure()
+        ax = canvas.subplots()
+        tab10 = colormaps["tab10"]
+        ax.set_prop_cycle(color=[tab10(i) for i in range(10)])  # ten trials, ten colours
+        for t in drawn:
+            steps, values = zip(*t.intermediate_values, strict=True)
+            ax.plot(steps, values, marker="o", markersize=3, label=f"trial {t.number}")
+        ax.set(title=title, xlabel="step", ylabel=metric)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize="small")
+        return canvas
+
+    return Figure(key, title, fig, draw_png=draw_png)
 
 
 def write_report(
@@ -154,67 +205,78 @@ def write_report(
     png: bool = True,
     evaluator: str = "fanova",
 ) -> Report:
-    """Write ``index.html`` (self-contained: plotly.js inlined) and one PNG per plot into ``out_dir``.
+    """Write ``index.html`` (self-contained: plotly.js inlined) and, with ``png``, one PNG per plot.
 
-    Raises:
-        UsageError: ``png`` is asked and no Chromium browser is installed (the HTML is written first).
+    The PNGs are drawn with matplotlib; without it they are skipped and ``Report.png_notes`` says how
+    to get them (as it says why, should one plot fail to draw). The HTML never depends on them.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     figs = figures(results, top=top, evaluator=evaluator)
     page = out / "index.html"
     page.write_text(_page(results, figs, top), encoding="utf-8")
+    if not png:
+        return Report(page, (), tuple(figs))
+    note = png_unavailable()
+    if note:
+        return Report(page, (), tuple(figs), png_notes=(f"no PNGs written: {note}",))
     pngs: list[Path] = []
-    if png:
-        drawn = [f for f in figs if f.figure is not None]
-        pngs = [out / f"{f.key}.png" for f in drawn]
-        write_pngs([f.figure for f in drawn if f.figure is not None], pngs)
-    return Report(page, tuple(pngs), tuple(figs))
+    notes: list[str] = []
+    for f in figs:
+        if f.draw_png is None:
+            continue
+        path = out / f"{f.key}.png"
+        try:
+            write_png(f.draw_png, path)
+        except (ValueError, RuntimeError) as exc:  # the HTML has this plot; say why the PNG does not
+            notes.append(f"no PNG of {f.key}: {exc}")
+            continue
+        pngs.append(path)
+    return Report(page, tuple(pngs), tuple(figs), tuple(notes))
 
 
-def write_pngs(figs: Sequence[go.Figure], paths: Sequence[Path]) -> None:
-    """Render plotly figures to PNG files in one browser session.
+def png_unavailable() -> str:
+    """Why PNGs cannot be drawn here (matplotlib missing), or ``""`` when they can."""
+    from importlib.util import find_spec
 
-    Raises:
-        UsageError: no Chromium browser is installed.
-    """
-    if not figs:
-        return
-    browser = chromium_path()
-    if browser is None:
-        raise UsageError(
-            f"PNG export needs a Chromium browser (kaleido drives one), found none: {CHROMIUM_HINT}; "
-            "or skip the PNGs (--no-png)"
-        )
-    import plotly.io as pio
-
-    pio.write_images(list(figs), [str(p) for p in paths], width=1100, height=600)
+    if find_spec("matplotlib") is None:
+        return f"PNGs need matplotlib, which is not installed: {install_hint('dashboard')}"
+    return ""
 
 
-def chromium_path() -> str | None:
-    """The Chromium-based browser kaleido will use, ``None`` if there is none."""
+def write_png(draw: DrawPng, path: Path) -> None:
+    """Draw one plot with matplotlib (no display, no browser) and save it as a PNG."""
+    os.environ.setdefault("MPLBACKEND", "Agg")  # before pyplot loads: never open a window
+    import matplotlib.pyplot as plt
+
+    with warnings.catch_warnings():
+        # Optuna marks its matplotlib plots experimental; that concerns Optuna, not our user.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        canvas = draw()
     try:
-        from choreographer.browsers.chromium import Chromium
-    except ImportError:  # pragma: no cover - choreographer ships with kaleido >= 1
-        return shutil.which("chromium") or shutil.which("chromium-browser")
-    found: str | None = Chromium.find_browser(skip_local=False)
-    return found
+        width, height = canvas.get_size_inches()
+        canvas.set_size_inches(max(width, PNG_SIZE_IN[0]), max(height, PNG_SIZE_IN[1]))
+        canvas.savefig(path, dpi=PNG_DPI, bbox_inches="tight", pad_inches=0.2)  # no label cut off
+    finally:
+        plt.close(canvas)  # optuna draws through pyplot; a notebook must not show it again
 
 
-def _figure(key: str, title: str, draw: Callable[[], go.Figure]) -> Figure:
+def _figure(key: str, title: str, draw: Callable[[], go.Figure], draw_axes: Callable[[], Any]) -> Figure:
     try:
-        return Figure(key, title, draw())
+        figure = draw()
     except (ValueError, RuntimeError) as exc:  # too few trials or params for this plot
         return Figure(key, title, None, str(exc))
+    return Figure(key, title, figure, draw_png=partial(_figure_of, draw_axes))
 
 
-def _history(study: optuna.Study, i: int, name: str, multi: bool) -> Callable[[], go.Figure]:
-    import optuna.visualization as vis
+def _figure_of(draw_axes: Callable[[], Any]) -> matplotlib.figure.Figure:
+    """The matplotlib figure behind what Optuna's matplotlib plots return (Axes, or an array of them)."""
+    import numpy as np
 
-    def draw() -> go.Figure:
-        return vis.plot_optimization_history(study, target=_target(i) if multi else None, target_name=name)
-
-    return draw
+    drawn = draw_axes()
+    axes = drawn.flat[0] if isinstance(drawn, np.ndarray) else drawn
+    figure: matplotlib.figure.Figure = axes.get_figure()
+    return figure
 
 
 def _evaluator(name: str) -> optuna.importance.BaseImportanceEvaluator:

@@ -294,7 +294,7 @@ def importance_command(sweep: str, evaluator: str, storage: str | None, as_json:
     "plot",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Also write the learning curves to this file (.html, or .png with Chromium).",
+    help="Also write the learning curves to this file (.html, or .png drawn with matplotlib).",
 )
 @storage_option
 @json_option
@@ -354,7 +354,9 @@ def compare_command(
     show_default=True,
     help="Trials in the table and the learning-curve plot.",
 )
-@click.option("--png/--no-png", default=True, show_default=True, help="Also write PNGs (needs Chromium).")
+@click.option(
+    "--png/--no-png", default=True, show_default=True, help="Also write PNGs (drawn with matplotlib)."
+)
 @evaluator_option
 @storage_option
 def report_command(
@@ -372,6 +374,8 @@ def report_command(
     for f in report.figures:
         if f.figure is None:
             click.echo(f"skipped {f.key}: {f.note}", err=True)
+    for note in report.png_notes:
+        click.echo(f"note: {note}", err=True)
 
 
 @main.command("export")
@@ -419,16 +423,21 @@ def dashboard_command(storage: str | None, host: str, port: int) -> None:
 
 def _write_plot(results: res.SweepResults, trials: Sequence[records.TrialRecord], path: Path) -> None:
     require("plotly", "dashboard", "sweeper compare --plot")
-    from sweeper.analysis.report import learning_curves, write_pngs
+    from sweeper.analysis.report import learning_curves, png_unavailable, write_png
 
-    figure = learning_curves(trials, results.objective_names[0], key="compare").figure
-    if figure is None:
+    curves = learning_curves(trials, results.objective_names[0], key="compare")
+    figure = curves.figure
+    if figure is None or curves.draw_png is None:
         raise UsageError(
             f"none of trials {', '.join(str(t.number) for t in trials)} reported a learning curve"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".png":
-        write_pngs([figure], [path])
+        note = png_unavailable()
+        if note:
+            click.echo(f"note: no plot written: {note}; an .html plot needs only plotly", err=True)
+            return
+        write_png(curves.draw_png, path)
     else:
         figure.write_html(str(path), include_plotlyjs=True)
     click.echo(f"plot: {path}", err=True)

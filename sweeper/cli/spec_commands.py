@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import secrets
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -13,11 +14,12 @@ from typing import Any
 import click
 
 from sweeper.cli.main import main
-from sweeper.errors import SpecError, UsageError
+from sweeper.errors import SpecError, TrainerError, UsageError
 from sweeper.search.custom import draw_configs
 from sweeper.search.samplers import draw_params
 from sweeper.search.strategy import plan_search
 from sweeper.spec.loader import read_yaml
+from sweeper.spec.model import SweepSpec
 from sweeper.spec.reader import load_spec, server_keys
 from sweeper.trackers import tracker_problems
 
@@ -38,14 +40,57 @@ def _ignored_in_file(path: str) -> tuple[str, ...]:
     return server_keys(data)
 
 
+def project_problems(spec: SweepSpec, project: Path) -> tuple[list[str], list[str]]:
+    """What ``sweeper run`` would find wrong with the spec in ``project`` (the directory an agent
+    starts in): ``(errors, notes)``, errors as ``dotted.path: message``, notes as ``note: message``.
+
+    The trainer must import from the project directory (on ``sys.path``, as the agent puts it),
+    a program its command runs must be there, and the storage URL must have a known form (it is
+    not opened: validating creates nothing).
+    """
+    from sweeper.storage.urls import resolve_url
+    from sweeper.worker.program_args import DEFAULT_COMMAND
+    from sweeper.worker.trial import import_trainer
+
+    errors: list[str] = []
+    notes: list[str] = []
+    trainer = spec.sweeper.trainer
+    if trainer is not None:
+        try:
+            import_trainer(trainer, project)
+        except TrainerError as exc:
+            errors.append(f"sweeper.trainer: {exc} (the project directory {project} is on the path)")
+    elif spec.program is None and spec.command is None:
+        notes.append(
+            "note: names no trainer (sweeper.trainer, or program and command): "
+            "`sweeper run` and `sweeper agent` will need --trainer MODULE:FUNCTION"
+        )
+    command = spec.command if spec.command is not None else DEFAULT_COMMAND
+    runs_program = trainer is None and (spec.program is not None or spec.command is not None)
+    if runs_program and "${program}" in command:
+        if spec.program is None:
+            errors.append("command: uses ${program} but the spec has no program")
+        elif not (project / spec.program).is_file():
+            errors.append(f"program: {spec.program!r} not found in {project}, where the agent runs it")
+    if spec.sweeper.storage is not None:
+        try:
+            resolve_url(spec.sweeper.storage)
+        except UsageError as exc:
+            errors.append(f"sweeper.storage: {exc}")
+    return errors, notes
+
+
 @main.command("validate")
 @click.argument("specs", nargs=-1, required=True, metavar="SPEC...")
 def validate(specs: tuple[str, ...]) -> None:
     """Check sweep spec files; print every located error.
 
     Exits 0 when every SPEC is valid, 2 when any is not. Each error reads
-    ``FILE: dotted.path: what must hold, got VALUE``.
+    ``FILE: dotted.path: what must hold, got VALUE``. Besides the spec itself, it checks what
+    `sweeper run` would from this directory: the trainer imports, the program is here, the
+    trackers take their options, the storage URL has a known form.
     """
+    project = Path(os.getcwd())
     invalid = 0
     for path in specs:
         try:
@@ -57,12 +102,15 @@ def validate(specs: tuple[str, ...]) -> None:
             _note_ignored(_ignored_in_file(path), path)
             continue
         tracker_errors, tracker_notes = tracker_problems(spec.sweeper.trackers)
-        for note in tracker_notes:
-            click.echo(f"{path}: sweeper.trackers: note: {note}", err=True)
-        if tracker_errors:
+        errors, notes = project_problems(spec, project)
+        errors[:0] = [f"sweeper.trackers: {error}" for error in tracker_errors]
+        notes[:0] = [f"sweeper.trackers: note: {note}" for note in tracker_notes]
+        for note in notes:
+            click.echo(f"{path}: {note}", err=True)
+        if errors:
             invalid += 1
-            for error in tracker_errors:
-                click.echo(f"error: {path}: sweeper.trackers: {error}", err=True)
+            for error in errors:
+                click.echo(f"error: {path}: {error}", err=True)
             continue
         try:
             # A custom scheduler's file is run, its functions called and its search space tried.

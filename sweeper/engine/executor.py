@@ -204,8 +204,7 @@ class RayExecutor:
                 runtime_env = {"working_dir": str(ship_dir), "excludes": ship_excludes(ship_dir)}
                 self.shipped = True
             # "local" starts a fresh instance, never a cluster some other process made "current".
-            # Ray warns that it now skips .git/.venv by default; we exclude them ourselves anyway.
-            logging.getLogger("ray._private.worker").addFilter(_drop_default_excludes_notice)
+            quiet_ray_notices()
             ray.init(
                 address=address or "local",
                 runtime_env=runtime_env or None,
@@ -213,6 +212,7 @@ class RayExecutor:
                 # Ray's INFO lines (packaging, start-up) drown the agent's own progress.
                 logging_level=logging.WARNING,
             )
+            forward_only_task_output()
             self._owns_ray = True
         self._resources = resources
         self._max_concurrent = max_concurrent
@@ -357,8 +357,72 @@ def ship_excludes(root: Path) -> list[str]:
     return excludes
 
 
+RAY_TOKEN_AUTH_NOTE = (
+    "Ray turned on token authentication for the local cluster it started (its default for a new "
+    "local cluster; RAY_AUTH_MODE=disabled turns it off)"
+)
+
+
+def quiet_ray_notices() -> None:
+    """Keep Ray's start-up notices that do not concern a sweeper user off their terminal.
+
+    - "Directory '.git' is now ignored by default": we exclude those directories ourselves.
+    - "Token authentication is enabled for this Ray cluster": Ray's default for the local
+      cluster it starts; it becomes one debug line of ours (``sweeper --verbose``).
+    """
+    logging.getLogger("ray._private.worker").addFilter(_drop_default_excludes_notice)
+    logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
+        _token_auth_enabled_as_ours
+    )
+
+
+def forward_only_task_output() -> None:
+    """Of what Ray's workers write, pass on what tasks and actors wrote (the trainers' output) and
+    the raylet's notices; drop what a worker that ran nothing wrote, such as the crash dump of an
+    idle worker killed as Ray shuts down (one debug line of ours says so, ``sweeper --verbose``).
+
+    Ray forwards worker output through a handler it names ``ray_print_logs``; if a Ray version
+    names it otherwise, its own handler stays as it is.
+    """
+    try:
+        from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
+    except ImportError:  # pragma: no cover - Ray's internals moved; keep its default
+        return
+    found = [handler for name, handler in dispatcher.handlers if name == _RAY_PRINT_LOGS]
+    if len(found) != 1 or getattr(found[0], "sweeper_filter", False):
+        return
+    original = found[0]
+
+    def forward(data: dict[str, Any]) -> None:
+        if data.get("task_name") or data.get("actor_name") or data.get("pid") in ("raylet", "autoscaler"):
+            original(data)
+            return
+        lines = [line for line in data.get("lines", []) if line.strip()]
+        if lines:
+            _logger.debug(
+                "a Ray worker that ran no trial (pid %s) wrote %d line(s), not shown; the first: %s",
+                data.get("pid"),
+                len(lines),
+                lines[0].strip(),
+            )
+
+    forward.sweeper_filter = True  # type: ignore[attr-defined]
+    dispatcher.remove_handler(_RAY_PRINT_LOGS)
+    dispatcher.add_handler(_RAY_PRINT_LOGS, forward)
+
+
+_RAY_PRINT_LOGS = "ray_print_logs"
+
+
 def _drop_default_excludes_notice(record: logging.LogRecord) -> bool:
     return not str(record.msg).startswith("Directory %r is now ignored by default")
+
+
+def _token_auth_enabled_as_ours(record: logging.LogRecord) -> bool:
+    if str(record.msg).startswith("Token authentication is enabled for this Ray cluster"):
+        _logger.debug(RAY_TOKEN_AUTH_NOTE)
+        return False
+    return True
 
 
 def _cluster_resources() -> dict[str, float]:

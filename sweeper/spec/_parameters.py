@@ -26,6 +26,12 @@ from sweeper.spec.laws import (
 )
 
 _PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+# Every key a parameter block may hold, under some distribution.
+PARAMETER_KEYS: tuple[str, ...] = (
+    "distribution",
+    "parameters",
+    *dict.fromkeys(key for settings in DISTRIBUTIONS.values() for key in settings),
+)
 
 
 _CONDITION_PARENTS = ("categorical", "constant")
@@ -218,6 +224,9 @@ class ParameterReader(Checks):
             return "categorical"
         if "min" in block and "max" in block:
             return "int_uniform" if _is_int(block["min"]) and _is_int(block["max"]) else "uniform"
+        if any(key not in PARAMETER_KEYS for key in block):  # {vales: [...]}: say which key is wrong
+            self.known_keys(block, path, PARAMETER_KEYS)
+            return None
         self.error(
             path,
             "must give value, values, min and max, distribution or parameters, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import string
 from dataclasses import dataclass, replace
@@ -25,6 +26,8 @@ HEARTBEAT_S = 5.0
 AGENT_STALE_AFTER_S = 6 * HEARTBEAT_S
 """An agent whose last heartbeat is older than this is shown as gone (six missed beats)."""
 
+
+_logger = logging.getLogger(__name__)
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
 _ID_LENGTH = 8
@@ -104,32 +107,45 @@ def heartbeat(storage: BaseStorage, study_id: int, agent_id: str, record: dict[s
 
 
 def get_sweep(storage: BaseStorage, id_or_name: str) -> SweepInfo:
-    """The sweep with this id, else the one sweep with this name.
+    """The sweep with this id, else the newest sweep with this name.
+
+    Ids are exact. A name shared by several sweeps (the same spec run twice) means the newest of
+    them; a note on the ``sweeper.storage.sweeps`` logger names the others (the CLI prints it on
+    stderr).
 
     Raises:
-        SweepNotFoundError: no sweep matches, or the name is ambiguous.
+        SweepNotFoundError: no sweep has this id or name.
     """
     try:
         study_id = storage.get_study_id_from_name(id_or_name)
     except KeyError:
         matches = [s for s in list_sweeps(storage) if s.name == id_or_name]
-        if len(matches) == 1:
-            return matches[0]
-        if matches:
-            ids = ", ".join(s.id for s in matches)
-            raise SweepNotFoundError(f"sweep name {id_or_name!r} is ambiguous; use an id: {ids}") from None
-        raise SweepNotFoundError(f"no sweep {id_or_name!r} in this storage") from None
+        if not matches:
+            raise SweepNotFoundError(f"no sweep {id_or_name!r} in this storage") from None
+        newest = matches[-1]
+        if len(matches) > 1:
+            others = ", ".join(s.id for s in reversed(matches[:-1]))
+            _logger.info(
+                "%d sweeps are named %r; using the newest, %s (created %s); the others: %s",
+                len(matches),
+                id_or_name,
+                newest.id,
+                newest.created_at,
+                others,
+            )
+        return newest
     return _info(id_or_name, study_id, storage.get_study_user_attrs(study_id))
 
 
 def list_sweeps(storage: BaseStorage) -> list[SweepInfo]:
-    """Every sweep in the storage, oldest first; studies not made by sweeper are left out."""
+    """Every sweep in the storage, oldest first (in creation order within a second); studies not
+    made by sweeper are left out."""
     sweeps = [
         _info(study.study_name, study._study_id, study.user_attrs)
         for study in storage.get_all_studies()
         if SPEC in study.user_attrs
     ]
-    return sorted(sweeps, key=lambda s: s.created_at)
+    return sorted(sweeps, key=lambda s: (s.created_at, s.study_id))
 
 
 def set_state(storage: BaseStorage, sweep_id: str, state: str) -> SweepInfo:

@@ -7,6 +7,7 @@ ships the options it returns to the workers.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -94,9 +95,15 @@ class Tracker:
         unknown = sorted(k for k in options if k not in cls.options and not str(k).startswith("_"))
         if unknown:
             allowed = ", ".join(sorted(cls.options)) or "none"
+            close = [difflib.get_close_matches(str(k), list(cls.options), n=1) for k in unknown]
+            hints = [(k, c[0]) for k, c in zip(unknown, close, strict=True) if c]
+            if len(unknown) == 1 and hints:
+                hint = f"; did you mean {hints[0][1]!r}?"
+            else:
+                hint = "".join(f"; did you mean {c!r} for {k!r}?" for k, c in hints)
             raise TrackerError(
                 f"tracker {cls.name!r}: unknown option(s) {', '.join(map(repr, unknown))}; "
-                f"allowed options: {allowed}"
+                f"allowed options: {allowed}{hint}"
             )
 
     @classmethod

@@ -15,6 +15,7 @@ from importlib.util import find_spec
 from typing import Any
 
 from sweeper.errors import TrackerError, TrackerNotInstalledError
+from sweeper.extras import install_hint
 from sweeper.trackers.base import Tracker
 
 ENTRY_POINT_GROUP = "sweeper.trackers"
@@ -75,7 +76,7 @@ def missing_library(tracker: str, package: str, extra: str | None = None) -> Tra
     extra = extra or BUILTIN_EXTRAS.get(tracker) or tracker
     return TrackerNotInstalledError(
         f"tracker {tracker!r} needs the {package!r} package, which is not installed; "
-        f"install it with: pip install 'sweeper[{extra}]'"
+        f"install it with: {install_hint(extra)}"
     )
 
 
@@ -110,9 +111,10 @@ def _unknown(name: str) -> TrackerError:
     names = available_trackers()
     close = difflib.get_close_matches(name, names, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    extras = ", ".join(f"sweeper[{e}]" for e in BUILTIN_EXTRAS.values() if e)
+    extras = [e for e in dict.fromkeys(BUILTIN_EXTRAS.values()) if e]
     return TrackerError(
         f"unknown tracker {name!r}{hint}; available: {', '.join(names) or 'none'}. "
-        f"Built-ins come with the extras {extras}; a third-party tracker registers in the "
+        f"Built-ins come with the extras {', '.join(extras)} ({install_hint(*extras)}); "
+        "a third-party tracker registers in the "
         f"{ENTRY_POINT_GROUP!r} entry-point group of the package that provides it"
     )

@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from inspect_sweeps import Built
+from inspect_sweeps import MULTI_SPEC, SPEC, Built, create, finish_trial, start_trial
 
 from sweeper.cli import main
+from sweeper.storage import sweeps
 
 
 def invoke(*args: str) -> Result:
@@ -190,6 +191,29 @@ def test_unknown_sweep_is_one_line_with_exit_code_4(finished: Built) -> None:
         result = CliRunner().invoke(main, [command, "nosuchid", "--storage", finished.url])
         assert result.exit_code == 4, command
         assert result.stderr == "error: no sweep 'nosuchid' in this storage\n"
+
+
+def test_a_name_shared_by_sweeps_means_the_newest_with_a_note_on_stderr(finished: Built) -> None:
+    # The same spec submitted three times (as running the quickstart again does): the name keeps working.
+    second, third = create(finished.url, SPEC), create(finished.url, SPEC)
+    finish_trial(third, start_trial(third))
+    result = invoke("best", "mnist-lr", "--storage", finished.url, "--json")
+    assert result.exit_code == 0, result.output
+    assert [r["number"] for r in json.loads(result.stdout)] == [0]  # --json stdout stays pure JSON
+    created = sweeps.get_sweep(third.storage, third.sweep_id).created_at
+    assert result.stderr == (
+        f"note: 3 sweeps are named 'mnist-lr'; using the newest, {third.sweep_id} (created {created}); "
+        f"the others: {second.sweep_id}, {finished.sweep_id}\n"
+    )
+    status = as_json("status", "mnist-lr", "--storage", finished.url)
+    assert status["id"] == third.sweep_id
+    # Ids stay exact, and say nothing.
+    exact = invoke("best", finished.sweep_id, "--storage", finished.url, "--json")
+    assert exact.exit_code == 0 and exact.stderr == ""
+    assert len(json.loads(exact.stdout)) == 1
+    # A unique name says nothing either.
+    unique = invoke("status", "mnist-pareto", "--storage", create(finished.url, MULTI_SPEC).url, "--json")
+    assert unique.exit_code == 0 and unique.stderr == ""
 
 
 def test_bad_sort_key_is_a_usage_error(finished: Built) -> None:

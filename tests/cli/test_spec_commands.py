@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,95 @@ def test_console_script(bad_spec: Path) -> None:
         timeout=120,
     )
     assert preview.returncode == 0 and len(preview.stdout.splitlines()) == 2
+
+
+PARAMS = "parameters: {x: {min: 0.0, max: 1.0}}\n"
+
+
+def validate_in(project: Path, spec: str, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
+    """``sweeper validate`` run from ``project`` (the directory an agent would start in)."""
+    (project / "s.yaml").write_text(spec)
+    monkeypatch.chdir(project)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the project dir goes on a copy
+    result = CliRunner().invoke(main, ["validate", "s.yaml"])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_validate_imports_the_trainer_from_the_project_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = f"fit_{uuid.uuid4().hex[:8]}"  # a name no other test imported in this process
+    project = tmp_path / "proj"
+    (project / package).mkdir(parents=True)
+    (project / package / "__init__.py").write_text("")
+    (project / package / "model.py").write_text("def train(config, trial):\n    return 0.0\n")
+    spec = f"method: random\n{PARAMS}sweeper: {{trainer: '{package}.model:train'}}\n"
+    code, out, err = validate_in(project, spec, monkeypatch)
+    assert (code, err) == (0, "") and out.startswith("s.yaml: ok (")
+
+    code, out, err = validate_in(project, spec.replace(":train", ":trian"), monkeypatch)
+    assert code == 2 and out == ""
+    assert err.splitlines() == [
+        f"error: s.yaml: sweeper.trainer: trainer module '{package}.model' has no attribute 'trian' "
+        f"(the project directory {project} is on the path)",
+        "1 of 1 spec(s) invalid",
+    ]
+    code, _, err = validate_in(project, spec.replace(f"{package}.model", "no_such_trainer_mod"), monkeypatch)
+    assert code == 2
+    assert err.startswith(
+        "error: s.yaml: sweeper.trainer: cannot import trainer module 'no_such_trainer_mod': "
+        "ModuleNotFoundError: No module named 'no_such_trainer_mod'"
+    )
+
+
+def test_validate_finds_the_program_where_the_agent_runs_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = f"method: random\n{PARAMS}program: train.py\n"
+    code, _, err = validate_in(tmp_path, spec, monkeypatch)
+    assert code == 2
+    assert (
+        err.splitlines()[0]
+        == f"error: s.yaml: program: 'train.py' not found in {tmp_path}, where the agent runs it"
+    )
+    (tmp_path / "train.py").write_text("print('hi')\n")
+    assert validate_in(tmp_path, spec, monkeypatch)[0] == 0
+    # A command that does not run ${program} needs no file.
+    spec = f"method: random\n{PARAMS}program: gone.py\ncommand: ['${{interpreter}}', '-c', 'pass']\n"
+    assert validate_in(tmp_path, spec, monkeypatch)[:3:2] == (0, "")
+    spec = f"method: random\n{PARAMS}command: ['${{interpreter}}', '${{program}}']\n"
+    code, _, err = validate_in(tmp_path, spec, monkeypatch)
+    assert code == 2 and "error: s.yaml: command: uses ${program} but the spec has no program" in err
+
+
+def test_validate_checks_the_storage_url_form_without_opening_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, _, err = validate_in(
+        tmp_path, f"method: random\n{PARAMS}sweeper: {{storage: 'mongodb://h/db'}}\n", monkeypatch
+    )
+    assert code == 2
+    assert err.splitlines()[1] == (
+        "error: s.yaml: sweeper.storage: storage URL must be journal://PATH or a database URL "
+        "(sqlite, postgresql, postgres, mysql, mariadb, oracle, mssql), got 'mongodb://h/db'"
+    )
+    spec = f"method: random\n{PARAMS}sweeper: {{storage: 'journal://runs/j.log'}}\n"
+    assert validate_in(tmp_path, spec, monkeypatch)[0] == 0
+    assert not (tmp_path / "runs").exists()  # validating creates nothing
+
+
+def test_validate_notes_a_spec_without_trainer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out, err = validate_in(tmp_path, f"method: random\n{PARAMS}", monkeypatch)
+    assert code == 0 and out.startswith("s.yaml: ok (")
+    assert err == (
+        "s.yaml: note: names no trainer (sweeper.trainer, or program and command): "
+        "`sweeper run` and `sweeper agent` will need --trainer MODULE:FUNCTION\n"
+    )
+
+
+def test_validate_suggests_the_key_meant_inside_parameters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, _, err = validate_in(tmp_path, "method: grid\nparameters: {x: {vales: [1, 2]}}\n", monkeypatch)
+    assert code == 2
+    assert err.splitlines()[0] == "error: s.yaml: parameters.x.vales: unknown key; did you mean 'values'?"

@@ -275,8 +275,26 @@ def test_early_terminate_forms(early: dict[str, Any], expected: EarlyTerminate) 
             "parameters.x.min: must be < max (1.0), got 1.0",
         ),
         (
+            spec_with(parameters={"x": {"min": 1}}),
+            "parameters.x: must give value, values, min and max, distribution or parameters, "
+            "got keys ['min']",
+        ),
+        # A misspelt key where W&B's inference looks: the key is named, with the one meant.
+        (
             spec_with(parameters={"x": {"mn": 1, "max": 2}}),
-            "parameters.x: must give value, values, min and max",
+            "parameters.x.mn: unknown key; did you mean 'min'?",
+        ),
+        (
+            spec_with(parameters={"x": {"vales": [1, 2]}}),
+            "parameters.x.vales: unknown key; did you mean 'values'?",
+        ),
+        (
+            spec_with(parameters={"opt": {"parameters": {"lr": {"vaule": 0.1}}}}),
+            "parameters.opt.parameters.lr.vaule: unknown key; did you mean 'value'?",
+        ),
+        (
+            spec_with(parameters={"x": {"colour": 1}}),
+            "parameters.x.colour: unknown key; expected one of: distribution, parameters, value, values",
         ),
         (
             spec_with(parameters={"x": {"values": [1], "valeu": 1}}),

@@ -27,7 +27,7 @@ def test_unknown_tracker_and_option_are_located_errors(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["validate", path])
     assert result.exit_code == 2
     assert f"{path}: sweeper.trackers: unknown tracker 'mlfow' (did you mean 'mlflow'?)" in result.stderr
-    assert "unknown option(s) 'log_dir'; allowed options: logdir" in result.stderr
+    assert "unknown option(s) 'log_dir'; allowed options: logdir; did you mean 'logdir'?" in result.stderr
 
 
 def test_known_trackers_validate(tmp_path: Path) -> None:
@@ -46,4 +46,4 @@ def test_a_tracker_not_installed_here_is_only_a_note(monkeypatch: pytest.MonkeyP
     assert errors == []
     assert notes == [str(missing_library("mlflow", "mlflow"))]
     assert isinstance(missing_library("mlflow", "mlflow"), TrackerNotInstalledError)
-    assert "pip install 'sweeper[mlflow]'" in notes[0]
+    assert "pip install -e '.[mlflow]'" in notes[0]
