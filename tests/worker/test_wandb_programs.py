@@ -85,8 +85,9 @@ def test_a_wandb_only_program_reports_to_the_sweep(project: Path, executor: str,
 
     bad = trials["bad"]
     assert bad.state == TrialState.PRUNED
-    assert bad.intermediate_values == {0: 50.0, 1: 25.0}
-    assert bad.user_attrs["metrics"]["loss"] == 25.0
+    # Stopped at its second report; the stop reaches the program at its next one (W&B's semantics).
+    assert bad.intermediate_values == {0: 50.0, 1: 25.0, 2: pytest.approx(50 / 3)}
+    assert bad.user_attrs["metrics"]["loss"] == pytest.approx(50 / 3)
 
     failed = trials["raise"]
     assert failed.state == TrialState.FAIL
