@@ -4,11 +4,17 @@ PyYAML implements YAML 1.1, whose float pattern requires a dot: ``1e-5`` resolve
 ``"1e-5"``. W&B users mean a number there, so :class:`SpecLoader` swaps in a float resolver that
 also accepts exponent-only and dot-less forms. Everything else stays YAML 1.1 (``on``/``off`` are
 booleans, as in W&B).
+
+A sweep file is small; one that is not cannot be allowed to take the host down. A file over
+:data:`MAX_SPEC_BYTES`, nesting deeper than :data:`MAX_DEPTH` and a value that YAML aliases expand
+past :data:`MAX_VALUES` values (the "billion laughs") are each a located :class:`SpecError`, found
+before anything walks the data.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +23,14 @@ import yaml
 from sweeper.errors import SpecError, SpecIssue
 
 _FLOAT_TAG = "tag:yaml.org,2002:float"
+
+MAX_SPEC_BYTES = 1024 * 1024
+"""The largest sweep file read (1 MiB: some 100,000 grid values)."""
+MAX_DEPTH = 64
+"""The deepest nesting of mappings and lists in a spec."""
+MAX_VALUES = 200_000
+"""The most values (scalars, mappings, lists) a spec may hold, counted with YAML aliases expanded."""
+_SHOWN_STEPS = 8
 
 # YAML 1.1's float pattern, plus `1e5` / `1E-5` / `+1e+5` (no dot) and `1.e5`.
 _FLOAT_PATTERN = re.compile(
@@ -32,11 +46,28 @@ _FLOAT_PATTERN = re.compile(
 )
 
 
+class _TooDeepError(yaml.composer.ComposerError):
+    pass
+
+
 class SpecLoader(yaml.SafeLoader):
     """A ``SafeLoader`` whose float resolver reads ``1e-5`` as a number and that rejects duplicate keys.
 
     PyYAML keeps the last of two equal keys silently; a sweep file with ``lr:`` twice is a mistake.
+    Nesting deeper than :data:`MAX_DEPTH` stops the parse at once (PyYAML's composer recurses).
     """
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise _TooDeepError(None, None, f"nesting deeper than {MAX_DEPTH} levels", mark)
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -71,18 +102,27 @@ def parse_yaml(text: str, source: str = "<string>") -> Any:
     """Parse YAML text with :class:`SpecLoader`.
 
     Raises:
-        SpecError: on a syntax error, located by line and column.
+        SpecError: on a syntax error, located by line and column; on a text over
+            :data:`MAX_SPEC_BYTES`, nesting over :data:`MAX_DEPTH` or aliases expanding past
+            :data:`MAX_VALUES` values.
 
     >>> parse_yaml("lr: {min: 1e-5, max: 1e-1}")
     {'lr': {'min': 1e-05, 'max': 0.1}}
     """
+    if len(text) > MAX_SPEC_BYTES:
+        _too_large(source, text[: MAX_SPEC_BYTES + 1])
     try:
-        return yaml.load(text, Loader=SpecLoader)  # SpecLoader is a SafeLoader
+        loader = SpecLoader(text)  # a SafeLoader
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "<root>"
         problem = exc.problem or exc.context or "invalid YAML"
-        raise SpecError([SpecIssue(source, where, f"YAML syntax error: {problem}")]) from None
+        message = problem if isinstance(exc, _TooDeepError) else f"YAML syntax error: {problem}"
+        raise SpecError([SpecIssue(source, where, message)]) from None
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, exc.position) + 1
         column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
@@ -92,6 +132,83 @@ def parse_yaml(text: str, source: str = "<string>") -> Any:
         ) from None
     except yaml.YAMLError as exc:
         raise SpecError([SpecIssue(source, "<root>", f"YAML error: {exc}")]) from None
+    except RecursionError:  # a deep stack already; MAX_DEPTH normally stops the parse first
+        raise SpecError([SpecIssue(source, "<root>", f"nesting deeper than {MAX_DEPTH} levels")]) from None
+    check_shape(data, source)
+    return data
+
+
+def check_shape(data: Any, source: str = "<mapping>") -> None:
+    """Refuse data nested deeper than :data:`MAX_DEPTH` or holding over :data:`MAX_VALUES` values.
+
+    Shared references count once per place they appear, as a reader of the data sees them: this
+    is what stops YAML alias bombs (and reference cycles in a mapping given from Python). The walk
+    stops at the limit, so it costs at most :data:`MAX_VALUES` steps.
+
+    Raises:
+        SpecError: located at the dotted path where a limit is crossed.
+
+    >>> check_shape({"a": [[[1]]]})
+    >>> bomb = [1]
+    >>> for _ in range(6):
+    ...     bomb = [bomb] * 10
+    >>> try:
+    ...     check_shape({"x": bomb})
+    ... except SpecError as exc:
+    ...     print(exc.issues[0])
+    <mapping>: x[0][9][4][7][3]: expands to more than 200,000 values (repeated YAML aliases?)
+    """
+    seen = 0
+    path: list[str] = []  # the steps to the container whose children `stack[-1]` yields
+    stack: list[Iterator[tuple[str, Any]]] = [iter([("", data)])]
+    while stack:
+        try:
+            step, value = next(stack[-1])
+        except StopIteration:
+            stack.pop()
+            if path:
+                path.pop()
+            continue
+        seen += 1
+        if len(stack) - 1 > MAX_DEPTH:
+            raise SpecError([SpecIssue(source, _dotted(path), f"nesting deeper than {MAX_DEPTH} levels")])
+        if seen > MAX_VALUES:
+            message = f"expands to more than {MAX_VALUES:,} values (repeated YAML aliases?)"
+            raise SpecError([SpecIssue(source, _dotted(path), message)])
+        if isinstance(value, Mapping):
+            stack.append((_key(key), item) for key, item in value.items())
+        elif isinstance(value, list | tuple):
+            stack.append((f"[{index}]", item) for index, item in enumerate(value))
+        else:
+            continue
+        path.append(step)
+
+
+def _key(key: Any) -> str:
+    text = str(key)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _dotted(path: list[str]) -> str:
+    out = ""
+    for step in path[:_SHOWN_STEPS]:
+        out += step if step.startswith("[") or not out else "." + step
+    if len(path) > _SHOWN_STEPS:
+        out += "..."
+    return out or "<root>"
+
+
+def _too_large(source: str, head: str) -> None:
+    line = head.count("\n", 0, MAX_SPEC_BYTES) + 1
+    raise SpecError(
+        [
+            SpecIssue(
+                source,
+                f"line {line}",
+                f"the spec is larger than {MAX_SPEC_BYTES // 1024 // 1024} MiB, the most a sweep file may be",
+            )
+        ]
+    )
 
 
 def read_yaml(path: str | Path) -> Any:
@@ -102,7 +219,11 @@ def read_yaml(path: str | Path) -> Any:
     """
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with Path(path).open("rb") as file:
+            raw = file.read(MAX_SPEC_BYTES + 1)  # never more: the file may be any size
+        if len(raw) > MAX_SPEC_BYTES:
+            _too_large(source, raw.decode("utf-8", errors="replace"))
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: a NUL byte in the path
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise SpecError(

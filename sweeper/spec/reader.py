@@ -46,7 +46,7 @@ from sweeper.spec._checks import _join, _show
 from sweeper.spec._parameters import ParameterReader
 from sweeper.spec._settings import SettingsReader
 from sweeper.spec.laws import Parameter
-from sweeper.spec.loader import read_yaml
+from sweeper.spec.loader import check_shape, read_yaml
 from sweeper.spec.model import EarlyTerminate, Metric, Scheduler, SweeperSettings, SweepSpec
 
 METHODS = ("grid", "random", "bayes", "custom")
@@ -481,6 +481,7 @@ def load_spec(source: str | Path | Mapping[str, Any]) -> SweepSpec:
         origin, data = str(source), read_yaml(source)
     else:  # a mapping (anything else is reported as not being one)
         origin, data = "<mapping>", source
+        check_shape(data, origin)
     reader = _Reader(origin)
     spec = reader.spec(data)
     if reader.issues or spec is None:
