@@ -408,17 +408,22 @@ def export_command(sweep: str, fmt: str, out_file: Path | None, storage: str | N
 @storage_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (loopback is safe).")
 @click.option("--port", type=int, default=8080, show_default=True)
-def dashboard_command(storage: str | None, host: str, port: int) -> None:
-    """Serve optuna-dashboard on the sweeps of a storage."""
+@click.option(
+    "--allow-writes",
+    is_flag=True,
+    help="Let visitors change the storage (delete sweeps, tell trials, edit notes); read-only without it.",
+)
+def dashboard_command(storage: str | None, host: str, port: int, allow_writes: bool) -> None:
+    """Serve optuna-dashboard, read-only, on the sweeps of a storage."""
     require("optuna_dashboard", "dashboard", "sweeper dashboard")
     from sweeper.analysis import dashboard
     from sweeper.storage.urls import mask_url, resolve_url
 
-    warning = dashboard.exposure_warning(host)
+    warning = dashboard.exposure_warning(host, allow_writes)
     if warning:
         Console(stderr=True).print(f"[bold red]{warning}[/]")
     click.echo(f"dashboard of {mask_url(resolve_url(storage))} on http://{host}:{port}/", err=True)
-    dashboard.serve(storage, host=host, port=port)
+    dashboard.serve(storage, host=host, port=port, allow_writes=allow_writes)
 
 
 def _write_plot(results: res.SweepResults, trials: Sequence[records.TrialRecord], path: Path) -> None:
