@@ -7,7 +7,6 @@ overhead stays low); any SQLAlchemy URL works too, PostgreSQL above all for agen
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +15,13 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
 from sweeper.errors import StorageError, UsageError
+from sweeper.redaction import STORAGE_ENV_VAR, redact
 from sweeper.storage.retry import RetryingStorage
 
-ENV_VAR = "SWEEPER_STORAGE"
+ENV_VAR = STORAGE_ENV_VAR
 DEFAULT_DIR = Path(".sweeper")
 JOURNAL_SCHEME = "journal://"
 _DEFAULT_URL = f"{JOURNAL_SCHEME}{DEFAULT_DIR / 'journal.log'}"
-_PASSWORD = re.compile(r"(?P<head>://[^:/@]+:)(?P<password>[^@]+)(?P<tail>@)")
 _SQL_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mariadb", "oracle", "mssql")
 
 
@@ -51,8 +50,24 @@ def resolve_url(url: str | None = None) -> str:
 
 
 def mask_url(url: str) -> str:
-    """The URL with any password replaced by ``***``, safe to print or log."""
-    return _PASSWORD.sub(r"\g<head>***\g<tail>", url)
+    """The URL with any password replaced by ``***``, safe to print or log.
+
+    The password runs from the user's ``:`` to the URL's last ``@`` (unencoded ``@`` and ``/``
+    included); ``password=``-style query values are masked too.
+
+    Example:
+        >>> mask_url("postgres://postgres:se@cret@127.0.0.1:5432/db")
+        'postgres://postgres:***@127.0.0.1:5432/db'
+        >>> mask_url("postgresql://:p/w@db/x?sslpassword=k3y")
+        'postgresql://:***@db/x?sslpassword=***'
+    """
+    scheme_end = url.find("://")
+    at = url.rfind("@")
+    if scheme_end >= 0 and at > scheme_end:
+        colon = url.find(":", scheme_end + 3, at)
+        if colon >= 0:
+            url = url[: colon + 1] + "***" + url[at:]
+    return redact(url)
 
 
 def open_storage(url: str | None = None) -> BaseStorage:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from sweeper.errors import AgentExit, TrainerError, TrialPruned
 from sweeper.plain import finite, stored_metrics
+from sweeper.redaction import without_secrets
 from sweeper.worker.program import TrialTimeout
 from sweeper.worker.task import (
     Failure,
@@ -272,8 +273,14 @@ def execute_trial(task: TrialTask, reporter: Reporter | None = None) -> TrialOut
     """Run one trial to its end and say how it ended; never raises for the trainer's sake.
 
     A trainer that raises, returns NaN or never reports a finite value of an objective fails,
-    with the reason kept; :class:`~sweeper.errors.TrialPruned` makes a pruned trial.
+    with the reason kept; :class:`~sweeper.errors.TrialPruned` makes a pruned trial. The trainer
+    (and every process it starts) runs without the agent's secrets in its environment.
     """
+    with without_secrets():
+        return _execute(task, reporter)
+
+
+def _execute(task: TrialTask, reporter: Reporter | None) -> TrialOutcome:
     started = time.monotonic()
     host = socket.gethostname()
     if task.workdir and task.workdir not in sys.path:
