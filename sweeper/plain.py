@@ -13,11 +13,41 @@ The policies differ on purpose, so each has a name:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 _PLAIN = frozenset({str, int, bool, type(None)})
+# C0 and C1 controls (ESC, BEL, CR, LF, ...), DEL, and the Unicode bidirectional controls (U+202E
+# and friends) that make a terminal show text other than what it is.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    r"""``text`` safe to show on a terminal: control characters and bidi controls as escapes.
+
+    Names and values come from users and trainers; printed raw, an ESC could recolour or clear the
+    terminal, a CR/LF forge a line, a U+202E reverse what follows. JSON output needs none of this
+    (JSON escapes them itself).
+
+    >>> printable("a\x1b[2Jb\rc\u202ed")
+    'a\\x1b[2Jb\\rc\\u202ed'
+    >>> printable("lr=0.1 ünïcödé ✓")
+    'lr=0.1 ünïcödé ✓'
+    """
+    return _UNPRINTABLE.sub(_escape, text) if _UNPRINTABLE.search(text) else text
+
+
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def flatten(mapping: Mapping[str, Any], prefix: str = "", *, keep_empty: bool = True) -> dict[str, Any]:

@@ -7,19 +7,22 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.table import Table
 
 from sweeper.analysis import results as res
 from sweeper.cli.format import (
+    add_row,
+    cell,
     duration_text,
     echo_json,
     make_console,
     num_text,
+    safe_table,
     state_text,
     value_text,
 )
 from sweeper.cli.main import main
 from sweeper.cli.options import agent_options, json_option, storage_option
+from sweeper.plain import printable
 
 if TYPE_CHECKING:
     from sweeper.spec.model import SweepSpec
@@ -121,7 +124,7 @@ def run(spec_path: str, storage: str | None, name: str | None, **options: Any) -
     _check_scheduler(spec)
     url = resolve_url(storage or spec.sweeper.storage)
     info = create_sweep(open_storage(url), spec, name=name)
-    click.echo(f"created sweep {info.id} ({info.name})", err=True)
+    click.echo(f"created sweep {info.id} ({printable(info.name)})", err=True)
     _run_agent(info.id, url, **options)
 
 
@@ -222,11 +225,12 @@ def repeat_command(
         echo_json(summary.to_dict())
         return
     console = make_console()
-    table = Table(title=f"Trial {trial_number} of {summary.sweep_id} and its repeats")
+    table = safe_table(f"Trial {trial_number} of {summary.sweep_id} and its repeats")
     for column in ("trial", "seed", "state", summary.metric, "duration"):
-        table.add_column(column, justify="right")
+        table.add_column(cell(column), justify="right")
     for t in (summary.original, *summary.repeats):
-        table.add_row(
+        add_row(
+            table,
             str(t.number),
             value_text(t.config.get("seed")),
             state_text(t.state),
@@ -245,13 +249,12 @@ def repeat_command(
     if stats.ci_low is not None and stats.ci_high is not None:
         low, high = num_text(stats.ci_low), num_text(stats.ci_high)
         line += f", {stats.confidence:.0%} t-interval of the mean [{low}, {high}]"
-    console.print(line)
+    console.print(cell(line))
     inside = stats.contains(summary.original.value) if summary.original.value is not None else None
     if inside is not None:
         verdict = "inside" if inside else "outside"
-        console.print(
-            f"Trial {trial_number}'s {summary.metric} {num_text(summary.original.value)} lies {verdict} it."
-        )
+        value = num_text(summary.original.value)
+        console.print(cell(f"Trial {trial_number}'s {summary.metric} {value} lies {verdict} it."))
 
 
 __all__ = ["agent", "main", "repeat_command", "run", "submit"]

@@ -17,7 +17,7 @@ from rich.text import Text
 
 from sweeper.analysis import records
 from sweeper.analysis import results as res
-from sweeper.plain import first_line, strict_json, strict_json_dict
+from sweeper.plain import first_line, printable, strict_json, strict_json_dict
 
 STATE_STYLES = {
     "complete": "green",
@@ -31,15 +31,36 @@ STATE_STYLES = {
 SPARK = "▁▂▃▄▅▆▇█"
 
 
+def cell(value: Any) -> Text:
+    """A table cell, title or line from data: shown as is (no rich markup), control characters escaped.
+
+    >>> cell("[red]x\x1b[2J").plain
+    '[red]x\\x1b[2J'
+    """
+    if isinstance(value, Text):
+        return value
+    return Text(printable(str(value)))
+
+
+def add_row(table: Table, *cells: Any) -> None:
+    """``table.add_row`` with every cell passed through :func:`cell`."""
+    table.add_row(*(cell(c) for c in cells))
+
+
+def safe_table(title: str, **options: Any) -> Table:
+    """A rich table whose title is shown as is, control characters escaped."""
+    return Table(title=cell(title), **options)
+
+
 def trial_table(
     results: res.SweepResults, trials: Iterable[records.TrialRecord], title: str, *, reasons: bool = False
 ) -> Table:
     """Trials as a table; with ``reasons``, a column with the head of each fail reason."""
-    table = Table(title=title)
+    table = safe_table(title)
     table.add_column("trial", justify="right")
     table.add_column("state")
     for name in results.objective_names:
-        table.add_column(name, justify="right")
+        table.add_column(cell(name), justify="right")
     table.add_column("duration", justify="right")
     table.add_column("config", overflow="fold")
     if reasons:
@@ -49,7 +70,8 @@ def trial_table(
     for t in trials:
         values = [num_text(v) for v in t.values] if t.values else ["-"] * len(results.objective_names)
         reason = [first_line(t.fail_reason) if t.fail_reason else "-"] if reasons else []
-        table.add_row(
+        add_row(
+            table,
             str(t.number),
             state_text(t.state),
             *values,
@@ -124,7 +146,7 @@ def goals(results: res.SweepResults) -> str:
 
 
 def state_text(state: str) -> Text:
-    return Text(state, style=STATE_STYLES.get(state, ""))
+    return Text(printable(state), style=STATE_STYLES.get(state, ""))
 
 
 def config_text(config: Mapping[str, Any]) -> str:

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from sweeper.analysis import records
 from sweeper.analysis import results as res
 from sweeper.cli.format import (
+    add_row,
+    cell,
     config_text,
     csv_text,
     duration_text,
@@ -29,6 +30,7 @@ from sweeper.cli.format import (
     make_console,
     num_text,
     running_dict,
+    safe_table,
     sparkline,
     state_text,
     trial_table,
@@ -38,7 +40,7 @@ from sweeper.cli.main import main
 from sweeper.cli.options import evaluator_option, json_option, storage_option
 from sweeper.errors import UsageError
 from sweeper.extras import require
-from sweeper.plain import first_line, flatten
+from sweeper.plain import first_line, flatten, printable
 
 DEFAULT_LIMIT = 100
 
@@ -55,7 +57,7 @@ def ls_command(storage: str | None, as_json: bool) -> None:
     if as_json:
         echo_json([s.to_dict() for s in summaries])
         return
-    table = Table(title="Sweeps")
+    table = safe_table("Sweeps")
     for column in (
         "id",
         "name",
@@ -73,7 +75,8 @@ def ls_command(storage: str | None, as_json: bool) -> None:
         )
     for s in summaries:
         best = ", ".join(num_text(v) for v in s.best_values) if s.best_values else "-"
-        table.add_row(
+        add_row(
+            table,
             s.id,
             s.name,
             s.state,
@@ -128,23 +131,28 @@ def status_command(sweep: str, storage: str | None, as_json: bool) -> None:
         return
     console = make_console()
     total = f"/{budget}" if budget is not None else ""
-    console.print(
-        f"[bold]{results.name}[/] ({results.id}) · {results.state} · {results.spec.method} · "
-        f"{goals(results)} · {finished}{total} trials finished"
+    header = Text(printable(results.name), style="bold")
+    header.append(
+        printable(
+            f" ({results.id}) · {results.state} · {results.spec.method} · "
+            f"{goals(results)} · {finished}{total} trials finished"
+        )
     )
-    console.print("  ".join(f"{state}: {n}" for state, n in counts.items()))
+    console.print(header)
+    console.print(cell("  ".join(f"{state}: {n}" for state, n in counts.items())))
     if best:
         head = "Pareto front" if results.is_multi_objective else "Best so far"
         console.print(trial_table(results, best, title=head))
     else:
         console.print("No complete trial yet.")
     if running:
-        table = Table(title="Running")
+        table = safe_table("Running")
         for column in ("trial", "elapsed", f"last {results.objective_names[0]}", "agent", "config"):
-            table.add_column(column)
+            table.add_column(cell(column))
         for t in running:
             last = t.last_intermediate
-            table.add_row(
+            add_row(
+                table,
                 str(t.number),
                 duration_text(t.duration_s),
                 f"{num_text(last[1])} @ step {last[0]}" if last else "-",
@@ -155,20 +163,21 @@ def status_command(sweep: str, storage: str | None, as_json: bool) -> None:
     if failures:
         # The latest failures, newest first, with why: nobody should need --json to learn it.
         latest = failures[:_LATEST_FAILURES]
-        table = Table(title=f"Latest failures ({len(latest)} of {len(failures)})")
+        table = safe_table(f"Latest failures ({len(latest)} of {len(failures)})")
         for column in ("trial", "attempt", "host"):
             table.add_column(column)
         table.add_column("reason", overflow="fold")
         for t in latest:
-            table.add_row(str(t.number), str(t.attempt), t.host or "-", first_line(t.fail_reason))
+            add_row(table, str(t.number), str(t.attempt), t.host or "-", first_line(t.fail_reason))
         console.print(table)
     if results.agents:
-        table = Table(title="Agents")
+        table = safe_table("Agents")
         for column in ("agent", "host", "pid", "last seen", "active"):
             table.add_column(column)
         for a in results.agents:
             age = a.seconds_since_seen(now)
-            table.add_row(
+            add_row(
+                table,
                 a.id,
                 a.host or "-",
                 str(a.pid) if a.pid is not None else "-",
@@ -250,7 +259,7 @@ def best_command(
         echo_json([t.to_dict() for t in best])
         return
     if not best:
-        make_console().print(f"Sweep {results.id} has no complete trial yet.")
+        make_console().print(cell(f"Sweep {results.id} has no complete trial yet."))
         return
     title = "Pareto front" if results.is_multi_objective else f"Best trials of {results.name}"
     make_console().print(trial_table(results, best, title=title))
@@ -276,13 +285,13 @@ def importance_command(sweep: str, evaluator: str, storage: str | None, as_json:
             ]
         )
         return
-    table = Table(title=f"Parameter importances of {results.name} ({evaluator})")
+    table = safe_table(f"Parameter importances of {results.name} ({evaluator})")
     table.add_column("param")
     for objective in scores:
-        table.add_column(objective, justify="right")
+        table.add_column(cell(objective), justify="right")
     params = list(next(iter(scores.values())))
     for param in params:
-        table.add_row(param, *(f"{scores[o].get(param, 0.0):.3f}" for o in scores))
+        add_row(table, param, *(f"{scores[o].get(param, 0.0):.3f}" for o in scores))
     make_console().print(table)
 
 
@@ -320,19 +329,20 @@ def compare_command(
             records.append(record)
         echo_json(records)
         return
-    table = Table(title=f"Trials of {results.name} compared")
+    table = safe_table(f"Trials of {results.name} compared")
     table.add_column("")
     for t in trials:
         table.add_column(f"trial {t.number}", justify="right")
-    table.add_row("state", *(state_text(t.state) for t in trials))
+    add_row(table, "state", *(state_text(t.state) for t in trials))
     for i, name in enumerate(results.objective_names):
-        table.add_row(Text(name, style="bold"), *(num_text(t.values[i]) if t.values else "-" for t in trials))
-    table.add_row("duration", *(duration_text(t.duration_s) for t in trials))
+        values = (num_text(t.values[i]) if t.values else "-" for t in trials)
+        add_row(table, Text(printable(name), style="bold"), *values)
+    add_row(table, "duration", *(duration_text(t.duration_s) for t in trials))
     for key in differ:
-        table.add_row(f"config.{key}", *(value_text(f.get(key)) for f in flat))
+        add_row(table, f"config.{key}", *(value_text(f.get(key)) for f in flat))
     for key in metric_keys:
-        table.add_row(f"metric.{key}", *(value_text(flatten(t.metrics).get(key)) for t in trials))
-    table.add_row("curve", *(sparkline(t.intermediate_values) for t in trials))
+        add_row(table, f"metric.{key}", *(value_text(flatten(t.metrics).get(key)) for t in trials))
+    add_row(table, "curve", *(sparkline(t.intermediate_values) for t in trials))
     make_console().print(table)
     if not differ:
         make_console().print("The configs are identical.")
@@ -421,7 +431,7 @@ def dashboard_command(storage: str | None, host: str, port: int, allow_writes: b
 
     warning = dashboard.exposure_warning(host, allow_writes)
     if warning:
-        Console(stderr=True).print(f"[bold red]{warning}[/]")
+        Console(stderr=True).print(Text(printable(warning), style="bold red"))
     click.echo(f"dashboard of {mask_url(resolve_url(storage))} on http://{host}:{port}/", err=True)
     dashboard.serve(storage, host=host, port=port, allow_writes=allow_writes)
 

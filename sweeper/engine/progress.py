@@ -11,6 +11,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
+from sweeper.plain import printable
+
 
 @dataclass
 class Tally:
@@ -69,7 +71,7 @@ class QuietProgress:
         pass
 
     def finish(self, summary_line: str, summary: dict[str, Any]) -> None:
-        print(summary_line, file=self._stream or sys.stdout, flush=True)
+        print(printable(summary_line), file=self._stream or sys.stdout, flush=True)
 
 
 class SilentProgress(QuietProgress):
@@ -134,9 +136,12 @@ class RichProgress:
 
     def start(self, sweep_id: str, sweep_name: str, metric: str | None, tally: Tally) -> None:
         from rich.live import Live
+        from rich.markup import escape
 
-        self._metric = metric or "value"
-        self._console.print(f"agent on sweep [bold]{sweep_id}[/] ({sweep_name})")
+        self._metric = escape(printable(metric or "value"))
+        self._console.print(
+            f"agent on sweep [bold]{escape(printable(sweep_id))}[/] ({escape(printable(sweep_name))})"
+        )
         self._live = Live(self._line(tally), console=self._console, refresh_per_second=4, transient=True)
         self._live.start()
 
@@ -148,13 +153,15 @@ class RichProgress:
         if self._live is None:
             return
         if state == "failed" and reason:
-            self._console.print(f"[red]trial {number} failed[/]: {reason.splitlines()[0]}")
+            from rich.markup import escape
+
+            self._console.print(f"[red]trial {number} failed[/]: {escape(printable(reason.splitlines()[0]))}")
         self._live.update(self._line(tally))
 
     def finish(self, summary_line: str, summary: dict[str, Any]) -> None:
         if self._live is not None:
             self._live.stop()
-        self._console.print(summary_line, markup=False, highlight=False, soft_wrap=True)
+        self._console.print(printable(summary_line), markup=False, highlight=False, soft_wrap=True)
 
 
 def make_progress(*, json_lines: bool = False) -> Progress:
