@@ -12,10 +12,11 @@ from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+from optuna.storages.journal import JournalFileBackend
 
 from sweeper.errors import StorageError, UsageError
 from sweeper.redaction import STORAGE_ENV_VAR, redact
+from sweeper.storage.journal_lock import FlockJournalLock
 from sweeper.storage.retry import RetryingStorage
 
 ENV_VAR = STORAGE_ENV_VAR
@@ -81,8 +82,8 @@ def open_storage(url: str | None = None) -> BaseStorage:
         if resolved.startswith(JOURNAL_SCHEME):
             path = Path(resolved[len(JOURNAL_SCHEME) :])
             path.parent.mkdir(parents=True, exist_ok=True)
-            # The open-lock works on every filesystem, NFS included, unlike the symlink lock.
-            backend = JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path)))
+            # flock: released by the kernel when its holder dies, never broken while it lives.
+            backend = JournalFileBackend(str(path), lock_obj=FlockJournalLock(str(path)))
             return JournalStorage(backend)
         if resolved.startswith("sqlite:///"):
             Path(resolved[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
