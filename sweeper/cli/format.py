@@ -32,7 +32,7 @@ SPARK = "▁▂▃▄▅▆▇█"
 
 
 def cell(value: Any) -> Text:
-    """A table cell, title or line from data: shown as is (no rich markup), control characters escaped.
+    r"""A table cell, title or line from data: shown as is (no rich markup), control characters escaped.
 
     >>> cell("[red]x\x1b[2J").plain
     '[red]x\\x1b[2J'
