@@ -111,6 +111,7 @@ def parse_yaml(text: str, source: str = "<string>") -> Any:
     """
     if len(text) > MAX_SPEC_BYTES:
         _too_large(source, text[: MAX_SPEC_BYTES + 1])
+    _check_flow_depth(text, source)
     try:
         loader = SpecLoader(text)  # a SafeLoader
         try:
@@ -142,11 +143,12 @@ def check_shape(data: Any, source: str = "<mapping>") -> None:
     """Refuse data nested deeper than :data:`MAX_DEPTH` or holding over :data:`MAX_VALUES` values.
 
     Shared references count once per place they appear, as a reader of the data sees them: this
-    is what stops YAML alias bombs (and reference cycles in a mapping given from Python). The walk
-    stops at the limit, so it costs at most :data:`MAX_VALUES` steps.
+    is what stops YAML alias bombs (and reference cycles in a mapping given from Python). Sizes
+    are computed once per distinct container, so the check costs what the data's text costs,
+    however far its aliases would expand.
 
     Raises:
-        SpecError: located at the dotted path where a limit is crossed.
+        SpecError: located at the dotted path of the innermost value that crosses a limit.
 
     >>> check_shape({"a": [[[1]]]})
     >>> bomb = [1]
@@ -156,32 +158,97 @@ def check_shape(data: Any, source: str = "<mapping>") -> None:
     ...     check_shape({"x": bomb})
     ... except SpecError as exc:
     ...     print(exc.issues[0])
-    <mapping>: x[0][9][4][7][3]: expands to more than 200,000 values (repeated YAML aliases?)
+    <mapping>: x[0]: expands to more than 200,000 values (repeated YAML aliases?)
     """
-    seen = 0
-    path: list[str] = []  # the steps to the container whose children `stack[-1]` yields
-    stack: list[Iterator[tuple[str, Any]]] = [iter([("", data)])]
+    if not _is_container(data):
+        return
+    sizes: dict[int, tuple[int, int]] = {}  # id -> (values, height) of a container already walked
+    path: list[str] = []  # the steps from the root to the container on top of the stack
+    on_path = {id(data)}
+    # Each frame: the container, its children yet to see, its values so far, its height so far.
+    stack: list[tuple[Any, Iterator[tuple[str, Any]], int, int]] = [(data, _children(data), 1, 1)]
     while stack:
-        try:
-            step, value = next(stack[-1])
-        except StopIteration:
-            stack.pop()
-            if path:
-                path.pop()
+        node, children, size, height = stack[-1]
+        descend: tuple[str, Any] | None = None
+        for step, child in children:
+            depth = len(stack)  # the child's depth (the root is at 0)
+            if not _is_container(child):
+                size += 1
+                if depth > MAX_DEPTH:
+                    _too_deep(source, [*path, step])
+                continue
+            known = sizes.get(id(child))
+            if known is not None:
+                size += known[0]
+                height = max(height, known[1] + 1)
+                if depth - 1 + known[1] > MAX_DEPTH:
+                    _too_deep(source, [*path, step])
+                continue
+            if id(child) in on_path:
+                message = "contains itself (a reference cycle)"
+                raise SpecError([SpecIssue(source, _dotted([*path, step]), message)])
+            if depth >= MAX_DEPTH:
+                _too_deep(source, [*path, step])
+            descend = (step, child)
+            break
+        if descend is not None:
+            stack[-1] = (node, children, size, height)
+            step, child = descend
+            path.append(step)
+            on_path.add(id(child))
+            stack.append((child, _children(child), 1, 1))
             continue
-        seen += 1
-        if len(stack) - 1 > MAX_DEPTH:
-            raise SpecError([SpecIssue(source, _dotted(path), f"nesting deeper than {MAX_DEPTH} levels")])
-        if seen > MAX_VALUES:
+        stack.pop()
+        on_path.discard(id(node))
+        if size > MAX_VALUES:
             message = f"expands to more than {MAX_VALUES:,} values (repeated YAML aliases?)"
             raise SpecError([SpecIssue(source, _dotted(path), message)])
-        if isinstance(value, Mapping):
-            stack.append((_key(key), item) for key, item in value.items())
-        elif isinstance(value, list | tuple):
-            stack.append((f"[{index}]", item) for index, item in enumerate(value))
+        sizes[id(node)] = (size, height)
+        if path:
+            path.pop()
+        if stack:
+            parent, parent_children, parent_size, parent_height = stack[-1]
+            stack[-1] = (parent, parent_children, parent_size + size, max(parent_height, height + 1))
+
+
+def _is_container(value: Any) -> bool:
+    return isinstance(value, Mapping | list | tuple)
+
+
+def _children(value: Any) -> Iterator[tuple[str, Any]]:
+    if isinstance(value, Mapping):
+        return ((_key(key), item) for key, item in value.items())
+    return ((f"[{index}]", item) for index, item in enumerate(value))
+
+
+def _too_deep(source: str, path: list[str]) -> None:
+    raise SpecError([SpecIssue(source, _dotted(path), f"nesting deeper than {MAX_DEPTH} levels")])
+
+
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _check_flow_depth(text: str, source: str) -> None:
+    """Refuse ``[[[[...`` nested past :data:`MAX_DEPTH` before PyYAML's scanner sees it.
+
+    The scanner looks ahead over a whole flow collection, in time quadratic in its depth, before the
+    composer's depth limit can act. Brackets inside quoted strings count too: a spec with over
+    :data:`MAX_DEPTH` unclosed ones is refused, which no real spec has.
+    """
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return
+    depth = 0
+    for match in _BRACKETS.finditer(text):
+        if match.group() in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                at = match.start()
+                line = text.count("\n", 0, at) + 1
+                column = at - (text.rfind("\n", 0, at) + 1) + 1
+                where = f"line {line}, column {column}"
+                raise SpecError([SpecIssue(source, where, f"nesting deeper than {MAX_DEPTH} levels")])
         else:
-            continue
-        path.append(step)
+            depth = max(0, depth - 1)
 
 
 def _key(key: Any) -> str:
