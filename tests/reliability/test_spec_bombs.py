@@ -1,7 +1,9 @@
 """Hostile sweep files: alias bombs, deep nesting, huge files are located errors, fast and small.
 
 Each file is read by ``load_spec`` in a fresh interpreter, which reports how long the call took and
-its own peak memory (``ru_maxrss``): the limits hold for the whole process, imports included.
+its own peak memory: the limits hold for the whole process, imports included. The peak is the
+process's ``VmHWM`` on Linux: Linux carries ``ru_maxrss`` over ``execve``, so ``getrusage`` in a
+child of a large pytest process reports the parent's size (``getrusage`` elsewhere).
 """
 
 from __future__ import annotations
@@ -31,7 +33,12 @@ _PROBE = textwrap.dedent(
     except SpecError as exc:
         error = [str(issue) for issue in exc.issues]
     seconds = time.monotonic() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    try:
+        with open("/proc/self/status") as status:
+            peak_kb = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    except OSError:
+        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_mb = peak_kb / 1024
     print(json.dumps({"error": error, "seconds": seconds, "peak_mb": peak_mb}))
     """
 )
