@@ -19,6 +19,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from sweeper.storage import batch
+
 _logger = logging.getLogger(__name__)
 
 DECISION_TIMEOUT_S = 30.0
@@ -56,13 +58,17 @@ class PruningJudge:
     def decide(self, reports: Sequence[Report]) -> dict[int, bool]:
         """Record the reports' values and return ``{report key: stop the trial?}``."""
         storage = self._study._storage
-        live: dict[int, list[Report]] = {}
+        by_trial: dict[int, list[Report]] = {}
         for report in reports:
-            try:
-                storage.set_trial_intermediate_value(report.trial_id, report.step, report.value)
-            except (optuna.exceptions.UpdateFinishedTrialError, KeyError):
-                continue  # the trial ended (or was cancelled) before its report arrived
-            live.setdefault(report.trial_id, []).append(report)
+            by_trial.setdefault(report.trial_id, []).append(report)
+        # The whole batch's values in one storage write (one transaction, one journal append).
+        writes = [
+            batch.TrialWrite(trial_id, intermediate={r.step: r.value for r in trial_reports})
+            for trial_id, trial_reports in by_trial.items()
+        ]
+        refused = batch.write_trials(storage, writes)
+        # A refused trial ended (or was cancelled) before its reports arrived.
+        live = {trial_id: rs for trial_id, rs in by_trial.items() if trial_id not in refused}
         decisions: dict[int, bool] = {r.key: False for r in reports}
         if not self._prunes:
             return decisions

@@ -182,6 +182,15 @@ class LeaseKeeper:
             self._held[trial_id] = 0
         self._write(trial_id, 0)
 
+    def take(self, trial_id: int) -> dict[str, Any]:
+        """Take the lease of a trial this agent starts; returns the system attrs that carry it.
+
+        The caller writes them with the trial's start (one storage round trip for both).
+        """
+        with self._lock:
+            self._held[trial_id] = 0
+        return {LEASE: self._record(0)}
+
     def release(self, trial_id: int) -> None:
         """Drop the lease of a trial this agent has ended (told Optuna about)."""
         with self._lock:
@@ -258,15 +267,17 @@ class LeaseKeeper:
             self.release(trial_id)
         return ended
 
-    def _write(self, trial_id: int, seq: int) -> None:
-        record: dict[str, Any] = {
+    def _record(self, seq: int) -> dict[str, Any]:
+        return {
             "agent": self.agent_id,
             "seq": seq,
             "grace_s": self.policy.grace_s,
             "renewed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
+
+    def _write(self, trial_id: int, seq: int) -> None:
         try:
-            self._storage.set_trial_system_attr(trial_id, LEASE, record)
+            self._storage.set_trial_system_attr(trial_id, LEASE, self._record(seq))
         except (optuna.exceptions.UpdateFinishedTrialError, KeyError):
             self.release(trial_id)  # ended already (by us, or reaped while we stalled)
         except Exception:

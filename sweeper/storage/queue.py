@@ -1,23 +1,28 @@
 """The queue of a sweep's trials: enqueue work, claim a waiting trial atomically, ask for the next one.
 
-This module and :mod:`sweeper.storage.fast_read` are the only ones that touch Optuna's internals
-(its RDB models, its trial cache, ``Study`` private fields); the versions they are tested with are
-bounded in ``pyproject.toml``.
+A trial is prepared without a write: its params are suggested and its attrs set on a
+:class:`~sweeper.storage.batch.DeferredWrites` that keeps them, and :func:`start_trial` writes them
+with its lease in one round trip (on top of the one that took or created it).
+
+This module, :mod:`sweeper.storage.batch` and :mod:`sweeper.storage.fast_read` are the only ones
+that touch Optuna's internals (its RDB models, its trial cache, ``Study`` and ``Trial`` private
+fields); the versions they are tested with are bounded in ``pyproject.toml``.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Collection
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.storages import BaseStorage, RDBStorage
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.spec.model import SweepSpec
 from sweeper.storage.attrs import ATTEMPT, lineage
+from sweeper.storage.batch import DeferredWrites, TrialWrite, write_trials
 from sweeper.storage.fast_read import cache_of, database_of
 
 OPEN_STATES = (TrialState.WAITING, TrialState.RUNNING)
@@ -155,10 +160,62 @@ def ask_trial(
         if budgeted:
             return None
         trial_id = study._storage.create_new_trial(study._study_id)
+    return _prepared(study, trial_id, distributions)
+
+
+def _prepared(study: optuna.Study, trial_id: int, distributions: dict[str, BaseDistribution]) -> optuna.Trial:
+    """The trial with every param suggested; its writes wait for :func:`start_trial`."""
     trial = optuna.Trial(study, trial_id)
+    trial.storage = cast(BaseStorage, DeferredWrites(study._storage, trial_id))
     for name, distribution in distributions.items():
         trial._suggest(name, distribution)
     return trial
+
+
+def start_trial(
+    trial: optuna.Trial,
+    *,
+    user_attrs: dict[str, Any] | None = None,
+    system_attrs: dict[str, Any] | None = None,
+    state: TrialState | None = None,
+) -> bool:
+    """Write a prepared trial's params and attrs, with ``user_attrs`` and ``system_attrs``, at once.
+
+    With ``state`` (a finished state) the same write ends the trial. Returns False when the trial
+    was ended meanwhile by someone else (a reaper, ``sweeper cancel``): nothing was written.
+    """
+    deferred = trial.storage
+    storage = trial.study._storage
+    trial.storage = storage
+    pending = deferred.pending if isinstance(deferred, DeferredWrites) else TrialWrite(trial._trial_id)
+    pending.user_attrs.update(user_attrs or {})
+    pending.system_attrs.update(system_attrs or {})
+    pending.state = state
+    trial._cached_frozen_trial.system_attrs.update(pending.system_attrs)
+    return trial._trial_id not in write_trials(storage, [pending])
+
+
+def ended_view(
+    trial: optuna.Trial,
+    state: TrialState,
+    values: list[float] | None,
+    user_attrs: dict[str, Any],
+    intermediate: dict[int, float],
+) -> FrozenTrial:
+    """The trial as it is once ended with these, from memory (for the sampler and the retry rule)."""
+    import copy
+    import datetime
+
+    frozen = copy.copy(trial._cached_frozen_trial)
+    frozen.params = dict(frozen.params)
+    frozen.distributions = dict(frozen.distributions)
+    frozen.user_attrs = {**frozen.user_attrs, **user_attrs}
+    frozen.system_attrs = dict(frozen.system_attrs)
+    frozen.intermediate_values = {**frozen.intermediate_values, **intermediate}
+    frozen.state = state
+    frozen.values = values
+    frozen.datetime_complete = datetime.datetime.now()
+    return frozen
 
 
 def enqueue(study: optuna.Study, params: dict[str, Any], user_attrs: dict[str, Any]) -> int:
@@ -190,10 +247,7 @@ def claim_trial(
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
         _remember(study, frozen._trial_id)
-        trial = optuna.Trial(study, frozen._trial_id)
-        for name, distribution in distributions.items():
-            trial._suggest(name, distribution)
-        return trial
+        return _prepared(study, frozen._trial_id, distributions)
     return None
 
 
