@@ -38,6 +38,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -145,6 +146,170 @@ def _write_each(storage: BaseStorage, writes: Sequence[TrialWrite]) -> Refused:
 
 
 def _write_rdb(storage: BaseStorage, rdb: RDBStorage, writes: Sequence[TrialWrite]) -> Refused:
+    if rdb.engine.name in ("sqlite", "postgresql"):
+        return _write_rdb_rows(storage, rdb, writes)
+    return _write_rdb_each(storage, rdb, writes)
+
+
+def _write_rdb_rows(storage: BaseStorage, rdb: RDBStorage, writes: Sequence[TrialWrite]) -> Refused:
+    """The same rows ``_write_rdb_each`` writes, a handful of set-based statements for the whole batch.
+
+    One ``SELECT ... FOR UPDATE`` locks every trial of the batch (in id order), then one statement
+    per table inserts or upserts the rows of all of them; Optuna's helpers would look each trial up
+    again for every row (two statements a row, each a network round trip on PostgreSQL).
+    """
+    import sqlalchemy as sa
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert: Any = postgresql.insert if rdb.engine.name == "postgresql" else sqlite.insert
+
+    def upsert(
+        model: Any, rows: list[dict[str, Any]], keys: tuple[str, ...], updated: tuple[str, ...]
+    ) -> Any:
+        statement = insert(model.__table__).values(rows)
+        return statement.on_conflict_do_update(
+            index_elements=list(keys), set_={c: getattr(statement.excluded, c) for c in updated}
+        )
+
+    cache = cache_of(storage)
+    refused: Refused = {}
+    by_id = {w.trial_id: w for w in writes}
+    with _create_scoped_session(rdb.scoped_session) as session:
+        trials = models.TrialModel.__table__
+        found = {
+            row.trial_id: row
+            for row in session.execute(
+                sa.select(trials.c.trial_id, trials.c.study_id, trials.c.number, trials.c.state)
+                .where(trials.c.trial_id.in_(sorted(by_id)))
+                .order_by(trials.c.trial_id)
+                .with_for_update()
+            )
+        }
+        live: list[TrialWrite] = []
+        for trial_id, w in by_id.items():
+            row = found.get(trial_id)
+            if row is None:
+                refused[trial_id] = KeyError(f"no trial with id {trial_id}")
+            elif TrialState(row.state).is_finished():
+                refused[trial_id] = _finished(row.number)
+            else:
+                live.append(w)
+        known: dict[str, BaseDistribution] = {}
+        param_rows: list[dict[str, Any]] = []
+        for w in live:
+            for name, (internal, distribution) in w.params.items():
+                previous = known.get(name) or _cached_distribution(cache, found[w.trial_id].study_id, name)
+                if previous is None:
+                    previous = _stored_distribution(session, found[w.trial_id].study_id, name)
+                if previous is not None:
+                    optuna.distributions.check_distribution_compatibility(previous, distribution)
+                known[name] = distribution
+                param_rows.append(
+                    {
+                        "trial_id": w.trial_id,
+                        "param_name": name,
+                        "param_value": internal,
+                        "distribution_json": distribution_to_json(distribution),
+                    }
+                )
+        if param_rows:
+            session.execute(sa.insert(models.TrialParamModel.__table__), param_rows)
+        for model, attr in (
+            (models.TrialUserAttributeModel, "user_attrs"),
+            (models.TrialSystemAttributeModel, "system_attrs"),
+        ):
+            rows = [
+                {"trial_id": w.trial_id, "key": key, "value_json": json.dumps(value)}
+                for w in live
+                for key, value in getattr(w, attr).items()
+            ]
+            if rows:
+                session.execute(upsert(model, rows, ("trial_id", "key"), ("value_json",)))
+        steps = []
+        for w in live:
+            for step, value in w.intermediate.items():
+                stored, kind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(value)
+                steps.append(
+                    {
+                        "trial_id": w.trial_id,
+                        "step": step,
+                        "intermediate_value": stored,
+                        "intermediate_value_type": kind,
+                    }
+                )
+        if steps:
+            session.execute(
+                upsert(
+                    models.TrialIntermediateValueModel,
+                    steps,
+                    ("trial_id", "step"),
+                    ("intermediate_value", "intermediate_value_type"),
+                )
+            )
+        values = []
+        for w in live:
+            for objective, value in enumerate(w.values or () if w.state is not None else ()):
+                stored_value, value_type = models.TrialValueModel.value_to_stored_repr(value)
+                values.append(
+                    {
+                        "trial_id": w.trial_id,
+                        "objective": objective,
+                        "value": stored_value,
+                        "value_type": value_type,
+                    }
+                )
+        if values:
+            session.execute(
+                upsert(models.TrialValueModel, values, ("trial_id", "objective"), ("value", "value_type"))
+            )
+        ended = [
+            {"id": w.trial_id, "new_state": w.state, "completed": datetime.now()}
+            for w in live
+            if w.state is not None
+        ]
+        if ended:
+            session.execute(
+                trials.update()
+                .where(trials.c.trial_id == sa.bindparam("id"))
+                .values(state=sa.bindparam("new_state"), datetime_complete=sa.bindparam("completed")),
+                ended,
+            )
+        _remember_distributions(cache, live)
+    return refused
+
+
+def _stored_distribution(session: Any, study_id: int, name: str) -> BaseDistribution | None:
+    """The distribution of the study's first stored value of param ``name`` (what Optuna checks against)."""
+    from optuna.storages._rdb import models
+
+    record = (
+        session.query(models.TrialParamModel.distribution_json)
+        .join(models.TrialModel)
+        .filter(models.TrialModel.study_id == study_id)
+        .filter(models.TrialParamModel.param_name == name)
+        .first()
+    )
+    return None if record is None else optuna.distributions.json_to_distribution(record[0])
+
+
+def _remember_distributions(cache: Any, writes: Sequence[TrialWrite]) -> None:
+    """What ``_CachedStorage.set_trial_param`` remembers: the first distribution of each param."""
+    if cache is None or not any(w.params for w in writes):
+        return
+    with cache._lock:
+        for w in writes:
+            if w.params and w.trial_id in cache._trial_id_to_study_id_and_number:
+                study_id, _ = cache._trial_id_to_study_id_and_number[w.trial_id]
+                info = cache._studies.get(study_id)
+                if info is not None:
+                    for name, (_, distribution) in w.params.items():
+                        info.param_distribution.setdefault(name, distribution)
+
+
+def _write_rdb_each(storage: BaseStorage, rdb: RDBStorage, writes: Sequence[TrialWrite]) -> Refused:
+    """Other databases: Optuna's own ``_*_without_commit`` helpers, in one transaction."""
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
 
@@ -182,16 +347,7 @@ def _write_rdb(storage: BaseStorage, rdb: RDBStorage, writes: Sequence[TrialWrit
                     rdb._set_trial_value_without_commit(session, trial, objective, value)
                 trial.state = w.state
                 trial.datetime_complete = datetime.now()
-    if cache is not None and known:
-        # What ``_CachedStorage.set_trial_param`` remembers: the first distribution of each param.
-        with cache._lock:
-            for w in writes:
-                if w.trial_id in cache._trial_id_to_study_id_and_number:
-                    study_id, _ = cache._trial_id_to_study_id_and_number[w.trial_id]
-                    info = cache._studies.get(study_id)
-                    if info is not None:
-                        for name, (_, distribution) in w.params.items():
-                            info.param_distribution.setdefault(name, distribution)
+    _remember_distributions(cache, [w for w in writes if w.trial_id not in refused])
     return refused
 
 

@@ -133,16 +133,18 @@ def _pop_waiting(study: optuna.Study) -> int | None:
 
 
 def _remember(study: optuna.Study, trial_id: int) -> None:
-    """Put a trial claimed behind the cache's back into Optuna's trial cache, as its pop would."""
+    """Tell Optuna's trial cache of a trial claimed behind its back: its next read fetches it anew.
+
+    (The cache serves only finished trials from memory; an unfinished one it knows of is read again
+    from the database by ``get_all_trials``, so there is nothing to read here.)
+    """
     from optuna.storages._cached_storage import _StudyInfo
 
     cached = cache_of(study._storage)
     if cached is None:
         return
-    frozen = study._storage.get_trial(trial_id)
     with cached._lock:
         info = cached._studies.setdefault(study._study_id, _StudyInfo())
-        cached._add_trials_to_cache(study._study_id, [frozen])
         info.unfinished_trial_ids.add(trial_id)
 
 

@@ -21,6 +21,7 @@ from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeper.storage import batch
 from sweeper.storage.batch import DeferredWrites, TrialWrite, write_trials
 from sweeper.storage.retry import CREATE_TOKEN
 from sweeper.storage.urls import open_storage
@@ -110,6 +111,29 @@ def test_optuna_reads_what_its_own_calls_would_have_written(
     trials = {t._trial_id: t for t in fresh.get_trials(deepcopy=False)}
     assert _comparable(trials[by_batches]) == _comparable(trials[by_calls])
     assert trials[by_batches].state == state
+
+
+@pytest.mark.parametrize(
+    "postgres", [False, pytest.param(True, marks=pytest.mark.postgres)], ids=["sqlite", "postgresql"]
+)
+def test_other_databases_write_the_same_through_optunas_helpers(
+    postgres: bool, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MySQL and the rest take Optuna's row-by-row helpers: the same rows, checked here on ours."""
+    url = str(request.getfixturevalue("postgres_url")) if postgres else f"sqlite:///{tmp_path / 's.db'}"
+    monkeypatch.setattr(batch, "_write_rdb_rows", batch._write_rdb_each)
+    storage = open_storage(url)
+    study_id = storage.create_new_study([StudyDirection.MINIMIZE], "helpers")
+    by_calls = storage.create_new_trial(study_id)
+    by_batches = storage.create_new_trial(study_id)
+    ended_elsewhere = storage.create_new_trial(study_id)
+    storage.set_trial_state_values(ended_elsewhere, TrialState.FAIL)
+    _by_calls(storage, by_calls, TrialState.COMPLETE, [0.5])
+    _by_batches(storage, by_batches, TrialState.COMPLETE, [0.5])
+
+    assert set(write_trials(storage, [TrialWrite(ended_elsewhere, user_attrs={"a": 1})])) == {ended_elsewhere}
+    trials = {t._trial_id: t for t in open_storage(url).get_all_trials(study_id)}
+    assert _comparable(trials[by_batches]) == _comparable(trials[by_calls])
 
 
 def test_journal_records_are_those_optuna_appends(tmp_path: Path) -> None:
