@@ -28,9 +28,6 @@ from sweeper.storage.fast_read import cache_of, database_of
 OPEN_STATES = (TrialState.WAITING, TrialState.RUNNING)
 
 
-_POP_BATCH = 16
-
-
 _T = TypeVar("_T")
 
 
@@ -98,38 +95,45 @@ def _enqueue_rdb(
 def _pop_waiting(study: optuna.Study) -> int | None:
     """Claim the oldest WAITING trial (RUNNING now), or None when none is left.
 
-    On an RDB this asks for a few WAITING ids only; Optuna's own pop reads every WAITING trial
-    in full, which costs seconds per trial with thousands of grid points enqueued.
+    On a database this is one transaction: the oldest WAITING row is locked (PostgreSQL skips the
+    rows other agents hold locked; a SQLite transaction holds the write lock from its start) and
+    set RUNNING with its start time, the update Optuna's ``set_trial_state_values`` makes. Optuna's
+    own pop reads every WAITING trial in full, which costs seconds per trial with thousands of grid
+    points enqueued, then makes the update in a transaction of its own.
     """
     rdb = database_of(study._storage)
     if rdb is None:
         return study._pop_waiting_trial_id()
+    import datetime
+
+    import sqlalchemy as sa
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
 
-    def waiting_ids() -> list[int]:
-        with _create_scoped_session(rdb.scoped_session) as session:
-            return [
-                int(row[0])
-                for row in session.query(models.TrialModel.trial_id)
-                .filter(models.TrialModel.study_id == study._study_id)
-                .filter(models.TrialModel.state == TrialState.WAITING)
-                .order_by(models.TrialModel.trial_id)
-                .limit(_POP_BATCH)
-            ]
+    trials = models.TrialModel.__table__
 
-    while True:
-        ids = _retried(study._storage, "pop a waiting trial", waiting_ids)
-        if not ids:
-            return None
-        for trial_id in ids:
-            try:
-                # A conditional update: False (or an error) when another agent took it first.
-                if study._storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
-                    _remember(study, int(trial_id))
-                    return int(trial_id)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                continue
+    def claim() -> int | None:
+        with _create_scoped_session(rdb.scoped_session) as session:
+            row = session.execute(
+                sa.select(trials.c.trial_id)
+                .where(trials.c.study_id == study._study_id, trials.c.state == TrialState.WAITING)
+                .order_by(trials.c.trial_id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            ).first()
+            if row is None:
+                return None
+            session.execute(
+                trials.update()
+                .where(trials.c.trial_id == row.trial_id, trials.c.state == TrialState.WAITING)
+                .values(state=TrialState.RUNNING, datetime_start=datetime.datetime.now())
+            )
+            return int(row.trial_id)
+
+    trial_id = _retried(study._storage, "pop a waiting trial", claim)
+    if trial_id is not None:
+        _remember(study, trial_id)
+    return trial_id
 
 
 def _remember(study: optuna.Study, trial_id: int) -> None:
