@@ -133,7 +133,11 @@ class FillLoop:
                     self._exhausted = False
                 elif self._exhausted:
                     # Other agents' trials still run: if one is lost or fails, its re-queue is ours.
-                    if not self._keeper.others_running():
+                    # Checked in this order: a lost trial is RUNNING until its reaper has queued
+                    # its retry (see LeaseKeeper.others_running), which the second check then sees.
+                    if not self._keeper.others_running() and not queue.has_open_trials(
+                        self._storage, self._study_id
+                    ):
                         return End.SWEEP_EXHAUSTED, End.SWEEP_EXHAUSTED.value
                     self._exhausted = False
                 if not count_left:
