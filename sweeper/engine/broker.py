@@ -15,7 +15,7 @@ import copy
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +77,7 @@ class PruningJudge:
         for report in reports:
             by_trial.setdefault(report.trial_id, []).append(report)
         decisions: dict[int, bool] = {r.key: False for r in reports}
+        snapshot: optuna.Study | None = None
         for trial_id, trial_reports in by_trial.items():
             values = {r.step: r.value for r in trial_reports}
             with self._lock:
@@ -87,7 +88,8 @@ class PruningJudge:
                 frozen = self._view(trial_id, values)
                 if frozen is None:
                     continue  # the trial ended (or was cancelled) before its report arrived
-                stop = bool(self._pruner.prune(self._study, frozen))
+                snapshot = snapshot or self._snapshot()
+                stop = bool(self._pruner.prune(snapshot, frozen))
             except Exception:  # a broken pruner must not kill the agent; the trial goes on
                 _logger.exception("pruner failed on trial %d; letting it go on", trial_id)
                 continue
@@ -106,6 +108,28 @@ class PruningJudge:
         with self._lock:
             for trial_id in refused:  # ended: its values came with its end (see OutcomeRecorder)
                 self._trials.pop(trial_id, None)
+
+    def _snapshot(self) -> optuna.Study:
+        """The study as one read of the storage shows it, with this agent's trials as reported.
+
+        One read per drained batch, shared by its decisions (a pruner reads the whole study for
+        each one): other agents' trials as stored, this agent's with every value decided on.
+        """
+        with self._lock:
+            mine = dict(self._trials)
+        stored = self._study.get_trials(deepcopy=False)
+        trials = [mine.get(t._trial_id, t) if t.state == TrialState.RUNNING else t for t in stored]
+
+        def get_trials(
+            deepcopy: bool = True, states: Container[TrialState] | None = None, **_: Any
+        ) -> list[FrozenTrial]:
+            chosen = [t for t in trials if states is None or t.state in states]
+            return copy.deepcopy(chosen) if deepcopy else chosen
+
+        view = copy.copy(self._study)
+        view.get_trials = get_trials  # type: ignore[method-assign]
+        view._get_trials = get_trials  # type: ignore[method-assign,assignment]
+        return view
 
     def _view(self, trial_id: int, values: dict[int, float]) -> FrozenTrial | None:
         """The trial with every value it reported, or None once it is no longer running."""

@@ -42,6 +42,8 @@ def test_decisions_come_from_memory_and_wait_on_no_write(storage: CountingStorag
     # The third value is decided on with the two before it, none of them stored yet.
     assert judge.decide([Report(4, first, 3, 0.6), Report(5, second, 2, 0.5)]) == {4: True, 5: False}
     assert storage.writes() == 0
+    # The pruner read the study once per batch (one snapshot shared by the batch's decisions).
+    assert storage.calls["get_all_trials"] == 3
 
     judge.persist()
 
