@@ -3,26 +3,33 @@
 Workers never reach the storage. A trial's ``log`` sends each value of the first objective metric
 to a :class:`ReportBroker`, an async Ray actor pinned to the agent's node; an agent thread
 (:class:`BrokerDrain`) takes pending reports in batches, hands them to the :class:`PruningJudge`
-(which writes the intermediate values and asks the Optuna pruner) and resolves the decisions. A
-decision that does not come within ``decision_timeout`` lets the trial go on.
+(which asks the Optuna pruner from its in-memory view of the values) and resolves the decisions,
+then stores the batch's values in one write. A decision that does not come within
+``decision_timeout`` lets the trial go on.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
+
+from sweeper.storage import batch
 
 _logger = logging.getLogger(__name__)
 
 DECISION_TIMEOUT_S = 30.0
 _DRAIN_WAIT_S = 0.2
+PERSIST_S = 0.5
+"""The in-process channel stores reported values at most this often (in one write each time)."""
 
 
 @dataclass(frozen=True)
@@ -37,16 +44,24 @@ class Report:
 
 
 class PruningJudge:
-    """Agent side: stores intermediate values and asks the pruner about each trial that reported.
+    """Agent side: decides on each report from memory, then stores the values it decided on.
+
+    The judge keeps an in-memory view of its trials' intermediate values: a trial's stored values
+    are read once, the ones it reports are added as they come. Decisions come from that view (other
+    agents' trials come from the storage, as the pruner reads the study), so no decision waits on a
+    write; :meth:`persist` then stores every value decided on since the last call in one write.
 
     Thread-safe enough for one drain thread plus the agent loop: the Optuna storages serialize
-    their own writes.
+    their own writes, and the view is guarded by a lock.
     """
 
     def __init__(self, study: optuna.Study, pruner: optuna.pruners.BasePruner) -> None:
         self._study = study
         self._pruner = pruner
         self._prunes = not isinstance(pruner, optuna.pruners.NopPruner)
+        self._lock = threading.Lock()
+        self._trials: dict[int, FrozenTrial] = {}  # trial id -> the trial, its values as reported
+        self._unstored: dict[int, dict[int, float]] = {}  # trial id -> values not stored yet
 
     @property
     def prunes(self) -> bool:
@@ -54,32 +69,84 @@ class PruningJudge:
         return self._prunes
 
     def decide(self, reports: Sequence[Report]) -> dict[int, bool]:
-        """Record the reports' values and return ``{report key: stop the trial?}``."""
-        storage = self._study._storage
-        live: dict[int, list[Report]] = {}
+        """Take the reports' values into the view and return ``{report key: stop the trial?}``.
+
+        The values are stored by the next :meth:`persist`.
+        """
+        by_trial: dict[int, list[Report]] = {}
         for report in reports:
-            try:
-                storage.set_trial_intermediate_value(report.trial_id, report.step, report.value)
-            except (optuna.exceptions.UpdateFinishedTrialError, KeyError):
-                continue  # the trial ended (or was cancelled) before its report arrived
-            live.setdefault(report.trial_id, []).append(report)
+            by_trial.setdefault(report.trial_id, []).append(report)
         decisions: dict[int, bool] = {r.key: False for r in reports}
-        if not self._prunes:
-            return decisions
-        for trial_id, trial_reports in live.items():
-            if not any(r.wants_decision for r in trial_reports):
+        snapshot: optuna.Study | None = None
+        for trial_id, trial_reports in by_trial.items():
+            values = {r.step: r.value for r in trial_reports}
+            with self._lock:
+                self._unstored.setdefault(trial_id, {}).update(values)
+            if not self._prunes or not any(r.wants_decision for r in trial_reports):
                 continue
             try:
-                frozen = storage.get_trial(trial_id)
-                if frozen.state != TrialState.RUNNING:
-                    continue
-                stop = bool(self._pruner.prune(self._study, frozen))
+                frozen = self._view(trial_id, values)
+                if frozen is None:
+                    continue  # the trial ended (or was cancelled) before its report arrived
+                snapshot = snapshot or self._snapshot()
+                stop = bool(self._pruner.prune(snapshot, frozen))
             except Exception:  # a broken pruner must not kill the agent; the trial goes on
                 _logger.exception("pruner failed on trial %d; letting it go on", trial_id)
                 continue
             for report in trial_reports:
                 decisions[report.key] = stop
         return decisions
+
+    def persist(self) -> None:
+        """Store the values decided on since the last call: one storage write for all of them."""
+        with self._lock:
+            unstored, self._unstored = self._unstored, {}
+        if not unstored:
+            return
+        writes = [batch.TrialWrite(trial_id, intermediate=values) for trial_id, values in unstored.items()]
+        refused = batch.write_trials(self._study._storage, writes)
+        with self._lock:
+            for trial_id in refused:  # ended: its values came with its end (see OutcomeRecorder)
+                self._trials.pop(trial_id, None)
+
+    def _snapshot(self) -> optuna.Study:
+        """The study as one read of the storage shows it, with this agent's trials as reported.
+
+        One read per drained batch, shared by its decisions (a pruner reads the whole study for
+        each one): other agents' trials as stored, this agent's with every value decided on.
+        """
+        with self._lock:
+            mine = dict(self._trials)
+        stored = self._study.get_trials(deepcopy=False)
+        trials = [mine.get(t._trial_id, t) if t.state == TrialState.RUNNING else t for t in stored]
+
+        def get_trials(
+            deepcopy: bool = True, states: Container[TrialState] | None = None, **_: Any
+        ) -> list[FrozenTrial]:
+            chosen = [t for t in trials if states is None or t.state in states]
+            return copy.deepcopy(chosen) if deepcopy else chosen
+
+        view = copy.copy(self._study)
+        view.get_trials = get_trials  # type: ignore[method-assign]
+        view._get_trials = get_trials  # type: ignore[method-assign,assignment]
+        return view
+
+    def _view(self, trial_id: int, values: dict[int, float]) -> FrozenTrial | None:
+        """The trial with every value it reported, or None once it is no longer running."""
+        with self._lock:
+            known = self._trials.get(trial_id)
+        if known is None:
+            try:
+                known = self._study._storage.get_trial(trial_id)  # once per trial
+            except KeyError:
+                return None
+            if known.state != TrialState.RUNNING:
+                return None
+        frozen = copy.copy(known)
+        frozen.intermediate_values = {**known.intermediate_values, **values}
+        with self._lock:
+            self._trials[trial_id] = frozen
+        return frozen
 
 
 class ReportBroker:
@@ -127,9 +194,9 @@ class ReportBroker:
             self._arrived.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), max_wait)
-        batch, self._pending = self._pending, []
+        pending, self._pending = self._pending, []
         started, self._started = self._started, []
-        return batch, started
+        return pending, started
 
     async def resolve(self, decisions: dict[int, bool]) -> None:
         """Answer the trials waiting on these reports."""
@@ -170,11 +237,18 @@ class DirectReporter:
     def __init__(self, judge: PruningJudge) -> None:
         self._judge = judge
         self._next_key = 0
+        self._persisted = time.monotonic()
 
     def report(self, trial_id: int, step: int, value: float) -> bool:
         self._next_key += 1
         report = Report(self._next_key, trial_id, step, value, self._judge.prunes)
-        return self._judge.decide([report]).get(report.key, False)
+        stop = self._judge.decide([report]).get(report.key, False)
+        # Stored in batches: at most every PERSIST_S (the trial's end stores any left over).
+        now = time.monotonic()
+        if now - self._persisted >= PERSIST_S:
+            self._persisted = now
+            self._judge.persist()
+        return stop
 
     def started(self, trial_id: int) -> None:
         pass
@@ -201,11 +275,12 @@ class BrokerDrain:
 
         while not self._stop.is_set():
             try:
-                batch, started = ray.get(self._broker.drain.remote())
+                reports, started = ray.get(self._broker.drain.remote())
                 if started and self._on_started is not None:
                     self._on_started(started)
-                if batch:
-                    self._broker.resolve.remote(self._judge.decide(batch))
+                if reports:
+                    self._broker.resolve.remote(self._judge.decide(reports))
+                    self._judge.persist()  # after the decisions are on their way
             except Exception:
                 if self._stop.is_set():
                     return

@@ -169,6 +169,7 @@ class LeaseKeeper:
         self._seen: dict[int, tuple[Any, float]] = {}  # trial id -> (lease token, first seen)
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._reaping = threading.Event()  # set while a lost trial is failed and re-queued
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -182,6 +183,15 @@ class LeaseKeeper:
             self._held[trial_id] = 0
         self._write(trial_id, 0)
 
+    def take(self, trial_id: int) -> dict[str, Any]:
+        """Take the lease of a trial this agent starts; returns the system attrs that carry it.
+
+        The caller writes them with the trial's start (one storage round trip for both).
+        """
+        with self._lock:
+            self._held[trial_id] = 0
+        return {LEASE: self._record(0)}
+
     def release(self, trial_id: int) -> None:
         """Drop the lease of a trial this agent has ended (told Optuna about)."""
         with self._lock:
@@ -193,7 +203,13 @@ class LeaseKeeper:
             return list(self._held)
 
     def others_running(self) -> bool:
-        """Whether trials this agent does not hold still run (live, or lost and not yet reaped)."""
+        """Whether trials this agent does not hold still run (live, or lost and not yet reaped).
+
+        A trial this keeper is reaping counts as running until its retry is queued: between the
+        two writes the sweep would look done to an agent about to leave.
+        """
+        if self._reaping.is_set():
+            return True
         running = self._storage.get_all_trials(self._study_id, deepcopy=False, states=(TrialState.RUNNING,))
         mine = set(self.held())
         return any(t._trial_id not in mine for t in running)
@@ -231,7 +247,14 @@ class LeaseKeeper:
                 continue
             holder = lease.get("agent") if isinstance(lease, dict) else "unknown"
             reason = f"{Failure.AGENT_LOST.value}: agent {holder} renewed no lease for {grace:g} s"
-            if fail_and_requeue(self._study, trial._trial_id, Failure.AGENT_LOST, reason, self._retries):
+            self._reaping.set()
+            try:
+                reaped_it = fail_and_requeue(
+                    self._study, trial._trial_id, Failure.AGENT_LOST, reason, self._retries
+                )
+            finally:
+                self._reaping.clear()
+            if reaped_it:
                 reaped.append(trial.number)
                 _logger.warning("trial %d: %s; re-queued per the retry rule", trial.number, reason)
                 if self._on_reaped is not None:
@@ -258,15 +281,17 @@ class LeaseKeeper:
             self.release(trial_id)
         return ended
 
-    def _write(self, trial_id: int, seq: int) -> None:
-        record: dict[str, Any] = {
+    def _record(self, seq: int) -> dict[str, Any]:
+        return {
             "agent": self.agent_id,
             "seq": seq,
             "grace_s": self.policy.grace_s,
             "renewed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
+
+    def _write(self, trial_id: int, seq: int) -> None:
         try:
-            self._storage.set_trial_system_attr(trial_id, LEASE, record)
+            self._storage.set_trial_system_attr(trial_id, LEASE, self._record(seq))
         except (optuna.exceptions.UpdateFinishedTrialError, KeyError):
             self.release(trial_id)  # ended already (by us, or reaped while we stalled)
         except Exception:

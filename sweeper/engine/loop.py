@@ -1,7 +1,7 @@
 """The agent's fill-and-record loop: keep every slot of the executor busy, record each trial that ends.
 
-A freed slot is refilled as soon as the trial that freed it is recorded, not after every trial that
-ended together. The loop ends for one of the reasons in :class:`End`.
+A freed slot is refilled before the trial that freed it is recorded, and the trials that ended
+together are recorded in one storage write. The loop ends for one of the reasons in :class:`End`.
 """
 
 from __future__ import annotations
@@ -133,7 +133,11 @@ class FillLoop:
                     self._exhausted = False
                 elif self._exhausted:
                     # Other agents' trials still run: if one is lost or fails, its re-queue is ours.
-                    if not self._keeper.others_running():
+                    # Checked in this order: a lost trial is RUNNING until its reaper has queued
+                    # its retry (see LeaseKeeper.others_running), which the second check then sees.
+                    if not self._keeper.others_running() and not queue.has_open_trials(
+                        self._storage, self._study_id
+                    ):
                         return End.SWEEP_EXHAUSTED, End.SWEEP_EXHAUSTED.value
                     self._exhausted = False
                 if not count_left:
@@ -142,17 +146,21 @@ class FillLoop:
                 signals.changed.wait(STATE_POLL_S)
                 signals.changed.clear()
                 continue
-            for task, outcome in self._executor.wait(STATE_POLL_S / 2):
-                trial = inflight.pop(task.trial_id)
-                recorded = self._recorder.record(
-                    trial, task, outcome, running=len(inflight), requeue=not self._cancelling
-                )
+            ended = [
+                (inflight.pop(task.trial_id), task, outcome)
+                for task, outcome in self._executor.wait(STATE_POLL_S / 2)
+            ]
+            if not ended:
+                continue
+            # The target ends the search, not a targeted agent's explicit trials.
+            self._target_hit = (self._target_hit or self._recorder.note(ended)) and self._targets is None
+            # Refill the freed slots first, then record the trials that freed them, in one write.
+            if signals.state != "cancelled":
+                self._fill(signals.state)
+            for recorded in self._recorder.record_many(
+                ended, running=len(inflight), requeue=not self._cancelling
+            ):
                 self._exhausted = self._exhausted and not recorded.retried
-                # The target ends the search, not a targeted agent's explicit trials.
-                self._target_hit = (self._target_hit or recorded.reached) and self._targets is None
-                # Refill this slot now rather than after every trial that ended together is recorded.
-                if signals.state != "cancelled":
-                    self._fill(signals.state)
 
     def _fill(self, state: str) -> None:
         """Start trials until every slot is busy or nothing may start now."""
@@ -177,10 +185,12 @@ class FillLoop:
             try:
                 task = self._make_task(trial)
             except UsageError as exc:  # a malformed config_overrides attr fails its trial, not the agent
-                self._study._storage.set_trial_user_attr(trial._trial_id, keys.FAIL_REASON, str(exc))
-                self._study.tell(trial, state=TrialState.FAIL)
+                queue.start_trial(trial, user_attrs={keys.FAIL_REASON: str(exc)}, state=TrialState.FAIL)
                 continue
-            self._keeper.hold(trial._trial_id)
+            # Params, config, attempt, agent and the lease: one storage write.
+            if not queue.start_trial(trial, system_attrs=self._keeper.take(trial._trial_id)):
+                self._keeper.release(trial._trial_id)  # ended meanwhile (cancelled, reaped)
+                continue
             self._executor.start(task)
             self._inflight[trial._trial_id] = trial
             self._launched += 1

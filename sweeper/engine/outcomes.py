@@ -1,13 +1,19 @@
-"""Recording how a trial ended: one place that tells Optuna, re-queues, counts and reports it."""
+"""Recording how trials ended: one place that tells Optuna, re-queues, counts and reports them.
+
+Trials that end together are stored in one write (:func:`sweeper.storage.batch.write_trials`): their
+states, values, attributes and late intermediate values, one transaction or journal append for all.
+"""
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.engine import leases
 from sweeper.engine.flapping import FlapGuard
@@ -16,8 +22,13 @@ from sweeper.plain import first_line
 from sweeper.redaction import redact
 from sweeper.spec.model import SweepSpec
 from sweeper.storage import attrs as keys
-from sweeper.storage import sweeps
+from sweeper.storage import batch, queue, sweeps
 from sweeper.worker.task import Objective, TrialOutcome, TrialTask
+
+_logger = logging.getLogger(__name__)
+
+Ended = tuple[optuna.Trial, TrialTask, TrialOutcome]
+"""A trial that ended: its Optuna trial, its task, its outcome."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,7 @@ class OutcomeRecorder:
         self._progress = progress
         self._keeper = keeper
         self._targeted = targeted
+        self._noted: set[int] = set()  # trial ids whose outcomes fed the guard before being recorded
 
     def record(
         self, trial: optuna.Trial, task: TrialTask, outcome: TrialOutcome, *, running: int, requeue: bool
@@ -69,63 +81,101 @@ class OutcomeRecorder:
 
         ``running`` is how many of the agent's trials still run, for the progress view.
         """
+        return self.record_many([(trial, task, outcome)], running=running, requeue=requeue)[0]
+
+    def note(self, ended: Sequence[Ended]) -> bool:
+        """Feed the fast-failure guard before the trials are recorded; whether one reached the target.
+
+        What the loop needs to know before it refills the slots these trials freed (see
+        :meth:`record_many`, which does not feed the guard twice).
+        """
+        reached = False
+        for _, task, outcome in ended:
+            if task.trial_id not in self._noted:
+                self._noted.add(task.trial_id)
+                self._flaps.record(outcome)
+            reached = reached or (outcome.state == "complete" and self._target_reached(outcome.values))
+        return reached and not self._targeted
+
+    def record_many(self, ended: Sequence[Ended], *, running: int, requeue: bool) -> list[Recorded]:
+        """Record trials that ended together in one storage write (group commit); one result each.
+
+        Each trial's state, values, attributes and late intermediate values ride in that write; a
+        trial someone else ended first (``sweeper cancel``, a lease reaper) is left as they left it.
+        """
+        study = self._study
+        storage = study._storage
+        prepared = [self._prepare(trial, task, outcome) for trial, task, outcome in ended]
+        refused = batch.write_trials(storage, [write for _, _, write, _ in prepared])
+        results: list[Recorded] = []
+        for task, outcome, write, frozen in prepared:
+            told = write.trial_id not in refused
+            if self._keeper is not None:
+                self._keeper.release(task.trial_id)
+            self._count(task, outcome, running)
+            if task.trial_id in self._noted:
+                self._noted.discard(task.trial_id)
+            else:
+                self._flaps.record(outcome)
+            retried = False
+            retries = self._spec.sweeper.retries
+            if (
+                outcome.state == "failed"
+                and told
+                and requeue
+                and leases.should_requeue(frozen, outcome.failure, retries)
+            ):
+                leases.requeue(study, frozen, outcome.failure)
+                retried = True
+            reached = outcome.state == "complete" and self._target_reached(outcome.values)
+            if reached and not self._targeted:
+                sweeps.finish(storage, study._study_id)
+            self._progress.trial_ended(
+                task.number, outcome.state, list(outcome.values or ()), outcome.fail_reason, self._tally
+            )
+            results.append(Recorded(retried=retried, reached=reached))
+        return results
+
+    def _prepare(
+        self, trial: optuna.Trial, task: TrialTask, outcome: TrialOutcome
+    ) -> tuple[TrialTask, TrialOutcome, batch.TrialWrite, FrozenTrial]:
+        """The outcome (redacted), its write, and the trial as ended; the sampler learns of it here."""
         # A reason may quote a connection string or a key: mask it before it is stored or shown.
         outcome = replace(
             outcome,
             fail_reason=redact(outcome.fail_reason) if outcome.fail_reason else outcome.fail_reason,
             tracker_errors=tuple(redact(error) for error in outcome.tracker_errors),
         )
+        state, values = self._final(outcome)
+        attrs = _attrs(outcome)
+        # The channel may not have delivered every report: the end write carries them all (the
+        # ones stored already are written again with the same value).
+        intermediate = dict(outcome.intermediate)
+        frozen = queue.ended_view(trial, state, values, attrs, intermediate)
         study = self._study
-        storage = study._storage
-        told = True
         try:
-            # ``agent`` was written when the trial started (TaskFactory); each attribute is one storage
-            # write (an fsync'd append on the journal), the bulk of the loop's cost per trial.
-            for key, value in _attrs(outcome).items():
-                storage.set_trial_user_attr(task.trial_id, key, value)
-            self._store_late_reports(task.trial_id, outcome)
-            if outcome.state == "complete" and outcome.values is not None:
-                study.tell(trial, list(outcome.values))
-            elif outcome.state == "pruned":
-                self._tell_pruned(task.trial_id, outcome.values)
-            else:
-                study.tell(trial, state=TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            told = False  # someone else (sweeper cancel, a lease reaper) ended and re-queued it
-        if self._keeper is not None:
-            self._keeper.release(task.trial_id)
-        self._count(task, outcome, running)
-        self._flaps.record(outcome)
-        retried = False
-        if outcome.state == "failed" and told and requeue:
-            frozen = storage.get_trial(task.trial_id)
-            if leases.should_requeue(frozen, outcome.failure, self._spec.sweeper.retries):
-                leases.requeue(study, frozen, outcome.failure)
-                retried = True
-        reached = outcome.state == "complete" and self._target_reached(outcome.values)
-        if reached and not self._targeted:
-            sweeps.finish(storage, study._study_id)
-        self._progress.trial_ended(
-            task.number, outcome.state, list(outcome.values or ()), outcome.fail_reason, self._tally
+            # What Optuna's tell does before it stores the state. W&B's objective for a pruned
+            # trial is its best value, which Optuna's tell (the last value) would not store.
+            study.sampler.after_trial(study, frozen, state, values)
+        except Exception:  # a broken sampler must not lose the trial's result
+            _logger.exception("the sampler failed after trial %d; its result is stored", task.number)
+        write = batch.TrialWrite(
+            task.trial_id, user_attrs=attrs, intermediate=intermediate, state=state, values=values
         )
-        return Recorded(retried=retried, reached=reached)
+        return task, outcome, write, frozen
 
-    def _store_late_reports(self, trial_id: int, outcome: TrialOutcome) -> None:
-        """Store the reports the channel had not delivered when the trial ended."""
-        if not outcome.intermediate:
-            return
-        storage = self._study._storage
-        stored = storage.get_trial(trial_id).intermediate_values
-        for step, value in outcome.intermediate:
-            if step not in stored:
-                storage.set_trial_intermediate_value(trial_id, step, value)
-
-    def _tell_pruned(self, trial_id: int, values: tuple[float, ...] | None) -> None:
-        # Optuna's tell would store the last intermediate value; W&B's objective is the best one.
-        study = self._study
-        frozen = study._storage.get_trial(trial_id)
-        study.sampler.after_trial(study, frozen, TrialState.PRUNED, list(values) if values else None)
-        study._storage.set_trial_state_values(trial_id, TrialState.PRUNED, list(values) if values else None)
+    def _final(self, outcome: TrialOutcome) -> tuple[TrialState, list[float] | None]:
+        """The state and values Optuna's tell would store for this outcome."""
+        if outcome.state == "complete" and outcome.values is not None:
+            values = [float(v) for v in outcome.values]
+            n_objectives = len(self._study.directions)
+            if len(values) != n_objectives or any(math.isnan(v) for v in values):
+                _logger.warning("trial values %s are not feasible; the trial fails", values)
+                return TrialState.FAIL, None
+            return TrialState.COMPLETE, values
+        if outcome.state == "pruned":
+            return TrialState.PRUNED, list(outcome.values) if outcome.values else None
+        return TrialState.FAIL, None
 
     def _count(self, task: TrialTask, outcome: TrialOutcome, running: int) -> None:
         tally = self._tally

@@ -1,7 +1,9 @@
 """Turning an asked Optuna trial into the worker's :class:`~sweeper.worker.trial.TrialTask`.
 
 The task carries everything a worker needs (config, objectives, trainer, trackers, directories), so
-workers never read the storage. Building it records the trial's config, attempt and agent.
+workers never read the storage. Building it sets the trial's config, attempt and agent attrs; a
+trial prepared by :mod:`sweeper.storage.queue` keeps them until ``queue.start_trial`` writes them
+with its params and lease, in one storage write.
 """
 
 from __future__ import annotations

@@ -1,8 +1,12 @@
 """The queue of a sweep's trials: enqueue work, claim a waiting trial atomically, ask for the next one.
 
-This module and :mod:`sweeper.storage.fast_read` are the only ones that touch Optuna's internals
-(its RDB models, its trial cache, ``Study`` private fields); the versions they are tested with are
-bounded in ``pyproject.toml``.
+A trial is prepared without a write: its params are suggested and its attrs set on a
+:class:`~sweeper.storage.batch.DeferredWrites` that keeps them, and :func:`start_trial` writes them
+with its lease in one round trip (on top of the one that took or created it).
+
+This module, :mod:`sweeper.storage.batch` and :mod:`sweeper.storage.fast_read` are the only ones
+that touch Optuna's internals (its RDB models, its trial cache, ``Study`` and ``Trial`` private
+fields); the versions they are tested with are bounded in ``pyproject.toml``.
 """
 
 from __future__ import annotations
@@ -13,16 +17,17 @@ import json
 import threading
 import weakref
 from collections.abc import Callable, Collection, Mapping
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar, cast
 
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.storages import BaseStorage, RDBStorage
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.spec.model import SweepSpec
 from sweeper.spec.space import SearchSpace
 from sweeper.storage.attrs import ATTEMPT, FAIL_REASON, lineage
+from sweeper.storage.batch import DeferredWrites, TrialWrite, write_trials
 from sweeper.storage.fast_read import cache_of, database_of, layer_of
 
 Space: TypeAlias = SearchSpace | Mapping[str, BaseDistribution]
@@ -32,9 +37,6 @@ Space: TypeAlias = SearchSpace | Mapping[str, BaseDistribution]
 Asks: TypeAlias = Space | Callable[[optuna.Trial], object]
 
 OPEN_STATES = (TrialState.WAITING, TrialState.RUNNING)
-
-
-_POP_BATCH = 16
 
 
 _T = TypeVar("_T")
@@ -106,51 +108,60 @@ def _enqueue_rdb(
 def _pop_waiting(study: optuna.Study) -> int | None:
     """Claim the oldest WAITING trial (RUNNING now), or None when none is left.
 
-    On an RDB this asks for a few WAITING ids only; Optuna's own pop reads every WAITING trial
-    in full, which costs seconds per trial with thousands of grid points enqueued.
+    On a database this is one transaction: the oldest WAITING row is locked (PostgreSQL skips the
+    rows other agents hold locked; a SQLite transaction holds the write lock from its start) and
+    set RUNNING with its start time, the update Optuna's ``set_trial_state_values`` makes. Optuna's
+    own pop reads every WAITING trial in full, which costs seconds per trial with thousands of grid
+    points enqueued, then makes the update in a transaction of its own.
     """
     rdb = database_of(study._storage)
     if rdb is None:
         return study._pop_waiting_trial_id()
+    import datetime
+
+    import sqlalchemy as sa
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
 
-    def waiting_ids() -> list[int]:
-        with _create_scoped_session(rdb.scoped_session) as session:
-            return [
-                int(row[0])
-                for row in session.query(models.TrialModel.trial_id)
-                .filter(models.TrialModel.study_id == study._study_id)
-                .filter(models.TrialModel.state == TrialState.WAITING)
-                .order_by(models.TrialModel.trial_id)
-                .limit(_POP_BATCH)
-            ]
+    trials = models.TrialModel.__table__
 
-    while True:
-        ids = _retried(study._storage, "pop a waiting trial", waiting_ids)
-        if not ids:
-            return None
-        for trial_id in ids:
-            try:
-                # A conditional update: False (or an error) when another agent took it first.
-                if study._storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
-                    _remember(study, int(trial_id))
-                    return int(trial_id)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                continue
+    def claim() -> int | None:
+        with _create_scoped_session(rdb.scoped_session) as session:
+            row = session.execute(
+                sa.select(trials.c.trial_id)
+                .where(trials.c.study_id == study._study_id, trials.c.state == TrialState.WAITING)
+                .order_by(trials.c.trial_id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            ).first()
+            if row is None:
+                return None
+            session.execute(
+                trials.update()
+                .where(trials.c.trial_id == row.trial_id, trials.c.state == TrialState.WAITING)
+                .values(state=TrialState.RUNNING, datetime_start=datetime.datetime.now())
+            )
+            return int(row.trial_id)
+
+    trial_id = _retried(study._storage, "pop a waiting trial", claim)
+    if trial_id is not None:
+        _remember(study, trial_id)
+    return trial_id
 
 
 def _remember(study: optuna.Study, trial_id: int) -> None:
-    """Put a trial claimed behind the cache's back into Optuna's trial cache, as its pop would."""
+    """Tell Optuna's trial cache of a trial claimed behind its back: its next read fetches it anew.
+
+    (The cache serves only finished trials from memory; an unfinished one it knows of is read again
+    from the database by ``get_all_trials``, so there is nothing to read here.)
+    """
     from optuna.storages._cached_storage import _StudyInfo
 
     cached = cache_of(study._storage)
     if cached is None:
         return
-    frozen = study._storage.get_trial(trial_id)
     with cached._lock:
         info = cached._studies.setdefault(study._study_id, _StudyInfo())
-        cached._add_trials_to_cache(study._study_id, [frozen])
         info.unfinished_trial_ids.add(trial_id)
 
 
@@ -191,9 +202,61 @@ def ask_trial(study: optuna.Study, distributions: Asks, *, budgeted: bool) -> op
         if budgeted:
             return None
         trial_id = study._storage.create_new_trial(study._study_id)
+    return _prepared(study, trial_id, distributions)
+
+
+def _prepared(study: optuna.Study, trial_id: int, distributions: Asks) -> optuna.Trial:
+    """The trial with every param suggested; its writes wait for :func:`start_trial`."""
     trial = optuna.Trial(study, trial_id)
+    trial.storage = cast(BaseStorage, DeferredWrites(study._storage, trial_id))
     _suggest(study, trial, distributions)
     return trial
+
+
+def start_trial(
+    trial: optuna.Trial,
+    *,
+    user_attrs: dict[str, Any] | None = None,
+    system_attrs: dict[str, Any] | None = None,
+    state: TrialState | None = None,
+) -> bool:
+    """Write a prepared trial's params and attrs, with ``user_attrs`` and ``system_attrs``, at once.
+
+    With ``state`` (a finished state) the same write ends the trial. Returns False when the trial
+    was ended meanwhile by someone else (a reaper, ``sweeper cancel``): nothing was written.
+    """
+    deferred = trial.storage
+    storage = trial.study._storage
+    trial.storage = storage
+    pending = deferred.pending if isinstance(deferred, DeferredWrites) else TrialWrite(trial._trial_id)
+    pending.user_attrs.update(user_attrs or {})
+    pending.system_attrs.update(system_attrs or {})
+    pending.state = state
+    trial._cached_frozen_trial.system_attrs.update(pending.system_attrs)
+    return trial._trial_id not in write_trials(storage, [pending])
+
+
+def ended_view(
+    trial: optuna.Trial,
+    state: TrialState,
+    values: list[float] | None,
+    user_attrs: dict[str, Any],
+    intermediate: dict[int, float],
+) -> FrozenTrial:
+    """The trial as it is once ended with these, from memory (for the sampler and the retry rule)."""
+    import copy
+    import datetime
+
+    frozen = copy.copy(trial._cached_frozen_trial)
+    frozen.params = dict(frozen.params)
+    frozen.distributions = dict(frozen.distributions)
+    frozen.user_attrs = {**frozen.user_attrs, **user_attrs}
+    frozen.system_attrs = dict(frozen.system_attrs)
+    frozen.intermediate_values = {**frozen.intermediate_values, **intermediate}
+    frozen.state = state
+    frozen.values = values
+    frozen.datetime_complete = datetime.datetime.now()
+    return frozen
 
 
 def enqueue(study: optuna.Study, params: dict[str, Any], user_attrs: dict[str, Any]) -> int:
@@ -223,9 +286,7 @@ def claim_trial(study: optuna.Study, distributions: Asks, lineages: Collection[i
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
         _remember(study, frozen._trial_id)
-        trial = optuna.Trial(study, frozen._trial_id)
-        _suggest(study, trial, distributions)
-        return trial
+        return _prepared(study, frozen._trial_id, distributions)
     return None
 
 

@@ -20,7 +20,7 @@ from harness import Figure, stopwatch
 def main() -> None:
     args = harness.parse_args(__doc__.splitlines()[0])
     gpus = 16
-    trials = 48 if args.quick else 200
+    trials = 48 if args.quick else 192  # a multiple of 16: a perfect scheduler keeps every GPU busy
     import ray
     import yaml
 
@@ -65,16 +65,26 @@ def main() -> None:
     makespan = max(r["end"] for r in records) - min(r["start"] for r in records)
     share = busy / (gpus * makespan)
     ideal = -(-len(records) // gpus) * 1.0
+    # A perfect scheduler runs the same trials in ``ideal`` seconds (whole waves of 1-s trials).
+    of_perfect = share / (busy / (gpus * ideal))
     section = "3. Cluster utilisation"
     figures = [
         Figure(
             section,
             f"busy GPU-seconds / (16 GPUs x makespan), {len(records)} trials of 1 s",
             f"{share:.1%}",
-            ">= 95%",
-            share >= 0.95,
+            "",
+            None,
             f"makespan {makespan:.2f} s (ideal {ideal:.0f} s); agent call {took[0]:.1f} s; "
             f"{summary.complete} complete; Ray start {ray_s[0]:.1f} s, warm-up sweep {warm_s[0]:.1f} s",
+        ),
+        Figure(
+            section,
+            "utilisation / a perfect scheduler's on the same trials",
+            f"{of_perfect:.1%}",
+            ">= 99%",
+            of_perfect >= 0.99,
+            f"load average (1 min) at the end {os.getloadavg()[0]:.1f}",
         ),
     ]
     harness.emit(figures, args.json)

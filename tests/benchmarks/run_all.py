@@ -30,6 +30,7 @@ from harness import Figure
 # Order matters: the timing-sensitive ones first, while the machine is as quiet as it will be.
 BENCHMARKS = (
     ("overhead", "bench_overhead.py", "1. Orchestration overhead"),
+    ("throughput", "bench_throughput.py", "1. Orchestration overhead"),
     ("pruning", "bench_pruning.py", "2. Pruning latency"),
     ("utilisation", "bench_utilisation.py", "3. Cluster utilisation"),
     ("scale", "bench_scale.py", "6. Scale"),

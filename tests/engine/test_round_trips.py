@@ -1,0 +1,79 @@
+"""Storage round trips on the agent's path: at most three per trial, on every storage.
+
+Taking or creating the trial is one; its params, attrs and lease are one more; its end (state,
+values, attrs, late intermediate values) is the last. (An unbudgeted sweep first looks for a
+queued retry, a round trip that writes nothing when none waits.) Counted with a storage wrapper
+that counts every call made through it, run by a real agent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import engine_trainers
+import pytest
+from counting import CountingStorage
+from optuna.trial import TrialState
+
+import sweeper
+from sweeper.engine.agent import Agent
+from sweeper.storage.urls import open_storage
+
+TRIALS = 12
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres), "journal"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'sweeps.db'}"
+    if request.param == "journal":
+        return f"journal://{tmp_path / 'journal.log'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def _per_trial_writes(storage: CountingStorage) -> int:
+    """Writes about trials (the agent's heartbeat and the sweep's state are the study's, per agent)."""
+    return storage.writes() - sum(n for name, n in storage.calls.items() if name.startswith("set_study"))
+
+
+@pytest.mark.parametrize("budgeted", [False, True], ids=["created", "taken from the queue"])
+def test_each_trial_costs_at_most_three_storage_writes(url: str, project: Path, budgeted: bool) -> None:
+    spec: dict[str, object] = {
+        "method": "random",
+        "metric": {"name": "loss"},
+        "parameters": {"x": {"min": 0.0, "max": 2.0}, "kind": {"values": ["a", "b", "c"]}},
+    }
+    if budgeted:
+        spec["run_cap"] = TRIALS
+    sweep_id = sweeper.sweep(spec, storage=url)
+    storage = CountingStorage(open_storage(url))
+
+    summary = Agent(
+        sweep_id, storage=storage, function=engine_trainers.noop, executor="local", count=TRIALS
+    ).run()
+
+    assert summary.complete == TRIALS
+    calls = dict(storage.calls)
+    # Taking a trial: one claim of the oldest WAITING one (one transaction on a database, Optuna's
+    # conditional update on the journal); an unbudgeted sweep that has none waiting then creates
+    # one, a second round trip (the database claim found nothing to write).
+    claims = calls.get("pop a waiting trial", 0) + calls.get("set_trial_state_values", 0)
+    assert claims <= TRIALS + 1, calls
+    assert calls.get("create_new_trial", 0) == (0 if budgeted else TRIALS), calls
+    # Its start (params, attrs, lease) and its end (state, values, attrs): one write each, or
+    # fewer when trials end together.
+    assert calls["write_trials"] <= 2 * TRIALS, calls
+    assert not [n for n in calls if n.startswith("set_trial") and n != "set_trial_state_values"], calls
+    empty_claims = 0 if budgeted else calls.get("pop a waiting trial", 0)
+    assert _per_trial_writes(storage) - empty_claims <= 3 * TRIALS, calls
+    # Every trial's params, attrs, lease and result are all there, as Optuna reads them.
+    trials = open_storage(url).get_all_trials(open_storage(url).get_study_id_from_name(sweep_id))
+    assert len(trials) == TRIALS
+    for trial in trials:
+        assert trial.state == TrialState.COMPLETE
+        assert set(trial.params) == {"x", "kind"}
+        assert trial.values == [trial.params["x"]]
+        assert trial.user_attrs["config"] == {"x": trial.params["x"], "kind": trial.params["kind"]}
+        assert trial.user_attrs["agent"] == summary.agent_id and trial.user_attrs["attempt"] == 0
+        assert {"host", "duration_s", "metrics"} <= set(trial.user_attrs)
+        assert trial.system_attrs["sweeper:lease"]["agent"] == summary.agent_id
