@@ -154,13 +154,16 @@ class FillLoop:
                 continue
             # The target ends the search, not a targeted agent's explicit trials.
             self._target_hit = (self._target_hit or self._recorder.note(ended)) and self._targets is None
-            # Refill the freed slots first, then record the trials that freed them, in one write.
-            if signals.state != "cancelled":
-                self._fill(signals.state)
-            for recorded in self._recorder.record_many(
-                ended, running=len(inflight), requeue=not self._cancelling
-            ):
-                self._exhausted = self._exhausted and not recorded.retried
+            # Refill the freed slots first, then record the trials that freed them, in one write;
+            # a refill that raises (a broken search space) must not lose what already ended.
+            try:
+                if signals.state != "cancelled":
+                    self._fill(signals.state)
+            finally:
+                for recorded in self._recorder.record_many(
+                    ended, running=len(inflight), requeue=not self._cancelling
+                ):
+                    self._exhausted = self._exhausted and not recorded.retried
 
     def _fill(self, state: str) -> None:
         """Start trials until every slot is busy or nothing may start now."""
