@@ -49,7 +49,7 @@ class FlapGuard:
     """One agent's record of fast failures; the agent asks :meth:`paused` and :meth:`verdict`.
 
     Example:
-        >>> from sweeper.worker.trial import Failure, TrialOutcome
+        >>> from sweeper.worker.task import Failure, TrialOutcome
         >>> guard = FlapGuard(FlapPolicy(streak=2, backoff_s=0, max_backoffs=0))
         >>> guard.record(TrialOutcome.failed(Failure.TRAINER, "CUDA error: no device", duration_s=0.5))
         >>> guard.verdict() is None

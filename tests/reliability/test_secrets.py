@@ -62,7 +62,8 @@ def test_mask_url_hides_every_form_of_password() -> None:
 def test_the_storage_url_reaches_neither_trainers_nor_their_children(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sweeper.worker.trial import Objective, TrialTask, execute_trial
+    from sweeper.worker.task import Objective, TrialTask
+    from sweeper.worker.trial import execute_trial
 
     def train(config: dict[str, object], trial: object) -> float:
         import subprocess
