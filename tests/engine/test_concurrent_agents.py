@@ -2,46 +2,17 @@
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from pathlib import Path
 
-import engine_trainers
 import optuna
 import pytest
 from optuna.trial import TrialState
+from racing import race
 
 import sweeper
-from sweeper.engine.agent import AgentSummary
 from sweeper.storage import sweeps
 from sweeper.storage.urls import open_storage
-
-AGENTS = 4
-
-
-def _race(sweep_id: str, url: str) -> list[AgentSummary]:
-    """Four agents (threads, each with its own storage connection) on one sweep until it is done."""
-    results: list[AgentSummary] = []
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(AGENTS)
-
-    def work() -> None:
-        try:
-            barrier.wait()
-            results.append(
-                sweeper.agent(sweep_id, function=engine_trainers.quadratic, storage=url, executor="local")
-            )
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work) for _ in range(AGENTS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=240)
-    assert not errors, errors
-    assert len(results) == AGENTS
-    return results
 
 
 def _grid_spec() -> dict[str, object]:
@@ -62,7 +33,7 @@ def storage_url(request: pytest.FixtureRequest, project: Path) -> str:
 @pytest.mark.postgres
 def test_four_agents_run_each_grid_point_exactly_once(storage_url: str) -> None:
     sweep_id = sweeper.sweep(_grid_spec(), storage=storage_url)
-    results = _race(sweep_id, storage_url)
+    results = race(sweep_id, storage_url)
 
     trials = optuna.load_study(study_name=sweep_id, storage=open_storage(storage_url)).trials
     points = Counter((t.params["x"], t.params["y"]) for t in trials if t.state == TrialState.COMPLETE)
@@ -83,7 +54,7 @@ def test_run_cap_is_exact_under_concurrency(storage_url: str) -> None:
         "sweeper": {"seed": 7},
     }
     sweep_id = sweeper.sweep(spec, storage=storage_url)
-    results = _race(sweep_id, storage_url)
+    results = race(sweep_id, storage_url)
 
     trials = optuna.load_study(study_name=sweep_id, storage=open_storage(storage_url)).trials
     assert len(trials) == 13

@@ -13,14 +13,13 @@ import engine_trainers
 import optuna
 import pytest
 from optuna.trial import TrialState
+from racing import race
 
 import sweeper
-from sweeper.engine.agent import AgentSummary
 from sweeper.errors import SpecError
 from sweeper.storage import queue, sweeps
 from sweeper.storage.urls import open_storage
 
-AGENTS = 4
 # 4 x 3 x 4 = 48 configs; quadratic reads x (steps: 1 keeps each trial to one report).
 SPACE_48 = {
     "x": {"values": [0.0, 0.5, 1.0, 1.5]},
@@ -44,31 +43,6 @@ def _spec(
     return spec
 
 
-def _race(sweep_id: str, url: str) -> list[AgentSummary]:
-    """Four agents (threads, each opening its own storage) on one sweep until it is done."""
-    results: list[AgentSummary] = []
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(AGENTS)
-
-    def work() -> None:
-        try:
-            barrier.wait()
-            results.append(
-                sweeper.agent(sweep_id, function=engine_trainers.quadratic, storage=url, executor="local")
-            )
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work) for _ in range(AGENTS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=300)
-    assert not errors, errors
-    assert len(results) == AGENTS
-    return results
-
-
 def _configs(sweep_id: str, url: str) -> tuple[list[optuna.trial.FrozenTrial], Counter[str]]:
     trials = optuna.load_study(study_name=sweep_id, storage=open_storage(url)).trials
     spec = sweeps.get_sweep(open_storage(url), sweep_id).spec
@@ -82,7 +56,7 @@ def test_four_agents_on_postgres_run_each_config_of_a_finite_space_once(
     postgres_url: str, method: str, run_cap: int
 ) -> None:
     sweep_id = sweeper.sweep(_spec(method, run_cap), storage=postgres_url)
-    results = _race(sweep_id, postgres_url)
+    results = race(sweep_id, postgres_url)
 
     trials, configs = _configs(sweep_id, postgres_url)
     # run_cap 60 on 48 configs: 48 trials, then the space is exhausted and the sweep finished.
@@ -107,7 +81,7 @@ def test_a_conditional_finite_space_is_exhausted_without_repeats(project: Path, 
     spec = _spec("random", None, parameters)
     assert sweeper.load_spec(spec).budget == 20
     sweep_id = sweeper.sweep(spec, storage=url)
-    _race(sweep_id, url)
+    race(sweep_id, url)
 
     trials, configs = _configs(sweep_id, url)
     assert len(trials) == 20 and len(configs) == 20 and set(configs.values()) == {1}
