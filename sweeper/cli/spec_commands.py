@@ -18,9 +18,10 @@ from sweeper.errors import SpecError, TrainerError, UsageError
 from sweeper.search.custom import draw_configs
 from sweeper.search.samplers import draw_params
 from sweeper.search.strategy import plan_search
+from sweeper.spec import server_keys
 from sweeper.spec.loader import read_yaml
 from sweeper.spec.model import SweepSpec
-from sweeper.spec.reader import load_spec, server_keys
+from sweeper.spec.reader import load_spec
 from sweeper.trackers import tracker_problems
 
 DEFAULT_DRAWS = 10

@@ -7,6 +7,7 @@ distributions), :mod:`~sweeper.spec.space` (Optuna distributions, grid, draws),
 :mod:`~sweeper.spec.overrides`.
 """
 
+from sweeper.spec._scheduler import server_keys
 from sweeper.spec.laws import Parameter
 from sweeper.spec.model import (
     EarlyTerminate,
@@ -31,4 +32,5 @@ __all__ = [
     "SweeperSettings",
     "TrackerSpec",
     "load_spec",
+    "server_keys",
 ]
