@@ -97,6 +97,11 @@ class PruningJudge:
                 decisions[report.key] = stop
         return decisions
 
+    def unstored(self, trial_id: int) -> dict[int, float]:
+        """Take the values of an ended trial not stored yet (they ride in its end write)."""
+        with self._lock:
+            return self._unstored.pop(trial_id, {})
+
     def persist(self) -> None:
         """Store the values decided on since the last call: one storage write for all of them."""
         with self._lock:

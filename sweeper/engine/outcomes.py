@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -63,8 +63,10 @@ class OutcomeRecorder:
         progress: Progress,
         keeper: leases.LeaseKeeper | None,
         targeted: bool,
+        unstored: Callable[[int], dict[int, float]] | None = None,
     ) -> None:
         self._study = study
+        self._unstored = unstored
         self._spec = spec
         self._objectives = tuple(Objective(m.name, m.goal) for m in spec.objectives)
         self._tally = tally
@@ -150,7 +152,10 @@ class OutcomeRecorder:
         attrs = _attrs(outcome)
         # The channel may not have delivered every report: the end write carries them all (the
         # ones stored already are written again with the same value).
-        intermediate = dict(outcome.intermediate)
+        # A trial the executor ended (timeout, cancel, a dead worker) reports nothing itself: the
+        # values the judge took but has not stored yet come with its end.
+        unstored = self._unstored(task.trial_id) if self._unstored is not None else {}
+        intermediate = {**unstored, **dict(outcome.intermediate)}
         frozen = queue.ended_view(trial, state, values, attrs, intermediate)
         study = self._study
         try:

@@ -83,6 +83,7 @@ class Engine:
     make_task: TaskFactory
     directions: tuple[str, ...]
     search: SearchPlan
+    judge: PruningJudge
 
 
 def set_up(
@@ -112,10 +113,11 @@ def set_up(
     )
     sweep_dir = project / DEFAULT_DIR / "sweeps" / info.id
     trackers = tuple(prepare_trackers(spec.sweeper.trackers, info.id, info.name, str(sweep_dir)))
+    judge = PruningJudge(study, study.pruner)
     executor = make_executor(
         executor_kind,
         spec,
-        PruningJudge(study, study.pruner),
+        judge,
         ray_address=ray_address,
         project=project,
         max_concurrent=max_concurrent,
@@ -135,4 +137,4 @@ def set_up(
         outputs_dir=project / (spec.sweeper.outputs or Path(DEFAULT_DIR) / "sweeps"),
         workdir=None if executor.shipped else str(project),
     )
-    return Engine(study, executor, trackers, make_task, directions, search)
+    return Engine(study, executor, trackers, make_task, directions, search, judge)

@@ -137,7 +137,8 @@ def test_report_command_writes_html_and_pngs(finished: Built, tmp_path: Path, ch
 
 NO_BROWSER = """
 import sys
-import kaleido, choreographer, plotly.io  # a PNG drawn through any of them would need a browser
+import plotly.io
+# kaleido and choreographer (when installed) would need a browser for a PNG: make them unimportable.
 for name in ("kaleido", "choreographer"):
     sys.modules[name] = None
 plotly.io.write_image = plotly.io.write_images = None

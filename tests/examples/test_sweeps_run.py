@@ -203,11 +203,14 @@ def test_custom_optuna_scheduler_runs_its_conditional_space_four_at_a_time(proje
             else (60 <= trial.params["n_estimators"] <= 100)
         )
         assert ("min_samples_leaf" in trial.params) == (not shallow)
-    # sweeper.max_concurrent: 4, and the agent kept the four slots busy.
+    # sweeper.max_concurrent: 4, and the agent kept the four slots busy. (In the storage a freed slot's
+    # next trial starts just before the trial that freed it is recorded: its end is refilled first.
+    # That never more than four trials run at once is checked with the trainers' own clocks in
+    # tests/search/test_custom_scheduler_ray.py.)
     overlaps = [
         sum(1 for o in trials if o.datetime_start <= t.datetime_start < o.datetime_complete) for t in trials
     ]
-    assert max(overlaps) == 4
+    assert max(overlaps) >= 4
 
 
 def test_wandb_tutorial_trainer_runs_unchanged(project: Path) -> None:
