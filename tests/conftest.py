@@ -80,6 +80,16 @@ def ray_session() -> Iterator[None]:
     ray.shutdown()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres), "journal"])
+def any_storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh storage of each kind we support: a SQLite file, a PostgreSQL database, a journal file."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'sweeps.db'}"
+    if request.param == "journal":
+        return f"journal://{tmp_path / 'journal.log'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """The URL of a fresh, empty PostgreSQL database, dropped after the test."""

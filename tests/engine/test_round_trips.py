@@ -22,22 +22,15 @@ from sweeper.storage.urls import open_storage
 TRIALS = 12
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres), "journal"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'sweeps.db'}"
-    if request.param == "journal":
-        return f"journal://{tmp_path / 'journal.log'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 def _per_trial_writes(storage: CountingStorage) -> int:
     """Writes about trials (the agent's heartbeat and the sweep's state are the study's, per agent)."""
     return storage.writes() - sum(n for name, n in storage.calls.items() if name.startswith("set_study"))
 
 
 @pytest.mark.parametrize("budgeted", [False, True], ids=["created", "taken from the queue"])
-def test_each_trial_costs_at_most_three_storage_writes(url: str, project: Path, budgeted: bool) -> None:
+def test_each_trial_costs_at_most_three_storage_writes(
+    any_storage_url: str, project: Path, budgeted: bool
+) -> None:
     spec: dict[str, object] = {
         "method": "random",
         "metric": {"name": "loss"},
@@ -45,8 +38,8 @@ def test_each_trial_costs_at_most_three_storage_writes(url: str, project: Path, 
     }
     if budgeted:
         spec["run_cap"] = TRIALS
-    sweep_id = sweeper.sweep(spec, storage=url)
-    storage = CountingStorage(open_storage(url))
+    sweep_id = sweeper.sweep(spec, storage=any_storage_url)
+    storage = CountingStorage(open_storage(any_storage_url))
 
     summary = Agent(
         sweep_id, storage=storage, function=engine_trainers.noop, executor="local", count=TRIALS
@@ -67,7 +60,9 @@ def test_each_trial_costs_at_most_three_storage_writes(url: str, project: Path, 
     empty_claims = 0 if budgeted else calls.get("pop a waiting trial", 0)
     assert _per_trial_writes(storage) - empty_claims <= 3 * TRIALS, calls
     # Every trial's params, attrs, lease and result are all there, as Optuna reads them.
-    trials = open_storage(url).get_all_trials(open_storage(url).get_study_id_from_name(sweep_id))
+    trials = open_storage(any_storage_url).get_all_trials(
+        open_storage(any_storage_url).get_study_id_from_name(sweep_id)
+    )
     assert len(trials) == TRIALS
     for trial in trials:
         assert trial.state == TrialState.COMPLETE

@@ -37,15 +37,6 @@ END_USER = {"host": "node-1", "duration_s": 1.25, "metrics": {"loss": 0.5, "acc"
 INTERMEDIATE = {1: 0.9, 2: float("-inf"), 3: float("nan"), 4: 0.5}
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres), "journal"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'sweeps.db'}"
-    if request.param == "journal":
-        return f"journal://{tmp_path / 'journal.log'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
 def _by_calls(storage: BaseStorage, trial_id: int, state: TrialState, values: list[float] | None) -> None:
     """What Optuna's own calls write for a trial as the agent starts and ends it."""
     for name, (internal, distribution) in PARAMS.items():
@@ -98,16 +89,16 @@ def _comparable(trial: FrozenTrial) -> dict[str, Any]:
     ],
 )
 def test_optuna_reads_what_its_own_calls_would_have_written(
-    url: str, state: TrialState, values: list[float] | None
+    any_storage_url: str, state: TrialState, values: list[float] | None
 ) -> None:
-    storage = open_storage(url)
+    storage = open_storage(any_storage_url)
     study_id = storage.create_new_study([StudyDirection.MINIMIZE], "equivalence")
     by_calls = storage.create_new_trial(study_id)
     by_batches = storage.create_new_trial(study_id)
     _by_calls(storage, by_calls, state, values)
     _by_batches(storage, by_batches, state, values)
 
-    fresh = optuna.load_study(study_name="equivalence", storage=open_storage(url))
+    fresh = optuna.load_study(study_name="equivalence", storage=open_storage(any_storage_url))
     trials = {t._trial_id: t for t in fresh.get_trials(deepcopy=False)}
     assert _comparable(trials[by_batches]) == _comparable(trials[by_calls])
     assert trials[by_batches].state == state
@@ -158,9 +149,9 @@ def test_journal_records_are_those_optuna_appends(tmp_path: Path) -> None:
     assert len(of(by_calls)) == len(PARAMS) + len(START_USER) + len(START_SYSTEM) + len(END_USER) + 5
 
 
-def test_a_trial_ended_elsewhere_is_refused_and_the_rest_of_the_batch_written(url: str) -> None:
-    agent = open_storage(url)
-    reaper = open_storage(url)  # another agent, with its own connection and cache
+def test_a_trial_ended_elsewhere_is_refused_and_the_rest_of_the_batch_written(any_storage_url: str) -> None:
+    agent = open_storage(any_storage_url)
+    reaper = open_storage(any_storage_url)  # another agent, with its own connection and cache
     study_id = agent.create_new_study([StudyDirection.MINIMIZE], "race")
     ids = [agent.create_new_trial(study_id) for _ in range(3)]
     assert reaper.set_trial_state_values(ids[1], TrialState.FAIL)
@@ -175,7 +166,7 @@ def test_a_trial_ended_elsewhere_is_refused_and_the_rest_of_the_batch_written(ur
 
     assert set(refused) == {ids[1]}
     assert isinstance(refused[ids[1]], optuna.exceptions.UpdateFinishedTrialError)
-    fresh = {t._trial_id: t for t in open_storage(url).get_all_trials(study_id)}
+    fresh = {t._trial_id: t for t in open_storage(any_storage_url).get_all_trials(study_id)}
     assert [fresh[i].state for i in ids] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
     assert fresh[ids[1]].user_attrs == {} and fresh[ids[1]].intermediate_values == {}
     assert fresh[ids[0]].user_attrs == {"host": "a"} and fresh[ids[0]].values == [1.0]
@@ -186,16 +177,16 @@ def test_a_trial_ended_elsewhere_is_refused_and_the_rest_of_the_batch_written(ur
     assert agent.get_trial(after).user_attrs == {"next": 1}
 
 
-def test_a_missing_trial_is_refused_with_a_key_error(url: str) -> None:
-    storage = open_storage(url)
+def test_a_missing_trial_is_refused_with_a_key_error(any_storage_url: str) -> None:
+    storage = open_storage(any_storage_url)
     study_id = storage.create_new_study([StudyDirection.MINIMIZE], "missing")
     trial_id = storage.create_new_trial(study_id)
     refused = write_trials(storage, [TrialWrite(trial_id + 1000, user_attrs={"a": 1})])
     assert isinstance(refused[trial_id + 1000], KeyError)
 
 
-def test_trials_that_end_together_share_one_round_trip(url: str) -> None:
-    storage = CountingStorage(open_storage(url))
+def test_trials_that_end_together_share_one_round_trip(any_storage_url: str) -> None:
+    storage = CountingStorage(open_storage(any_storage_url))
     study_id = storage.create_new_study([StudyDirection.MINIMIZE], "group")
     ids = [storage.create_new_trial(study_id) for _ in range(8)]
     storage.reset()
@@ -209,14 +200,14 @@ def test_trials_that_end_together_share_one_round_trip(url: str) -> None:
     )
 
     assert storage.calls == {"write_trials": 1}
-    fresh = open_storage(url).get_all_trials(study_id)
+    fresh = open_storage(any_storage_url).get_all_trials(study_id)
     assert [(t.state, t.values, t.user_attrs) for t in fresh] == [
         (TrialState.COMPLETE, [float(n)], {"n": n}) for n in range(8)
     ]
 
 
-def test_deferred_writes_keep_a_trials_params_and_attrs_until_written(url: str) -> None:
-    storage = CountingStorage(open_storage(url))
+def test_deferred_writes_keep_a_trials_params_and_attrs_until_written(any_storage_url: str) -> None:
+    storage = CountingStorage(open_storage(any_storage_url))
     study = optuna.create_study(study_name="deferred", storage=storage)
     trial_id = storage.create_new_trial(study._study_id)
     trial = optuna.Trial(study, trial_id)
@@ -231,7 +222,7 @@ def test_deferred_writes_keep_a_trials_params_and_attrs_until_written(url: str) 
     assert write_trials(storage, [deferred.pending]) == {}
 
     assert storage.writes() == 1
-    stored = open_storage(url).get_trial(trial_id)
+    stored = open_storage(any_storage_url).get_trial(trial_id)
     assert stored.params == {"x": x, "kind": kind}
     assert stored.user_attrs == {"config": {"x": x, "kind": kind}}
     assert not math.isnan(x)
