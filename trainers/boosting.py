@@ -26,10 +26,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from trainers.data import DATASETS, load_split
+
 if TYPE_CHECKING:
     from sweeper import Trial
 
-DATASETS = ("breast_cancer", "wine")
 TREE_DEFAULTS: dict[str, Any] = {"max_leaf_nodes": 31, "max_depth": None, "min_samples_leaf": 20}
 DEFAULTS: dict[str, Any] = {
     "dataset": "breast_cancer",
@@ -41,8 +42,6 @@ DEFAULTS: dict[str, Any] = {
     "val_fraction": 0.25,
     "seed": 0,
 }
-# The train/validation split is the same for every trial, so their scores compare.
-SPLIT_SEED = 0
 
 
 def settings(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -73,19 +72,11 @@ def settings(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def train(config: Mapping[str, Any], trial: Trial) -> None:
     """Fit gradient boosting chunk by chunk, logging validation metrics after each chunk."""
-    try:
-        from sklearn import datasets
-        from sklearn.ensemble import HistGradientBoostingClassifier
-        from sklearn.metrics import accuracy_score, log_loss
-        from sklearn.model_selection import train_test_split
-    except ImportError as exc:
-        raise ImportError("trainers.boosting needs scikit-learn: pip install -e '.[examples]'") from exc
-
     cfg = settings(config)
-    x, y = getattr(datasets, f"load_{cfg['dataset']}")(return_X_y=True)
-    x_train, x_val, y_train, y_val = train_test_split(
-        x, y, test_size=float(cfg["val_fraction"]), stratify=y, random_state=SPLIT_SEED
-    )
+    x_train, x_val, y_train, y_val = load_split(cfg["dataset"], float(cfg["val_fraction"]), "boosting")
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import accuracy_score, log_loss
+
     model = HistGradientBoostingClassifier(
         learning_rate=float(cfg["learning_rate"]),
         l2_regularization=float(cfg["l2_regularization"]),

@@ -25,10 +25,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from trainers.data import DATASETS, load_split
+
 if TYPE_CHECKING:
     from sweeper import Trial
 
-DATASETS = ("breast_cancer", "wine")
 COMPLEXITY_DEPTH: dict[str, int | None] = {"shallow": 3, "deep": None}
 TREE_DEFAULTS: dict[str, Any] = {"min_samples_leaf": 1}
 DEFAULTS: dict[str, Any] = {
@@ -41,8 +42,6 @@ DEFAULTS: dict[str, Any] = {
     "val_fraction": 0.25,
     "seed": 0,
 }
-# The train/validation split is the same for every trial, so their scores compare.
-SPLIT_SEED = 0
 
 
 def settings(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -86,19 +85,11 @@ def settings(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def train(config: Mapping[str, Any], trial: Trial) -> None:
     """Grow the forest chunk by chunk, logging validation metrics after each chunk."""
-    try:
-        from sklearn import datasets
-        from sklearn.ensemble import RandomForestClassifier
-        from sklearn.metrics import accuracy_score, log_loss
-        from sklearn.model_selection import train_test_split
-    except ImportError as exc:
-        raise ImportError("trainers.forest needs scikit-learn: pip install 'sweeper[examples]'") from exc
-
     cfg = settings(config)
-    x, y = getattr(datasets, f"load_{cfg['dataset']}")(return_X_y=True)
-    x_train, x_val, y_train, y_val = train_test_split(
-        x, y, test_size=float(cfg["val_fraction"]), stratify=y, random_state=SPLIT_SEED
-    )
+    x_train, x_val, y_train, y_val = load_split(cfg["dataset"], float(cfg["val_fraction"]), "forest")
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.metrics import accuracy_score, log_loss
+
     model = RandomForestClassifier(
         max_depth=COMPLEXITY_DEPTH[cfg["complexity"]],
         max_features=float(cfg["max_features"]),
