@@ -26,7 +26,6 @@ from sweeper.cli.format import (
     duration_text,
     echo_json,
     goals,
-    json_text,
     make_console,
     num_text,
     running_dict,
@@ -34,6 +33,7 @@ from sweeper.cli.format import (
     sparkline,
     state_text,
     trial_table,
+    trials_json,
     value_text,
 )
 from sweeper.cli.main import main
@@ -230,7 +230,7 @@ def trials_command(
     shown = results.select(wanted, sort_key, reverse=reverse, limit=cap or None)
     total = sum(n for state, n in results.counts().items() if not wanted or state in wanted)
     if as_json:
-        echo_json([t.to_dict() for t in shown])
+        click.echo(trials_json(shown), nl=False)
         return
     console = make_console()
     console.print(trial_table(results, shown, title=f"Trials of {results.name} ({results.id})", reasons=True))
@@ -256,7 +256,7 @@ def best_command(
     k = top if top is not None else (None if results.is_multi_objective else 1)
     best = results.best(k, include_stopped=include_stopped)
     if as_json:
-        echo_json([t.to_dict() for t in best])
+        click.echo(trials_json(best), nl=False)
         return
     if not best:
         make_console().print(cell(f"Sweep {results.id} has no complete trial yet."))
@@ -403,7 +403,7 @@ def export_command(sweep: str, fmt: str, out_file: Path | None, storage: str | N
     """Every trial of SWEEP with its config (flattened for CSV), state, values and timings."""
     results = res.load(sweep, storage)
     if fmt == "json":
-        text = json_text([t.to_dict() for t in results.trials])
+        text = trials_json(results.trials)
     else:
         text = csv_text([records.flat_record(t, results.objective_names) for t in results.trials])
     if out_file is None:
