@@ -114,18 +114,33 @@ def agent(sweep: str, storage: str | None, trials: tuple[int, ...], **options: A
 @agent_options
 def run(spec_path: str, storage: str | None, name: str | None, **options: Any) -> None:
     """Submit SPEC and run an agent on it: `submit` then `agent` in one command."""
+    import contextlib
+    from pathlib import Path
+
+    from sweeper.engine.ray_start import RayStart
+    from sweeper.engine.setup import check_trainer_module
     from sweeper.spec.reader import load_spec
     from sweeper.storage.sweeps import create_sweep
     from sweeper.storage.urls import open_storage, resolve_url
+    from sweeper.worker.trial import import_trainer
 
     _quiet_optuna()
     spec = load_spec(spec_path)
-    _check_trainer(options.get("trainer") or spec.sweeper.trainer)  # before a sweep exists
+    trainer = options.get("trainer") or spec.sweeper.trainer
+    project = Path.cwd().resolve()  # the agent's default workdir
+    check_trainer_module(trainer, project)  # a misspelt trainer fails before Ray starts
     _check_scheduler(spec)
-    url = resolve_url(storage or spec.sweeper.storage)
-    info = create_sweep(open_storage(url), spec, name=name)
-    click.echo(f"created sweep {info.id} ({printable(info.name)})", err=True)
-    _run_agent(info.id, url, **options)
+    # Ray starts while the trainer is imported, the sweep created and the agent set up (a sweep
+    # naming no trainer at all fails in the agent, before Ray starts).
+    runs = trainer is not None or spec.program is not None or spec.command is not None
+    start = RayStart.begin(options["ray_address"], project) if options["executor"] == "ray" and runs else None
+    with start or contextlib.nullcontext():
+        if trainer is not None:
+            import_trainer(trainer, project)  # before a sweep exists
+        url = resolve_url(storage or spec.sweeper.storage)
+        info = create_sweep(open_storage(url), spec, name=name)
+        click.echo(f"created sweep {info.id} ({printable(info.name)})", err=True)
+        _run_agent(info.id, url, ray_start=start, **options)
 
 
 def _check_scheduler(spec: SweepSpec) -> None:
@@ -135,15 +150,6 @@ def _check_scheduler(spec: SweepSpec) -> None:
     from sweeper.search.strategy import plan_search
 
     plan_search(spec, Path.cwd())
-
-
-def _check_trainer(path: str | None) -> None:
-    import os
-
-    from sweeper.worker.trial import import_trainer
-
-    if path is not None:
-        import_trainer(path, os.getcwd())
 
 
 def _state_command(name: str, state: str, doc: str) -> None:
