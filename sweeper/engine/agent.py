@@ -167,6 +167,8 @@ class Agent:
         if self.info.state == "cancelled":
             raise UsageError(f"sweep {self.info.id} is cancelled; its trials cannot run")
         wanted = set(numbers)
+        # A grid point or budget token no agent has queued yet gets its trial now.
+        queue.queue_through(self._storage, self.info.study_id, self.spec, max(wanted))
         found = {
             t.number: t
             for t in self._storage.get_all_trials(self.info.study_id, deepcopy=False)
@@ -251,7 +253,7 @@ class Agent:
         if (
             (end is End.SWEEP_EXHAUSTED or spec.is_budgeted)
             and state == "running"
-            and not queue.has_open_trials(self._storage, info.study_id)
+            and not queue.work_left(self._storage, info.study_id, spec.budget)
         ):
             sweeps.finish(self._storage, info.study_id)
             state = "finished"

@@ -179,7 +179,7 @@ class FillLoop:
             and not self._signals.draining.is_set()
         ):
             if self._targets is None:
-                trial = queue.ask_trial(self._study, self._asks, budgeted=self._spec.is_budgeted)
+                trial = queue.ask_trial(self._study, self._asks, self._spec)
             else:
                 trial = queue.claim_trial(self._study, self._asks, self._targets)
             if trial is None:

@@ -31,6 +31,11 @@ CREATED_AT = "sweeper:created_at"
 AGENT_PREFIX = "sweeper:agent:"
 
 
+# Study system attr: how many of a budgeted sweep's work items (grid points, run_cap tokens) agents
+# have queued as WAITING trials so far (see sweeper.storage.queue).
+QUEUED = "sweeper:queued"
+
+
 # Trial user attrs.
 CONFIG = "config"
 

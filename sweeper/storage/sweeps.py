@@ -15,8 +15,8 @@ from optuna.storages import BaseStorage
 from sweeper.errors import SpecError, SweepNotFoundError, UsageError
 from sweeper.spec.model import SweepSpec
 from sweeper.spec.reader import load_spec
+from sweeper.storage import queue
 from sweeper.storage.attrs import AGENT_PREFIX, CREATED_AT, NAME, SOURCE, SPEC, STATE, VERSION
-from sweeper.storage.queue import _enqueue_work
 
 SweepState = Literal["running", "paused", "finished", "cancelled"]
 SWEEP_STATES: tuple[SweepState, ...] = get_args(SweepState)
@@ -58,7 +58,12 @@ def directions(spec: SweepSpec) -> list[str]:
 
 
 def create_sweep(storage: BaseStorage, spec: SweepSpec, name: str | None = None) -> SweepInfo:
-    """Create the study of a new sweep and record its spec, name, version and state."""
+    """Create the study of a new sweep and record its spec, name, version and state.
+
+    O(1) in the sweep's size: its grid points or budget tokens are queued by the agents, block by
+    block (see :mod:`sweeper.storage.queue`). The sweep becomes visible when its spec is written,
+    the last write.
+    """
     from sweeper import __version__
 
     for _ in range(10):
@@ -76,7 +81,6 @@ def create_sweep(storage: BaseStorage, spec: SweepSpec, name: str | None = None)
     created_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     attrs: dict[str, Any] = {
         NAME: sweep_name,
-        SPEC: dict(spec.raw),
         SOURCE: spec.source,
         VERSION: __version__,
         CREATED_AT: created_at,
@@ -84,7 +88,10 @@ def create_sweep(storage: BaseStorage, spec: SweepSpec, name: str | None = None)
     }
     for key, value in attrs.items():
         storage.set_study_user_attr(study_id, key, value)
-    _enqueue_work(load_study(storage, sweep_id), spec)
+    queue.start_queue(storage, study_id)
+    # The spec last: a study without it is no sweep to any reader or agent, so a creation killed
+    # part-way leaves nothing that could be run or finished.
+    storage.set_study_user_attr(study_id, SPEC, dict(spec.raw))
     return SweepInfo(sweep_id, sweep_name, "running", spec, created_at, __version__, study_id)
 
 
@@ -176,7 +183,10 @@ def _direction(goal: str) -> optuna.study.StudyDirection:
 def _info(sweep_id: str, study_id: int, attrs: dict[str, Any]) -> SweepInfo:
     raw = attrs.get(SPEC)
     if not isinstance(raw, dict):
-        raise SweepNotFoundError(f"study {sweep_id!r} exists but was not created by sweeper")
+        raise SweepNotFoundError(
+            f"study {sweep_id!r} is not a sweep: another tool made it, or its creation was interrupted "
+            "before it was whole (submit again)"
+        )
     try:
         spec = load_spec(raw)
     except SpecError as exc:  # a spec recorded by an older version that this one rejects

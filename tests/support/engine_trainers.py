@@ -25,6 +25,11 @@ def noop(config: dict[str, Any], trial: Any) -> float:
     return float(config["x"])
 
 
+def constant(config: dict[str, Any], trial: Any) -> float:
+    """Takes any config and returns 0: for sweeps whose points, not results, are under test."""
+    return 0.0
+
+
 def record_gpu(config: dict[str, Any], trial: Any) -> float:
     """Write CUDA_VISIBLE_DEVICES and start/end times; wait until `expect` trials have started.
 
