@@ -71,6 +71,30 @@ def _quiet_optuna() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+def describe_size(spec: SweepSpec) -> str:
+    """How many trials the sweep runs, in words (retries aside).
+
+    >>> from sweeper.spec.reader import load_spec
+    >>> describe_size(load_spec({"method": "grid", "parameters": {"a": {"values": list(range(1000))}}}))
+    'a grid of 1,000 points'
+    >>> describe_size(load_spec({"method": "random", "run_cap": 20,
+    ...     "parameters": {"a": {"min": 0.0, "max": 1.0}}}))
+    '20 trials (run_cap)'
+    >>> describe_size(load_spec({"method": "random", "run_cap": 20, "parameters": {"a": {"values": [1, 2]}}}))
+    '2 trials: every config of its finite space once'
+    """
+    budget = spec.budget
+    if spec.method == "grid":
+        size = spec.space.grid_size()
+        points = f"a grid of {size:,} point{'s' if size != 1 else ''}"
+        return points if budget == size else f"{points}, the first {budget:,} (run_cap)"
+    if budget is None:
+        return "no trial limit (run_cap, --count or cancel ends it)"
+    if spec.distinct and (spec.run_cap is None or budget < spec.run_cap):
+        return f"{budget:,} trials: every config of its finite space once"
+    return f"{budget:,} trial{'s' if budget != 1 else ''} (run_cap)"
+
+
 @main.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
 @storage_option
@@ -86,7 +110,7 @@ def submit(spec_path: str, storage: str | None, name: str | None) -> None:
     _check_scheduler(spec)  # before a sweep exists
     url = resolve_url(storage or spec.sweeper.storage)
     info = create_sweep(open_storage(url), spec, name=name)
-    click.echo(f"created sweep {info.name!r} in {mask_url(url)}", err=True)
+    click.echo(f"created sweep {info.name!r} in {mask_url(url)}: {describe_size(spec)}", err=True)
     click.echo(info.id)
 
 
@@ -124,7 +148,7 @@ def run(spec_path: str, storage: str | None, name: str | None, **options: Any) -
     _check_scheduler(spec)
     url = resolve_url(storage or spec.sweeper.storage)
     info = create_sweep(open_storage(url), spec, name=name)
-    click.echo(f"created sweep {info.id} ({printable(info.name)})", err=True)
+    click.echo(f"created sweep {info.id} ({printable(info.name)}): {describe_size(spec)}", err=True)
     _run_agent(info.id, url, **options)
 
 
