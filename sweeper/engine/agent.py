@@ -37,7 +37,7 @@ from sweeper.engine.watch import SweepWatch
 from sweeper.errors import UsageError
 from sweeper.spec.model import SweepSpec
 from sweeper.storage import attrs as keys
-from sweeper.storage import queue, sweeps
+from sweeper.storage import sweeps, work
 from sweeper.storage.sweeps import SweepState
 from sweeper.storage.urls import open_storage
 from sweeper.worker.task import Failure
@@ -168,7 +168,7 @@ class Agent:
             raise UsageError(f"sweep {self.info.id} is cancelled; its trials cannot run")
         wanted = set(numbers)
         # A grid point or budget token no agent has queued yet gets its trial now.
-        queue.queue_through(self._storage, self.info.study_id, self.spec, max(wanted))
+        work.queue_through(self._storage, self.info.study_id, self.spec, max(wanted))
         found = {
             t.number: t
             for t in self._storage.get_all_trials(self.info.study_id, deepcopy=False)
@@ -253,7 +253,7 @@ class Agent:
         if (
             (end is End.SWEEP_EXHAUSTED or spec.is_budgeted)
             and state == "running"
-            and not queue.work_left(self._storage, info.study_id, spec.budget)
+            and not work.work_left(self._storage, info.study_id, spec.budget)
         ):
             sweeps.finish(self._storage, info.study_id)
             state = "finished"

@@ -19,7 +19,7 @@ from sweeper.engine.tasks import TaskFactory
 from sweeper.errors import TrainerError
 from sweeper.search.strategy import SearchPlan
 from sweeper.spec.model import SweepSpec, TrackerSpec
-from sweeper.storage import queue, sweeps
+from sweeper.storage import claims, sweeps
 from sweeper.storage.sweeps import SweepInfo
 from sweeper.storage.urls import DEFAULT_DIR
 from sweeper.worker.trial import import_trainer
@@ -123,7 +123,7 @@ def set_up(
         max_concurrent=max_concurrent,
     )
     # The sampler's choice (GP or TPE) depends on how many trials run at once.
-    study.sampler = search.sampler(parallelism=max(1, executor.slots()), claim=queue.claim_config)
+    study.sampler = search.sampler(parallelism=max(1, executor.slots()), claim=claims.claim_config)
     make_task = TaskFactory(
         spec=spec,
         search=search,

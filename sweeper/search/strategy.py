@@ -53,7 +53,7 @@ _RESAMPLE_ATTEMPTS = 64
 _ENUMERATE_LIMIT = 200_000
 
 # claim(study, config key, trial number) -> whether the trial now holds the config (see
-# sweeper.storage.queue.claim_config): atomic across agents, so no two trials run one config.
+# sweeper.storage.claims.claim_config): atomic across agents, so no two trials run one config.
 Claim = Callable[[Study, str, int], bool]
 
 _logger = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from optuna.storages import BaseStorage
 from sweeper.errors import SpecError, SweepNotFoundError, UsageError
 from sweeper.spec.model import SweepSpec
 from sweeper.spec.reader import load_spec
-from sweeper.storage import queue
+from sweeper.storage import work
 from sweeper.storage.attrs import AGENT_PREFIX, CREATED_AT, NAME, SOURCE, SPEC, STATE, VERSION
 
 SweepState = Literal["running", "paused", "finished", "cancelled"]
@@ -88,7 +88,7 @@ def create_sweep(storage: BaseStorage, spec: SweepSpec, name: str | None = None)
     }
     for key, value in attrs.items():
         storage.set_study_user_attr(study_id, key, value)
-    queue.start_queue(storage, study_id)
+    work.start_queue(storage, study_id)
     # The spec last: a study without it is no sweep to any reader or agent, so a creation killed
     # part-way leaves nothing that could be run or finished.
     storage.set_study_user_attr(study_id, SPEC, dict(spec.raw))

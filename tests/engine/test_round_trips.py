@@ -17,8 +17,8 @@ from optuna.trial import TrialState
 
 import sweeper
 from sweeper.engine.agent import Agent
-from sweeper.storage.queue import QUEUE_BLOCK
 from sweeper.storage.urls import open_storage
+from sweeper.storage.work import QUEUE_BLOCK
 
 TRIALS = 12
 

@@ -17,7 +17,7 @@ import sweeper
 from sweeper.engine.agent import AgentSummary
 from sweeper.errors import UsageError
 from sweeper.storage import attrs as keys
-from sweeper.storage import queue, sweeps
+from sweeper.storage import queue, sweeps, work
 from sweeper.storage.urls import open_storage
 from sweeper.trackers.jsonl import read_events
 
@@ -73,8 +73,8 @@ def test_a_targeted_agent_runs_only_its_trials_and_a_finished_sweep_stays_finish
     waiting = [t.system_attrs["fixed_params"]["x"] for t in trials.values() if t.state == TrialState.WAITING]
     assert waiting == []  # a targeted agent queues none of the grid's points: all 3 are still ahead
     info = sweeps.get_sweep(open_storage(url), sweep_id)
-    assert queue.queued(open_storage(url), info.study_id, info.spec.budget) == 0
-    assert queue.work_left(open_storage(url), info.study_id, info.spec.budget)
+    assert work.queued(open_storage(url), info.study_id, info.spec.budget) == 0
+    assert work.work_left(open_storage(url), info.study_id, info.spec.budget)
     assert summary.state == "running" and summary.complete == 2
 
     sweeps.set_state(open_storage(url), sweep_id, "finished")

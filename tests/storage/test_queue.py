@@ -21,7 +21,7 @@ import sweeper
 from sweeper.errors import SweepNotFoundError
 from sweeper.spec.reader import load_spec
 from sweeper.storage import attrs as keys
-from sweeper.storage import queue, sweeps
+from sweeper.storage import queue, sweeps, work
 from sweeper.storage.retry import CREATE_TOKEN
 from sweeper.storage.urls import open_storage
 
@@ -54,13 +54,13 @@ def test_a_grid_is_queued_block_by_block_in_wandbs_order_each_point_once(any_sto
     storage = open_storage(any_storage_url)
     info = sweeps.create_sweep(storage, spec)
     assert storage.get_n_trials(info.study_id) == 0  # creation queued nothing
-    assert queue.queued(storage, info.study_id, spec.budget) == 0
-    assert queue.work_left(storage, info.study_id, spec.budget)
+    assert work.queued(storage, info.study_id, spec.budget) == 0
+    assert work.work_left(storage, info.study_id, spec.budget)
 
     assert _drain(any_storage_url, info.id) == spec.space.grid()
 
-    assert queue.queued(storage, info.study_id, spec.budget) == 105
-    assert not queue.work_left(storage, info.study_id, spec.budget)
+    assert work.queued(storage, info.study_id, spec.budget) == 105
+    assert not work.work_left(storage, info.study_id, spec.budget)
     trials = storage.get_all_trials(info.study_id)
     assert [t.number for t in trials] == list(range(105))
     assert all(t.state == TrialState.COMPLETE and t.user_attrs == {keys.ATTEMPT: 0} for t in trials)
@@ -70,11 +70,11 @@ def test_queued_trials_read_back_as_optunas_enqueue_trial_writes_them(any_storag
     spec = load_spec(GRID)
     storage = open_storage(any_storage_url)
     info = sweeps.create_sweep(storage, spec)
-    queue.queue_through(storage, info.study_id, spec, 0)  # one block, none taken
+    work.queue_through(storage, info.study_id, spec, 0)  # one block, none taken
     ours = storage.get_all_trials(info.study_id)
 
     reference = optuna.create_study(storage=storage, study_name="reference")
-    for point in spec.space.grid()[: queue.QUEUE_BLOCK]:
+    for point in spec.space.grid()[: work.QUEUE_BLOCK]:
         reference.enqueue_trial(point, user_attrs={keys.ATTEMPT: 0}, skip_if_exists=False)
     # Our retry layer stamps what it creates through create_new_trial; the batch needs no stamp.
     theirs = storage.get_all_trials(reference._study_id)
@@ -82,7 +82,7 @@ def test_queued_trials_read_back_as_optunas_enqueue_trial_writes_them(any_storag
         trial.system_attrs.pop(CREATE_TOKEN, None)
 
     fields = ("number", "state", "params", "distributions", "user_attrs", "system_attrs", "values")
-    assert len(ours) == len(theirs) == queue.QUEUE_BLOCK
+    assert len(ours) == len(theirs) == work.QUEUE_BLOCK
     for mine, optunas in zip(ours, theirs, strict=True):
         assert {f: getattr(mine, f) for f in fields} == {f: getattr(optunas, f) for f in fields}
         assert mine.datetime_start is None and mine.datetime_complete is None
@@ -140,7 +140,7 @@ def test_a_billion_point_grid_costs_nothing_to_create_and_runs_from_its_first_po
     trials = storage.get_all_trials(info.study_id)
     first = [{**{f"p{i}": 0 for i in range(8)}, "p8": last} for last in range(3)]
     assert [t.params for t in trials if t.state == TrialState.COMPLETE] == first
-    assert len(trials) == queue.QUEUE_BLOCK  # one block queued, the rest of the billion ahead
+    assert len(trials) == work.QUEUE_BLOCK  # one block queued, the rest of the billion ahead
 
 
 def test_a_sweep_made_before_the_queue_cursor_runs_the_points_it_queued_at_creation(journal_url: str) -> None:
@@ -204,7 +204,7 @@ def test_a_creation_killed_at_any_moment_leaves_whole_sweeps_or_nothing_an_agent
         if name in whole:
             info = sweeps.get_sweep(storage, name)
             assert info.state == "running" and info.spec.budget == 10**5
-            assert queue.queued(storage, info.study_id, info.spec.budget) == 0
+            assert work.queued(storage, info.study_id, info.spec.budget) == 0
             assert storage.get_n_trials(info.study_id) == 0
         else:  # cut short: no agent can take it for a sweep, so none runs or finishes it
             with pytest.raises(SweepNotFoundError, match="interrupted"):

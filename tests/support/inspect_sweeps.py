@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 
 from sweeper.spec.reader import load_spec
 from sweeper.storage import attrs as keys
-from sweeper.storage import queue, sweeps
+from sweeper.storage import queue, sweeps, work
 from sweeper.storage.urls import open_storage
 
 SPEC: dict[str, Any] = {
@@ -102,7 +102,7 @@ def create(url: str, spec: Mapping[str, Any]) -> Built:
     sampler = optuna.samplers.RandomSampler(seed=0)
     study = sweeps.load_study(storage, info.id, sampler=sampler)
     if loaded.budget is not None:  # its first block of budget tokens queued, as the first agent does
-        block = min(queue.QUEUE_BLOCK, loaded.budget)
+        block = min(work.QUEUE_BLOCK, loaded.budget)
         for _ in range(block):
             queue.enqueue(study, {}, {keys.ATTEMPT: 0})
         storage.set_study_system_attr(study._study_id, keys.QUEUED, block)
