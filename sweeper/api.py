@@ -51,6 +51,37 @@ def sweep(
     return create_sweep(storage, parsed, name=name).id
 
 
+def extend(
+    sweep_id: str,
+    *,
+    run_cap: int | None = None,
+    trials: int | None = None,
+    values: Mapping[str, Sequence[Any]] | None = None,
+    storage: str | BaseStorage | None = None,
+) -> sweeps.Extended:
+    """Give a sweep (finished, stopped or running) more budget or more grid values; only new points run.
+
+    Args:
+        sweep_id: The sweep's id or name.
+        run_cap: Its new ``run_cap`` (larger than the one it has).
+        trials: Or this many trials more than its budget (for a sweep without one: than it has run).
+        values: New values for its ``values`` parameters, by dotted name: ``{"lr": [1e-4]}``.
+        storage: A storage URL or open Optuna storage (default as for :func:`sweep`).
+
+    Returns:
+        The sweep as extended, with its budget before and after and the grid points it queued.
+
+    Raises:
+        SpecError: the extension is malformed (each problem located).
+        UsageError: it would run nothing new, or would reorder a capped grid.
+    """
+    from sweeper.spec.extension import Extension
+
+    if not isinstance(storage, BaseStorage):
+        storage = open_storage(storage)
+    return sweeps.extend_sweep(storage, sweep_id, Extension(run_cap, trials, dict(values or {})))
+
+
 def agent(
     sweep_id: str,
     function: Callable[..., Any] | None = None,

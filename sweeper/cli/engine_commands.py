@@ -188,6 +188,64 @@ _state_command("stop", "finished", "Stop SWEEP: no new trials; running ones fini
 _state_command("cancel", "cancelled", "Cancel SWEEP: agents kill its running trials and exit.")
 
 
+@main.command("extend")
+@click.argument("sweep")
+@storage_option
+@click.option(
+    "--run-cap", type=click.IntRange(min=1), default=None, help="Its new run_cap (larger than its own)."
+)
+@click.option(
+    "--trials",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Or this many trials more than its budget (without one: than it has run).",
+)
+@click.option(
+    "--add",
+    "adds",
+    multiple=True,
+    metavar="PARAM=VALUE",
+    help="A new value for a `values` parameter, read as YAML (0.001, adamw, [64, 64]); repeatable.",
+)
+def extend_command(
+    sweep: str, storage: str | None, run_cap: int | None, trials: int | None, adds: tuple[str, ...]
+) -> None:
+    """Give SWEEP (finished, stopped or running) more budget or grid values; only new points run.
+
+    The sampler goes on from every trial the sweep has; racing agents still run each new point once.
+    `sweeper status` lists the sweep's extensions.
+    """
+    from sweeper.spec.extension import Extension
+    from sweeper.storage.sweeps import extend_sweep
+    from sweeper.storage.urls import open_storage
+
+    done = extend_sweep(open_storage(storage), sweep, Extension(run_cap, trials, _parse_adds(adds)))
+    info = done.info
+    before = "no limit" if done.budget_before is None else f"{done.budget_before:,}"
+    after = "no limit" if done.budget_after is None else f"{done.budget_after:,}"
+    queued = f"; {done.new_points:,} new grid point(s) queued" if done.new_points else ""
+    click.echo(f"sweep {info.id} extended: budget {before} -> {after} trials{queued}; it is {info.state}")
+
+
+def _parse_adds(adds: tuple[str, ...]) -> dict[str, list[Any]]:
+    """``--add lr=0.001 --add lr=0.0001`` as ``{"lr": [0.001, 0.0001]}``, each value read as YAML."""
+    import yaml
+
+    from sweeper.errors import UsageError
+
+    values: dict[str, list[Any]] = {}
+    for add in adds:
+        name, sep, text = add.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--add {add!r}: expected PARAM=VALUE, for example --add lr=0.001")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise UsageError(f"--add {add!r}: the value is not YAML ({exc})") from None
+        values.setdefault(name.strip(), []).append(value)
+    return values
+
+
 @main.command("repeat")
 @click.argument("sweep")
 @click.option(

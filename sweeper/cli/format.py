@@ -183,3 +183,26 @@ def sparkline(curve: Sequence[tuple[int, float]]) -> str:
     low, high = min(values), max(values)
     span = (high - low) or 1.0
     return "".join(SPARK[int((v - low) / span * (len(SPARK) - 1))] for v in values)
+
+
+def describe_extension(entry: Mapping[str, Any]) -> str:
+    """One line of a sweep's history (see ``sweeper extend``).
+
+    >>> describe_extension({"at": "2026-12-02T09:00:00+00:00", "values": {"lr": [0.001]},
+    ...     "budget": [24, 30], "queued": 6})
+    'extended 2026-12-02T09:00:00+00:00: lr += [0.001]; budget 24 -> 30 (6 new grid points)'
+    """
+    parts = []
+    if "run_cap" in entry:
+        parts.append(f"run_cap {entry['run_cap']}")
+    if "trials" in entry:
+        parts.append(f"{entry['trials']} more trials")
+    for name, values in dict(entry.get("values") or {}).items():
+        parts.append(f"{name} += {values}")
+    before, after = (list(entry.get("budget") or []) + [None, None])[:2]
+    line = (
+        f"extended {entry.get('at', '?')}: {', '.join(parts)}; budget {before or 'none'} -> {after or 'none'}"
+    )
+    if entry.get("queued"):
+        line += f" ({entry['queued']} new grid points)"
+    return line

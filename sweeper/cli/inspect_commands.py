@@ -23,6 +23,7 @@ from sweeper.cli.format import (
     cell,
     config_text,
     csv_text,
+    describe_extension,
     duration_text,
     echo_json,
     goals,
@@ -118,6 +119,7 @@ def status_command(sweep: str, storage: str | None, as_json: bool) -> None:
                     for n, d in zip(results.objective_names, results.directions, strict=True)
                 ],
                 "progress": {"finished": finished, "total": budget},
+                "history": list(results.info.history),
                 "counts": counts,
                 "running": [running_dict(t, results) for t in running],
                 "best": [t.to_dict() for t in best],
@@ -140,6 +142,8 @@ def status_command(sweep: str, storage: str | None, as_json: bool) -> None:
     )
     console.print(header)
     console.print(cell("  ".join(f"{state}: {n}" for state, n in counts.items())))
+    for entry in results.info.history:
+        console.print(cell(describe_extension(entry)))
     if best:
         head = "Pareto front" if results.is_multi_objective else "Best so far"
         console.print(trial_table(results, best, title=head))

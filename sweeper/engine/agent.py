@@ -161,6 +161,9 @@ class Agent:
         # Targeted run: the lineages (first-attempt numbers) of the trials to run, else None.
         self._targets = None if trials is None else self._target_lineages(trials)
 
+    def _stored_budget(self) -> int | None:
+        return sweeps.get_sweep(self._storage, self.info.id).spec.budget
+
     def _target_lineages(self, numbers: Collection[int]) -> frozenset[int]:
         if not numbers:
             raise UsageError("trials must name at least one trial number, got none")
@@ -253,7 +256,10 @@ class Agent:
         if (
             (end is End.SWEEP_EXHAUSTED or spec.is_budgeted)
             and state == "running"
-            and not work.work_left(self._storage, info.study_id, spec.budget)
+            # The stored spec, not this agent's: an extension may have given the sweep more budget.
+            and not work.work_left(
+                self._storage, info.study_id, sweeps.get_sweep(self._storage, info.id).spec.budget
+            )
         ):
             sweeps.finish(self._storage, info.study_id)
             state = "finished"

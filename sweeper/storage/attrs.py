@@ -31,6 +31,10 @@ CREATED_AT = "sweeper:created_at"
 AGENT_PREFIX = "sweeper:agent:"
 
 
+# [{at, run_cap | trials | values, budget: [before, after], queued}]: each extension of the sweep.
+HISTORY = "sweeper:history"
+
+
 # Study system attr: how many of a budgeted sweep's work items (grid points, run_cap tokens) agents
 # have queued as WAITING trials so far (see sweeper.storage.queue).
 QUEUED = "sweeper:queued"

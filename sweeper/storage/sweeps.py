@@ -13,10 +13,23 @@ import optuna
 from optuna.storages import BaseStorage
 
 from sweeper.errors import SpecError, SweepNotFoundError, UsageError
+from sweeper.spec.extension import Extension, extend_spec
+from sweeper.spec.laws import value_key
 from sweeper.spec.model import SweepSpec
 from sweeper.spec.reader import load_spec
 from sweeper.storage import work
-from sweeper.storage.attrs import AGENT_PREFIX, CREATED_AT, NAME, SOURCE, SPEC, STATE, VERSION
+from sweeper.storage.attrs import (
+    AGENT_PREFIX,
+    CREATED_AT,
+    HISTORY,
+    NAME,
+    REPEAT_OF,
+    RETRY_OF,
+    SOURCE,
+    SPEC,
+    STATE,
+    VERSION,
+)
 
 SweepState = Literal["running", "paused", "finished", "cancelled"]
 SWEEP_STATES: tuple[SweepState, ...] = get_args(SweepState)
@@ -44,6 +57,8 @@ class SweepInfo:
     created_at: str
     version: str
     study_id: int
+    # Each extension (see extend_sweep), oldest first.
+    history: tuple[dict[str, Any], ...] = ()
 
 
 def new_sweep_id() -> str:
@@ -93,6 +108,90 @@ def create_sweep(storage: BaseStorage, spec: SweepSpec, name: str | None = None)
     # part-way leaves nothing that could be run or finished.
     storage.set_study_user_attr(study_id, SPEC, dict(spec.raw))
     return SweepInfo(sweep_id, sweep_name, "running", spec, created_at, __version__, study_id)
+
+
+@dataclass(frozen=True)
+class Extended:
+    """A sweep after :func:`extend_sweep`: its record, and what the extension added."""
+
+    info: SweepInfo
+    budget_before: int | None
+    budget_after: int | None
+    new_points: int  # grid points queued by the extension (new values); budget tokens come lazily
+
+
+def extend_sweep(storage: BaseStorage, id_or_name: str, extension: Extension) -> Extended:
+    """Give a sweep (finished, stopped or running) more budget or more grid values.
+
+    Only new points run: a grid's new values queue exactly the points that hold one (in W&B's order
+    of the extended grid), a larger ``run_cap`` lets agents queue more of the same work; the
+    sampler goes on from every trial the sweep has. The spec, the state (running again, unless
+    paused), the queue and the history entry are one atomic write.
+
+    Raises:
+        SpecError: the extension is malformed (located, see :func:`extend_spec`).
+        UsageError: it would run nothing new, a capped grid's order would change, or the sweep
+            changed meanwhile.
+    """
+    info = get_sweep(storage, id_or_name)
+    spec = info.spec
+    trials = storage.get_all_trials(info.study_id, deepcopy=False)
+    firsts = sum(1 for t in trials if RETRY_OF not in t.user_attrs and REPEAT_OF not in t.user_attrs)
+    new = extend_spec(spec, extension, runs_so_far=firsts)
+    cursor = work.queued(storage, info.study_id, spec.budget) if spec.budget is not None else firsts
+    points: list[dict[str, Any]] = []
+    if new.method == "grid" and extension.values:
+        size = spec.space.grid_size()
+        if cursor < size:
+            raise UsageError(
+                f"sweep {info.id} has queued {cursor:,} of its {size:,} grid points (run_cap, or still "
+                "running); new values would reorder the rest: raise run_cap first, or extend once they "
+                "are queued"
+            )
+        if new.budget != new.space.grid_size():
+            raise UsageError(
+                f"run_cap {new.run_cap:,} would cut the extended grid of {new.space.grid_size():,} points; "
+                "raise it too (--run-cap)"
+            )
+        points = [p for p in new.space.iter_grid() if _holds_new_value(new, p, extension)]
+        cursor = new.space.grid_size()
+    if new.budget is not None and new.budget <= cursor and not points:
+        raise UsageError(
+            f"nothing new to run: sweep {info.id} would have a budget of {new.budget:,} trials and has "
+            f"queued {cursor:,} already" + (" (every config of its finite space)" if new.distinct else "")
+        )
+    entry = {
+        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **extension.describe(),
+        "budget": [spec.budget, new.budget],
+        "queued": len(points),
+    }
+    state = "paused" if info.state == "paused" else "running"
+    try:
+        attrs = {SPEC: dict(new.raw), STATE: state, HISTORY: [*info.history, entry]}
+        work.apply_extension(
+            storage, info.study_id, work.ExtensionWrite(dict(spec.raw), attrs, cursor, points)
+        )
+    except work.SweepChangedError:
+        raise UsageError(
+            f"sweep {info.id} changed while it was being extended (another extension?); run the command again"
+        ) from None
+    return Extended(get_sweep(storage, info.id), spec.budget, new.budget, len(points))
+
+
+def _holds_new_value(spec: SweepSpec, point: dict[str, Any], extension: Extension) -> bool:
+    """Whether a grid point of the extended spec takes one of the extension's new values."""
+    config = spec.space.to_config(point)
+    for name, values in extension.values.items():
+        node: Any = config
+        for part in name.split("."):
+            node = node.get(part, _ABSENT) if isinstance(node, dict) else _ABSENT
+        if node is not _ABSENT and value_key(node) in {value_key(v) for v in values}:
+            return True
+    return False
+
+
+_ABSENT = object()
 
 
 def read_state(storage: BaseStorage, study_id: int) -> SweepState:
@@ -165,7 +264,8 @@ def set_state(storage: BaseStorage, sweep_id: str, state: str) -> SweepInfo:
         raise UsageError(f"sweep state must be one of {', '.join(SWEEP_STATES)}, got {state!r}")
     info = get_sweep(storage, sweep_id)
     if info.state in ("finished", "cancelled") and state != info.state:
-        raise UsageError(f"sweep {info.id} is {info.state}; it cannot become {state}")
+        hint = " (`sweeper extend` gives it more budget or grid values)" if state == "running" else ""
+        raise UsageError(f"sweep {info.id} is {info.state}; it cannot become {state}{hint}")
     storage.set_study_user_attr(info.study_id, STATE, state)
     return get_sweep(storage, info.id)
 
@@ -201,6 +301,7 @@ def _info(sweep_id: str, study_id: int, attrs: dict[str, Any]) -> SweepInfo:
         created_at=str(attrs.get(CREATED_AT, "")),
         version=str(attrs.get(VERSION, "")),
         study_id=study_id,
+        history=tuple(h for h in attrs.get(HISTORY, []) if isinstance(h, dict)),
     )
 
 

@@ -13,6 +13,7 @@ import itertools
 import json
 import threading
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -21,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.spec.model import SweepSpec
 from sweeper.storage._access import journal_of, remember, retried
-from sweeper.storage.attrs import ATTEMPT, QUEUED, lineage
+from sweeper.storage.attrs import ATTEMPT, QUEUED, SPEC, lineage
 from sweeper.storage.fast_read import database_of
 from sweeper.storage.journal_lock import FlockJournalLock
 
@@ -217,6 +218,25 @@ def _insert_waiting(
     return trials
 
 
+def _waiting_log(head: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """The journal record ``enqueue_trial(params, user_attrs={"attempt": 0})`` appends."""
+    from optuna.storages.journal._storage import JournalOperation
+
+    return {
+        "op_code": JournalOperation.CREATE_TRIAL,
+        **head,
+        "datetime_start": None,
+        "state": TrialState.WAITING,
+        "value": None,
+        "values": None,
+        "distributions": {},
+        "params": {},
+        "user_attrs": {ATTEMPT: 0},
+        "system_attrs": {"fixed_params": params},
+        "intermediate_values": {},
+    }
+
+
 def _queue_block_journal(journal: Any, study_id: int, spec: SweepSpec, budget: int, take: bool) -> int | None:
     """Under the journal's file lock, held across the read and the append: the log read to its end,
     the cursor taken from it, the block's trials (with ``take``, the first RUNNING) and the
@@ -235,22 +255,8 @@ def _queue_block_journal(journal: Any, study_id: int, spec: SweepSpec, budget: i
         if count <= 0:
             return None
         now = datetime.datetime.now(tz=datetime.timezone.utc).isoformat(timespec="microseconds")
-        head = {"op_code": JournalOperation.CREATE_TRIAL, "worker_id": replay.worker_id, "study_id": study_id}
-        logs: list[dict[str, Any]] = [
-            {
-                **head,
-                "datetime_start": None,
-                "state": TrialState.WAITING,
-                "value": None,
-                "values": None,
-                "distributions": {},
-                "params": {},
-                "user_attrs": {ATTEMPT: 0},
-                "system_attrs": {"fixed_params": params},
-                "intermediate_values": {},
-            }
-            for params in _work_items(spec, int(done), count)
-        ]
+        head = {"worker_id": replay.worker_id, "study_id": study_id}
+        logs = [_waiting_log(head, params) for params in _work_items(spec, int(done), count)]
         if take:
             logs[0].update(state=TrialState.RUNNING, datetime_start=now)
         logs.append(
@@ -292,3 +298,95 @@ def has_open_trials(storage: BaseStorage, study_id: int) -> bool:
             )
 
     return retried(storage, "find open trials", first_open) is not None
+
+
+# -- extending a sweep: its new spec, history, cursor and new points in one write ------------------
+
+
+class SweepChangedError(Exception):
+    """The sweep's spec changed between reading it and writing its extension."""
+
+
+@dataclass(frozen=True)
+class ExtensionWrite:
+    """What an extension writes, if the stored spec is still ``expected_spec``: study ``user_attrs``
+    (the new spec, its state and history), the queue ``cursor``, and ``points`` queued as WAITING
+    trials."""
+
+    expected_spec: dict[str, Any]
+    user_attrs: dict[str, Any]
+    cursor: int
+    points: list[dict[str, Any]]
+
+
+def apply_extension(storage: BaseStorage, study_id: int, write: ExtensionWrite) -> None:
+    """Write an extension atomically, only if the stored spec is still the one it extends (two
+    extensions racing: the second is refused, not merged).
+
+    Raises:
+        SweepChangedError: the spec changed meanwhile (nothing was written).
+    """
+    rdb = database_of(storage)
+    if rdb is not None:
+        retried(storage, "extend the sweep", lambda: _extend_rdb(rdb, study_id, write))
+        return
+    journal = journal_of(storage)
+    if journal is not None and isinstance(getattr(journal._backend, "_lock", None), FlockJournalLock):
+        _extend_journal(journal, study_id, write)
+        return
+    with _queue_lock:  # in memory, or another kind of storage: atomic among this process's threads
+        if storage.get_study_user_attrs(study_id).get(SPEC) != write.expected_spec:
+            raise SweepChangedError()
+        for params in write.points:
+            storage.create_new_trial(study_id, template_trial=_queued(params, running=False))
+        storage.set_study_system_attr(study_id, QUEUED, write.cursor)
+        for key, value in write.user_attrs.items():
+            storage.set_study_user_attr(study_id, key, value)
+
+
+def _extend_rdb(rdb: RDBStorage, study_id: int, write: ExtensionWrite) -> None:
+    """One transaction, the study row locked as a block's queueing locks it."""
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    with _create_scoped_session(rdb.scoped_session) as session:
+        models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
+        users = models.StudyUserAttributeModel
+        rows = {str(row.key): row for row in session.query(users).filter(users.study_id == study_id)}
+        if SPEC not in rows or json.loads(str(rows[SPEC].value_json)) != write.expected_spec:
+            raise SweepChangedError()
+        for key, value in write.user_attrs.items():
+            if key in rows:
+                rows[key].value_json = json.dumps(value)
+            else:
+                session.add(users(study_id=study_id, key=key, value_json=json.dumps(value)))
+        systems = models.StudySystemAttributeModel
+        row = session.query(systems).filter(systems.study_id == study_id, systems.key == QUEUED).one_or_none()
+        if row is None:
+            session.add(systems(study_id=study_id, key=QUEUED, value_json=json.dumps(write.cursor)))
+        else:
+            row.value_json = json.dumps(write.cursor)
+        if write.points:
+            _insert_waiting(session, study_id, write.points, {ATTEMPT: 0})
+
+
+def _extend_journal(journal: Any, study_id: int, write: ExtensionWrite) -> None:
+    """One append under the journal's held lock: the records Optuna's own calls would append."""
+    from optuna.storages.journal._storage import JournalOperation
+
+    backend = journal._backend
+    with journal._thread_lock, backend._lock.held():
+        journal._sync_with_backend()
+        replay = journal._replay_result
+        if replay.get_study(study_id).user_attrs.get(SPEC) != write.expected_spec:
+            raise SweepChangedError()
+        head = {"worker_id": replay.worker_id, "study_id": study_id}
+        logs: list[dict[str, Any]] = [_waiting_log(head, params) for params in write.points]
+        op = JournalOperation
+        logs.append({"op_code": op.SET_STUDY_SYSTEM_ATTR, **head, "system_attr": {QUEUED: write.cursor}})
+        logs.extend(
+            {"op_code": op.SET_STUDY_USER_ATTR, **head, "user_attr": {key: value}}
+            for key, value in write.user_attrs.items()
+        )
+        backend.append_logs(logs)
+        journal._sync_with_backend()
