@@ -199,10 +199,9 @@ def describe_extension(entry: Mapping[str, Any]) -> str:
         parts.append(f"{entry['trials']} more trials")
     for name, values in dict(entry.get("values") or {}).items():
         parts.append(f"{name} += {values}")
-    before, after = (list(entry.get("budget") or []) + [None, None])[:2]
-    line = (
-        f"extended {entry.get('at', '?')}: {', '.join(parts)}; budget {before or 'none'} -> {after or 'none'}"
-    )
+    before, after = [*list(entry.get("budget") or []), None, None][:2]
+    line = f"extended {entry.get('at', '?')}: {', '.join(parts)}"
+    line += f"; budget {before or 'none'} -> {after or 'none'}"
     if entry.get("queued"):
         line += f" ({entry['queued']} new grid points)"
     return line
