@@ -155,6 +155,22 @@ def extend_sweep(storage: BaseStorage, id_or_name: str, extension: Extension) ->
             )
         points = [p for p in new.space.iter_grid() if _holds_new_value(new, p, extension)]
         cursor = new.space.grid_size()
+    grown = {
+        name: new.space.distributions()[name]
+        for name in extension.values
+        if spec.space.distributions().get(name) != new.space.distributions().get(name)
+    }
+    if grown and not work.can_grow_choices(storage, info.study_id, grown):
+        raise UsageError(
+            f"sweep {info.id} is in a journal file, whose records of its past trials cannot take new values "
+            f"for {', '.join(sorted(grown))} (Optuna's journal refuses a choice list that changes); a sweep "
+            "on SQLite or PostgreSQL can, or raise its run_cap instead"
+        )
+    if grown and work.has_running_trials(storage, info.study_id):
+        raise UsageError(
+            f"sweep {info.id} has running trials: their agents hold its old values; add values once they end "
+            "(`sweeper stop`, or let them finish)"
+        )
     if new.budget is not None and new.budget <= cursor and not points:
         raise UsageError(
             f"nothing new to run: sweep {info.id} would have a budget of {new.budget:,} trials and has "
@@ -170,7 +186,7 @@ def extend_sweep(storage: BaseStorage, id_or_name: str, extension: Extension) ->
     try:
         attrs = {SPEC: dict(new.raw), STATE: state, HISTORY: [*info.history, entry]}
         work.apply_extension(
-            storage, info.study_id, work.ExtensionWrite(dict(spec.raw), attrs, cursor, points)
+            storage, info.study_id, work.ExtensionWrite(dict(spec.raw), attrs, cursor, points, grown)
         )
     except work.SweepChangedError:
         raise UsageError(

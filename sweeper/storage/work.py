@@ -13,10 +13,11 @@ import itertools
 import json
 import threading
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution, distribution_to_json
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
@@ -280,6 +281,11 @@ def has_open_lineages(storage: BaseStorage, study_id: int, lineages: Collection[
     return any(lineage(t) in lineages for t in open_trials)
 
 
+def has_running_trials(storage: BaseStorage, study_id: int) -> bool:
+    """Whether a trial of the study runs now (in any agent)."""
+    return bool(storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)))
+
+
 def has_open_trials(storage: BaseStorage, study_id: int) -> bool:
     """Whether any trial still waits to run or runs (the sweep is not done yet)."""
     rdb = database_of(storage)
@@ -317,6 +323,18 @@ class ExtensionWrite:
     user_attrs: dict[str, Any]
     cursor: int
     points: list[dict[str, Any]]
+    # Parameters whose choices grew (new values appended, so old indices keep their values): the
+    # past trials' params take the new distribution, or Optuna refuses the new trials' params.
+    distributions: dict[str, BaseDistribution] = field(default_factory=dict)
+
+
+def can_grow_choices(storage: BaseStorage, study_id: int, names: Collection[str]) -> bool:
+    """Whether the past trials of the study can take grown choices for ``names``: on a database
+    (their rows are rewritten), or where no trial holds one of them yet. A journal's records of past
+    trials cannot be rewritten, and Optuna's replay refuses a categorical whose choices change."""
+    if database_of(storage) is not None:
+        return True
+    return not any(set(names) & set(t.params) for t in storage.get_all_trials(study_id, deepcopy=False))
 
 
 def apply_extension(storage: BaseStorage, study_id: int, write: ExtensionWrite) -> None:
@@ -346,6 +364,7 @@ def apply_extension(storage: BaseStorage, study_id: int, write: ExtensionWrite) 
 
 def _extend_rdb(rdb: RDBStorage, study_id: int, write: ExtensionWrite) -> None:
     """One transaction, the study row locked as a block's queueing locks it."""
+    import sqlalchemy as sa
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
 
@@ -368,6 +387,14 @@ def _extend_rdb(rdb: RDBStorage, study_id: int, write: ExtensionWrite) -> None:
             row.value_json = json.dumps(write.cursor)
         if write.points:
             _insert_waiting(session, study_id, write.points, {ATTEMPT: 0})
+        params = models.TrialParamModel.__table__
+        trials = sa.select(models.TrialModel.trial_id).where(models.TrialModel.study_id == study_id)
+        for name, distribution in write.distributions.items():
+            session.execute(
+                params.update()
+                .where(params.c.param_name == name, params.c.trial_id.in_(trials))
+                .values(distribution_json=distribution_to_json(distribution))
+            )
 
 
 def _extend_journal(journal: Any, study_id: int, write: ExtensionWrite) -> None:
