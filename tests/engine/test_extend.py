@@ -150,7 +150,7 @@ def test_a_journal_sweep_refuses_new_values_its_past_trials_cannot_take(journal_
     with pytest.raises(UsageError, match=refused):
         sweeper.extend(sweep_id, values={"a": [5]}, storage=journal_url)
     # A run_cap past the grid's 24 points adds nothing: they are all queued (one block).
-    with pytest.raises(UsageError, match="nothing new to run: .* budget of 24 trials and has queued 24"):
+    with pytest.raises(UsageError, match=r"nothing new to run: .* budget of 24 trials and has queued 24"):
         sweeper.extend(sweep_id, run_cap=30, storage=journal_url)
 
 
