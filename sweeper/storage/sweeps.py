@@ -16,6 +16,7 @@ from sweeper.errors import SpecError, SweepNotFoundError, UsageError
 from sweeper.spec.model import SweepSpec
 from sweeper.spec.reader import load_spec
 from sweeper.storage.attrs import AGENT_PREFIX, CREATED_AT, NAME, SOURCE, SPEC, STATE, VERSION
+from sweeper.storage.priors import Priors, write_priors
 from sweeper.storage.queue import _enqueue_work
 
 SweepState = Literal["running", "paused", "finished", "cancelled"]
@@ -57,8 +58,14 @@ def directions(spec: SweepSpec) -> list[str]:
     return [metric.goal for metric in spec.objectives] or ["minimize"]
 
 
-def create_sweep(storage: BaseStorage, spec: SweepSpec, name: str | None = None) -> SweepInfo:
-    """Create the study of a new sweep and record its spec, name, version and state."""
+def create_sweep(
+    storage: BaseStorage, spec: SweepSpec, name: str | None = None, priors: Priors | None = None
+) -> SweepInfo:
+    """Create the study of a new sweep and record its spec, name, version and state.
+
+    ``priors`` (a warm start, see :mod:`sweeper.storage.priors`) are written first, as the study's
+    first trials, before the spec makes the sweep visible; they take no budget token.
+    """
     from sweeper import __version__
 
     for _ in range(10):
@@ -72,6 +79,8 @@ def create_sweep(storage: BaseStorage, spec: SweepSpec, name: str | None = None)
             continue
     else:  # pragma: no cover - 36**8 ids; ten collisions in a row means a broken RNG
         raise RuntimeError("could not allocate a unique sweep id")
+    if priors is not None:
+        write_priors(storage, study_id, priors)
     sweep_name = name or spec.name or sweep_id
     created_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     attrs: dict[str, Any] = {
