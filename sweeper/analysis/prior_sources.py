@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from optuna.storages import BaseStorage
 
-from sweeper.analysis.priors import Row
+from sweeper.analysis.priors import PARENT, Row
 from sweeper.errors import UsageError
 from sweeper.extras import require
 from sweeper.plain import flatten
@@ -57,8 +57,9 @@ _MLFLOW_STATES = {"FINISHED": "complete", "KILLED": "pruned"}
 _MLFLOW_PAGE = 1000
 
 
-def read_rows(source: WarmStart, storage: BaseStorage, root: Path) -> Iterator[Row]:
-    """The rows of one source (see the module docstring).
+def read_rows(source: WarmStart, storage: BaseStorage, roots: Sequence[Path]) -> Iterator[Row]:
+    """The rows of one source (see the module docstring); a relative path is looked for under each
+    of ``roots`` in turn.
 
     Raises:
         UsageError: the source cannot be read.
@@ -69,12 +70,12 @@ def read_rows(source: WarmStart, storage: BaseStorage, root: Path) -> Iterator[R
     elif source.kind == "mlflow":
         yield from mlflow_rows(source)
     elif source.kind == "export":
-        path = _existing(root, source.target, "export")
+        path = existing(roots, source.target, "export")
         yield from (records_rows(path) if path.suffix.lower() == ".json" else csv_rows(path))
     else:
         from sweeper.analysis.wandb_runs import wandb_rows
 
-        path = _existing(root, source.target, "wandb")
+        path = existing(roots, source.target, "wandb")
         if path.is_file():
             yield from (records_rows(path) if path.suffix.lower() == ".json" else csv_rows(path))
         else:
@@ -232,7 +233,7 @@ def _mlflow_row(run: Any) -> Row:
     info, data = run.info, run.data
     state = _MLFLOW_STATES.get(info.status, info.status.lower())
     if data.tags.get("sweeper.role") == "sweep":
-        state = "a sweep's parent run"
+        state = PARENT
     elif data.tags.get("sweeper.state") in ("completed", "pruned", "failed"):
         state = {"completed": "complete", "pruned": "pruned", "failed": "failed"}[data.tags["sweeper.state"]]
     started = _from_ms(info.start_time)
@@ -249,11 +250,18 @@ def _mlflow_row(run: Any) -> Row:
     )
 
 
-def _existing(root: Path, target: str, kind: str) -> Path:
-    path = (root / Path(target).expanduser()).resolve()
-    if not path.exists():
-        raise UsageError(f"warm start {kind} {target}: no such file or folder ({path})")
-    return path
+def existing(roots: Sequence[Path], target: str, kind: str) -> Path:
+    """The file or folder ``target`` names, under the first of ``roots`` that holds it.
+
+    Raises:
+        UsageError: none holds it.
+    """
+    paths = [(root / Path(target).expanduser()).resolve() for root in roots]
+    for path in paths:
+        if path.exists():
+            return path
+    looked = ", ".join(str(path) for path in dict.fromkeys(paths))
+    raise UsageError(f"warm start {kind} {target}: no such file or folder (looked for {looked})")
 
 
 def _moment(value: Any) -> datetime | None:

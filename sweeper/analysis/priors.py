@@ -11,6 +11,7 @@ shows with examples. Nothing is dropped without a word:
 - *missing params*: an active parameter of the space has no value in the row;
 - *no value for M*: the row lacks the objective metric M (or it is not a finite number);
 - *not finished*: the row failed, is still running or waits;
+- *sweep parent runs*: an MLflow run that groups a sweep's runs (sweeper's tracker makes one);
 - *priors of their source*: a source sweep's own priors (name their source instead: no double counts);
 - *duplicates*: the same config with the same values as a prior loaded before (the same result
   read twice, from two sources, would weigh double).
@@ -54,6 +55,7 @@ MISSING = "missing params"
 UNFINISHED = "not finished"
 OWN_PRIOR = "priors of their source"
 DUPLICATE = "duplicates"
+PARENT = "parent"  # a row that is no result: an MLflow sweep's parent run
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,8 @@ def load_priors(
         sources: Where the earlier results are.
         spec: The new sweep's spec (its space and objectives).
         storage: The new sweep's storage (a ``sweep`` source without ``storage`` is read there).
-        project: The directory relative paths are read from (default: the current one).
+        project: The project directory (default: the current one). A relative path is looked for
+            next to the spec file first, then there (as a custom scheduler's ``source`` is).
 
     Raises:
         UsageError: a source cannot be read (no such file, experiment or run folder).
@@ -155,13 +158,13 @@ def load_priors(
     """
     from sweeper.analysis.prior_sources import read_rows
 
-    root = Path(project or Path.cwd())
+    roots = search_roots(spec, project)
     trials: list[FrozenTrial] = []
     reports: list[SourceReport] = []
     seen: set[tuple[str, tuple[float, ...]]] = set()
     for source in sources:
         report = SourceReport(describe(source))
-        for row in read_rows(source, storage, root):
+        for row in read_rows(source, storage, roots):
             report.read += 1
             prior = to_prior(row, spec, report)
             if prior is None:
@@ -178,12 +181,23 @@ def load_priors(
     return Priors(tuple(trials), tuple(r.to_dict() for r in reports)), reports
 
 
+def search_roots(spec: SweepSpec, project: str | Path | None = None) -> list[Path]:
+    """Where a source's relative path is looked for: next to the spec file, then in ``project``."""
+    roots = [Path(project or Path.cwd())]
+    if Path(spec.source).is_file():
+        roots.insert(0, Path(spec.source).resolve().parent)
+    return roots
+
+
 def to_prior(row: Row, spec: SweepSpec, report: SourceReport) -> FrozenTrial | None:
     """The prior of ``row`` under ``spec``, or None (the reason counted in ``report``)."""
     if row.is_prior:
         report.skip(OWN_PRIOR, row.ref)
         return None
     state = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED}.get(row.state)
+    if row.state == PARENT:
+        report.skip("sweep parent runs", row.ref)
+        return None
     if state is None:
         report.skip(UNFINISHED, f"{row.ref} ({row.state})")
         return None
@@ -250,7 +264,8 @@ def _params(row: Row, spec: SweepSpec, report: SourceReport) -> dict[str, Any] |
         except ValueError as exc:
             problems[parameter.name] = str(exc)
     active = set(space.active(converted))
-    report.ignored_keys.update(_unknown_keys(row.config, spec, active))
+    # A table's bare column is offered as config and metric: a metric is no ignored config key.
+    report.ignored_keys.update(_unknown_keys(row.config, spec, active) - set(flatten(row.metrics)))
     bad = [problems[name] for name in space.active(converted) if name in problems]
     if bad:
         report.skip(OUTSIDE, f"{row.ref}: {'; '.join(bad)}")

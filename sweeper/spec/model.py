@@ -89,7 +89,8 @@ class WarmStart:
     ``target`` is a sweep's id or name (``sweep``), a file written by ``sweeper export``
     (``export``), an MLflow experiment's name or id (``mlflow``), or W&B runs (``wandb``: a
     ``wandb`` folder of run folders, one run folder, or a runs table exported as CSV or JSON).
-    Relative paths are read from the directory the sweep is submitted in.
+    A relative path is looked for next to the spec file, then in the directory the sweep is
+    submitted in.
     """
 
     kind: WarmStartKind

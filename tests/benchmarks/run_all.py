@@ -37,6 +37,7 @@ BENCHMARKS = (
     ("hyperband", "bench_hyperband.py", "4. Hyperband savings"),
     ("quality", "bench_quality.py", "5. Search quality"),
     ("conditional", "bench_conditional.py", "7. Conditional parameters"),
+    ("warm", "bench_warm_start.py", "8. Warm starts"),
 )
 TIMEOUT_S = 1800
 
