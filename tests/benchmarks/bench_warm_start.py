@@ -16,8 +16,10 @@ from __future__ import annotations
 import os
 import statistics
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import harness
@@ -49,9 +51,6 @@ def one_seed(seed: int, source: int, new: int, cold: int) -> dict[str, float]:
 
     import optuna
 
-    import sweeper
-    from trainers.functions import hartmann6
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("sweeper").setLevel(logging.WARNING)
     try:
@@ -60,8 +59,19 @@ def one_seed(seed: int, source: int, new: int, cold: int) -> dict[str, float]:
         torch.set_num_threads(1)
     except ImportError:  # without torch, bayes is TPE
         pass
-    scratch = harness.scratch_dir(f"bench-warm-{seed}-")
-    os.chdir(scratch)
+    # A pool worker exits without running atexit hooks: the scratch directory goes with this call.
+    with tempfile.TemporaryDirectory(prefix=f"bench-warm-{seed}-") as scratch:
+        os.chdir(scratch)
+        try:
+            return _one_seed(Path(scratch), seed, source, new, cold)
+        finally:
+            os.chdir(harness.REPO_ROOT)
+
+
+def _one_seed(scratch: Path, seed: int, source: int, new: int, cold: int) -> dict[str, float]:
+    import sweeper
+    from trainers.functions import hartmann6
+
     url = f"journal://{scratch / 'sweeps.log'}"
 
     def run(sweep_spec: dict[str, Any]) -> tuple[str, float]:
