@@ -26,7 +26,9 @@ from sweeper.analysis.priors import PARENT, Row
 from sweeper.errors import UsageError
 from sweeper.extras import require
 from sweeper.plain import flatten
+from sweeper.redaction import redact
 from sweeper.spec.model import WarmStart
+from sweeper.storage.urls import mask_url
 
 # Columns of our export, and of W&B's runs table, that are neither config nor metrics.
 _META = {
@@ -210,9 +212,11 @@ def mlflow_rows(source: WarmStart) -> Iterator[Row]:
         if experiment is None and source.target.isdigit():
             experiment = client.get_experiment(source.target)
     except MlflowException as exc:
-        raise UsageError(f"mlflow experiment {source.target!r}: cannot be read: {exc.message}") from exc
+        raise UsageError(
+            f"mlflow experiment {source.target!r}: cannot be read: {redact(exc.message)}"
+        ) from exc
     if experiment is None:
-        where = f" at {source.tracking_uri}" if source.tracking_uri else ""
+        where = f" at {mask_url(source.tracking_uri)}" if source.tracking_uri else ""
         raise UsageError(f"no MLflow experiment {source.target!r}{where}")
     token: str | None = None
     while True:

@@ -143,6 +143,8 @@ def test_mlflow_and_wandb_runs_of_a_sweep_are_read_back_and_counted(wandb_offlin
     xs = sorted(t.params["x"] for t in priors.trials)
     assert xs == [0.0, 0.25, 0.25, 0.5, 1.0]
     assert sorted(t.values[0] for t in priors.trials if t.params["x"] == 0.25) == [0.4, 0.7]
+    with pytest.raises(UsageError, match=f"no MLflow experiment 'nope' at {tracking}"):
+        loaded([WarmStart("mlflow", "nope", tracking_uri=tracking)], url)
 
 
 def test_a_wandb_runs_table_is_read_by_its_columns(project: Path) -> None:
