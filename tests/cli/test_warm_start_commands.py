@@ -86,6 +86,11 @@ def test_submit_reports_each_source_and_the_views_mark_the_priors(project: Path)
     assert [r["prior"] for r in rows[:2]] == ["export old.csv: trial 0", "export old.csv: trial 2"]
     assert rows[2]["prior"] == rows[3]["prior"] == ""
 
+    report = invoke("report", new, "--storage", url, "--out", "report", "--no-png")
+    assert report.exit_code == 0, report.output
+    page = Path("report/index.html").read_text()
+    assert "2 priors (trials 0..1, earlier results)" in page and "<td>0 (prior)</td>" in page
+
 
 def test_a_source_that_cannot_be_read_creates_no_sweep(project: Path) -> None:
     url = f"sqlite:///{project / 's.db'}"
