@@ -103,6 +103,7 @@ def test_export_files_in_both_formats_are_read_back_and_counted(project: Path) -
         loaded([WarmStart("export", "bad.json")], url)
 
 
+@pytest.mark.slow  # eight W&B offline runs and an MLflow store: about 20 s
 def test_mlflow_and_wandb_runs_of_a_sweep_are_read_back_and_counted(wandb_offline: Path) -> None:
     import wandb
     from mlflow import MlflowClient
