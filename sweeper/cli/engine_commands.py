@@ -21,11 +21,12 @@ from sweeper.cli.format import (
     value_text,
 )
 from sweeper.cli.main import main
-from sweeper.cli.options import agent_options, json_option, storage_option
+from sweeper.cli.options import agent_options, json_option, storage_option, warm_start_option
 from sweeper.plain import printable
 
 if TYPE_CHECKING:
     from sweeper.spec.model import SweepSpec
+    from sweeper.storage.sweeps import SweepInfo
 
 
 def _run_agent(sweep_id: str, storage: Any, **options: Any) -> None:
@@ -99,17 +100,19 @@ def describe_size(spec: SweepSpec) -> str:
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
 @storage_option
 @click.option("--name", default=None, help="Name of the sweep (default: the spec's name, else its id).")
-def submit(spec_path: str, storage: str | None, name: str | None) -> None:
-    """Validate SPEC and create its sweep; prints the sweep id as the last line."""
-    from sweeper.spec.reader import load_spec
-    from sweeper.storage.sweeps import create_sweep
-    from sweeper.storage.urls import mask_url, open_storage, resolve_url
+@warm_start_option
+def submit(spec_path: str, storage: str | None, name: str | None, warm_start: tuple[str, ...]) -> None:
+    """Validate SPEC and create its sweep; prints the sweep id as the last line.
+
+    With a warm start (the spec's sweeper.warm_start, --warm-start), the earlier results are read
+    and checked against the space now; a line per source says how many became priors and why
+    the others did not.
+    """
+    from sweeper.storage.urls import mask_url
 
     _quiet_optuna()
-    spec = load_spec(spec_path)
-    _check_scheduler(spec)  # before a sweep exists
-    url = resolve_url(storage or spec.sweeper.storage)
-    info = create_sweep(open_storage(url), spec, name=name)
+    spec, url = _spec_and_url(spec_path, storage)
+    info = _create(spec, url, name, warm_start)
     click.echo(f"created sweep {info.name!r} in {mask_url(url)}: {describe_size(spec)}", err=True)
     click.echo(info.id)
 
@@ -135,30 +138,34 @@ def agent(sweep: str, storage: str | None, trials: tuple[int, ...], **options: A
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
 @storage_option
 @click.option("--name", default=None, help="Name of the sweep (default: the spec's name, else its id).")
+@warm_start_option
 @agent_options
-def run(spec_path: str, storage: str | None, name: str | None, **options: Any) -> None:
+def run(
+    spec_path: str, storage: str | None, name: str | None, warm_start: tuple[str, ...], **options: Any
+) -> None:
     """Submit SPEC and run an agent on it: `submit` then `agent` in one command."""
-    from sweeper.spec.reader import load_spec
-    from sweeper.storage.sweeps import create_sweep
-    from sweeper.storage.urls import open_storage, resolve_url
-
     _quiet_optuna()
-    spec = load_spec(spec_path)
+    spec, url = _spec_and_url(spec_path, storage)
     _check_trainer(options.get("trainer") or spec.sweeper.trainer)  # before a sweep exists
-    _check_scheduler(spec)
-    url = resolve_url(storage or spec.sweeper.storage)
-    info = create_sweep(open_storage(url), spec, name=name)
+    info = _create(spec, url, name, warm_start)
     click.echo(f"created sweep {info.id} ({printable(info.name)}): {describe_size(spec)}", err=True)
     _run_agent(info.id, url, **options)
 
 
-def _check_scheduler(spec: SweepSpec) -> None:
-    """Run a custom scheduler's file once (``scheduler: {engine: optuna}``): its errors, located, now."""
-    from pathlib import Path
+def _spec_and_url(spec_path: str, storage: str | None) -> tuple[SweepSpec, str]:
+    from sweeper.spec.reader import load_spec
+    from sweeper.storage.urls import resolve_url
 
-    from sweeper.search.strategy import plan_search
+    spec = load_spec(spec_path)
+    return spec, resolve_url(storage or spec.sweeper.storage)
 
-    plan_search(spec, Path.cwd())
+
+def _create(spec: SweepSpec, url: str, name: str | None, warm_start: tuple[str, ...]) -> SweepInfo:
+    """The new sweep, its custom scheduler's file run first and its priors loaded (see ``api.create``)."""
+    from sweeper import api
+    from sweeper.storage.urls import open_storage
+
+    return api.create(spec, open_storage(url), name, warm_start=list(warm_start))
 
 
 def _check_trainer(path: str | None) -> None:

@@ -19,6 +19,7 @@ from sweeper.engine.tasks import TaskFactory
 from sweeper.errors import TrainerError
 from sweeper.search.strategy import SearchPlan
 from sweeper.spec.model import SweepSpec, TrackerSpec
+from sweeper.storage import attrs as keys
 from sweeper.storage import claims, sweeps
 from sweeper.storage.sweeps import SweepInfo
 from sweeper.storage.urls import DEFAULT_DIR
@@ -122,8 +123,14 @@ def set_up(
         project=project,
         max_concurrent=max_concurrent,
     )
-    # The sampler's choice (GP or TPE) depends on how many trials run at once.
-    study.sampler = search.sampler(parallelism=max(1, executor.slots()), claim=claims.claim_config)
+    # The sampler's choice (GP or TPE) depends on how many trials run at once, and how many priors
+    # (a warm start's earlier results) it models besides the budget.
+    study.sampler = search.sampler(
+        parallelism=max(1, executor.slots()),
+        claim=claims.claim_config,
+        priors=prior_count(storage, info.study_id),
+        is_prior=keys.is_prior,
+    )
     make_task = TaskFactory(
         spec=spec,
         search=search,
@@ -138,3 +145,11 @@ def set_up(
         workdir=None if executor.shipped else str(project),
     )
     return Engine(study, executor, trackers, make_task, directions, search, judge)
+
+
+def prior_count(storage: BaseStorage, study_id: int) -> int:
+    """How many priors the sweep's warm start loaded (its ``sweeper:priors`` record; 0 without one)."""
+    loaded = storage.get_study_user_attrs(study_id).get(keys.PRIORS)
+    if not isinstance(loaded, list):
+        return 0
+    return sum(int(item.get("loaded", 0)) for item in loaded if isinstance(item, dict))

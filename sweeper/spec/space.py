@@ -441,6 +441,10 @@ class SearchSpace:
         values = law.finite_values() if law.grid_values is None else law.grid_values
         return sum(self._count_from(i + 1, {**known, name: law.natural(v)}, count) for v in values)
 
+    def natural(self, name: str, value: Any) -> Any:
+        """The value the trainer receives for Optuna param value ``value`` of parameter ``name``."""
+        return self._laws[name].natural(value)
+
     def sample(self, name: str, rng: np.random.Generator) -> Any:
         """One draw of parameter ``name`` from W&B's law, as the Optuna param value."""
         return self._laws[name].draw(rng)

@@ -29,7 +29,9 @@ from sweeper.storage.attrs import (
     SPEC,
     STATE,
     VERSION,
+    is_prior,
 )
+from sweeper.storage.priors import Priors, write_priors
 
 SweepState = Literal["running", "paused", "finished", "cancelled"]
 SWEEP_STATES: tuple[SweepState, ...] = get_args(SweepState)
@@ -72,12 +74,15 @@ def directions(spec: SweepSpec) -> list[str]:
     return [metric.goal for metric in spec.objectives] or ["minimize"]
 
 
-def create_sweep(storage: BaseStorage, spec: SweepSpec, name: str | None = None) -> SweepInfo:
+def create_sweep(
+    storage: BaseStorage, spec: SweepSpec, name: str | None = None, priors: Priors | None = None
+) -> SweepInfo:
     """Create the study of a new sweep and record its spec, name, version and state.
 
     O(1) in the sweep's size: its grid points or budget tokens are queued by the agents, block by
-    block (see :mod:`sweeper.storage.queue`). The sweep becomes visible when its spec is written,
-    the last write.
+    block (see :mod:`sweeper.storage.work`). ``priors`` (a warm start, see
+    :mod:`sweeper.storage.priors`) are written first, as the study's first trials; they take no
+    budget token. The sweep becomes visible when its spec is written, the last write.
     """
     from sweeper import __version__
 
@@ -92,6 +97,8 @@ def create_sweep(storage: BaseStorage, spec: SweepSpec, name: str | None = None)
             continue
     else:  # pragma: no cover - 36**8 ids; ten collisions in a row means a broken RNG
         raise RuntimeError("could not allocate a unique sweep id")
+    if priors is not None:
+        write_priors(storage, study_id, priors)
     sweep_name = name or spec.name or sweep_id
     created_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     attrs: dict[str, Any] = {
@@ -136,7 +143,9 @@ def extend_sweep(storage: BaseStorage, id_or_name: str, extension: Extension) ->
     info = get_sweep(storage, id_or_name)
     spec = info.spec
     trials = storage.get_all_trials(info.study_id, deepcopy=False)
-    firsts = sum(1 for t in trials if RETRY_OF not in t.user_attrs and REPEAT_OF not in t.user_attrs)
+    # What the sweep has run itself: first attempts, not retries, repeats or a warm start's priors.
+    lineage_keys = (RETRY_OF, REPEAT_OF)
+    firsts = sum(1 for t in trials if not is_prior(t) and not any(k in t.user_attrs for k in lineage_keys))
     new = extend_spec(spec, extension, runs_so_far=firsts)
     cursor = work.queued(storage, info.study_id, spec.budget) if spec.budget is not None else firsts
     points: list[dict[str, Any]] = []

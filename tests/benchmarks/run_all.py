@@ -37,7 +37,8 @@ BENCHMARKS = (
     ("hyperband", "bench_hyperband.py", "4. Hyperband savings"),
     ("quality", "bench_quality.py", "5. Search quality"),
     ("conditional", "bench_conditional.py", "7. Conditional parameters"),
-    ("grid", "bench_grid.py", "8. Huge grids"),
+    ("warm", "bench_warm_start.py", "8. Warm starts"),
+    ("grid", "bench_grid.py", "9. Huge grids"),
 )
 TIMEOUT_S = 1800
 
