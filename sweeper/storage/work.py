@@ -39,7 +39,7 @@ def start_queue(storage: BaseStorage, study_id: int) -> None:
 
     A budgeted sweep's work (its grid points in W&B's order, or ``run_cap`` empty tokens the sampler
     fills) is a list that is never built: agents queue it :data:`QUEUE_BLOCK` items at a time as
-    WAITING trials, each block with the cursor's advance in one atomic write (:func:`_top_up`), so
+    WAITING trials, each block with the cursor's advance in one atomic write (:func:`_queue_block`), so
     creating a sweep costs the same for 10 points as for 10^9, and each point is queued once.
     """
     storage.set_study_system_attr(study_id, QUEUED, 0)
