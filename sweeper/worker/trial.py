@@ -308,7 +308,7 @@ def _execute(task: TrialTask, reporter: Reporter | None) -> TrialOutcome:
     except AgentExit:
         raise  # the agent itself is exiting (SIGTERM): not this trial's doing
     except (Exception, SystemExit) as exc:  # a trainer's sys.exit() ends its trial, not the agent
-        reason = _describe(exc)
+        reason = describe_error(exc)
         failure = Failure.TIMEOUT if isinstance(exc, TrialTimeout) else Failure.TRAINER
     summary = trial.summary()
     tracker_runs: dict[str, str] = {}
@@ -397,7 +397,7 @@ def _open_trackers(task: TrialTask) -> TrackerSet | None:
     return open_trackers(task.trackers, run)
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     """``Type: message`` plus the tail of the traceback, enough to find the failing line."""
     head = f"{type(exc).__name__}: {exc}".strip()
     tail = traceback.format_exception(type(exc), exc, exc.__traceback__)
