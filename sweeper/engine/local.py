@@ -157,8 +157,10 @@ class LocalExecutor:
         for step, value in values:
             self._next_key += 1
             reports.append(Report(self._next_key, trial_id, step, value, prunes))
-        if any(self._judge.decide(reports).values()):
-            running.process.prune()
+        decisions = self._judge.decide(reports)
+        stopped = [report.step for report in reports if decisions.get(report.key)]
+        if stopped:
+            running.process.prune(stopped[0])
 
     def _outcome(self, running: _Running) -> TrialOutcome:
         process = running.process

@@ -7,9 +7,9 @@ The local executor (:mod:`sweeper.engine.local`) starts each trial with :meth:`F
 The *trial process* runs the trainer with a :class:`PipeReporter`: each value of the first
 objective is one 17-byte frame on a pipe to the agent (never a storage call; a bounded pipe holds
 back a trainer that logs faster than the agent takes its reports), and the pruner's "stop" comes
-back as a flag in memory shared with the agent, read at no cost on the next report. Its
-:class:`~sweeper.worker.task.TrialOutcome` follows on the same pipe; then it exits with
-``os._exit``, so no exit handler or finalizer of the agent's state runs twice.
+back as a flag in memory shared with the agent, read at no cost by the next report, which raises
+``TrialPruned``. Its :class:`~sweeper.worker.task.TrialOutcome` follows on the same pipe; then it
+exits with ``os._exit``, so no exit handler or finalizer of the agent's state runs twice.
 
 The *supervisor* waits for it, whatever it does (``os._exit``, a segfault, a fatal signal), then
 ends every process the trial left behind, ``setsid`` ones included, which the subreaper flag
@@ -45,6 +45,7 @@ import warnings
 from types import FrameType
 from typing import NoReturn
 
+from sweeper.errors import TrialPruned
 from sweeper.worker import reaper
 from sweeper.worker.task import Failure, TrialOutcome, TrialTask
 from sweeper.worker.trial import describe_error, execute_trial
@@ -54,6 +55,7 @@ KILL_GRACE_S = 10.0
 
 _REPORT = struct.Struct("<cqd")  # b"R", step, value: one report of the first objective
 _OUTCOME = struct.Struct("<cQ")  # b"O", length of the pickled TrialOutcome that follows
+_STEP = struct.Struct("<q")  # the step the pruner stopped the trial at, after its flag byte
 _STATUS = struct.Struct("<ii")  # the trial process's wait status, leftover processes ended
 _PIPE_BYTES = 1 << 20  # about 60,000 reports in flight before a trainer waits for the agent
 _READ_BYTES = 1 << 20
@@ -64,16 +66,25 @@ class TrialTerminated(Exception):  # noqa: N818 - it says what happened, as Tria
 
 
 class PipeReporter:
-    """The trial process's side of the report channel: a frame per report, the pruner's flag."""
+    """The trial process's side of the report channel: a frame per report, the pruner's flag.
+
+    Reports never wait for their decision. A stop decided on an earlier report is raised at the
+    first report after it arrived, as a synchronous channel raises it at the report after the
+    decided one (W&B's rule: a run is stopped once it goes on after the decision).
+    """
 
     def __init__(self, fd: int, stop: mmap.mmap) -> None:
         self._fd = fd
         self._stop = stop
 
     def report(self, trial_id: int, step: int, value: float) -> bool:
+        """Send the report; raises TrialPruned if the pruner stopped the trial on an earlier one."""
+        if self._stop[0] == 1:
+            decided = _STEP.unpack_from(self._stop, 1)[0]
+            raise TrialPruned(f"the pruner stopped the trial at step {decided}")
         # One frame is far below PIPE_BUF: written whole or not at all, even if a signal lands.
         os.write(self._fd, _REPORT.pack(b"R", step, value))
-        return self._stop[0] == 1
+        return False
 
     def started(self, trial_id: int) -> None:
         pass  # the agent counts the timeout from the fork
@@ -102,7 +113,7 @@ class ForkedTrial:
         status_r, status_w = os.pipe()
         with contextlib.suppress(OSError, AttributeError):  # a smaller pipe only slows a fast logger
             fcntl.fcntl(report_w, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
-        stop = mmap.mmap(-1, 1)  # shared with the children: the pruner's decision
+        stop = mmap.mmap(-1, 1 + _STEP.size)  # shared with the children: the pruner's decision
         for stream in (sys.stdout, sys.stderr):  # else the children would print it again
             with contextlib.suppress(Exception):
                 stream.flush()
@@ -125,9 +136,10 @@ class ForkedTrial:
         os.set_blocking(report_r, False)
         return cls(pid, report_r, status_r, stop)
 
-    def prune(self) -> None:
-        """The pruner stops the trial: its next report raises TrialPruned in the trainer."""
+    def prune(self, step: int) -> None:
+        """The pruner stopped the trial at ``step``: its next report raises TrialPruned in the trainer."""
         if not self._stop.closed:
+            _STEP.pack_into(self._stop, 1, step)
             self._stop[0] = 1
 
     def terminate(self) -> None:

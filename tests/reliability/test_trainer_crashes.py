@@ -130,3 +130,35 @@ def test_a_ray_agent_survives_crashing_trainers_and_leaves_no_process(project: P
     assert not _left(
         project, ["exit0-self", "segv-self", "setsid_hang-self", "setsid_return-0", "setsid_hang-0"]
     )
+
+
+LEAVES_A_DAEMON = """
+import subprocess, sys, sweeper
+child = subprocess.Popen(["setsid", "sleep", "600"])  # its own session, and the program's stdout
+open(sys.argv[1].split("=", 1)[1] + "/daemon-0", "w").write(str(child.pid))
+sweeper.init().log({"loss": 0.5})
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="setsid processes are found through /proc")
+@pytest.mark.parametrize("executor", ["local", pytest.param("ray", marks=pytest.mark.ray)])
+def test_a_program_trials_setsid_child_ends_with_the_trial(
+    project: Path, executor: str, request: pytest.FixtureRequest
+) -> None:
+    if executor == "ray":
+        request.getfixturevalue("ray_session")
+    (project / "daemon.py").write_text(LEAVES_A_DAEMON)
+    pids = project / "pids"
+    pids.mkdir()
+    url = f"sqlite:///{project / 's.db'}"
+    spec = {
+        "method": "grid",
+        "program": "daemon.py",
+        "metric": {"name": "loss"},
+        "parameters": {"pids": {"value": str(pids)}},
+    }
+    sweep_id = sweeper.sweep(spec, storage=url)
+    summary = sweeper.agent(sweep_id, storage=url, executor=executor)  # type: ignore[arg-type]
+
+    assert summary.complete == 1, summary.line()
+    assert not _left(project, ["daemon-0"])
