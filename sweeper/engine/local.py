@@ -102,9 +102,8 @@ class LocalExecutor:
             if reports:
                 self._decide(running, reports)
             if time.monotonic() - self._persisted >= PERSIST_S:
-                # Stored in batches; the trial's end write stores what is left.
                 self._persisted = time.monotonic()
-                self._judge.persist()
+                self._persist()
             if running.process.ended:
                 self._running = None
                 return [(running.task, self._outcome(running))]
@@ -161,6 +160,13 @@ class LocalExecutor:
         stopped = [report.step for report in reports if decisions.get(report.key)]
         if stopped:
             running.process.prune(stopped[0])
+
+    def _persist(self) -> None:
+        """Store the values decided on, in one write; those it misses ride in the trial's end write."""
+        try:
+            self._judge.persist()
+        except Exception:  # the storage is away: the trial goes on, its outcome carries every value
+            _logger.exception("storing the reported values failed; they are stored with the trial's end")
 
     def _outcome(self, running: _Running) -> TrialOutcome:
         process = running.process

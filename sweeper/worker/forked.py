@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import functools
 import gc
 import io
@@ -111,7 +110,10 @@ class ForkedTrial:
         """Fork the supervisor, which forks the trial process; return at once."""
         report_r, report_w = os.pipe()
         status_r, status_w = os.pipe()
-        with contextlib.suppress(OSError, AttributeError):  # a smaller pipe only slows a fast logger
+        # A larger pipe (Linux) lets a fast logger run further ahead; a smaller one only slows it.
+        with contextlib.suppress(OSError, AttributeError, ImportError):
+            import fcntl
+
             fcntl.fcntl(report_w, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
         stop = mmap.mmap(-1, 1 + _STEP.size)  # shared with the children: the pruner's decision
         for stream in (sys.stdout, sys.stderr):  # else the children would print it again
@@ -325,7 +327,8 @@ def _run_trial(task: TrialTask, report_w: int, stop: mmap.mmap, supervisor: int)
         except Exception as exc:  # an unpicklable value in the outcome
             data = pickle.dumps(TrialOutcome.failed(Failure.TRAINER, f"cannot send the outcome: {exc}"))
         os.set_blocking(report_w, True)
-        _write_all(report_w, _OUTCOME.pack(b"O", len(data)) + data)
+        with contextlib.suppress(BrokenPipeError):  # the agent is gone: no one to tell
+            _write_all(report_w, _OUTCOME.pack(b"O", len(data)) + data)
         atexit._run_exitfuncs()
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
