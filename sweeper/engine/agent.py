@@ -96,7 +96,7 @@ class Agent:
         trainer: A ``module:function`` path; overrides the spec's ``sweeper.trainer``.
         count: Run at most this many trials in this agent.
         max_concurrent: At most this many trials at once (default: what the cluster can run).
-        executor: ``ray`` (default) or ``local`` (one at a time, in this process).
+        executor: ``ray`` (default) or ``local`` (one at a time, each in a process forked from this one).
         ray_address: Ray to connect to (None: a local instance; ``auto``; ``host:port``); an
             already initialized Ray is reused.
         progress: Where the live progress goes (default: nowhere).
@@ -220,8 +220,6 @@ class Agent:
         def on_change(state: SweepState) -> None:
             signals.state = state
             signals.changed.set()
-            if state == "cancelled":  # reaches a trial running in-process, inside the loop
-                executor.interrupt(Failure.CANCELLED, "sweep cancelled")
 
         watch = SweepWatch(self._storage, info.study_id, self.agent_id, signals.state, on_change)
         watch.start()

@@ -14,7 +14,6 @@ import contextlib
 import copy
 import logging
 import threading
-import time
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +28,7 @@ _logger = logging.getLogger(__name__)
 DECISION_TIMEOUT_S = 30.0
 _DRAIN_WAIT_S = 0.2
 PERSIST_S = 0.5
-"""The in-process channel stores reported values at most this often (in one write each time)."""
+"""The local executor stores reported values at most this often (in one write each time)."""
 
 
 @dataclass(frozen=True)
@@ -234,29 +233,6 @@ class BrokerReporter:
 
     def started(self, trial_id: int) -> None:
         self._broker.started.remote(trial_id)
-
-
-class DirectReporter:
-    """In-process channel for the local executor: the judge decides on each report at once."""
-
-    def __init__(self, judge: PruningJudge) -> None:
-        self._judge = judge
-        self._next_key = 0
-        self._persisted = time.monotonic()
-
-    def report(self, trial_id: int, step: int, value: float) -> bool:
-        self._next_key += 1
-        report = Report(self._next_key, trial_id, step, value, self._judge.prunes)
-        stop = self._judge.decide([report]).get(report.key, False)
-        # Stored in batches: at most every PERSIST_S (the trial's end stores any left over).
-        now = time.monotonic()
-        if now - self._persisted >= PERSIST_S:
-            self._persisted = now
-            self._judge.persist()
-        return stop
-
-    def started(self, trial_id: int) -> None:
-        pass
 
 
 class BrokerDrain:

@@ -14,7 +14,8 @@ import optuna
 from optuna.storages import BaseStorage
 
 from sweeper.engine.broker import PruningJudge
-from sweeper.engine.executor import Executor, LocalExecutor, RayExecutor
+from sweeper.engine.executor import Executor, RayExecutor
+from sweeper.engine.local import LocalExecutor
 from sweeper.engine.tasks import TaskFactory
 from sweeper.errors import TrainerError
 from sweeper.search.strategy import SearchPlan
@@ -62,7 +63,7 @@ def make_executor(
     project: Path,
     max_concurrent: int | None,
 ) -> Executor:
-    """The in-process executor, or Ray tasks with the spec's resources."""
+    """One trial at a time in forked processes (``local``), or Ray tasks with the spec's resources."""
     if kind == "local":
         return LocalExecutor(judge)
     return RayExecutor(

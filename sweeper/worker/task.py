@@ -90,7 +90,6 @@ class Failure(str, enum.Enum):
     CONFIG = "config"  # the trial's config could not be built (a malformed config override)
     TIMEOUT = "timeout"  # ran past sweeper.timeout
     CANCELLED = "cancelled"  # the sweep was cancelled, or the executor cancelled it
-    INTERRUPTED = "interrupted"  # stopped in-process by the agent
     WORKER_DIED = "worker died"  # the process running the trial died (OOM, segfault, os._exit)
     NODE_LOST = "node lost"  # the machine running the trial left the cluster
     AGENT_LOST = "agent lost"  # its agent renewed no lease: another agent reaped it

@@ -1,10 +1,10 @@
 """One trial as the trainer sees it, and the worker-side code that runs it.
 
 :func:`execute_trial` runs a :class:`~sweeper.worker.task.TrialTask` wherever the executor put it (a
-Ray worker or the agent's own process) and returns a :class:`~sweeper.worker.task.TrialOutcome`.
+Ray worker or a process forked from the agent) and returns a :class:`~sweeper.worker.task.TrialOutcome`.
 Workers never touch the storage: reports of the first objective metric go through a
-:class:`~sweeper.worker.task.Reporter` (a Ray actor on the agent's node, or a direct call), which
-answers whether the pruner stops the trial.
+:class:`~sweeper.worker.task.Reporter` (a Ray actor on the agent's node, or a pipe to the agent),
+which answers whether the pruner stops the trial.
 """
 
 from __future__ import annotations
@@ -133,9 +133,10 @@ class Trial:
     def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Record metrics (W&B's ``wandb.log``); forwarded to the trackers.
 
-        A stop the pruner decides at one report is raised at the trial's next report, as W&B's
-        agent stops a run only once the run goes on after the decision: a trial that reports
-        through to the end of its budget completes, with everything it logged.
+        A stop the pruner decides at one report is raised at the trial's next report after the
+        decision reached it (the local executor never makes a report wait for its decision), as
+        W&B's agent stops a run only once the run goes on after the decision: a trial that
+        reports through to the end of its budget completes, with everything it logged.
 
         Raises:
             TrialPruned: the pruner stopped this trial; let it propagate out of the trainer.
@@ -308,7 +309,7 @@ def _execute(task: TrialTask, reporter: Reporter | None) -> TrialOutcome:
     except AgentExit:
         raise  # the agent itself is exiting (SIGTERM): not this trial's doing
     except (Exception, SystemExit) as exc:  # a trainer's sys.exit() ends its trial, not the agent
-        reason = _describe(exc)
+        reason = describe_error(exc)
         failure = Failure.TIMEOUT if isinstance(exc, TrialTimeout) else Failure.TRAINER
     summary = trial.summary()
     tracker_runs: dict[str, str] = {}
@@ -397,7 +398,7 @@ def _open_trackers(task: TrialTask) -> TrackerSet | None:
     return open_trackers(task.trackers, run)
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     """``Type: message`` plus the tail of the traceback, enough to find the failing line."""
     head = f"{type(exc).__name__}: {exc}".strip()
     tail = traceback.format_exception(type(exc), exc, exc.__traceback__)
