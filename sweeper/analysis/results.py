@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import operator
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,8 @@ from sweeper.storage.urls import open_storage
 if TYPE_CHECKING:
     import pandas
 
+
+_NUMBER = operator.attrgetter("number")
 
 # States whose values mean something: complete, and stopped with the best value it logged.
 _VALUED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -221,6 +224,8 @@ class SweepResults:
         return [t for t in self.frozen_trials if t.state in states and t.values is not None]
 
     def _sort(self, pool: list[FrozenTrial], key: str, *, reverse: bool) -> list[FrozenTrial]:
+        if key == "number":  # every trial has one, and only one trial each: a plain sort
+            return sorted(pool, key=_NUMBER, reverse=reverse)
         getter, sign = self._sort_getter(key)
         present = [(getter(t), t) for t in pool]
         keyed = [(v, t) for v, t in present if v is not None]

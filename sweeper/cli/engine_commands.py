@@ -144,12 +144,28 @@ def run(
     spec_path: str, storage: str | None, name: str | None, warm_start: tuple[str, ...], **options: Any
 ) -> None:
     """Submit SPEC and run an agent on it: `submit` then `agent` in one command."""
+    import contextlib
+    from pathlib import Path
+
+    from sweeper.engine.ray_start import RayStart
+    from sweeper.engine.setup import check_trainer_module
+    from sweeper.worker.trial import import_trainer
+
     _quiet_optuna()
     spec, url = _spec_and_url(spec_path, storage)
-    _check_trainer(options.get("trainer") or spec.sweeper.trainer)  # before a sweep exists
-    info = _create(spec, url, name, warm_start)
-    click.echo(f"created sweep {info.id} ({printable(info.name)}): {describe_size(spec)}", err=True)
-    _run_agent(info.id, url, **options)
+    trainer = options.get("trainer") or spec.sweeper.trainer
+    project = Path.cwd().resolve()  # the agent's default workdir
+    check_trainer_module(trainer, project)  # a misspelt trainer fails before Ray starts
+    # Ray starts while the trainer is imported, the sweep created and the agent set up (a sweep
+    # naming no trainer at all fails in the agent, before Ray starts).
+    runs = trainer is not None or spec.program is not None or spec.command is not None
+    start = RayStart.begin(options["ray_address"], project) if options["executor"] == "ray" and runs else None
+    with start or contextlib.nullcontext():
+        if trainer is not None:
+            import_trainer(trainer, project)  # before a sweep exists
+        info = _create(spec, url, name, warm_start)
+        click.echo(f"created sweep {info.id} ({printable(info.name)}): {describe_size(spec)}", err=True)
+        _run_agent(info.id, url, ray_start=start, **options)
 
 
 def _spec_and_url(spec_path: str, storage: str | None) -> tuple[SweepSpec, str]:
@@ -166,15 +182,6 @@ def _create(spec: SweepSpec, url: str, name: str | None, warm_start: tuple[str, 
     from sweeper.storage.urls import open_storage
 
     return api.create(spec, open_storage(url), name, warm_start=list(warm_start))
-
-
-def _check_trainer(path: str | None) -> None:
-    import os
-
-    from sweeper.worker.trial import import_trainer
-
-    if path is not None:
-        import_trainer(path, os.getcwd())
 
 
 def _state_command(name: str, state: str, doc: str) -> None:

@@ -127,9 +127,17 @@ def json_text(data: Any) -> str:
     """Strict JSON: an object indented, an array one compact record per line (fast on 10k records)."""
     if isinstance(data, list):
         # Records come from to_dict(), already JSON-ready.
-        lines = [json.dumps(item, allow_nan=False, default=str) for item in data]
-        return "[\n" + ",\n".join(lines) + "\n]\n" if lines else "[]\n"
+        return _json_array([json.dumps(item, allow_nan=False, default=str) for item in data])
     return json.dumps(strict_json(data), indent=2, allow_nan=False, default=str) + "\n"
+
+
+def trials_json(trials: Iterable[records.TrialRecord]) -> str:
+    """``json_text([t.to_dict() for t in trials])``, the same text, each record encoded by :meth:`to_json`."""
+    return _json_array([t.to_json() for t in trials])
+
+
+def _json_array(lines: list[str]) -> str:
+    return "[\n" + ",\n".join(lines) + "\n]\n" if lines else "[]\n"
 
 
 def make_console() -> Console:

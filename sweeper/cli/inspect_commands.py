@@ -33,6 +33,7 @@ from sweeper.cli.format import (
     sparkline,
     state_text,
     trial_table,
+    trials_json,
     value_text,
 )
 from sweeper.cli.main import main
@@ -242,7 +243,7 @@ def trials_command(
     counts = results.counts(include_priors=True)
     total = sum(n for state, n in counts.items() if not wanted or state in wanted)
     if as_json:
-        echo_json([t.to_dict() for t in shown])
+        click.echo(trials_json(shown), nl=False)
         return
     console = make_console()
     console.print(trial_table(results, shown, title=f"Trials of {results.name} ({results.id})", reasons=True))
@@ -274,7 +275,7 @@ def best_command(
     k = top if top is not None else (None if results.is_multi_objective else 1)
     best = results.best(k, include_stopped=include_stopped, priors=priors)
     if as_json:
-        echo_json([t.to_dict() for t in best])
+        click.echo(trials_json(best), nl=False)
         return
     if not best:
         make_console().print(cell(f"Sweep {results.id} has no complete trial yet."))

@@ -47,7 +47,8 @@ def agent_options(func: F) -> F:
             "--ray-address",
             metavar="ADDR",
             default=None,
-            help="Ray cluster to use: 'auto' or host:port (default: a local Ray).",
+            help="Ray to use: 'auto', host:port, or 'local' for a fresh one (default: the one "
+            "`ray start` left running here, else a fresh one).",
         ),
         click.option(
             "--executor",

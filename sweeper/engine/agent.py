@@ -32,7 +32,8 @@ from sweeper.engine.flapping import FlapGuard, FlapPolicy
 from sweeper.engine.loop import End, FillLoop, Signals
 from sweeper.engine.outcomes import OutcomeRecorder
 from sweeper.engine.progress import Progress, SilentProgress, Tally
-from sweeper.engine.setup import EXECUTORS, ExecutorKind, set_up, trainer_target
+from sweeper.engine.ray_start import RayStart
+from sweeper.engine.setup import EXECUTORS, ExecutorKind, check_trainer_module, set_up, trainer_target
 from sweeper.engine.watch import SweepWatch
 from sweeper.errors import UsageError
 from sweeper.spec.model import SweepSpec
@@ -109,6 +110,8 @@ class Agent:
         trials: Run only these WAITING trials (by number) and the retries of those that fail;
             those another agent took are waited for. See the module docstring for how a
             targeted agent treats the sweep's state.
+        ray_start: Ray's start, begun already (``sweeper run`` begins it before it creates the
+            sweep); by default :meth:`run` begins it (see :mod:`sweeper.engine.ray_start`).
 
     Raises:
         UsageError: an option is out of range, a targeted trial does not exist, or the sweep
@@ -132,6 +135,7 @@ class Agent:
         lease_renew_s: float = leases.DEFAULT_RENEW_S,
         flap_policy: FlapPolicy | None = None,
         trials: Collection[int] | None = None,
+        ray_start: RayStart | None = None,
     ) -> None:
         if executor not in EXECUTORS:
             raise UsageError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
@@ -150,6 +154,7 @@ class Agent:
         self._max_concurrent = max_concurrent or self.spec.sweeper.max_concurrent
         self._executor_kind = executor
         self._ray_address = ray_address
+        self._ray_start = ray_start
         self._progress: Progress = progress or SilentProgress()
         self._workdir = Path(workdir or Path.cwd()).resolve()
         self.agent_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
@@ -189,17 +194,29 @@ class Agent:
         from sweeper.trackers.tracker_set import close_trackers
 
         info, spec = self.info, self.spec
-        target = trainer_target(spec, info.id, self._function, self._trainer, self._workdir)
-        engine = set_up(
-            self._storage,
-            info,
-            agent_id=self.agent_id,
-            target=target,
-            executor_kind=self._executor_kind,
-            ray_address=self._ray_address,
-            max_concurrent=self._max_concurrent,
-            project=self._workdir,
-        )
+        start = self._ray_start
+        if start is None and self._executor_kind == "ray":
+            # What would fail the set-up, found before Ray starts (no import: that overlaps it).
+            path = self._trainer or spec.sweeper.trainer
+            if self._function is None and path is None:
+                trainer_target(spec, info.id, None, None, self._workdir)  # no trainer, no program: raises
+            elif self._function is None:
+                check_trainer_module(path, self._workdir)
+            start = RayStart.begin(self._ray_address, self._workdir)
+        # Ray starts meanwhile: the trainer's import, the study, the search plan, the trackers.
+        with start or contextlib.nullcontext():
+            target = trainer_target(spec, info.id, self._function, self._trainer, self._workdir)
+            engine = set_up(
+                self._storage,
+                info,
+                agent_id=self.agent_id,
+                target=target,
+                executor_kind=self._executor_kind,
+                ray_address=self._ray_address,
+                max_concurrent=self._max_concurrent,
+                project=self._workdir,
+                ray_start=start,
+            )
         keeper = leases.LeaseKeeper(engine.study, self.agent_id, self._lease_policy, spec.sweeper.retries)
         keeper.start()
         recorder = OutcomeRecorder(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import threading
 import time
 from collections.abc import Mapping
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sweeper.engine.broker import BrokerDrain, BrokerReporter, PruningJudge, start_broker
+from sweeper.engine.ray_start import RayStart
 from sweeper.errors import UsageError
 from sweeper.spec.model import Resources
 from sweeper.worker.reaper import trial_processes
@@ -28,19 +28,6 @@ from sweeper.worker.trial import execute_trial
 
 _logger = logging.getLogger(__name__)
 
-# What never travels to the workers with the project directory.
-SHIP_EXCLUDES = (
-    ".venv",
-    "venv",
-    ".git",
-    ".sweeper",
-    "mlruns",
-    "wandb",
-    "__pycache__",
-    "*.pyc",
-    ".mypy_cache",
-)
-SHIP_MAX_FILE_BYTES = 16 * 1024 * 1024
 _CAPACITY_RECHECK_S = 10.0
 
 
@@ -82,9 +69,9 @@ class _Running:
 class RayExecutor:
     """Each trial is a Ray task with the spec's resources; reports go through a broker actor.
 
-    Connects to Ray unless it is already initialized (then it is reused as configured): a local
-    instance by default, ``auto`` or an address for a cluster. When it connects, the project
-    directory (``ship_dir``) travels to every worker as the task's working directory.
+    Which Ray it uses, and whether the project directory (``ship_dir``) travels to the workers, is
+    :mod:`sweeper.engine.ray_start`'s rule; ``start`` is a :class:`RayStart` begun earlier, so that
+    Ray starts while the agent sets up.
     """
 
     def __init__(
@@ -95,27 +82,15 @@ class RayExecutor:
         address: str | None = None,
         ship_dir: Path | None = None,
         max_concurrent: int | None = None,
+        start: RayStart | None = None,
     ) -> None:
         import ray
 
-        self._owns_ray = False
-        self.shipped = False
-        if not ray.is_initialized():
-            runtime_env: dict[str, Any] = {}
-            if ship_dir is not None:
-                runtime_env = {"working_dir": str(ship_dir), "excludes": ship_excludes(ship_dir)}
-                self.shipped = True
-            # "local" starts a fresh instance, never a cluster some other process made "current".
-            quiet_ray_notices()
-            ray.init(
-                address=address or "local",
-                runtime_env=runtime_env or None,
-                include_dashboard=False,
-                # Ray's INFO lines (packaging, start-up) drown the agent's own progress.
-                logging_level=logging.WARNING,
-            )
-            forward_only_task_output()
-            self._owns_ray = True
+        # Which Ray, and whether the project is shipped: sweeper.engine.ray_start's rule. A start
+        # begun earlier (while the sweep was created) is waited for here.
+        connection = (start or RayStart.begin(address, ship_dir)).wait()
+        self._owns_ray = connection.owned
+        self.shipped = connection.shipped
         self._resources = resources
         self._max_concurrent = max_concurrent
         self._options = _task_options(resources)
@@ -238,90 +213,6 @@ def capacity(cluster: Mapping[str, float], resources: Resources) -> int:
         if need > 0:
             fits.append(math.floor(cluster.get(key, 0.0) / need + 1e-9))
     return max(0, min(fits)) if fits else int(cluster.get("CPU", 1.0))
-
-
-def ship_excludes(root: Path) -> list[str]:
-    """Ray ``excludes`` for shipping ``root``: tool and tracker directories, and files too large."""
-    excludes = list(SHIP_EXCLUDES)
-    skip = {name for name in SHIP_EXCLUDES if "*" not in name}
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = [d for d in dirs if d not in skip]
-        for name in files:
-            path = Path(folder) / name
-            try:
-                if path.stat().st_size > SHIP_MAX_FILE_BYTES:
-                    excludes.append("/" + path.relative_to(root).as_posix())
-            except OSError:
-                continue
-    return excludes
-
-
-RAY_TOKEN_AUTH_NOTE = (
-    "Ray turned on token authentication for the local cluster it started (its default for a new "
-    "local cluster; RAY_AUTH_MODE=disabled turns it off)"
-)
-
-
-def quiet_ray_notices() -> None:
-    """Keep Ray's start-up notices that do not concern a sweeper user off their terminal.
-
-    - "Directory '.git' is now ignored by default": we exclude those directories ourselves.
-    - "Token authentication is enabled for this Ray cluster": Ray's default for the local
-      cluster it starts; it becomes one debug line of ours (``sweeper --verbose``).
-    """
-    logging.getLogger("ray._private.worker").addFilter(_drop_default_excludes_notice)
-    logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
-        _token_auth_enabled_as_ours
-    )
-
-
-def forward_only_task_output() -> None:
-    """Of what Ray's workers write, pass on what tasks and actors wrote (the trainers' output) and
-    the raylet's notices; drop what a worker that ran nothing wrote, such as the crash dump of an
-    idle worker killed as Ray shuts down (one debug line of ours says so, ``sweeper --verbose``).
-
-    Ray forwards worker output through a handler it names ``ray_print_logs``; if a Ray version
-    names it otherwise, its own handler stays as it is.
-    """
-    try:
-        from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
-    except ImportError:  # pragma: no cover - Ray's internals moved; keep its default
-        return
-    found = [handler for name, handler in dispatcher.handlers if name == _RAY_PRINT_LOGS]
-    if len(found) != 1 or getattr(found[0], "sweeper_filter", False):
-        return
-    original = found[0]
-
-    def forward(data: dict[str, Any]) -> None:
-        if data.get("task_name") or data.get("actor_name") or data.get("pid") in ("raylet", "autoscaler"):
-            original(data)
-            return
-        lines = [line for line in data.get("lines", []) if line.strip()]
-        if lines:
-            _logger.debug(
-                "a Ray worker that ran no trial (pid %s) wrote %d line(s), not shown; the first: %s",
-                data.get("pid"),
-                len(lines),
-                lines[0].strip(),
-            )
-
-    forward.sweeper_filter = True  # type: ignore[attr-defined]
-    dispatcher.remove_handler(_RAY_PRINT_LOGS)
-    dispatcher.add_handler(_RAY_PRINT_LOGS, forward)
-
-
-_RAY_PRINT_LOGS = "ray_print_logs"
-
-
-def _drop_default_excludes_notice(record: logging.LogRecord) -> bool:
-    return not str(record.msg).startswith("Directory %r is now ignored by default")
-
-
-def _token_auth_enabled_as_ours(record: logging.LogRecord) -> bool:
-    if str(record.msg).startswith("Token authentication is enabled for this Ray cluster"):
-        _logger.debug(RAY_TOKEN_AUTH_NOTE)
-        return False
-    return True
 
 
 def _cluster_resources() -> dict[str, float]:

@@ -16,6 +16,7 @@ from optuna.storages import BaseStorage
 from sweeper.engine.broker import PruningJudge
 from sweeper.engine.executor import Executor, RayExecutor
 from sweeper.engine.local import LocalExecutor
+from sweeper.engine.ray_start import RayStart
 from sweeper.engine.tasks import TaskFactory
 from sweeper.errors import TrainerError
 from sweeper.search.strategy import SearchPlan
@@ -54,6 +55,63 @@ def trainer_target(
     return None
 
 
+def check_trainer_module(path: str | None, project: Path) -> None:
+    """Fail at once, before Ray starts, on a ``module:function`` trainer that cannot be right.
+
+    The module is looked for and its source read, not run: a malformed path, a module that cannot
+    be found, a source that does not parse or that binds no such name raise here, as
+    :func:`~sweeper.worker.trial.import_trainer` raises. The import itself (seconds, for a trainer
+    that imports torch) is left to :func:`trainer_target`, which runs while Ray starts.
+
+    Raises:
+        TrainerError: as :func:`~sweeper.worker.trial.import_trainer`.
+    """
+    import importlib.util
+    import sys
+
+    if path is None:
+        return
+    module, sep, attr = path.partition(":")
+    entry = str(project)
+    if entry not in sys.path:
+        sys.path.insert(0, entry)  # as import_trainer does
+    try:
+        found = importlib.util.find_spec(module) if module and sep and attr else None
+    except Exception:  # a parent package that is missing, or fails to import
+        found = None
+    if found is None or module in sys.modules or not _may_bind(found.origin, attr.split(".")[0]):
+        import_trainer(path, project)  # imported already, or wrong: its own error, now
+
+
+def _may_bind(origin: str | None, name: str) -> bool:
+    """Whether the module's source may bind ``name`` (any doubt: yes); False when it cannot parse."""
+    import ast
+
+    if origin is None or not origin.endswith(".py"):
+        return True
+    try:
+        tree = ast.parse(Path(origin).read_bytes())
+    except SyntaxError:
+        return False
+    except (OSError, ValueError):
+        return True
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            if node.name in (name, "__getattr__"):
+                return True
+        elif isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            if node.id == name:
+                return True
+        elif isinstance(node, ast.alias):
+            if node.name == "*" or (node.asname or node.name).split(".")[0] == name:
+                return True
+        elif isinstance(node, ast.Attribute) and node.attr in ("__dict__", "setattr"):
+            return True  # bound in ways a reader cannot follow
+        elif isinstance(node, ast.Name) and node.id in ("globals", "setattr", "exec"):
+            return True
+    return False
+
+
 def make_executor(
     kind: ExecutorKind,
     spec: SweepSpec,
@@ -62,8 +120,10 @@ def make_executor(
     ray_address: str | None,
     project: Path,
     max_concurrent: int | None,
+    ray_start: RayStart | None = None,
 ) -> Executor:
-    """One trial at a time in forked processes (``local``), or Ray tasks with the spec's resources."""
+    """One trial at a time in forked processes (``local``), or Ray tasks with the spec's resources (on
+    ``ray_start``'s Ray, if given)."""
     if kind == "local":
         return LocalExecutor(judge)
     return RayExecutor(
@@ -72,6 +132,7 @@ def make_executor(
         address=ray_address,
         ship_dir=project,
         max_concurrent=max_concurrent,
+        start=ray_start,
     )
 
 
@@ -98,8 +159,10 @@ def set_up(
     ray_address: str | None,
     max_concurrent: int | None,
     project: Path,
+    ray_start: RayStart | None = None,
 ) -> Engine:
-    """Load the sweep's study with its pruner and sampler, prepare its trackers, start the executor."""
+    """Load the sweep's study with its pruner and sampler, prepare its trackers, start the executor
+    (on ``ray_start``'s Ray, begun earlier, when given)."""
     from sweeper.search.strategy import plan_search
     from sweeper.trackers.tracker_set import prepare_trackers
 
@@ -123,6 +186,7 @@ def set_up(
         ray_address=ray_address,
         project=project,
         max_concurrent=max_concurrent,
+        ray_start=ray_start,
     )
     # The sampler's choice (GP or TPE) depends on how many trials run at once, and how many priors
     # (a warm start's earlier results) it models besides the budget.

@@ -29,13 +29,13 @@ import logging
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple, TypeVar
 
 from optuna.distributions import BaseDistribution, json_to_distribution
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages._cached_storage import _CachedStorage
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.storage.retry import RetryingStorage
 
@@ -150,7 +150,11 @@ class _Rows(NamedTuple):
 def _read(rdb: RDBStorage, study_id: int) -> list[FrozenTrial] | None:
     """The study's trials from one read transaction; ``None`` when there is no such study."""
     from optuna.storages._rdb import models
-    from sqlalchemy import select
+    from sqlalchemy import String, select, type_coerce
+
+    def text(column: Any) -> Any:
+        # An enum column as its stored name: SQLAlchemy's enum conversion costs a call per row.
+        return type_coerce(column, String)
 
     trial = models.TrialModel
     param = models.TrialParamModel
@@ -175,7 +179,7 @@ def _read(rdb: RDBStorage, study_id: int) -> list[FrozenTrial] | None:
             select(
                 trial.trial_id,
                 trial.number,
-                trial.state,
+                text(trial.state),
                 trial._datetime_start_utc,
                 trial._datetime_complete_utc,
             )
@@ -188,12 +192,12 @@ def _read(rdb: RDBStorage, study_id: int) -> list[FrozenTrial] | None:
             .order_by(param.param_id)
         ).all()
         value_rows = connection.execute(
-            select(value.trial_id, value.objective, value.value, value.value_type)
+            select(value.trial_id, value.objective, value.value, text(value.value_type))
             .where(value.trial_id.in_(in_study))
             .order_by(value.trial_id, value.objective)
         ).all()
         step_rows = connection.execute(
-            select(step.trial_id, step.step, step.intermediate_value, step.intermediate_value_type)
+            select(step.trial_id, step.step, step.intermediate_value, text(step.intermediate_value_type))
             .where(step.trial_id.in_(in_study))
             .order_by(step.trial_intermediate_value_id)
         ).all()
@@ -238,24 +242,25 @@ def _build(rows: _Rows) -> list[FrozenTrial]:
         distributions[trial_id][name] = distribution
 
     # Finite values (nearly all) skip Optuna's converters; the rest go through them, asserts included.
-    finite = TrialValueModel.TrialValueType.FINITE
+    value_types = TrialValueModel.TrialValueType
+    to_value = TrialValueModel.stored_repr_to_value
     for trial_id, objective, stored, value_type in rows.values:
         if trial_id in params:
             values.setdefault(trial_id, {})[objective] = (
                 stored
-                if value_type is finite and stored is not None
-                else TrialValueModel.stored_repr_to_value(stored, value_type)
+                if value_type == "FINITE" and stored is not None
+                else to_value(stored, value_types[value_type])
             )
 
-    finite_step = TrialIntermediateValueModel.TrialIntermediateValueType.FINITE
+    step_types = TrialIntermediateValueModel.TrialIntermediateValueType
     to_step_value = TrialIntermediateValueModel.stored_repr_to_intermediate_value
     for trial_id, number, stored, value_type in rows.steps:
         curve = steps.get(trial_id)
         if curve is not None:
             curve[number] = (
                 stored
-                if value_type is finite_step and stored is not None
-                else to_step_value(stored, value_type)
+                if value_type == "FINITE" and stored is not None
+                else to_step_value(stored, step_types[value_type])
             )
 
     for attr_rows, attrs in ((rows.user_attrs, user_attrs), (rows.system_attrs, system_attrs)):
@@ -264,14 +269,16 @@ def _build(rows: _Rows) -> list[FrozenTrial]:
             if trial_attrs is not None:
                 trial_attrs[key] = decoded_value
 
+    states = TrialState.__members__
+    local = LocalTime()
     return [
         FrozenTrial(
             number=number,
-            state=state,
+            state=states[state],
             value=None,
             values=_objective_values(values.get(trial_id)),
-            datetime_start=_local(started),
-            datetime_complete=_local(completed),
+            datetime_start=local(started),
+            datetime_complete=local(completed),
             params=params[trial_id],
             distributions=distributions[trial_id],
             user_attrs=user_attrs[trial_id],
@@ -308,8 +315,43 @@ def _objective_values(by_objective: dict[int, float] | None) -> list[float] | No
     return filled
 
 
-def _local(stored: datetime | None) -> datetime | None:
-    # Optuna 5 stores naive UTC and hands out naive local time (TrialModel.datetime_start).
-    if stored is None:
-        return None
+class LocalTime:
+    """Optuna 5 stores naive UTC and hands out naive local time (``TrialModel.datetime_start``).
+
+    ``astimezone`` asks the C library for the zone's offset at each instant (microseconds each, two
+    per trial); the offset is the same for a whole hour unless a zone change falls inside it, so it
+    is asked once per hour of timestamps, and an hour whose two ends differ is converted value by
+    value, exactly as Optuna does.
+
+    Example:
+        >>> LocalTime()(None) is None
+        True
+    """
+
+    def __init__(self) -> None:
+        self._offsets: dict[datetime, timedelta | None] = {}
+
+    def __call__(self, stored: datetime | None) -> datetime | None:
+        if stored is None:
+            return None
+        hour = stored.replace(minute=0, second=0, microsecond=0)
+        if hour not in self._offsets:
+            first, last = _offset(hour), _offset(hour + _HOUR)
+            self._offsets[hour] = first if first == last else None
+        offset = self._offsets[hour]
+        if offset is None:  # the zone changes within this hour
+            return exact_local(stored)
+        return stored + offset
+
+
+_HOUR = timedelta(hours=1)
+
+
+def _offset(utc: datetime) -> timedelta:
+    """How far local time is ahead of UTC at ``utc`` (a naive UTC time)."""
+    return exact_local(utc) - utc
+
+
+def exact_local(stored: datetime) -> datetime:
+    """Naive UTC as naive local time, as Optuna converts it (``astimezone``, one call each)."""
     return stored.replace(tzinfo=timezone.utc).astimezone().replace(tzinfo=None)

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages import BaseStorage, RDBStorage
 
 from sweeper.errors import StorageError, UsageError
 from sweeper.redaction import STORAGE_ENV_VAR, redact
 from sweeper.storage.journal_lock import FlockJournalLock
+from sweeper.storage.journal_read import JournalFile, open_journal
 from sweeper.storage.retry import RetryingStorage
 
 ENV_VAR = STORAGE_ENV_VAR
@@ -83,8 +83,7 @@ def open_storage(url: str | None = None) -> BaseStorage:
             path = Path(resolved[len(JOURNAL_SCHEME) :])
             path.parent.mkdir(parents=True, exist_ok=True)
             # flock: released by the kernel when its holder dies, never broken while it lives.
-            backend = JournalFileBackend(str(path), lock_obj=FlockJournalLock(str(path)))
-            return JournalStorage(backend)
+            return open_journal(JournalFile(str(path), lock_obj=FlockJournalLock(str(path))))
         if resolved.startswith("sqlite:///"):
             Path(resolved[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         rdb = RDBStorage(_with_driver(resolved), engine_kwargs=_engine_kwargs(resolved))

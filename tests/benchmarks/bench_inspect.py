@@ -1,37 +1,44 @@
-"""How fast the inspect commands answer on a sweep of 10,000 trials (journal file and SQLite).
+"""How fast the inspect commands answer on a sweep of 10,000 trials (journal file, SQLite, PostgreSQL).
 
 Run: ``python tests/benchmarks/bench_inspect.py [--trials N] [--dir DIR]``. Prints one line per
-measurement; the target is under a second for ``best``, ``trials`` and ``status``. Not a test: the
-figures depend on the machine.
+measurement; the target is under a second for ``best``, ``trials`` (``--json`` too) and ``status``.
+Not a test: the figures depend on the machine. PostgreSQL is measured when the server of the tests
+answers (``$SWEEPER_TEST_POSTGRES``, else ``postgresql://postgres@127.0.0.1:5432/postgres``), in a
+database of its own, dropped afterwards.
 
-The sweep is built at the storage level (``study.add_trials`` of ready-made trials carrying the user
-attrs the engine writes and a 10-step learning curve), which takes seconds instead of minutes.
+The sweep is written as the agent writes it (see :func:`build`), 500 trials a round trip: seconds on
+the journal and SQLite, where Optuna's ``add_trials`` of ready-made trials took minutes on SQLite.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from datetime import datetime, timedelta
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import optuna
 from click.testing import CliRunner
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-from optuna.trial import TrialState, create_trial
+from optuna.storages import JournalStorage
+from optuna.trial import TrialState
 
 from sweeper.analysis import results as res
 from sweeper.cli import main
 from sweeper.spec.reader import load_spec
-from sweeper.storage import sweeps
+from sweeper.storage import batch, sweeps
+from sweeper.storage.fast_read import database_of
 from sweeper.storage.urls import open_storage
 
 SPEC = {
@@ -54,57 +61,26 @@ DISTRIBUTIONS = {
 
 
 def build(url: str, n_trials: int, running: int = 8) -> str:
-    """A sweep of ``n_trials`` trials (a few running, some pruned or failed); returns its id."""
+    """A sweep of ``n_trials`` trials (a few running, some pruned or failed); returns its id.
+
+    The trials are written as the agent writes them, through its batched writer
+    (:func:`sweeper.storage.batch.write_trials`), 500 at a time: on the journal that is the agent's
+    very records (a create, then params, attrs, a lease, reports and the end: about 25 records a
+    trial), on a database the same rows. Only the creation of the trials' rows is bulk (one
+    statement, or one append, per 500).
+    """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = _bulk_storage(url)
     info = sweeps.create_sweep(storage, load_spec(SPEC))
-    study = sweeps.load_study(storage, info.id)
     rng = random.Random(0)
-    start = datetime.now() - timedelta(hours=10)
-    trials = []
-    for number in range(n_trials):
-        params = {
-            "lr": math.exp(rng.uniform(math.log(1e-5), math.log(1e-1))),
-            "model.depth": rng.choice([2, 4, 8, 16]),
-            "model.width": rng.randint(16, 1024),
-            "dropout": rng.uniform(0.0, 0.5),
-        }
-        loss = (math.log10(params["lr"]) + 3) ** 2 + params["dropout"] + rng.random()
-        state = rng.choices(
-            [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL], weights=[0.8, 0.15, 0.05]
-        )[0]
-        curve = {
-            step: loss + (10 - step) * 0.05 for step in range(1, 11 if state != TrialState.PRUNED else 4)
-        }
-        attrs: dict[str, Any] = {
-            "config": {
-                "lr": params["lr"],
-                "model": {"depth": params["model.depth"], "width": params["model.width"]},
-                "dropout": params["dropout"],
-                "seed": 0,
-            },
-            "attempt": 0,
-            "agent": "bench-agent",
-            "host": "node-1",
-            "duration_s": 3.0,
-            "metrics": {"loss": loss, "accuracy": 1 - loss / 10},
-            "tracker_runs": {"jsonl": f".sweeper/sweeps/{info.id}/trial-{number}/metrics.jsonl"},
-        }
-        if state == TrialState.FAIL:
-            attrs["fail_reason"] = "RuntimeError: boom"
-            curve = {}
-        trial = create_trial(
-            state=state,
-            value=loss if state == TrialState.COMPLETE else None,
-            params=params,
-            distributions=DISTRIBUTIONS,
-            user_attrs=attrs,
-            intermediate_values=curve,
-        )
-        trial.datetime_start = start + timedelta(seconds=3 * number)
-        trial.datetime_complete = trial.datetime_start + timedelta(seconds=3)
-        trials.append(trial)
-    study.add_trials(trials)
+    start = datetime.now(timezone.utc) - timedelta(hours=10)
+    for first in range(0, n_trials, _CHUNK):
+        count = min(_CHUNK, n_trials - first)
+        ids = _create_trials(storage, info.study_id, count, start + timedelta(seconds=3 * first))
+        writes = [_writes(trial_id, info.id, first + i, rng) for i, trial_id in enumerate(ids)]
+        batch.write_trials(storage, [begin for begin, _ in writes])
+        batch.write_trials(storage, [end for _, end in writes])
+    study = sweeps.load_study(storage, info.id)
     for _ in range(running):  # a few live trials, as a running sweep has
         trial = study.ask(DISTRIBUTIONS)
         trial.set_user_attr("config", {"lr": trial.params["lr"]})
@@ -121,6 +97,101 @@ def build(url: str, n_trials: int, running: int = 8) -> str:
         },
     )
     return info.id
+
+
+_CHUNK = 500
+
+
+def _writes(trial_id: int, sweep_id: str, number: int, rng: random.Random) -> tuple[Any, Any]:
+    """The agent's two writes of one trial: its start and its end."""
+    params = {
+        "lr": math.exp(rng.uniform(math.log(1e-5), math.log(1e-1))),
+        "model.depth": rng.choice([2, 4, 8, 16]),
+        "model.width": rng.randint(16, 1024),
+        "dropout": rng.uniform(0.0, 0.5),
+    }
+    loss = (math.log10(params["lr"]) + 3) ** 2 + params["dropout"] + rng.random()
+    state = rng.choices([TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL], weights=[0.8, 0.15, 0.05])[
+        0
+    ]
+    config = {
+        "lr": params["lr"],
+        "model": {"depth": params["model.depth"], "width": params["model.width"]},
+        "dropout": params["dropout"],
+        "seed": 0,
+    }
+    begin = batch.TrialWrite(
+        trial_id,
+        params={
+            name: (DISTRIBUTIONS[name].to_internal_repr(v), DISTRIBUTIONS[name]) for name, v in params.items()
+        },
+        user_attrs={"config": config, "attempt": 0, "agent": "bench-agent"},
+        system_attrs={"sweeper:lease": {"agent": "bench-agent", "seq": number, "grace_s": 60.0}},
+    )
+    attrs: dict[str, Any] = {
+        "host": "node-1",
+        "duration_s": 3.0,
+        "metrics": {"loss": loss, "accuracy": 1 - loss / 10},
+        "tracker_runs": {"jsonl": f".sweeper/sweeps/{sweep_id}/trial-{number}/metrics.jsonl"},
+    }
+    curve = {step: loss + (10 - step) * 0.05 for step in range(1, 11 if state != TrialState.PRUNED else 4)}
+    if state == TrialState.FAIL:
+        attrs["fail_reason"] = "RuntimeError: boom"
+        curve = {}
+    end = batch.TrialWrite(
+        trial_id,
+        user_attrs=attrs,
+        intermediate=curve,
+        state=state,
+        values=[loss] if state == TrialState.COMPLETE else None,
+    )
+    return begin, end
+
+
+def _create_trials(
+    storage: optuna.storages.BaseStorage, study_id: int, count: int, at: datetime
+) -> list[int]:
+    """``count`` new RUNNING trials, as ``create_new_trial`` makes them, in one statement or append."""
+    rdb = database_of(storage)
+    if rdb is not None:
+        import sqlalchemy as sa
+        from optuna.storages._rdb import models
+
+        table = models.TrialModel.__table__
+        with rdb.engine.begin() as connection:
+            numbered = connection.execute(
+                sa.select(sa.func.count()).select_from(table).where(table.c.study_id == study_id)
+            ).scalar_one()
+            rows = [
+                {
+                    "number": numbered + i,
+                    "study_id": study_id,
+                    "state": TrialState.RUNNING,
+                    "datetime_start": (at + timedelta(seconds=3 * i)).replace(tzinfo=None),
+                }
+                for i in range(count)
+            ]
+            returned = connection.execute(
+                sa.insert(table).returning(table.c.trial_id, sort_by_parameter_order=True), rows
+            )
+            return [row[0] for row in returned]
+    from optuna.storages.journal._storage import JournalOperation
+
+    assert isinstance(storage, JournalStorage)
+    storage._backend.append_logs(
+        [
+            {
+                "op_code": JournalOperation.CREATE_TRIAL,
+                "worker_id": "bench-agent",
+                "study_id": study_id,
+                "datetime_start": (at + timedelta(seconds=3 * i)).isoformat(timespec="microseconds"),
+            }
+            for i in range(count)
+        ]
+    )
+    with storage._thread_lock:
+        storage._sync_with_backend()
+    return storage._replay_result._study_id_to_trial_ids[study_id][-count:]
 
 
 def _bulk_storage(url: str) -> optuna.storages.BaseStorage:
@@ -202,6 +273,32 @@ def bench(url: str, n_trials: int) -> None:
     )
 
 
+POSTGRES_ADMIN_URL = os.environ.get("SWEEPER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@contextmanager
+def postgres_database() -> Iterator[str | None]:
+    """A fresh PostgreSQL database on the tests' server (None when it does not answer), dropped afterwards."""
+    try:
+        import psycopg2
+
+        admin = psycopg2.connect(POSTGRES_ADMIN_URL, connect_timeout=5)
+    except Exception as exc:  # no driver, no server: the figures say so
+        print(f"postgresql: not measured ({type(exc).__name__}: {exc})".strip(), flush=True)
+        yield None
+        return
+    admin.autocommit = True
+    name = f"sweeper_bench_{uuid.uuid4().hex[:12]}"
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{POSTGRES_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
 def main_() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=10_000)
@@ -214,6 +311,9 @@ def main_() -> None:
         where.mkdir(parents=True, exist_ok=True)
         bench(f"journal://{where / 'bench.log'}", args.trials)
         bench(f"sqlite:///{where / 'bench.db'}", args.trials)
+        with postgres_database() as url:
+            if url is not None:
+                bench(url, args.trials)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from harness import Figure
 
 # Order matters: the timing-sensitive ones first, while the machine is as quiet as it will be.
 BENCHMARKS = (
+    ("start", "bench_start.py", "1. Orchestration overhead"),
     ("overhead", "bench_overhead.py", "1. Orchestration overhead"),
     ("throughput", "bench_throughput.py", "1. Orchestration overhead"),
     ("pruning", "bench_pruning.py", "2. Pruning latency"),

@@ -12,7 +12,9 @@ import pytest
 from click.testing import CliRunner, Result
 from inspect_sweeps import MULTI_SPEC, SPEC, Built, create, finish_trial, start_trial
 
+from sweeper.analysis import results as res
 from sweeper.cli import main
+from sweeper.cli.format import json_text
 from sweeper.storage import sweeps
 
 
@@ -184,6 +186,20 @@ def test_export_json_and_csv(finished: Built, tmp_path: Path) -> None:
     assert int(row["config.model.depth"]) == best.params["model.depth"]
     assert float(row["duration_s"]) == best.user_attrs["duration_s"]
     assert row["started_at"] and row["completed_at"]
+
+
+def test_json_of_trials_is_json_text_of_their_dicts(finished: Built) -> None:
+    """``trials``, ``best`` and ``export`` encode each record fast; the text is what ``json_text`` of
+    the records' ``to_dict()`` prints (the one encoder before)."""
+    url, sweep_id = finished.url, finished.sweep_id
+    results = res.load(sweep_id, url)
+    assert {t.state for t in results.trials} == {"complete", "pruned", "fail", "waiting"}
+    every = json_text([t.to_dict() for t in results.select()])
+    assert invoke("trials", sweep_id, "--storage", url, "--json").stdout == every
+    export = invoke("export", sweep_id, "--format", "json", "--storage", url).stdout
+    assert export == json_text([t.to_dict() for t in results.trials])
+    best = json_text([t.to_dict() for t in results.best(3)])
+    assert invoke("best", sweep_id, "--top", "3", "--storage", url, "--json").stdout == best
 
 
 def test_unknown_sweep_is_one_line_with_exit_code_4(finished: Built) -> None:

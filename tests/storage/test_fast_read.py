@@ -7,7 +7,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +219,40 @@ def test_datetimes_are_local_time_as_optuna_hands_them_out(
         time.tzset()
     _assert_same_trials(fast, reference)
     assert fast[0].datetime_start is not None
+    assert fallbacks() == []
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/St_Johns"])
+def test_local_times_across_a_zone_change_are_optunas(
+    zone: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fallbacks: Callable[[], list[str]]
+) -> None:
+    # Local times are worked out once an hour of timestamps, unless the zone changes within the
+    # hour: Berlin's changes fall on a UTC hour, St. John's on a half hour (04:30 UTC here).
+    if not Path("/usr/share/zoneinfo", zone).exists():
+        pytest.skip("no zone database")
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    start = datetime(2026, 10, 25, 0, 0, tzinfo=timezone.utc)  # Berlin: back an hour at 01:00 UTC
+    if zone == "America/St_Johns":
+        start = datetime(2026, 11, 1, 3, 0, tzinfo=timezone.utc)
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        study = optuna.create_study(storage=open_storage(url))
+        made = []
+        for i in range(40):  # every 7 minutes, across the change
+            trial = create_trial(state=TrialState.COMPLETE, value=float(i))
+            trial.datetime_start = start + timedelta(minutes=7 * i, microseconds=i)
+            trial.datetime_complete = trial.datetime_start + timedelta(seconds=1)
+            made.append(trial)
+        study.add_trials(made)
+        fast = trial_reader.read_trials(open_storage(url), study._study_id)
+        reference = _reference(url, study._study_id)
+        offsets = {t.datetime_start.astimezone().utcoffset() for t in fast if t.datetime_start}
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    _assert_same_trials(fast, reference)
+    assert len(offsets) == 2  # both sides of the change were read
     assert fallbacks() == []
 
 

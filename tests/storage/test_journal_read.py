@@ -1,0 +1,221 @@
+"""Opening a journal: the fast replay leaves exactly the state Optuna's own replay leaves.
+
+Each log mixes what Optuna's calls append with records of other processes written as raw records
+(the ones Optuna's replay ignores: an op on a finished trial, a param whose distribution conflicts
+with the study's, a study created twice, a trial of a deleted study). The state after opening with
+:func:`open_storage` is compared, field by field and in dict order, with a plain
+``JournalStorage`` of the same file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.distributions import (
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+    distribution_to_json,
+)
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal._storage import JournalOperation
+from optuna.trial import TrialState, create_trial
+
+from sweeper.storage import journal_read
+from sweeper.storage.urls import open_storage
+
+OTHER = "another-process-1234"  # the worker id of records another process appended
+FLOAT = FloatDistribution(0.0, 1.0)
+CHOICE = CategoricalDistribution(["a", "b", None, 2.5])
+
+
+def _append(path: Path, *records: dict[str, Any]) -> None:
+    """Records as another process appends them (Optuna's encoding, one line each)."""
+    with path.open("a") as f:
+        for record in records:
+            f.write(json.dumps({"worker_id": OTHER, **record}, separators=(",", ":")) + "\n")
+
+
+def _now() -> str:
+    return datetime.now().astimezone().isoformat(timespec="microseconds")
+
+
+def _populate(path: Path) -> None:
+    """A log holding every op, the ignored ones included."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = JournalStorage(JournalFileBackend(str(path)))
+    study = optuna.create_study(storage=storage, study_name="one")
+    study.set_user_attr("sweeper:name", "one")
+    storage.set_study_system_attr(study._study_id, "sweeper:claim:x", 3)
+    for i, value in enumerate([0.5, math.inf, -math.inf]):
+        trial = study.ask({"x": FLOAT, "c": CHOICE, "n": IntDistribution(1, 9, log=True)})
+        trial.set_user_attr("config", {"x": trial.params["x"], "nested": {"deep": [i, None]}})
+        storage.set_trial_system_attr(trial._trial_id, "sweeper:lease", {"agent": "a", "seq": i})
+        for step, reported in enumerate([1.0, math.nan, math.inf, 0.25 * i]):
+            trial.report(reported, step)
+        storage.set_trial_intermediate_value(trial._trial_id, 0, 9.0)  # a step set twice keeps its place
+        study.tell(trial, value)
+    pruned = study.ask({"x": FLOAT})
+    study.tell(pruned, state=TrialState.PRUNED)
+    study.enqueue_trial({"x": 0.25}, user_attrs={"attempt": 1, "retry_of": 0})
+    popped = study.ask()  # the waiting trial, now running
+    study.ask()  # running, nothing set
+    other = optuna.create_study(storage=storage, study_name="two", directions=["minimize", "maximize"])
+    made = create_trial(
+        state=TrialState.COMPLETE,
+        values=[1.0, 2.0],
+        params={"x": 0.5, "c": None},
+        distributions={"x": FLOAT, "c": CHOICE},
+        user_attrs={"a": 1},
+        system_attrs={"s": "t"},
+        intermediate_values={1: 0.5, 2: 0.25},
+    )
+    made.datetime_start = datetime(2026, 3, 29, 0, 30, 15, 123456)  # a DST change in many zones
+    made.datetime_complete = made.datetime_start + timedelta(hours=2, microseconds=7)
+    other.add_trials([made, create_trial(state=TrialState.WAITING, system_attrs={"fixed_params": {"x": 1}})])
+    doomed = optuna.create_study(storage=storage, study_name="doomed")
+    doomed_trial = doomed.ask({"x": FLOAT})
+    optuna.delete_study(study_name="doomed", storage=storage)
+    one, two = study._study_id, other._study_id
+    finished = study.trials[0]._trial_id
+    _append(
+        path,
+        # Another process's records Optuna's replay ignores.
+        {"op_code": JournalOperation.CREATE_STUDY, "study_name": "one", "directions": [1]},
+        {"op_code": JournalOperation.SET_TRIAL_USER_ATTR, "trial_id": finished, "user_attr": {"late": 1}},
+        {"op_code": JournalOperation.SET_TRIAL_STATE_VALUES, "trial_id": finished, "state": 2, "values": None,
+         "datetime_complete": _now()},
+        {"op_code": JournalOperation.SET_TRIAL_PARAM, "trial_id": popped._trial_id, "param_name": "x",
+         "param_value_internal": 3.0, "distribution": distribution_to_json(IntDistribution(1, 5))},
+        {"op_code": JournalOperation.SET_TRIAL_STATE_VALUES, "trial_id": popped._trial_id, "state": 0,
+         "values": None, "datetime_start": _now()},
+        {"op_code": JournalOperation.SET_TRIAL_INTERMEDIATE_VALUE, "trial_id": 999, "step": 1,
+         "intermediate_value": 1.0},
+        {"op_code": JournalOperation.CREATE_TRIAL, "study_id": 999, "datetime_start": _now()},
+        {"op_code": JournalOperation.SET_STUDY_USER_ATTR, "study_id": 999, "user_attr": {"k": 1}},
+        {"op_code": JournalOperation.DISCARD_TRIALS, "study_id": one},
+        # And records it applies: a trial of a deleted study is still written to.
+        {"op_code": JournalOperation.SET_TRIAL_USER_ATTR, "trial_id": doomed_trial._trial_id,
+         "user_attr": {"after": "delete"}},
+        {"op_code": JournalOperation.SET_TRIAL_PARAM, "trial_id": popped._trial_id, "param_name": "c",
+         "param_value_internal": 2, "distribution": distribution_to_json(CHOICE)},
+        {"op_code": JournalOperation.CREATE_TRIAL, "study_id": two, "datetime_start": None, "state": 3},
+        {"op_code": JournalOperation.CREATE_STUDY, "study_name": "doomed", "directions": [1]},
+    )  # fmt: skip
+
+
+def _assert_same_state(path: Path) -> None:
+    ours = open_storage(f"journal://{path}")
+    reference = JournalStorage(JournalFileBackend(str(path)))
+    mine, theirs = ours._replay_result, reference._replay_result  # type: ignore[attr-defined]
+    assert mine.log_number_read == theirs.log_number_read
+    assert mine._next_study_id == theirs._next_study_id
+    assert mine._study_id_to_trial_ids == theirs._study_id_to_trial_ids
+    assert mine._trial_id_to_study_id == theirs._trial_id_to_study_id
+    assert list(mine._studies) == list(theirs._studies)
+    for study_id, study in theirs._studies.items():
+        assert repr(mine._studies[study_id].__dict__) == repr(study.__dict__)
+    assert list(mine._trials) == list(theirs._trials)
+    for trial_id, trial in theirs._trials.items():
+        # repr: NaN equal to NaN, types and dict order compared too.
+        assert repr(mine._trials[trial_id].__dict__) == repr(trial.__dict__), trial_id
+
+
+def test_the_fast_replay_leaves_optunas_state(tmp_path: Path) -> None:
+    path = tmp_path / "journal.log"
+    _populate(path)
+    _assert_same_state(path)
+
+
+@pytest.mark.parametrize(
+    ("zone", "start"),
+    [
+        ("Europe/Berlin", datetime(2026, 10, 25, 0, 10, tzinfo=timezone.utc)),  # back an hour at 01:00 UTC
+        ("America/St_Johns", datetime(2026, 11, 1, 3, 10, tzinfo=timezone.utc)),  # at 04:30 UTC
+    ],
+)
+def test_local_times_across_a_zone_change_are_optunas(
+    zone: str, start: datetime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not Path("/usr/share/zoneinfo", zone).exists():
+        pytest.skip("no zone database")
+    path = tmp_path / "journal.log"
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    try:
+        _populate(path)
+        _append(
+            path,
+            *(
+                {
+                    "op_code": JournalOperation.CREATE_TRIAL,
+                    "study_id": 0,
+                    "datetime_start": (start + timedelta(minutes=7 * i)).isoformat(timespec="microseconds"),
+                    "datetime_complete": (start + timedelta(minutes=7 * i, seconds=1)).isoformat(),
+                    "state": 1,
+                    "values": [float(i)],
+                }
+                for i in range(40)
+            ),
+        )
+        _assert_same_state(path)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_later_records_and_writes_go_through_optunas_replay(tmp_path: Path) -> None:
+    path = tmp_path / "journal.log"
+    _populate(path)
+    ours = open_storage(f"journal://{path}")
+    study = optuna.load_study(study_name="one", storage=ours)
+    writer = optuna.load_study(study_name="one", storage=JournalStorage(JournalFileBackend(str(path))))
+    trial = writer.ask({"x": FLOAT})
+    writer.tell(trial, 0.125)
+    study.tell(study.ask({"x": FLOAT}), 0.375)  # our own write, replayed back
+    _assert_same_state(path)
+    assert [t.value for t in study.get_trials()[-2:]] == [0.125, 0.375]
+
+
+def test_a_record_still_being_written_is_left_for_later(tmp_path: Path) -> None:
+    path = tmp_path / "journal.log"
+    _populate(path)
+    with path.open("a") as f:
+        f.write('{"op_code": 4, "worker_id": "w", "study_id": 0, "datetime_st')  # no newline yet
+    _assert_same_state(path)
+    assert journal_read.JournalFile(str(path))._read_all() is not None  # the fast path took it
+
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        ('{"op_code": 4, "worker_id": "w", "study_id": 0, "datetime_st\n', json.JSONDecodeError),
+        ('{"op_code": 99, "worker_id": "w"}\n', AssertionError),  # an op Optuna does not know
+        ('{"op_code": 4, "worker_id": "w", "study_id": 0}\n', KeyError),  # no datetime_start
+    ],
+)
+def test_a_log_optuna_cannot_replay_fails_as_optuna_fails(tmp_path: Path, line: str, error: type) -> None:
+    path = tmp_path / "journal.log"
+    _populate(path)
+    with path.open("a") as f:
+        f.write(line)
+    _append(path, {"op_code": JournalOperation.SET_STUDY_USER_ATTR, "study_id": 0, "user_attr": {"k": 2}})
+    with pytest.raises(error):
+        JournalStorage(JournalFileBackend(str(path)))
+    with pytest.raises(error):
+        open_storage(f"journal://{path}")
+
+
+def test_an_empty_or_new_journal_opens(tmp_path: Path) -> None:
+    storage = open_storage(f"journal://{tmp_path / 'new.log'}")
+    assert storage.get_all_studies() == []
+    (tmp_path / "partial.log").write_text('{"op_code": 0')
+    assert open_storage(f"journal://{tmp_path / 'partial.log'}").get_all_studies() == []
