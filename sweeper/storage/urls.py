@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.storages import BaseStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
 from sweeper.errors import StorageError, UsageError
 from sweeper.redaction import STORAGE_ENV_VAR, redact
 from sweeper.storage.journal_lock import FlockJournalLock
+from sweeper.storage.journal_replay import LinearJournalStorage
 from sweeper.storage.retry import RetryingStorage
 
 ENV_VAR = STORAGE_ENV_VAR
@@ -84,7 +85,8 @@ def open_storage(url: str | None = None) -> BaseStorage:
             path.parent.mkdir(parents=True, exist_ok=True)
             # flock: released by the kernel when its holder dies, never broken while it lives.
             backend = JournalFileBackend(str(path), lock_obj=FlockJournalLock(str(path)))
-            return JournalStorage(backend)
+            # Optuna's journal, its replay linear in a trial's intermediate values (per-batch logging).
+            return LinearJournalStorage(backend)
         if resolved.startswith("sqlite:///"):
             Path(resolved[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         rdb = RDBStorage(_with_driver(resolved), engine_kwargs=_engine_kwargs(resolved))
