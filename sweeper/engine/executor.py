@@ -21,7 +21,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
 
-from sweeper.engine.broker import BrokerDrain, BrokerReporter, DirectReporter, PruningJudge, start_broker
+from sweeper.engine.broker import BrokerDrain, DirectReporter, PruningJudge, start_broker
+from sweeper.engine.broker_reporter import BrokerReporter
 from sweeper.errors import UsageError
 from sweeper.spec.model import Resources
 from sweeper.worker.task import Failure, TrialOutcome, TrialTask
