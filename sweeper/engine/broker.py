@@ -31,7 +31,8 @@ _logger = logging.getLogger(__name__)
 
 _DRAIN_WAIT_S = 0.2
 PERSIST_S = 0.5
-"""Reported values are stored at most this often, in one write each time (a trial's end stores the rest)."""
+"""While reports keep coming, their values are stored at most this often, in one write each time; the
+drain stores what is left once none is pending, and a trial's end stores its own."""
 
 
 @dataclass(frozen=True)
