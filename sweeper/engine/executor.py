@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from sweeper.engine.broker import BrokerDrain, BrokerReporter, PruningJudge, start_broker
+from sweeper.engine.broker import BrokerDrain, PruningJudge, start_broker
+from sweeper.engine.broker_reporter import BrokerReporter
 from sweeper.engine.ray_start import RayStart
 from sweeper.errors import UsageError
 from sweeper.spec.model import Resources

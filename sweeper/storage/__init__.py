@@ -2,8 +2,8 @@
 the queue of waiting trials, a new sweep's priors, and fast reads. The only package that touches
 Optuna's internals.
 
-``queue``, ``work``, ``claims``, ``priors``, ``fast_read`` and ``journal_read`` (Optuna's internals) and
-``retry`` are internal to the package.
+``queue``, ``work``, ``claims``, ``priors``, ``fast_read``, ``journal_read`` and ``journal_replay``
+(Optuna's internals) and ``retry`` are internal to the package.
 """
 
 # The public modules; the others are the package's own.

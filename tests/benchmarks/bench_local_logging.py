@@ -24,7 +24,7 @@ from typing import Any
 import harness
 from harness import Figure, stopwatch
 
-SECTION = "8. Logging at any rate"
+SECTION = "10. Logging at any rate"
 
 
 def log_many(config: dict[str, Any], trial: Any) -> float:

@@ -268,7 +268,7 @@ def test_a_journal_storage_falls_back_to_its_own_reader(
     )
     trial_reader.read_trials(storage, study_id)
     assert fallbacks() == [
-        "reading trials with the storage's get_all_trials: JournalStorage is not a database storage"
+        "reading trials with the storage's get_all_trials: LinearJournalStorage is not a database storage"
     ]
 
 

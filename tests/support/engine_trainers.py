@@ -13,12 +13,39 @@ from typing import Any
 
 
 def quadratic(config: dict[str, Any], trial: Any) -> float:
-    """Loss falls with each step toward (x - 1)^2; logs every step so pruners can act."""
+    """Loss falls with each step toward (x - 1)^2; logs every step so pruners can act.
+
+    ``step_s`` seconds per step (default none): a pruner's answer travels while the trial goes on,
+    so a trial that must be stoppable before its last step needs its steps to take some time.
+    """
     loss = math.inf
     for step in range(1, int(config.get("steps", 3)) + 1):
+        time.sleep(float(config.get("step_s", 0.0)))
         loss = (config["x"] - 1.0) ** 2 + 1.0 / step
         trial.log({"loss": loss, "step_seen": step})
     return loss
+
+
+def _rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def log_many(config: dict[str, Any], trial: Any) -> float:
+    """Logs ``loss`` = 1 / (step + 1) at steps 0 .. ``logs`` - 1, as fast as it can (per-batch logging).
+
+    Writes its resident memory (KiB, /proc) after a tenth of the logs and at the end to ``out``.
+    """
+    logs = int(config["logs"])
+    tenth = 0
+    for step in range(logs):
+        trial.log({"loss": 1.0 / (step + 1)}, step=step)
+        if step + 1 == logs // 10:
+            tenth = _rss_kib()
+    Path(config["out"]).write_text(json.dumps({"rss_tenth_kib": tenth, "rss_end_kib": _rss_kib()}))
+    return 1.0 / logs
 
 
 def noop(config: dict[str, Any], trial: Any) -> float:

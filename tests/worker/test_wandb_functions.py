@@ -191,7 +191,8 @@ def test_wandb_style_trainers_on_ray_workers_one_run_each(project: Path, ray_tra
         "method": "grid",
         "metric": {"name": "loss", "goal": "minimize"},
         "early_terminate": {"type": "hyperband", "min_iter": 2, "eta": 2},
-        "parameters": {"x": {"values": [1.0, 8.0, 2.0, 9.0]}, "steps": {"value": 6}},
+        # Steps of 0.1 s: the pruner's answer to the 2nd report reaches the trial before its end.
+        "parameters": {"x": {"values": [1.0, 8.0, 2.0, 9.0]}, "steps": {"value": 6}, "pause": {"value": 0.1}},
         "sweeper": {"max_concurrent": 1},
     }
     sweep_id = sweeper.sweep(spec, storage=url)
@@ -204,7 +205,7 @@ def test_wandb_style_trainers_on_ray_workers_one_run_each(project: Path, ray_tra
     assert len(runs) == 4
     for t in trials:
         run = runs[f"onray-{t.number}"]
-        assert run.params == {"x": t.params["x"], "steps": 6}
+        assert run.params == {"x": t.params["x"], "steps": 6, "pause": 0.1}
         assert dict(run.history["loss"]) == t.intermediate_values
     # Several trials ran one after another in the same Ray worker process, each with its own run.
     pids = [int(v) for t in trials for _, v in runs[f"onray-{t.number}"].history["pid"][:1]]
