@@ -9,6 +9,7 @@ from typing import Any
 
 from optuna.storages import BaseStorage
 
+from sweeper.analysis.priors import load_priors
 from sweeper.analysis.records import TrialRecord
 from sweeper.analysis.repeats import SEED_KEY, RepeatReport, default_seeds, summarize
 from sweeper.analysis.results import SweepResults, load
@@ -19,18 +20,24 @@ from sweeper.engine.progress import Progress
 from sweeper.errors import TrainerError, UsageError
 from sweeper.search.strategy import plan_search
 from sweeper.spec import overrides
-from sweeper.spec.model import SweepSpec
-from sweeper.spec.reader import load_spec
+from sweeper.spec.model import SweepSpec, WarmStart
+from sweeper.spec.reader import load_spec, load_warm_start
 from sweeper.storage import attrs as keys
 from sweeper.storage import queue, sweeps
-from sweeper.storage.sweeps import create_sweep
+from sweeper.storage.sweeps import SweepInfo, create_sweep
 from sweeper.storage.urls import open_storage
+
+WarmStartSources = WarmStart | Mapping[str, Any] | str | Sequence[WarmStart | Mapping[str, Any] | str]
+"""Warm-start sources: :class:`~sweeper.spec.model.WarmStart` s, mappings as in the spec's
+``sweeper.warm_start``, or ``--warm-start`` texts (``sweep:ID``, ``export:FILE``, ...); one or a list."""
 
 
 def sweep(
     spec: SweepSpec | Mapping[str, Any] | str | Path,
     storage: str | BaseStorage | None = None,
     name: str | None = None,
+    *,
+    warm_start: WarmStartSources = (),
 ) -> str:
     """Create a sweep from a spec (a YAML path, a mapping or a parsed spec); returns its id.
 
@@ -39,16 +46,66 @@ def sweep(
         storage: A storage URL or open Optuna storage (default: the spec's ``sweeper.storage.urls``,
             then ``$SWEEPER_STORAGE``, then the embedded journal under ``./.sweeper/``).
         name: The sweep's name (default: the spec's ``name``, else its id).
+        warm_start: Earlier results to start from, on top of the spec's ``sweeper.warm_start``
+            (see :mod:`sweeper.analysis.priors`): they teach the sampler, take none of the budget,
+            and what each source gave is logged on the ``sweeper.analysis.priors`` logger.
 
     Raises:
-        SpecError: the spec is invalid.
+        SpecError: the spec (or a warm-start source) is invalid.
         StorageError: the storage cannot be opened.
+        UsageError: a warm-start source cannot be read.
     """
+    return create(spec, storage, name, warm_start=warm_start).id
+
+
+def create(
+    spec: SweepSpec | Mapping[str, Any] | str | Path,
+    storage: str | BaseStorage | None = None,
+    name: str | None = None,
+    *,
+    warm_start: WarmStartSources = (),
+) -> SweepInfo:
+    """:func:`sweep`, returning the new sweep's :class:`~sweeper.storage.sweeps.SweepInfo`."""
     parsed = spec if isinstance(spec, SweepSpec) else load_spec(spec)
     plan_search(parsed, Path.cwd())  # a custom scheduler's file is checked before the sweep exists
+    given = list(warm_start) if isinstance(warm_start, list | tuple) else [warm_start] if warm_start else []
+    extra = load_warm_start(given, spec=parsed) if given else ()
     if not isinstance(storage, BaseStorage):
         storage = open_storage(storage or parsed.sweeper.storage)
-    return create_sweep(storage, parsed, name=name).id
+    sources = (*parsed.sweeper.warm_start, *extra)
+    priors = load_priors(sources, parsed, storage)[0] if sources else None
+    return create_sweep(storage, parsed, name=name, priors=priors)
+
+
+def extend(
+    sweep_id: str,
+    *,
+    run_cap: int | None = None,
+    trials: int | None = None,
+    values: Mapping[str, Sequence[Any]] | None = None,
+    storage: str | BaseStorage | None = None,
+) -> sweeps.Extended:
+    """Give a sweep (finished, stopped or running) more budget or more grid values; only new points run.
+
+    Args:
+        sweep_id: The sweep's id or name.
+        run_cap: Its new ``run_cap`` (larger than the one it has).
+        trials: Or this many trials more than its budget (for a sweep without one: than it has run).
+        values: New values for its ``values`` parameters, by dotted name: ``{"lr": [1e-4]}``.
+        storage: A storage URL or open Optuna storage (default as for :func:`sweep`).
+
+    Returns:
+        The sweep as extended, with its budget before and after and the grid points it queued.
+
+    Raises:
+        SpecError: the extension is malformed (each problem located).
+        UsageError: it would run nothing new, or would reorder a capped grid.
+    """
+    from sweeper.spec.extension import Extension
+
+    if not isinstance(storage, BaseStorage):
+        storage = open_storage(storage)
+    return sweeps.extend_sweep(storage, sweep_id, Extension(run_cap, trials, dict(values or {})))
 
 
 def agent(

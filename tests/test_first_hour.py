@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.ray, pytest.mark.slow]
 ID = r"[a-z][a-z0-9]{7}"
 # Every line `sweeper run` may print for the quickstart: our own formats, nothing else.
 OURS = (
-    re.compile(rf"created sweep {ID} \(quickstart\)"),
+    re.compile(rf"created sweep {ID} \(quickstart\): 20 trials \(run_cap\)"),
     re.compile(
         rf"sweep {ID}: \d+ trials \(\d+ complete, \d+ pruned, \d+ failed\); best val_loss=[-0-9.e]+ "
         r"\(trial \d+\); count \d+ reached; sweep running"

@@ -60,6 +60,8 @@ class TrialRecord:
         agent: The id of the agent that ran it.
         host: The machine it ran on.
         trial_dir: The directory it ran in on ``host``: its relative outputs, a program's logs.
+        prior: For a prior (an earlier result a warm start loaded, not run by this sweep): its
+            ``source`` and which result of it (``ref``); ``None`` for the sweep's own trials.
     """
 
     number: int
@@ -81,6 +83,12 @@ class TrialRecord:
     agent: str | None = None
     host: str | None = None
     trial_dir: str | None = None
+    prior: Mapping[str, str] | None = None
+
+    @property
+    def is_prior(self) -> bool:
+        """Whether this is a prior (loaded by a warm start), not a run of this sweep."""
+        return self.prior is not None
 
     @property
     def value(self) -> float | None:
@@ -139,6 +147,7 @@ class TrialRecord:
             "agent": self.agent,
             "host": self.host,
             "trial_dir": self.trial_dir,
+            "prior": self.prior,
         }
 
 
@@ -236,6 +245,7 @@ def to_record(trial: FrozenTrial, spec: SweepSpec | None = None) -> TrialRecord:
     metrics = attrs.get(keys.METRICS)
     tracker_runs = attrs.get(keys.TRACKER_RUNS)
     errors = attrs.get(keys.TRACKER_ERRORS)
+    prior = attrs.get(keys.PRIOR)
     return _record(
         number=trial.number,
         state=state,
@@ -256,6 +266,7 @@ def to_record(trial: FrozenTrial, spec: SweepSpec | None = None) -> TrialRecord:
         agent=_text(attrs.get(keys.AGENT)),
         host=_text(attrs.get(keys.HOST)),
         trial_dir=_text(attrs.get(keys.TRIAL_DIR)),
+        prior={str(k): str(v) for k, v in prior.items()} if isinstance(prior, Mapping) else None,
     )
 
 
@@ -287,6 +298,9 @@ def flat_record(trial: TrialRecord, objective_names: Sequence[str]) -> dict[str,
             "retry_of": trial.retry_of,
             "repeat_of": trial.repeat_of,
             "fail_reason": trial.fail_reason,
+            "prior": f"{trial.prior.get('source', '')}: {trial.prior.get('ref', '')}"
+            if trial.prior
+            else None,
         }
     )
     row.update({f"config.{k}": v for k, v in flatten(trial.config).items()})

@@ -298,11 +298,14 @@ def _target(i: int) -> Callable[[FrozenTrial], float]:
 
 def _page(results: SweepResults, figs: Sequence[Figure], top: int) -> str:
     counts = ", ".join(f"{n} {state}" for state, n in results.counts().items() if n)
+    priors = results.priors()
+    if priors:  # earlier results a warm start loaded: in the plots (the sampler learned from them)
+        counts += f"; {len(priors)} priors (trials {priors[0].number}..{priors[-1].number}, earlier results)"
     goals = ", ".join(f"{n} ({d})" for n, d in zip(results.objective_names, results.directions, strict=True))
     best = results.best(top)
     rows = "".join(
         "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>".format(
-            t.number,
+            f"{t.number} (prior)" if t.is_prior else t.number,
             html.escape(", ".join(f"{v:.6g}" for v in t.values or ())),
             html.escape(f"{t.duration_s:.1f}s" if t.duration_s is not None else ""),
             html.escape(json.dumps(t.config, default=str)),

@@ -39,6 +39,7 @@ from sweeper.analysis.records import (
 from sweeper.errors import UsageError
 from sweeper.plain import lookup, strict_json_dict
 from sweeper.spec.model import SweepSpec
+from sweeper.storage import attrs as keys
 from sweeper.storage import sweeps
 from sweeper.storage.fast_read import read_trials
 from sweeper.storage.urls import open_storage
@@ -67,6 +68,8 @@ class SweepResults:
     agents: tuple[AgentRecord, ...]
     loaded_at: datetime
     storage: BaseStorage = field(repr=False, compare=False)
+    # What each warm-start source gave when the sweep was created (``sweeper:priors``), JSON-ready.
+    prior_sources: tuple[Mapping[str, Any], ...] = ()
     _records: dict[int, TrialRecord] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
@@ -122,10 +125,21 @@ class SweepResults:
             f"trial number must be one of the sweep's trials (0..{len(self.frozen_trials) - 1}), got {number}"
         )
 
-    def counts(self) -> dict[str, int]:
-        """Trials per state, every state listed (zeros included)."""
-        counter = Counter(_STATE_NAMES[t.state] for t in self.frozen_trials)
+    def counts(self, *, include_priors: bool = False) -> dict[str, int]:
+        """The sweep's own trials per state, every state listed (zeros included); with
+        ``include_priors``, its priors too (see :meth:`priors`)."""
+        counter = Counter(
+            _STATE_NAMES[t.state] for t in self.frozen_trials if include_priors or not keys.is_prior(t)
+        )
         return {state: counter.get(state, 0) for state in TRIAL_STATES}
+
+    def priors(self) -> list[TrialRecord]:
+        """The priors: earlier results a warm start loaded when the sweep was created, by number.
+
+        They teach the sampler and rank in :meth:`best`, but are no runs of this sweep: they take
+        none of its budget and are left out of :meth:`counts`.
+        """
+        return [self._record(t) for t in self.frozen_trials if keys.is_prior(t)]
 
     def with_state(self, *states: str) -> list[TrialRecord]:
         """The trials in any of ``states`` (``running``, ``complete``, ...), by number."""
@@ -135,15 +149,21 @@ class SweepResults:
         """The complete trials (those with objective values)."""
         return [self._record(t) for t in self._complete()]
 
-    def best(self, k: int | None = 1, *, include_stopped: bool = False) -> list[TrialRecord]:
+    def best(
+        self, k: int | None = 1, *, include_stopped: bool = False, priors: bool = True
+    ) -> list[TrialRecord]:
         """The best trials, best first.
 
         Single objective: the ``k`` complete trials with the best value (all of them when ``k`` is
         ``None``). Multi-objective: the Pareto front (Optuna's ``study.best_trials``), ordered by the
         first objective and cut to ``k`` when ``k`` is given. With ``include_stopped``, trials the
         pruner stopped compete too, with the best value they logged (W&B ranks its stopped runs so).
+        Priors (a warm start's earlier results) compete unless ``priors`` is False: they are what
+        the sweep knows, and their records say they are priors.
         """
         done = self._complete(include_stopped=include_stopped)
+        if not priors:
+            done = [t for t in done if not keys.is_prior(t)]
         if self.is_multi_objective:
             front = _front([(tuple(t.values), t) for t in done], self.directions)
             return [self._record(t) for t in (front if k is None else front[:k])]
@@ -253,10 +273,11 @@ class SweepSummary:
     objectives: tuple[str, ...]
     counts: Mapping[str, int]
     best_values: tuple[float, ...] | None
+    priors: int = 0  # earlier results a warm start loaded (not in counts)
 
     @property
     def n_trials(self) -> int:
-        """All trials of the sweep, every state."""
+        """All trials of the sweep, every state (its priors aside)."""
         return sum(self.counts.values())
 
     def to_dict(self) -> dict[str, Any]:
@@ -273,6 +294,7 @@ class SweepSummary:
                 "counts": dict(self.counts),
                 "best_value": self.best_values[0] if self.best_values else None,
                 "best_values": list(self.best_values) if self.best_values else None,
+                "priors": self.priors,
             }
         )
 
@@ -310,6 +332,7 @@ def summarize(storage: str | BaseStorage | None = None) -> list[SweepSummary]:
                 objectives=results.objective_names,
                 counts=results.counts(),
                 best_values=best[0].values if best else None,
+                priors=sum(1 for t in results.frozen_trials if keys.is_prior(t)),
             )
         )
     return summaries
@@ -345,8 +368,13 @@ def _results(store: BaseStorage, info: sweeps.SweepInfo, *, with_agents: bool = 
     now = _utcnow()
     frozen = tuple(read_trials(store, info.study_id))
     agents: tuple[AgentRecord, ...] = ()
+    sources: tuple[Mapping[str, Any], ...] = ()
     if with_agents:
         attrs = store.get_study_user_attrs(info.study_id)
+        loaded = attrs.get(keys.PRIORS)
+        sources = (
+            tuple(item for item in loaded if isinstance(item, Mapping)) if isinstance(loaded, list) else ()
+        )
         agents = tuple(
             sorted(
                 _agents(attrs),
@@ -354,7 +382,9 @@ def _results(store: BaseStorage, info: sweeps.SweepInfo, *, with_agents: bool = 
                 reverse=True,
             )
         )
-    return SweepResults(info=info, frozen_trials=frozen, agents=agents, loaded_at=now, storage=store)
+    return SweepResults(
+        info=info, frozen_trials=frozen, agents=agents, loaded_at=now, storage=store, prior_sources=sources
+    )
 
 
 def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:

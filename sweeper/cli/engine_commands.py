@@ -21,11 +21,12 @@ from sweeper.cli.format import (
     value_text,
 )
 from sweeper.cli.main import main
-from sweeper.cli.options import agent_options, json_option, storage_option
+from sweeper.cli.options import agent_options, json_option, storage_option, warm_start_option
 from sweeper.plain import printable
 
 if TYPE_CHECKING:
     from sweeper.spec.model import SweepSpec
+    from sweeper.storage.sweeps import SweepInfo
 
 
 def _run_agent(sweep_id: str, storage: Any, **options: Any) -> None:
@@ -71,22 +72,48 @@ def _quiet_optuna() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+def describe_size(spec: SweepSpec) -> str:
+    """How many trials the sweep runs, in words (retries aside).
+
+    >>> from sweeper.spec.reader import load_spec
+    >>> describe_size(load_spec({"method": "grid", "parameters": {"a": {"values": list(range(1000))}}}))
+    'a grid of 1,000 points'
+    >>> describe_size(load_spec({"method": "random", "run_cap": 20,
+    ...     "parameters": {"a": {"min": 0.0, "max": 1.0}}}))
+    '20 trials (run_cap)'
+    >>> describe_size(load_spec({"method": "random", "run_cap": 20, "parameters": {"a": {"values": [1, 2]}}}))
+    '2 trials: every config of its finite space once'
+    """
+    budget = spec.budget
+    if spec.method == "grid":
+        size = spec.space.grid_size()
+        points = f"a grid of {size:,} point{'s' if size != 1 else ''}"
+        return points if budget == size else f"{points}, the first {budget:,} (run_cap)"
+    if budget is None:
+        return "no trial limit (run_cap, --count or cancel ends it)"
+    if spec.distinct and (spec.run_cap is None or budget < spec.run_cap):
+        return f"{budget:,} trials: every config of its finite space once"
+    return f"{budget:,} trial{'s' if budget != 1 else ''} (run_cap)"
+
+
 @main.command()
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
 @storage_option
 @click.option("--name", default=None, help="Name of the sweep (default: the spec's name, else its id).")
-def submit(spec_path: str, storage: str | None, name: str | None) -> None:
-    """Validate SPEC and create its sweep; prints the sweep id as the last line."""
-    from sweeper.spec.reader import load_spec
-    from sweeper.storage.sweeps import create_sweep
-    from sweeper.storage.urls import mask_url, open_storage, resolve_url
+@warm_start_option
+def submit(spec_path: str, storage: str | None, name: str | None, warm_start: tuple[str, ...]) -> None:
+    """Validate SPEC and create its sweep; prints the sweep id as the last line.
+
+    With a warm start (the spec's sweeper.warm_start, --warm-start), the earlier results are read
+    and checked against the space now; a line per source says how many became priors and why
+    the others did not.
+    """
+    from sweeper.storage.urls import mask_url
 
     _quiet_optuna()
-    spec = load_spec(spec_path)
-    _check_scheduler(spec)  # before a sweep exists
-    url = resolve_url(storage or spec.sweeper.storage)
-    info = create_sweep(open_storage(url), spec, name=name)
-    click.echo(f"created sweep {info.name!r} in {mask_url(url)}", err=True)
+    spec, url = _spec_and_url(spec_path, storage)
+    info = _create(spec, url, name, warm_start)
+    click.echo(f"created sweep {info.name!r} in {mask_url(url)}: {describe_size(spec)}", err=True)
     click.echo(info.id)
 
 
@@ -111,25 +138,24 @@ def agent(sweep: str, storage: str | None, trials: tuple[int, ...], **options: A
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
 @storage_option
 @click.option("--name", default=None, help="Name of the sweep (default: the spec's name, else its id).")
+@warm_start_option
 @agent_options
-def run(spec_path: str, storage: str | None, name: str | None, **options: Any) -> None:
+def run(
+    spec_path: str, storage: str | None, name: str | None, warm_start: tuple[str, ...], **options: Any
+) -> None:
     """Submit SPEC and run an agent on it: `submit` then `agent` in one command."""
     import contextlib
     from pathlib import Path
 
     from sweeper.engine.ray_start import RayStart
     from sweeper.engine.setup import check_trainer_module
-    from sweeper.spec.reader import load_spec
-    from sweeper.storage.sweeps import create_sweep
-    from sweeper.storage.urls import open_storage, resolve_url
     from sweeper.worker.trial import import_trainer
 
     _quiet_optuna()
-    spec = load_spec(spec_path)
+    spec, url = _spec_and_url(spec_path, storage)
     trainer = options.get("trainer") or spec.sweeper.trainer
     project = Path.cwd().resolve()  # the agent's default workdir
     check_trainer_module(trainer, project)  # a misspelt trainer fails before Ray starts
-    _check_scheduler(spec)
     # Ray starts while the trainer is imported, the sweep created and the agent set up (a sweep
     # naming no trainer at all fails in the agent, before Ray starts).
     runs = trainer is not None or spec.program is not None or spec.command is not None
@@ -137,19 +163,25 @@ def run(spec_path: str, storage: str | None, name: str | None, **options: Any) -
     with start or contextlib.nullcontext():
         if trainer is not None:
             import_trainer(trainer, project)  # before a sweep exists
-        url = resolve_url(storage or spec.sweeper.storage)
-        info = create_sweep(open_storage(url), spec, name=name)
-        click.echo(f"created sweep {info.id} ({printable(info.name)})", err=True)
+        info = _create(spec, url, name, warm_start)
+        click.echo(f"created sweep {info.id} ({printable(info.name)}): {describe_size(spec)}", err=True)
         _run_agent(info.id, url, ray_start=start, **options)
 
 
-def _check_scheduler(spec: SweepSpec) -> None:
-    """Run a custom scheduler's file once (``scheduler: {engine: optuna}``): its errors, located, now."""
-    from pathlib import Path
+def _spec_and_url(spec_path: str, storage: str | None) -> tuple[SweepSpec, str]:
+    from sweeper.spec.reader import load_spec
+    from sweeper.storage.urls import resolve_url
 
-    from sweeper.search.strategy import plan_search
+    spec = load_spec(spec_path)
+    return spec, resolve_url(storage or spec.sweeper.storage)
 
-    plan_search(spec, Path.cwd())
+
+def _create(spec: SweepSpec, url: str, name: str | None, warm_start: tuple[str, ...]) -> SweepInfo:
+    """The new sweep, its custom scheduler's file run first and its priors loaded (see ``api.create``)."""
+    from sweeper import api
+    from sweeper.storage.urls import open_storage
+
+    return api.create(spec, open_storage(url), name, warm_start=list(warm_start))
 
 
 def _state_command(name: str, state: str, doc: str) -> None:
@@ -168,6 +200,64 @@ _state_command("pause", "paused", "Pause SWEEP: agents start no new trials until
 _state_command("resume", "running", "Resume a paused SWEEP.")
 _state_command("stop", "finished", "Stop SWEEP: no new trials; running ones finish, then it is finished.")
 _state_command("cancel", "cancelled", "Cancel SWEEP: agents kill its running trials and exit.")
+
+
+@main.command("extend")
+@click.argument("sweep")
+@storage_option
+@click.option(
+    "--run-cap", type=click.IntRange(min=1), default=None, help="Its new run_cap (larger than its own)."
+)
+@click.option(
+    "--trials",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Or this many trials more than its budget (without one: than it has run).",
+)
+@click.option(
+    "--add",
+    "adds",
+    multiple=True,
+    metavar="PARAM=VALUE",
+    help="A new value for a `values` parameter, read as YAML (0.001, adamw, [64, 64]); repeatable.",
+)
+def extend_command(
+    sweep: str, storage: str | None, run_cap: int | None, trials: int | None, adds: tuple[str, ...]
+) -> None:
+    """Give SWEEP (finished, stopped or running) more budget or grid values; only new points run.
+
+    The sampler goes on from every trial the sweep has; racing agents still run each new point once.
+    `sweeper status` lists the sweep's extensions.
+    """
+    from sweeper.spec.extension import Extension
+    from sweeper.storage.sweeps import extend_sweep
+    from sweeper.storage.urls import open_storage
+
+    done = extend_sweep(open_storage(storage), sweep, Extension(run_cap, trials, _parse_adds(adds)))
+    info = done.info
+    before = "no limit" if done.budget_before is None else f"{done.budget_before:,}"
+    after = "no limit" if done.budget_after is None else f"{done.budget_after:,}"
+    queued = f"; {done.new_points:,} new grid point(s) queued" if done.new_points else ""
+    click.echo(f"sweep {info.id} extended: budget {before} -> {after} trials{queued}; it is {info.state}")
+
+
+def _parse_adds(adds: tuple[str, ...]) -> dict[str, list[Any]]:
+    """``--add lr=0.001 --add lr=0.0001`` as ``{"lr": [0.001, 0.0001]}``, each value read as YAML."""
+    import yaml
+
+    from sweeper.errors import UsageError
+
+    values: dict[str, list[Any]] = {}
+    for add in adds:
+        name, sep, text = add.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--add {add!r}: expected PARAM=VALUE, for example --add lr=0.001")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise UsageError(f"--add {add!r}: the value is not YAML ({exc})") from None
+        values.setdefault(name.strip(), []).append(value)
+    return values
 
 
 @main.command("repeat")

@@ -73,7 +73,7 @@ def trial_table(
         add_row(
             table,
             str(t.number),
-            state_text(t.state),
+            state_text(t.state, prior=t.is_prior),
             *values,
             duration_text(t.duration_s),
             config_text(t.config),
@@ -153,8 +153,28 @@ def goals(results: res.SweepResults) -> str:
     )
 
 
-def state_text(state: str) -> Text:
-    return Text(printable(state), style=STATE_STYLES.get(state, ""))
+def state_text(state: str, *, prior: bool = False) -> Text:
+    text = Text(printable(state), style=STATE_STYLES.get(state, ""))
+    if prior:  # an earlier result a warm start loaded, not a run of this sweep
+        text.append(" (prior)", style="magenta")
+    return text
+
+
+def prior_source_text(source: Mapping[str, Any]) -> str:
+    """What one warm-start source gave, from the sweep's ``sweeper:priors`` record, in one line."""
+    skipped = source.get("skipped")
+    skipped = skipped if isinstance(skipped, Mapping) else {}
+    line = f"{source.get('loaded', 0)} from {source.get('source', '?')} ({source.get('read', 0)} read)"
+    if skipped:
+        line += "; skipped: " + ", ".join(f"{n} {reason}" for reason, n in skipped.items())
+    return line
+
+
+def export_record(t: records.TrialRecord, objective_names: Sequence[str]) -> dict[str, Any]:
+    """A trial's ``export --format json`` record: its JSON record, its values by objective name."""
+    record = t.to_dict()
+    record["objectives"] = dict(zip(objective_names, t.values, strict=True)) if t.values else {}
+    return strict_json_dict(record)
 
 
 def config_text(config: Mapping[str, Any]) -> str:
@@ -191,3 +211,25 @@ def sparkline(curve: Sequence[tuple[int, float]]) -> str:
     low, high = min(values), max(values)
     span = (high - low) or 1.0
     return "".join(SPARK[int((v - low) / span * (len(SPARK) - 1))] for v in values)
+
+
+def describe_extension(entry: Mapping[str, Any]) -> str:
+    """One line of a sweep's history (see ``sweeper extend``).
+
+    >>> describe_extension({"at": "2026-12-02T09:00:00+00:00", "values": {"lr": [0.001]},
+    ...     "budget": [24, 30], "queued": 6})
+    'extended 2026-12-02T09:00:00+00:00: lr += [0.001]; budget 24 -> 30 (6 new grid points)'
+    """
+    parts = []
+    if "run_cap" in entry:
+        parts.append(f"run_cap {entry['run_cap']}")
+    if "trials" in entry:
+        parts.append(f"{entry['trials']} more trials")
+    for name, values in dict(entry.get("values") or {}).items():
+        parts.append(f"{name} += {values}")
+    before, after = [*list(entry.get("budget") or []), None, None][:2]
+    line = f"extended {entry.get('at', '?')}: {', '.join(parts)}"
+    line += f"; budget {before or 'none'} -> {after or 'none'}"
+    if entry.get("queued"):
+        line += f" ({entry['queued']} new grid points)"
+    return line

@@ -1,5 +1,5 @@
-"""`sweeper` commands of the read side: ls, status, trials, best, importance, compare, report,
-export, dashboard.
+"""`sweeper` commands of the read side: ls, status, trials, best, importance, compare (report,
+export and dashboard are in :mod:`sweeper.cli.share_commands`).
 
 Every command prints a rich table on a terminal and, with ``--json``, strict JSON for scripts: an
 array of records (``status`` alone prints one object).
@@ -13,7 +13,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.text import Text
 
 from sweeper.analysis import records
@@ -22,12 +21,13 @@ from sweeper.cli.format import (
     add_row,
     cell,
     config_text,
-    csv_text,
+    describe_extension,
     duration_text,
     echo_json,
     goals,
     make_console,
     num_text,
+    prior_source_text,
     running_dict,
     safe_table,
     sparkline,
@@ -64,6 +64,7 @@ def ls_command(storage: str | None, as_json: bool) -> None:
         "state",
         "method",
         "trials",
+        "priors",
         "complete",
         "running",
         "failed",
@@ -71,7 +72,8 @@ def ls_command(storage: str | None, as_json: bool) -> None:
         "created",
     ):
         table.add_column(
-            column, justify="right" if column in ("trials", "complete", "running", "failed") else "left"
+            column,
+            justify="right" if column in ("trials", "priors", "complete", "running", "failed") else "left",
         )
     for s in summaries:
         best = ", ".join(num_text(v) for v in s.best_values) if s.best_values else "-"
@@ -82,6 +84,7 @@ def ls_command(storage: str | None, as_json: bool) -> None:
             s.state,
             s.method,
             str(s.n_trials),
+            str(s.priors),
             str(s.counts["complete"]),
             str(s.counts["running"]),
             str(s.counts["fail"]),
@@ -103,6 +106,7 @@ def status_command(sweep: str, storage: str | None, as_json: bool) -> None:
     budget = results.budget()
     finished = sum(counts[s] for s in records.FINISHED_STATES)
     running = results.with_state("running")
+    priors = results.priors()
     best = results.best(None if results.is_multi_objective else 1)
     failures = sorted(results.with_state("fail"), key=lambda t: t.number, reverse=True)
     if as_json:
@@ -118,7 +122,9 @@ def status_command(sweep: str, storage: str | None, as_json: bool) -> None:
                     for n, d in zip(results.objective_names, results.directions, strict=True)
                 ],
                 "progress": {"finished": finished, "total": budget},
+                "history": list(results.info.history),
                 "counts": counts,
+                "priors": {"count": len(priors), "sources": list(results.prior_sources)},
                 "running": [running_dict(t, results) for t in running],
                 "best": [t.to_dict() for t in best],
                 "agents": [a.to_dict(now) for a in results.agents],
@@ -140,6 +146,12 @@ def status_command(sweep: str, storage: str | None, as_json: bool) -> None:
     )
     console.print(header)
     console.print(cell("  ".join(f"{state}: {n}" for state, n in counts.items())))
+    for entry in results.info.history:
+        console.print(cell(describe_extension(entry)))
+    if priors or results.prior_sources:
+        console.print(cell(f"priors: {len(priors)} (earlier results: they teach the sampler, use no budget)"))
+        for source in results.prior_sources:
+            console.print(cell(f"  {prior_source_text(source)}"))
     if best:
         head = "Pareto front" if results.is_multi_objective else "Best so far"
         console.print(trial_table(results, best, title=head))
@@ -228,7 +240,8 @@ def trials_command(
     wanted = [s.lower() for s in states]
     cap = limit if limit is not None else (0 if as_json else DEFAULT_LIMIT)
     shown = results.select(wanted, sort_key, reverse=reverse, limit=cap or None)
-    total = sum(n for state, n in results.counts().items() if not wanted or state in wanted)
+    counts = results.counts(include_priors=True)
+    total = sum(n for state, n in counts.items() if not wanted or state in wanted)
     if as_json:
         click.echo(trials_json(shown), nl=False)
         return
@@ -247,14 +260,20 @@ def trials_command(
     is_flag=True,
     help="Rank trials the pruner stopped too, by the best value they logged (state: pruned).",
 )
+@click.option(
+    "--priors/--no-priors",
+    default=True,
+    show_default=True,
+    help="Rank the priors (earlier results a warm start loaded) too, or only the sweep's own trials.",
+)
 @json_option
 def best_command(
-    sweep: str, top: int | None, include_stopped: bool, storage: str | None, as_json: bool
+    *, sweep: str, top: int | None, include_stopped: bool, priors: bool, storage: str | None, as_json: bool
 ) -> None:
     """The best trials of SWEEP; the Pareto front for a multi-objective sweep."""
     results = res.load(sweep, storage)
     k = top if top is not None else (None if results.is_multi_objective else 1)
-    best = results.best(k, include_stopped=include_stopped)
+    best = results.best(k, include_stopped=include_stopped, priors=priors)
     if as_json:
         click.echo(trials_json(best), nl=False)
         return
@@ -346,94 +365,6 @@ def compare_command(
     make_console().print(table)
     if not differ:
         make_console().print("The configs are identical.")
-
-
-@main.command("report")
-@click.argument("sweep")
-@click.option(
-    "--out",
-    "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="Directory to write index.html and the PNGs into.",
-)
-@click.option(
-    "--top",
-    type=click.IntRange(min=1),
-    default=10,
-    show_default=True,
-    help="Trials in the table and the learning-curve plot.",
-)
-@click.option(
-    "--png/--no-png", default=True, show_default=True, help="Also write PNGs (drawn with matplotlib)."
-)
-@evaluator_option
-@storage_option
-def report_command(
-    *, sweep: str, out_dir: Path, top: int, png: bool, evaluator: str, storage: str | None
-) -> None:
-    """Write an HTML report of SWEEP (history, parallel coordinates, importances, slices, curves)."""
-    require("plotly", "dashboard", "sweeper report")
-    from sweeper.analysis.report import write_report
-
-    results = res.load(sweep, storage)
-    report = write_report(results, out_dir, top=top, png=png, evaluator=evaluator)
-    click.echo(f"report: {report.html}")
-    for path in report.pngs:
-        click.echo(f"png: {path}")
-    for f in report.figures:
-        if f.figure is None:
-            click.echo(f"skipped {f.key}: {f.note}", err=True)
-    for note in report.png_notes:
-        click.echo(f"note: {note}", err=True)
-
-
-@main.command("export")
-@click.argument("sweep")
-@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
-@click.option(
-    "--out",
-    "out_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="File to write (default: stdout).",
-)
-@storage_option
-def export_command(sweep: str, fmt: str, out_file: Path | None, storage: str | None) -> None:
-    """Every trial of SWEEP with its config (flattened for CSV), state, values and timings."""
-    results = res.load(sweep, storage)
-    if fmt == "json":
-        text = trials_json(results.trials)
-    else:
-        text = csv_text([records.flat_record(t, results.objective_names) for t in results.trials])
-    if out_file is None:
-        click.echo(text, nl=False)
-    else:
-        out_file.parent.mkdir(parents=True, exist_ok=True)
-        out_file.write_text(text, encoding="utf-8")
-        click.echo(f"wrote {len(results.trials)} trials to {out_file}", err=True)
-
-
-@main.command("dashboard")
-@storage_option
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (loopback is safe).")
-@click.option("--port", type=int, default=8080, show_default=True)
-@click.option(
-    "--allow-writes",
-    is_flag=True,
-    help="Let visitors change the storage (delete sweeps, tell trials, edit notes); read-only without it.",
-)
-def dashboard_command(storage: str | None, host: str, port: int, allow_writes: bool) -> None:
-    """Serve optuna-dashboard, read-only, on the sweeps of a storage."""
-    require("optuna_dashboard", "dashboard", "sweeper dashboard")
-    from sweeper.analysis import dashboard
-    from sweeper.storage.urls import mask_url, resolve_url
-
-    warning = dashboard.exposure_warning(host, allow_writes)
-    if warning:
-        Console(stderr=True).print(Text(printable(warning), style="bold red"))
-    click.echo(f"dashboard of {mask_url(resolve_url(storage))} on http://{host}:{port}/", err=True)
-    dashboard.serve(storage, host=host, port=port, allow_writes=allow_writes)
 
 
 def _write_plot(results: res.SweepResults, trials: Sequence[records.TrialRecord], path: Path) -> None:

@@ -95,3 +95,16 @@ def agent_options(func: F) -> F:
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def warm_start_option(func: F) -> F:
+    """``--warm-start SOURCE``: earlier results the new sweep starts from (repeatable)."""
+    return click.option(
+        "--warm-start",
+        "warm_start",
+        multiple=True,
+        metavar="SOURCE",
+        help="Start from earlier results, on top of the spec's sweeper.warm_start (repeatable): "
+        "sweep:ID_OR_NAME, export:FILE, mlflow:EXPERIMENT, wandb:PATH, or a YAML mapping such as "
+        "'{sweep: ID, storage: URL}'.",
+    )(func)

@@ -46,8 +46,8 @@ def project_problems(spec: SweepSpec, project: Path) -> tuple[list[str], list[st
     starts in): ``(errors, notes)``, errors as ``dotted.path: message``, notes as ``note: message``.
 
     The trainer must import from the project directory (on ``sys.path``, as the agent puts it),
-    a program its command runs must be there, and the storage URL must have a known form (it is
-    not opened: validating creates nothing).
+    a program its command runs must be there, the storage URL must have a known form (it is
+    not opened: validating creates nothing), and a warm start's files must be there.
     """
     from sweeper.storage.urls import resolve_url
     from sweeper.worker.program_args import DEFAULT_COMMAND
@@ -78,7 +78,23 @@ def project_problems(spec: SweepSpec, project: Path) -> tuple[list[str], list[st
             resolve_url(spec.sweeper.storage)
         except UsageError as exc:
             errors.append(f"sweeper.storage: {exc}")
+    errors.extend(_warm_start_problems(spec, project))
     return errors, notes
+
+
+def _warm_start_problems(spec: SweepSpec, project: Path) -> list[str]:
+    """A warm start's files and folders must be there (sweeps and MLflow are read at submit)."""
+    from sweeper.analysis.prior_sources import existing
+    from sweeper.analysis.priors import search_roots
+
+    errors = []
+    for i, source in enumerate(spec.sweeper.warm_start):
+        if source.kind in ("export", "wandb"):
+            try:
+                existing(search_roots(spec, project), source.target, source.kind)
+            except UsageError as exc:
+                errors.append(f"sweeper.warm_start.{i}.{source.kind}: {exc}")
+    return errors
 
 
 @main.command("validate")

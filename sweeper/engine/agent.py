@@ -38,7 +38,7 @@ from sweeper.engine.watch import SweepWatch
 from sweeper.errors import UsageError
 from sweeper.spec.model import SweepSpec
 from sweeper.storage import attrs as keys
-from sweeper.storage import queue, sweeps
+from sweeper.storage import sweeps, work
 from sweeper.storage.sweeps import SweepState
 from sweeper.storage.urls import open_storage
 from sweeper.worker.task import Failure
@@ -97,7 +97,7 @@ class Agent:
         trainer: A ``module:function`` path; overrides the spec's ``sweeper.trainer``.
         count: Run at most this many trials in this agent.
         max_concurrent: At most this many trials at once (default: what the cluster can run).
-        executor: ``ray`` (default) or ``local`` (one at a time, in this process).
+        executor: ``ray`` (default) or ``local`` (one at a time, each in a process forked from this one).
         ray_address: Ray to connect to (None: a local instance; ``auto``; ``host:port``); an
             already initialized Ray is reused.
         progress: Where the live progress goes (default: nowhere).
@@ -166,12 +166,17 @@ class Agent:
         # Targeted run: the lineages (first-attempt numbers) of the trials to run, else None.
         self._targets = None if trials is None else self._target_lineages(trials)
 
+    def _stored_budget(self) -> int | None:
+        return sweeps.get_sweep(self._storage, self.info.id).spec.budget
+
     def _target_lineages(self, numbers: Collection[int]) -> frozenset[int]:
         if not numbers:
             raise UsageError("trials must name at least one trial number, got none")
         if self.info.state == "cancelled":
             raise UsageError(f"sweep {self.info.id} is cancelled; its trials cannot run")
         wanted = set(numbers)
+        # A grid point or budget token no agent has queued yet gets its trial now.
+        work.queue_through(self._storage, self.info.study_id, self.spec, max(wanted))
         found = {
             t.number: t
             for t in self._storage.get_all_trials(self.info.study_id, deepcopy=False)
@@ -232,8 +237,6 @@ class Agent:
         def on_change(state: SweepState) -> None:
             signals.state = state
             signals.changed.set()
-            if state == "cancelled":  # reaches a trial running in-process, inside the loop
-                executor.interrupt(Failure.CANCELLED, "sweep cancelled")
 
         watch = SweepWatch(self._storage, info.study_id, self.agent_id, signals.state, on_change)
         watch.start()
@@ -268,7 +271,10 @@ class Agent:
         if (
             (end is End.SWEEP_EXHAUSTED or spec.is_budgeted)
             and state == "running"
-            and not queue.has_open_trials(self._storage, info.study_id)
+            # The stored spec, not this agent's: an extension may have given the sweep more budget.
+            and not work.work_left(
+                self._storage, info.study_id, sweeps.get_sweep(self._storage, info.id).spec.budget
+            )
         ):
             sweeps.finish(self._storage, info.study_id)
             state = "finished"

@@ -1,11 +1,14 @@
 """The report channel: intermediate values travel from trials to the agent, pruning decisions back.
 
-Workers never reach the storage. A trial's ``log`` sends each value of the first objective metric
-to a :class:`ReportBroker`, an async Ray actor pinned to the agent's node; an agent thread
-(:class:`BrokerDrain`) takes pending reports in batches, hands them to the :class:`PruningJudge`
-(which asks the Optuna pruner from its in-memory view of the values) and resolves the decisions,
-then stores the batch's values in one write. A decision that does not come within
-``decision_timeout`` lets the trial go on.
+Workers never reach the storage. A trial's ``log`` hands each value of the first objective metric
+to a :class:`~sweeper.engine.broker_reporter.BrokerReporter`, which sends them in batches to a
+:class:`ReportBroker`, an async Ray actor pinned to the agent's node, one call in flight per trial.
+An agent thread (:class:`BrokerDrain`) takes the pending calls, hands their batches to the
+:class:`PruningJudge` (which asks the Optuna pruner once per trial and drain, from its in-memory
+view holding every value reported) and answers each call with its decision; the values are stored
+in one write at most every ``PERSIST_S``. A call is answered only once the agent took its batch:
+the broker holds at most one batch per running trial, and a trial that logs faster than the agent
+takes its values waits for it (see the reporter) rather than piling them up anywhere.
 """
 
 from __future__ import annotations
@@ -26,10 +29,10 @@ from sweeper.storage import batch
 
 _logger = logging.getLogger(__name__)
 
-DECISION_TIMEOUT_S = 30.0
 _DRAIN_WAIT_S = 0.2
 PERSIST_S = 0.5
-"""The in-process channel stores reported values at most this often (in one write each time)."""
+"""While reports keep coming, their values are stored at most this often, in one write each time; the
+drain stores what is left once none is pending, and a trial's end stores its own."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,16 @@ class Report:
     trial_id: int
     step: int
     value: float
+    wants_decision: bool = True
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A trial's values reported since its previous batch, in the order reported."""
+
+    trial_id: int
+    steps: list[int]
+    values: list[float]
     wants_decision: bool = True
 
 
@@ -62,6 +75,7 @@ class PruningJudge:
         self._lock = threading.Lock()
         self._trials: dict[int, FrozenTrial] = {}  # trial id -> the trial, its values as reported
         self._unstored: dict[int, dict[int, float]] = {}  # trial id -> values not stored yet
+        self._persisting = threading.Lock()  # held while a persist writes
 
     @property
     def prunes(self) -> bool:
@@ -73,46 +87,75 @@ class PruningJudge:
 
         The values are stored by the next :meth:`persist`.
         """
-        by_trial: dict[int, list[Report]] = {}
+        groups: dict[int, tuple[dict[int, float], bool]] = {}
         for report in reports:
-            by_trial.setdefault(report.trial_id, []).append(report)
-        decisions: dict[int, bool] = {r.key: False for r in reports}
+            values, wants = groups.get(report.trial_id, ({}, False))
+            values[report.step] = report.value
+            groups[report.trial_id] = (values, wants or report.wants_decision)
+        stopped = self._decide(groups)
+        return {r.key: r.trial_id in stopped for r in reports}
+
+    def decide_batches(self, batches: Sequence[Batch]) -> set[int]:
+        """Take the batches' values into the view, in order; return the trials to stop.
+
+        The pruner is asked once per trial, on its last value, with every value before it in the
+        trial's view. The values are stored by the next :meth:`persist`.
+        """
+        groups: dict[int, tuple[dict[int, float], bool]] = {}
+        for each in batches:
+            values, wants = groups.get(each.trial_id, ({}, False))
+            values.update(zip(each.steps, each.values, strict=True))
+            groups[each.trial_id] = (values, wants or each.wants_decision)
+        return self._decide(groups)
+
+    def _decide(self, groups: dict[int, tuple[dict[int, float], bool]]) -> set[int]:
+        """``{trial id: (its new values, whether a decision is wanted)}`` -> the trials to stop."""
+        stopped: set[int] = set()
         snapshot: optuna.Study | None = None
-        for trial_id, trial_reports in by_trial.items():
-            values = {r.step: r.value for r in trial_reports}
+        for trial_id, (values, wants) in groups.items():
             with self._lock:
                 self._unstored.setdefault(trial_id, {}).update(values)
-            if not self._prunes or not any(r.wants_decision for r in trial_reports):
+            if not self._prunes or not wants:
                 continue
             try:
                 frozen = self._view(trial_id, values)
                 if frozen is None:
                     continue  # the trial ended (or was cancelled) before its report arrived
                 snapshot = snapshot or self._snapshot()
-                stop = bool(self._pruner.prune(snapshot, frozen))
+                if self._pruner.prune(snapshot, frozen):
+                    stopped.add(trial_id)
             except Exception:  # a broken pruner must not kill the agent; the trial goes on
                 _logger.exception("pruner failed on trial %d; letting it go on", trial_id)
-                continue
-            for report in trial_reports:
-                decisions[report.key] = stop
-        return decisions
+        return stopped
 
     def unstored(self, trial_id: int) -> dict[int, float]:
-        """Take the values of an ended trial not stored yet (they ride in its end write)."""
-        with self._lock:
+        """Take the values of an ended trial not stored yet (they ride in its end write); forget it.
+
+        Waits for a :meth:`persist` in progress: the values it writes are then stored before the
+        trial's end write (written after it, they would be refused and lost).
+        """
+        with self._persisting, self._lock:
+            self._trials.pop(trial_id, None)
             return self._unstored.pop(trial_id, {})
 
     def persist(self) -> None:
         """Store the values decided on since the last call: one storage write for all of them."""
-        with self._lock:
-            unstored, self._unstored = self._unstored, {}
-        if not unstored:
-            return
-        writes = [batch.TrialWrite(trial_id, intermediate=values) for trial_id, values in unstored.items()]
-        refused = batch.write_trials(self._study._storage, writes)
-        with self._lock:
-            for trial_id in refused:  # ended: its values came with its end (see OutcomeRecorder)
-                self._trials.pop(trial_id, None)
+        with self._persisting:
+            with self._lock:
+                unstored, self._unstored = self._unstored, {}
+            if not unstored:
+                return
+            writes = [batch.TrialWrite(tid, intermediate=values) for tid, values in unstored.items()]
+            try:
+                refused = batch.write_trials(self._study._storage, writes)
+            except BaseException:
+                with self._lock:  # kept for the next write or the trial's end, older values first
+                    for trial_id, values in unstored.items():
+                        self._unstored[trial_id] = {**values, **self._unstored.get(trial_id, {})}
+                raise
+            with self._lock:
+                for trial_id in refused:  # ended: its values came with its end (see OutcomeRecorder)
+                    self._trials.pop(trial_id, None)
 
     def _snapshot(self) -> optuna.Study:
         """The study as one read of the storage shows it, with this agent's trials as reported.
@@ -137,52 +180,55 @@ class PruningJudge:
         return view
 
     def _view(self, trial_id: int, values: dict[int, float]) -> FrozenTrial | None:
-        """The trial with every value it reported, or None once it is no longer running."""
+        """The trial with every value it reported, or None once it is no longer running.
+
+        The view's values grow in place: a trial that reports 100,000 times is not copied each time.
+        """
         with self._lock:
             known = self._trials.get(trial_id)
         if known is None:
             try:
-                known = self._study._storage.get_trial(trial_id)  # once per trial
+                stored = self._study._storage.get_trial(trial_id)  # once per trial
             except KeyError:
                 return None
-            if known.state != TrialState.RUNNING:
+            if stored.state != TrialState.RUNNING:
                 return None
-        frozen = copy.copy(known)
-        frozen.intermediate_values = {**known.intermediate_values, **values}
-        with self._lock:
-            self._trials[trial_id] = frozen
-        return frozen
+            known = copy.copy(stored)
+            known.intermediate_values = dict(stored.intermediate_values)
+            with self._lock:
+                self._trials[trial_id] = known
+        known.intermediate_values.update(values)
+        return known
 
 
 class ReportBroker:
-    """Ray actor (async): holds reports until the agent drains them, and their pending decisions."""
+    """Ray actor (async): holds the trials' batches until the agent drains them, and their answers.
 
-    def __init__(self, decision_timeout: float = DECISION_TIMEOUT_S) -> None:
+    A call of :meth:`report` is answered once the agent took its batches and decided on them: with
+    one call in flight per trial, the broker holds at most one batch per running trial.
+    """
+
+    def __init__(self) -> None:
         import asyncio
 
-        self._timeout = decision_timeout
-        self._pending: list[Report] = []
+        self._pending: list[tuple[int, list[Batch]]] = []
         self._started: list[int] = []
-        self._futures: dict[int, asyncio.Future[bool]] = {}
+        self._futures: dict[int, asyncio.Future[list[int]]] = {}
         self._next_key = 0
         self._arrived = asyncio.Event()
 
-    async def report(self, trial_id: int, step: int, value: float, wants_decision: bool) -> bool:
-        """Queue a report; with ``wants_decision``, wait (bounded) for the pruner's answer."""
+    async def report(self, batches: list[Batch]) -> list[int]:
+        """Queue a call's batches; once the agent decided on them, answer the trials it stops."""
         import asyncio
 
         key = self._next_key
         self._next_key += 1
-        self._pending.append(Report(key, trial_id, step, value, wants_decision))
-        self._arrived.set()
-        if not wants_decision:
-            return False
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         self._futures[key] = future
+        self._pending.append((key, batches))
+        self._arrived.set()
         try:
-            return await asyncio.wait_for(future, self._timeout)
-        except asyncio.TimeoutError:
-            return False
+            return await future
         finally:
             self._futures.pop(key, None)
 
@@ -191,8 +237,8 @@ class ReportBroker:
         self._started.append(trial_id)
         self._arrived.set()
 
-    async def drain(self, max_wait: float = _DRAIN_WAIT_S) -> tuple[list[Report], list[int]]:
-        """Every pending report and start notice, waiting up to ``max_wait`` s for the first one."""
+    async def drain(self, max_wait: float = _DRAIN_WAIT_S) -> tuple[list[tuple[int, list[Batch]]], list[int]]:
+        """Every pending call and start notice, waiting up to ``max_wait`` s for the first one."""
         import asyncio
 
         if not self._pending and not self._started:
@@ -203,66 +249,18 @@ class ReportBroker:
         started, self._started = self._started, []
         return pending, started
 
-    async def resolve(self, decisions: dict[int, bool]) -> None:
-        """Answer the trials waiting on these reports."""
-        for key, stop in decisions.items():
+    async def resolve(self, stops: dict[int, list[int]]) -> None:
+        """Answer the calls drained: ``{call key: the trials it stops}``."""
+        for key, trial_ids in stops.items():
             future = self._futures.get(key)
             if future is not None and not future.done():
-                future.set_result(stop)
-
-
-class BrokerReporter:
-    """Worker side of the channel: what a trial running in a Ray task reports through."""
-
-    def __init__(
-        self, broker: Any, wants_decisions: bool, decision_timeout: float = DECISION_TIMEOUT_S
-    ) -> None:
-        self._broker = broker
-        self._wants = wants_decisions
-        self._timeout = decision_timeout
-
-    def report(self, trial_id: int, step: int, value: float) -> bool:
-        import ray
-
-        ref = self._broker.report.remote(trial_id, step, value, self._wants)
-        if not self._wants:
-            return False  # fire and forget: nothing can stop this trial
-        try:
-            return bool(ray.get(ref, timeout=self._timeout + 5.0))
-        except (ray.exceptions.GetTimeoutError, ray.exceptions.RayActorError):
-            return False
-
-    def started(self, trial_id: int) -> None:
-        self._broker.started.remote(trial_id)
-
-
-class DirectReporter:
-    """In-process channel for the local executor: the judge decides on each report at once."""
-
-    def __init__(self, judge: PruningJudge) -> None:
-        self._judge = judge
-        self._next_key = 0
-        self._persisted = time.monotonic()
-
-    def report(self, trial_id: int, step: int, value: float) -> bool:
-        self._next_key += 1
-        report = Report(self._next_key, trial_id, step, value, self._judge.prunes)
-        stop = self._judge.decide([report]).get(report.key, False)
-        # Stored in batches: at most every PERSIST_S (the trial's end stores any left over).
-        now = time.monotonic()
-        if now - self._persisted >= PERSIST_S:
-            self._persisted = now
-            self._judge.persist()
-        return stop
-
-    def started(self, trial_id: int) -> None:
-        pass
+                future.set_result(trial_ids)
 
 
 class BrokerDrain:
-    """Agent thread: drains the broker in batches, decides, resolves; stops with :meth:`close`.
+    """Agent thread: drains the broker, decides, answers; stops with :meth:`close`.
 
-    ``on_started`` receives the trial ids whose trainers started since the last batch.
+    ``on_started`` receives the trial ids whose trainers started since the last drain.
     """
 
     def __init__(
@@ -278,13 +276,17 @@ class BrokerDrain:
     def _run(self) -> None:
         import ray
 
+        persisted = time.monotonic()
         while not self._stop.is_set():
             try:
-                reports, started = ray.get(self._broker.drain.remote())
+                calls, started = ray.get(self._broker.drain.remote())
                 if started and self._on_started is not None:
                     self._on_started(started)
-                if reports:
-                    self._broker.resolve.remote(self._judge.decide(reports))
+                if calls:
+                    self._decide(calls)
+                now = time.monotonic()
+                if not calls or now - persisted >= PERSIST_S:  # idle, or due
+                    persisted = now
                     self._judge.persist()  # after the decisions are on their way
             except Exception:
                 if self._stop.is_set():
@@ -292,13 +294,22 @@ class BrokerDrain:
                 _logger.exception("report drain failed; retrying")
                 self._stop.wait(1.0)
 
+    def _decide(self, calls: list[tuple[int, list[Batch]]]) -> None:
+        """Decide on the drained calls and answer every one of them, whatever happens."""
+        stopped: set[int] = set()
+        try:
+            stopped = self._judge.decide_batches([each for _, batches in calls for each in batches])
+        finally:  # a call left unanswered would hold its trial's reports until the trial ends
+            answers = {key: [b.trial_id for b in batches if b.trial_id in stopped] for key, batches in calls}
+            self._broker.resolve.remote(answers)
+
     def close(self) -> None:
-        """Stop draining (after the batch in progress)."""
+        """Stop draining (after the drain in progress)."""
         self._stop.set()
         self._thread.join(timeout=5.0)
 
 
-def start_broker(decision_timeout: float = DECISION_TIMEOUT_S) -> Any:
+def start_broker() -> Any:
     """Start a :class:`ReportBroker` actor pinned to this (the agent's) node."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -307,6 +318,6 @@ def start_broker(decision_timeout: float = DECISION_TIMEOUT_S) -> Any:
     actor_class = ray.remote(ReportBroker)
     return actor_class.options(
         num_cpus=0,
-        max_concurrency=1000,
+        max_concurrency=1000,  # one call in flight per running trial, each awaiting its answer
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
-    ).remote(decision_timeout)
+    ).remote()

@@ -2,7 +2,8 @@
 
 An :class:`Executor` says how many trials can run now, starts one, hands back those that ended,
 and kills one. :class:`RayExecutor` runs each trial as a Ray task with the spec's resources;
-:class:`LocalExecutor` runs them one at a time in the agent's process, so debuggers work.
+:class:`~sweeper.engine.local.LocalExecutor` runs them one at a time, each in a process forked
+from the agent.
 """
 
 from __future__ import annotations
@@ -10,20 +11,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any, Protocol
 
-from sweeper.engine.broker import BrokerDrain, BrokerReporter, DirectReporter, PruningJudge, start_broker
+from sweeper.engine.broker import BrokerDrain, PruningJudge, start_broker
+from sweeper.engine.broker_reporter import BrokerReporter
 from sweeper.engine.ray_start import RayStart
 from sweeper.errors import UsageError
 from sweeper.spec.model import Resources
+from sweeper.worker.reaper import trial_processes
 from sweeper.worker.task import Failure, TrialOutcome, TrialTask
 from sweeper.worker.trial import execute_trial
 
@@ -55,106 +55,9 @@ class Executor(Protocol):
         """Kill a running trial; the next :meth:`wait` hands it back as failed with ``reason``."""
         ...
 
-    def interrupt(self, failure: Failure, reason: str) -> None:
-        """Stop, from another thread, a trial that runs inside :meth:`wait` (in-process executors);
-        executors whose trials run elsewhere do nothing: their :meth:`cancel` reaches them."""
-        ...
-
     def close(self) -> None:
         """Release what the executor holds (Ray connection, threads)."""
         ...
-
-
-class TrialInterruptedError(Exception):
-    """Raised inside an in-process trainer that runs past its timeout or whose sweep is cancelled."""
-
-
-class LocalExecutor:
-    """One trial at a time in the agent's own process: the trainer runs when :meth:`wait` is called.
-
-    Timeouts and cancels interrupt the trainer with a SIGALRM raised in the main thread, so they
-    work when the agent runs in the main thread (the CLI); elsewhere the trial runs to its end.
-    """
-
-    def __init__(self, judge: PruningJudge) -> None:
-        self._reporter = DirectReporter(judge)
-        self._queue: list[TrialTask] = []
-        # Reentrant: the SIGALRM handler runs in the main thread, possibly while it holds the lock.
-        self._lock = threading.RLock()
-        self._armed = False
-        self._stop: tuple[Failure, str] | None = None
-        self.shipped = False
-
-    def slots(self) -> int:
-        return 1
-
-    def start(self, task: TrialTask) -> None:
-        self._queue.append(task)
-
-    def wait(self, timeout: float) -> list[tuple[TrialTask, TrialOutcome]]:
-        if not self._queue:
-            time.sleep(timeout)
-            return []
-        task = self._queue.pop(0)
-        self._stop = None
-        started = time.monotonic()
-        try:
-            with self._interruptible(task.timeout):
-                outcome = execute_trial(task, self._reporter)
-        except TrialInterruptedError:  # landed outside the trainer (tracker code): same result
-            outcome = TrialOutcome.failed(
-                Failure.INTERRUPTED, "interrupted", duration_s=time.monotonic() - started
-            )
-        if self._stop is not None:
-            failure, reason = self._stop
-            outcome = TrialOutcome.failed(failure, reason, duration_s=outcome.duration_s, host=outcome.host)
-        return [(task, outcome)]
-
-    def interrupt(self, failure: Failure, reason: str) -> None:
-        """Stop the trial running now (from another thread); it ends as failed with ``reason``."""
-        with self._lock:
-            if self._armed and self._stop is None:
-                self._stop = (failure, reason)
-                signal.setitimer(signal.ITIMER_REAL, 0.001)
-
-    def cancel(self, trial_id: int, failure: Failure, reason: str) -> None:
-        # A trial only runs inside wait(); a queued one is simply dropped.
-        self._queue = [t for t in self._queue if t.trial_id != trial_id]
-
-    def close(self) -> None:
-        self._queue.clear()
-
-    @contextmanager
-    def _interruptible(self, seconds: float | None) -> Iterator[None]:
-        if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def _expire(signum: int, frame: FrameType | None) -> None:
-            with self._lock:
-                if not self._armed:
-                    return  # the trial already ended
-                if self._stop is None:
-                    self._stop = (Failure.TIMEOUT, f"timeout: trial ran past sweeper.timeout ({seconds:g} s)")
-                reason = self._stop[1]
-            raise TrialInterruptedError(reason)
-
-        previous = signal.signal(signal.SIGALRM, _expire)
-        with self._lock:
-            self._armed = True
-            if seconds is not None:
-                signal.setitimer(signal.ITIMER_REAL, seconds)
-        try:
-            yield
-        finally:
-            disarmed = False
-            while not disarmed:
-                # An alarm landing here, before the disarm, would escape the finally: go again.
-                with contextlib.suppress(TrialInterruptedError), self._lock:
-                    self._armed = False
-                    disarmed = True
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
 
 
 @dataclass
@@ -286,9 +189,6 @@ class RayExecutor:
                 self._cancelled[trial_id] = (failure, reason)
                 ray.cancel(ref, force=True)
 
-    def interrupt(self, failure: Failure, reason: str) -> None:
-        """Nothing to do: trials run on workers, and the agent's loop cancels them."""
-
     def close(self) -> None:
         import ray
 
@@ -360,5 +260,6 @@ def _ray_failure(exc: BaseException) -> tuple[Failure, str]:
 
 
 def _run_in_ray(task: TrialTask, broker: Any, wants_decisions: bool) -> TrialOutcome:
-    """The body of every trial's Ray task."""
-    return execute_trial(task, BrokerReporter(broker, wants_decisions))
+    """The body of every trial's Ray task; what the trial started ends with it (Linux)."""
+    with trial_processes():
+        return execute_trial(task, BrokerReporter(broker, wants_decisions))

@@ -25,7 +25,7 @@ from sweeper.engine.tasks import TaskFactory
 from sweeper.engine.watch import STATE_POLL_S
 from sweeper.errors import UsageError
 from sweeper.storage import attrs as keys
-from sweeper.storage import queue
+from sweeper.storage import queue, work
 from sweeper.storage.sweeps import SweepState
 from sweeper.worker.task import Failure, TrialOutcome
 
@@ -128,14 +128,14 @@ class FillLoop:
                     return End.TARGET_REACHED, End.TARGET_REACHED.value
                 if self._exhausted and self._targets is not None:
                     # Targeted trials another agent runs (or a retry it queues) are waited for.
-                    if not queue.has_open_lineages(self._storage, self._study_id, self._targets):
+                    if not work.has_open_lineages(self._storage, self._study_id, self._targets):
                         return End.TARGETED_DONE, End.TARGETED_DONE.value
                     self._exhausted = False
                 elif self._exhausted:
                     # Other agents' trials still run: if one is lost or fails, its re-queue is ours.
                     # Checked in this order: a lost trial is RUNNING until its reaper has queued
                     # its retry (see LeaseKeeper.others_running), which the second check then sees.
-                    if not self._keeper.others_running() and not queue.has_open_trials(
+                    if not self._keeper.others_running() and not work.has_open_trials(
                         self._storage, self._study_id
                     ):
                         return End.SWEEP_EXHAUSTED, End.SWEEP_EXHAUSTED.value
@@ -179,7 +179,7 @@ class FillLoop:
             and not self._signals.draining.is_set()
         ):
             if self._targets is None:
-                trial = queue.ask_trial(self._study, self._asks, budgeted=self._spec.is_budgeted)
+                trial = queue.ask_trial(self._study, self._asks, self._spec)
             else:
                 trial = queue.claim_trial(self._study, self._asks, self._targets)
             if trial is None:

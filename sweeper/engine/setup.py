@@ -14,13 +14,15 @@ import optuna
 from optuna.storages import BaseStorage
 
 from sweeper.engine.broker import PruningJudge
-from sweeper.engine.executor import Executor, LocalExecutor, RayExecutor
+from sweeper.engine.executor import Executor, RayExecutor
+from sweeper.engine.local import LocalExecutor
 from sweeper.engine.ray_start import RayStart
 from sweeper.engine.tasks import TaskFactory
 from sweeper.errors import TrainerError
 from sweeper.search.strategy import SearchPlan
 from sweeper.spec.model import SweepSpec, TrackerSpec
-from sweeper.storage import queue, sweeps
+from sweeper.storage import attrs as keys
+from sweeper.storage import claims, sweeps
 from sweeper.storage.sweeps import SweepInfo
 from sweeper.storage.urls import DEFAULT_DIR
 from sweeper.worker.trial import import_trainer
@@ -120,7 +122,8 @@ def make_executor(
     max_concurrent: int | None,
     ray_start: RayStart | None = None,
 ) -> Executor:
-    """The in-process executor, or Ray tasks with the spec's resources (on ``ray_start``'s Ray, if given)."""
+    """One trial at a time in forked processes (``local``), or Ray tasks with the spec's resources (on
+    ``ray_start``'s Ray, if given)."""
     if kind == "local":
         return LocalExecutor(judge)
     return RayExecutor(
@@ -185,8 +188,14 @@ def set_up(
         max_concurrent=max_concurrent,
         ray_start=ray_start,
     )
-    # The sampler's choice (GP or TPE) depends on how many trials run at once.
-    study.sampler = search.sampler(parallelism=max(1, executor.slots()), claim=queue.claim_config)
+    # The sampler's choice (GP or TPE) depends on how many trials run at once, and how many priors
+    # (a warm start's earlier results) it models besides the budget.
+    study.sampler = search.sampler(
+        parallelism=max(1, executor.slots()),
+        claim=claims.claim_config,
+        priors=prior_count(storage, info.study_id),
+        is_prior=keys.is_prior,
+    )
     make_task = TaskFactory(
         spec=spec,
         search=search,
@@ -201,3 +210,11 @@ def set_up(
         workdir=None if executor.shipped else str(project),
     )
     return Engine(study, executor, trackers, make_task, directions, search, judge)
+
+
+def prior_count(storage: BaseStorage, study_id: int) -> int:
+    """How many priors the sweep's warm start loaded (its ``sweeper:priors`` record; 0 without one)."""
+    loaded = storage.get_study_user_attrs(study_id).get(keys.PRIORS)
+    if not isinstance(loaded, list):
+        return 0
+    return sum(int(item.get("loaded", 0)) for item in loaded if isinstance(item, dict))

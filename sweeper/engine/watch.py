@@ -1,7 +1,7 @@
 """Watching a sweep from an agent: its state every second, the agent's heartbeat every few seconds.
 
 The watch runs in a background thread, so a pause, stop or cancel reaches the agent within a second
-even while its loop is busy (an in-process trial runs inside the loop: the watch interrupts it).
+even while its loop is busy.
 """
 
 from __future__ import annotations

@@ -53,42 +53,57 @@ _RESAMPLE_ATTEMPTS = 64
 _ENUMERATE_LIMIT = 200_000
 
 # claim(study, config key, trial number) -> whether the trial now holds the config (see
-# sweeper.storage.queue.claim_config): atomic across agents, so no two trials run one config.
+# sweeper.storage.claims.claim_config): atomic across agents, so no two trials run one config.
 Claim = Callable[[Study, str, int], bool]
+# Whether a trial is a prior (an earlier result a warm start loaded; sweeper.storage.attrs.is_prior):
+# it teaches the model, but holds no config of this sweep (the sweep may run that config itself).
+IsPrior = Callable[[FrozenTrial], bool]
 
 _logger = logging.getLogger(__name__)
 
 
-def choose_bayes_sampler(spec: SweepSpec, *, parallelism: int) -> str:
-    """``"gp"`` or ``"tpe"``: the spec's explicit choice, or the ``auto`` rule."""
+def choose_bayes_sampler(spec: SweepSpec, *, parallelism: int, priors: int = 0) -> str:
+    """``"gp"`` or ``"tpe"``: the spec's explicit choice, or the ``auto`` rule (the GP models every
+    trial, ``priors`` included, so they count toward its limit)."""
     if spec.sweeper.sampler != "auto":
         return spec.sweeper.sampler
     if spec.space.is_conditional:
         return "tpe"  # the GP models one fixed set of parameters
     distributions = spec.space.distributions()
     numeric = not any(isinstance(d, CategoricalDistribution) for d in distributions.values())
-    modest = len(distributions) <= GP_MAX_DIMENSIONS and (spec.run_cap or 0) <= GP_MAX_TRIALS
+    modest = len(distributions) <= GP_MAX_DIMENSIONS and (spec.run_cap or 0) + priors <= GP_MAX_TRIALS
     has_torch = importlib.util.find_spec("torch") is not None
     if numeric and modest and spec.run_cap is not None and parallelism <= GP_MAX_PARALLELISM and has_torch:
         return "gp"
     return "tpe"
 
 
-def make_sampler(spec: SweepSpec, *, parallelism: int = 1, claim: Claim | None = None) -> BaseSampler:
+def make_sampler(
+    spec: SweepSpec,
+    *,
+    parallelism: int = 1,
+    claim: Claim | None = None,
+    priors: int = 0,
+    is_prior: IsPrior | None = None,
+) -> BaseSampler:
     """The Optuna sampler that proposes this sweep's trials.
 
     A distinct sweep (:attr:`SweepSpec.distinct`: a finite space) claims each config through
     ``claim`` before a trial gets it, so no config runs twice however many agents race; without
-    ``claim`` (one process, benchmarks) only the configs of visible trials are avoided.
+    ``claim`` (one process, benchmarks) only the configs of visible trials are avoided. The
+    model learns from every finished trial, its ``priors`` too (a warm start: how many, for the
+    GP-or-TPE choice); ``is_prior`` tells them apart, as their configs are not taken.
     """
     space = spec.space
     seed = spec.sweeper.seed
     random = WandbRandomSampler(space, seed)
     distinct = spec.distinct
     if spec.method != "bayes":
-        return DistinctSampler(random, space, seed, claim=claim, finite=True) if distinct else random
+        if not distinct:
+            return random
+        return DistinctSampler(random, space, seed, claim=claim, finite=True, is_prior=is_prior)
     inner: BaseSampler
-    if choose_bayes_sampler(spec, parallelism=parallelism) == "gp":
+    if choose_bayes_sampler(spec, parallelism=parallelism, priors=priors) == "gp":
         inner = GPSampler(seed=seed, independent_sampler=random)
     else:
         with warnings.catch_warnings():
@@ -100,7 +115,9 @@ def make_sampler(spec: SweepSpec, *, parallelism: int = 1, claim: Claim | None =
                 group=space.is_conditional,
                 constant_liar=True,
             )
-    return DistinctSampler(inner, space, seed, claim=claim if distinct else None, finite=distinct)
+    return DistinctSampler(
+        inner, space, seed, claim=claim if distinct else None, finite=distinct, is_prior=is_prior
+    )
 
 
 class SearchPlan:
@@ -120,12 +137,22 @@ class SearchPlan:
             return self.scheduler.pruner
         return make_pruner(self._spec.early_terminate, list(directions)) if len(directions) == 1 else None
 
-    def sampler(self, *, parallelism: int = 1, claim: Claim | None = None) -> BaseSampler:
-        """The sampler that proposes the trials (GP or TPE for bayes depends on ``parallelism``;
-        ``claim`` makes a distinct sweep's configs unique across agents, see :func:`make_sampler`)."""
+    def sampler(
+        self,
+        *,
+        parallelism: int = 1,
+        claim: Claim | None = None,
+        priors: int = 0,
+        is_prior: IsPrior | None = None,
+    ) -> BaseSampler:
+        """The sampler that proposes the trials (GP or TPE for bayes depends on ``parallelism`` and
+        ``priors``; ``claim`` makes a distinct sweep's configs unique across agents; ``is_prior``
+        tells a warm start's priors apart: see :func:`make_sampler`)."""
         if self.scheduler is not None:
             return self.scheduler.sampler
-        return make_sampler(self._spec, parallelism=parallelism, claim=claim)
+        return make_sampler(
+            self._spec, parallelism=parallelism, claim=claim, priors=priors, is_prior=is_prior
+        )
 
     @property
     def asks(self) -> SearchSpace | Callable[[optuna.Trial], None]:
@@ -164,7 +191,8 @@ class DistinctSampler(BaseSampler):
     With ``claim`` (a finite space), the point must also be claimed: a claim another trial won is a
     taken point, so racing agents never share one. Past the redraws, a finite space is searched in
     a shuffled order (reproducible per trial) for a free config: near the end of a space, the last
-    free configs are found rather than hoped for.
+    free configs are found rather than hoped for. A prior (``is_prior``) holds no point: it is an
+    earlier result, not a run of this sweep, which may run its config itself (priors claim nothing).
     """
 
     def __init__(
@@ -175,13 +203,14 @@ class DistinctSampler(BaseSampler):
         *,
         claim: Claim | None = None,
         finite: bool = False,
+        is_prior: IsPrior | None = None,
     ) -> None:
         self._inner = inner
         self._space = space
         self._prior = WandbRandomSampler(space, seed)
         self._claim = claim
         self._finite = finite
-        self._taken = _TakenPoints(space)
+        self._taken = _TakenPoints(space, is_prior)
 
     def reseed_rng(self) -> None:
         self._inner.reseed_rng()
@@ -310,12 +339,13 @@ def _trial_point(trial: FrozenTrial, space: SearchSpace, names: set[str]) -> tup
 
 
 class _TakenPoints:
-    """The configs the study's trials hold; a finished trial's config is computed once."""
+    """The configs the study's trials hold (priors aside); a finished trial's config is computed once."""
 
-    def __init__(self, space: SearchSpace) -> None:
+    def __init__(self, space: SearchSpace, is_prior: IsPrior | None = None) -> None:
         self._space = space
         self._names = set(space.names)
         self._finished: dict[int, tuple[Any, ...] | None] = {}
+        self._is_prior = is_prior
 
     def __call__(self, study: Study, current: FrozenTrial) -> set[tuple[Any, ...]]:
         states = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.PRUNED, TrialState.FAIL)
@@ -325,7 +355,9 @@ class _TakenPoints:
                 continue
             if trial.state.is_finished():
                 if trial.number not in self._finished:
-                    self._finished[trial.number] = _trial_point(trial, self._space, self._names)
+                    prior = self._is_prior is not None and self._is_prior(trial)
+                    point = None if prior else _trial_point(trial, self._space, self._names)
+                    self._finished[trial.number] = point
                 point = self._finished[trial.number]
             else:
                 point = _trial_point(trial, self._space, self._names)

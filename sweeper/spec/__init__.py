@@ -17,8 +17,9 @@ from sweeper.spec.model import (
     SweeperSettings,
     SweepSpec,
     TrackerSpec,
+    WarmStart,
 )
-from sweeper.spec.reader import load_spec
+from sweeper.spec.reader import load_spec, load_warm_start
 from sweeper.spec.space import SearchSpace
 
 __all__ = [
@@ -31,6 +32,8 @@ __all__ = [
     "SweepSpec",
     "SweeperSettings",
     "TrackerSpec",
+    "WarmStart",
     "load_spec",
+    "load_warm_start",
     "server_keys",
 ]

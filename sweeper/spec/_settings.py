@@ -6,7 +6,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from sweeper.spec._checks import Checks, _is_int, _join, _show
+from sweeper.spec._checks import _is_int, _join, _show
+from sweeper.spec._warm_start import WarmStartReader
 from sweeper.spec.model import Resources, SweeperSettings, TrackerSpec
 
 _TRAINER_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
@@ -30,11 +31,12 @@ SWEEPER_KEYS = (
     "tags",
     "outputs",
     "distinct",
+    "warm_start",
 )
 RESOURCE_KEYS = ("gpus", "cpus", "memory", "custom")
 
 
-class SettingsReader(Checks):
+class SettingsReader(WarmStartReader):
     """Reads the ``sweeper:`` block into :class:`~sweeper.spec.model.SweeperSettings`."""
 
     # -- our `sweeper:` block ------------------------------------------------------------------
@@ -83,6 +85,8 @@ class SettingsReader(Checks):
             and self.boolean(block["distinct"], f"{path}.distinct") is not None
         ):
             got["distinct"] = block["distinct"]
+        if block.get("warm_start") is not None:
+            got["warm_start"] = self.warm_start(block["warm_start"], f"{path}.warm_start")
         if block.get("tags") is not None:
             tags = block["tags"]
             tags = [tags] if isinstance(tags, str) else tags

@@ -79,6 +79,26 @@ class TrackerSpec:
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
+WarmStartKind = Literal["sweep", "export", "mlflow", "wandb"]
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """One source of priors (``sweeper.warm_start``): earlier results the new sweep's sampler learns from.
+
+    ``target`` is a sweep's id or name (``sweep``), a file written by ``sweeper export``
+    (``export``), an MLflow experiment's name or id (``mlflow``), or W&B runs (``wandb``: a
+    ``wandb`` folder of run folders, one run folder, or a runs table exported as CSV or JSON).
+    A relative path is looked for next to the spec file, then in the directory the sweep is
+    submitted in.
+    """
+
+    kind: WarmStartKind
+    target: str
+    storage: str | None = None  # sweep: the storage holding it (default: the new sweep's)
+    tracking_uri: str | None = None  # mlflow: the tracking server or store (default: MLflow's own)
+
+
 @dataclass(frozen=True)
 class SweeperSettings:
     """Our own settings, from the spec's top-level ``sweeper:`` block."""
@@ -98,6 +118,8 @@ class SweeperSettings:
     outputs: str | None = None
     # A finite space's random/bayes sweep runs each config at most once (False: W&B's with-replacement draws).
     distinct: bool = True
+    # Earlier results the sampler learns from (priors), loaded when the sweep is created.
+    warm_start: tuple[WarmStart, ...] = ()
 
 
 @dataclass(frozen=True)

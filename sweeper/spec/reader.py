@@ -29,6 +29,8 @@ Our extensions, which W&B's engine rejects (so no W&B spec changes meaning):
 - ``sweeper_if: {parent: [values]}`` in a parameter or a nested block: a conditional parameter,
   active only when ``parent`` (a categorical or constant) takes one of the values; checked for
   unknown parents, impossible values, non-categorical parents and cycles.
+- ``sweeper.warm_start``: earlier results (other sweeps, ``sweeper export`` files, MLflow and W&B
+  runs) the sampler learns from, loaded as priors when the sweep is created (not with a grid).
 - ``sweeper.distinct`` (default true): a random or bayes sweep over a finite space runs each config
   at most once (:attr:`SweepSpec.distinct`).
 """
@@ -47,9 +49,10 @@ from sweeper.spec._objectives import ObjectiveReader
 from sweeper.spec._parameters import ParameterReader
 from sweeper.spec._scheduler import IGNORED_KEYS, SchedulerReader, launch_form, server_keys
 from sweeper.spec._settings import SettingsReader
+from sweeper.spec._warm_start import WarmStartReader, refusal, text_source
 from sweeper.spec.laws import Parameter
 from sweeper.spec.loader import check_shape, read_yaml
-from sweeper.spec.model import Metric, SweeperSettings, SweepSpec
+from sweeper.spec.model import Metric, SweeperSettings, SweepSpec, WarmStart
 
 METHODS = ("grid", "random", "bayes", "custom")
 
@@ -177,6 +180,9 @@ class _Reader(ParameterReader, SettingsReader, ObjectiveReader, SchedulerReader)
                     f"{scheduler.optimizer}() returns carries its own seed (e.g. TPESampler(seed=...))",
                 )
 
+        why = refusal(method, defines_space, has_objective) if settings.warm_start else None
+        if why is not None:
+            self.error("sweeper.warm_start", f"cannot be used here: {why}")
         if settings.sampler == "gp" and any(p.when for p in parameters):
             self.error(
                 "sweeper.sampler",
@@ -274,3 +280,38 @@ def load_spec(source: str | Path | Mapping[str, Any]) -> SweepSpec:
     if reader.issues or spec is None:
         raise SpecError(reader.issues or [SpecIssue(origin, "<root>", "is not a valid sweep spec")])
     return spec
+
+
+def load_warm_start(
+    value: Any, origin: str = "--warm-start", spec: SweepSpec | None = None
+) -> tuple[WarmStart, ...]:
+    """Read warm-start sources given outside a spec: ``--warm-start`` texts (``KIND:VALUE`` or a
+    YAML flow mapping), mappings as in ``sweeper.warm_start``, or a list of either; with ``spec``,
+    check that its sweep can start warm (as ``sweeper.warm_start`` in it would be checked).
+
+    Raises:
+        SpecError: a source is malformed, located as ``<origin>: <i>``, or ``spec`` cannot start warm.
+
+    >>> load_warm_start(["sweep:k3v9x2ab", {"export": "old.csv"}])[1].kind
+    'export'
+    """
+    items = value if isinstance(value, list | tuple) else [value]
+    reader = WarmStartReader(origin)
+    found: list[WarmStart] = []
+    for i, item in enumerate(items):
+        if isinstance(item, WarmStart):
+            found.append(item)
+            continue
+        source = reader.warm_source(text_source(item) if isinstance(item, str) else item, str(i))
+        if source is not None:
+            found.append(source)
+    why = (
+        None
+        if spec is None or not items
+        else refusal(spec.method, spec.defines_space_by_run, bool(spec.objectives))
+    )
+    if why is not None:
+        reader.error("", f"cannot be used with sweep spec {spec.source if spec else ''}: {why}")
+    if reader.issues:
+        raise SpecError(reader.issues)
+    return tuple(found)

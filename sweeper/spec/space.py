@@ -332,43 +332,78 @@ class SearchSpace:
         """
         return list(self.iter_grid())
 
-    def iter_grid(self) -> Iterator[dict[str, Any]]:
-        """The points of :meth:`grid`, one at a time (a large grid need not be built)."""
+    def iter_grid(self, start: int = 0) -> Iterator[dict[str, Any]]:
+        """The points of :meth:`grid` from index ``start`` on, one at a time.
+
+        Skipping to ``start`` costs a few counts per parameter, not ``start`` points: agents take a
+        large grid block by block (see :mod:`sweeper.storage.queue`), never building it whole.
+
+        >>> from sweeper.spec.reader import load_spec
+        >>> space = load_spec({"method": "grid", "parameters": {"a": {"values": [1, 2, 3]},
+        ...     "b": {"values": ["x", "y"]}}}).space
+        >>> list(space.iter_grid(start=3))
+        [{'a': 2, 'b': 'y'}, {'a': 3, 'b': 'x'}, {'a': 3, 'b': 'y'}]
+        """
         for name in self.names:
             if self._laws[name].grid_values is None:
                 raise ValueError(f"parameter {name!r} ({self._laws[name].kind}) has no grid")
-        if not self.is_conditional:
+        if not self.is_conditional and start == 0:
             names = self.names
             axes = [self._laws[name].grid_values or [] for name in names]
             for point in itertools.product(*axes):
                 yield dict(zip(names, point, strict=True))
             return
-        yield from self._grid_from(0, {}, {})
+        yield from self._grid_from(0, {}, {}, skip=start)
 
     def _grid_from(
-        self, i: int, point: dict[str, Any], known: dict[str, Any], finite: bool = False
+        self, i: int, point: dict[str, Any], known: dict[str, Any], finite: bool = False, skip: int = 0
     ) -> Iterator[dict[str, Any]]:
+        """The points below parameter ``i`` given the values chosen so far, the first ``skip`` left out
+        (whole branches are skipped by their counts)."""
         if i == len(self._order):
-            yield dict(point)
+            if skip == 0:
+                yield dict(point)
             return
         name = self._order[i]
         law = self._laws[name]
         if not self._holds(law, known):
-            yield from self._grid_from(i + 1, point, known, finite)
+            yield from self._grid_from(i + 1, point, known, finite, skip)
             return
         if law.distribution is None:
-            yield from self._grid_from(i + 1, point, {**known, name: law.parameter.value}, finite)
+            yield from self._grid_from(i + 1, point, {**known, name: law.parameter.value}, finite, skip)
             return
-        for value in law.finite_values() if finite else law.grid_values or ():
+        values = law.finite_values() if finite else law.grid_values or []
+        count = self._counter(finite)
+        if skip and name not in self._parents:
+            # Every value has the same number of points below it: skip whole values at once.
+            below = self._count_from(i + 1, known, count)
+            if below == 0:
+                return
+            first, skip = divmod(skip, below)
+            values = values[first:]
+        for value in values:
+            branch = {**known, name: law.natural(value)}
+            if skip:
+                below = self._count_from(i + 1, branch, count)
+                if skip >= below:
+                    skip -= below
+                    continue
             point[name] = value
-            yield from self._grid_from(i + 1, point, {**known, name: law.natural(value)}, finite)
+            yield from self._grid_from(i + 1, point, branch, finite, skip)
+            skip = 0
             del point[name]
+
+    @staticmethod
+    def _counter(finite: bool) -> Callable[[_Law], int]:
+        if finite:
+            return lambda law: law.finite_count() or 0
+        return lambda law: len(law.grid_values or ())
 
     def grid_size(self) -> int:
         """The number of grid points, without building them."""
         if not self.is_conditional:
             return math.prod(len(self._laws[name].grid_values or ()) for name in self.names)
-        return self._count_from(0, {}, lambda law: len(law.grid_values or ()))
+        return self._count_from(0, {}, self._counter(finite=False))
 
     def finite_size(self) -> int | None:
         """How many distinct configs W&B's laws can give, or None when a parameter is continuous.
@@ -380,7 +415,7 @@ class SearchSpace:
         counts = {name: self._laws[name].finite_count() for name in self.names}
         if any(count is None for count in counts.values()):
             return None
-        return self._count_from(0, {}, lambda law: law.finite_count() or 0)
+        return self._count_from(0, {}, self._counter(finite=True))
 
     def iter_finite(self) -> Iterator[dict[str, Any]]:
         """Every distinct config of a finite space (flat Optuna params), in dependency order."""
@@ -405,6 +440,10 @@ class SearchSpace:
             return count(law) * self._count_from(i + 1, known, count)
         values = law.finite_values() if law.grid_values is None else law.grid_values
         return sum(self._count_from(i + 1, {**known, name: law.natural(v)}, count) for v in values)
+
+    def natural(self, name: str, value: Any) -> Any:
+        """The value the trainer receives for Optuna param value ``value`` of parameter ``name``."""
+        return self._laws[name].natural(value)
 
     def sample(self, name: str, rng: np.random.Generator) -> Any:
         """One draw of parameter ``name`` from W&B's law, as the Optuna param value."""

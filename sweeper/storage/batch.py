@@ -166,12 +166,16 @@ def _write_rdb_rows(storage: BaseStorage, rdb: RDBStorage, writes: Sequence[Tria
     insert: Any = postgresql.insert if rdb.engine.name == "postgresql" else sqlite.insert
 
     def upsert(
-        model: Any, rows: list[dict[str, Any]], keys: tuple[str, ...], updated: tuple[str, ...]
-    ) -> Any:
-        statement = insert(model.__table__).values(rows)
-        return statement.on_conflict_do_update(
+        session: Any, model: Any, rows: list[dict[str, Any]], keys: tuple[str, ...], updated: tuple[str, ...]
+    ) -> None:
+        # The rows as parameters of one statement (SQLAlchemy sends them in multi-row batches),
+        # not inlined: a statement per row count would fill SQLAlchemy's statement cache, each
+        # entry as large as its rows (tens of MB for 100,000 intermediate values).
+        statement = insert(model.__table__)
+        upserted = statement.on_conflict_do_update(
             index_elements=list(keys), set_={c: getattr(statement.excluded, c) for c in updated}
         )
+        session.execute(upserted, rows)
 
     cache = cache_of(storage)
     refused: Refused = {}
@@ -226,7 +230,7 @@ def _write_rdb_rows(storage: BaseStorage, rdb: RDBStorage, writes: Sequence[Tria
                 for key, value in getattr(w, attr).items()
             ]
             if rows:
-                session.execute(upsert(model, rows, ("trial_id", "key"), ("value_json",)))
+                upsert(session, model, rows, ("trial_id", "key"), ("value_json",))
         steps = []
         for w in live:
             for step, value in w.intermediate.items():
@@ -240,13 +244,12 @@ def _write_rdb_rows(storage: BaseStorage, rdb: RDBStorage, writes: Sequence[Tria
                     }
                 )
         if steps:
-            session.execute(
-                upsert(
-                    models.TrialIntermediateValueModel,
-                    steps,
-                    ("trial_id", "step"),
-                    ("intermediate_value", "intermediate_value_type"),
-                )
+            upsert(
+                session,
+                models.TrialIntermediateValueModel,
+                steps,
+                ("trial_id", "step"),
+                ("intermediate_value", "intermediate_value_type"),
             )
         values = []
         for w in live:
@@ -261,9 +264,8 @@ def _write_rdb_rows(storage: BaseStorage, rdb: RDBStorage, writes: Sequence[Tria
                     }
                 )
         if values:
-            session.execute(
-                upsert(models.TrialValueModel, values, ("trial_id", "objective"), ("value", "value_type"))
-            )
+            keys, updated = ("trial_id", "objective"), ("value", "value_type")
+            upsert(session, models.TrialValueModel, values, keys, updated)
         ended = [
             {"id": w.trial_id, "new_state": w.state, "completed": datetime.now()}
             for w in live

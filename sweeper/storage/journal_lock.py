@@ -13,6 +13,8 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from optuna.storages.journal._file import BaseJournalFileLock
 
@@ -25,7 +27,8 @@ class FlockJournalLock(BaseJournalFileLock):
     """An exclusive ``flock`` on ``filepath + ".flock"``, waited for as long as its holder lives.
 
     Each acquire opens the lock file anew, so two storages of the same journal in one process (or
-    two threads) exclude each other as two processes do.
+    two threads) exclude each other as two processes do. Within one thread it is reentrant, so a
+    read-then-append can hold it across both (:meth:`held`) while the append takes it again.
     """
 
     def __init__(self, filepath: str) -> None:
@@ -33,11 +36,14 @@ class FlockJournalLock(BaseJournalFileLock):
         self._held = threading.local()
 
     def acquire(self) -> bool:
-        """Wait for the lock and take it.
+        """Wait for the lock and take it (at once if this thread holds it already).
 
         Raises:
             StorageError: the lock file cannot be opened (a read-only directory, say).
         """
+        if getattr(self._held, "fd", None) is not None:
+            self._held.depth += 1
+            return True
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         except OSError as exc:
@@ -52,14 +58,27 @@ class FlockJournalLock(BaseJournalFileLock):
             os.close(fd)
             raise
         self._held.fd = fd
+        self._held.depth = 1
         return True
 
     def release(self) -> None:
         fd = getattr(self._held, "fd", None)
         if fd is None:
             raise RuntimeError(f"the journal lock {self.path} is not held by this thread")
+        self._held.depth -= 1
+        if self._held.depth:
+            return
         self._held.fd = None
         try:
             fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold the lock for a block: no other writer appends between what it reads and appends."""
+        self.acquire()
+        try:
+            yield
+        finally:
+            self.release()

@@ -34,6 +34,7 @@ from optuna.study._study_direction import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.storage.fast_read import LocalTime, exact_local
+from sweeper.storage.journal_replay import LinearJournalStorage, LinearReplay
 
 
 class JournalFile(JournalFileBackend):
@@ -67,15 +68,17 @@ class JournalFile(JournalFileBackend):
 
 
 def open_journal(backend: JournalFileBackend) -> JournalStorage:
-    """A :class:`~optuna.storages.JournalStorage` of ``backend``, its log replayed fast on open."""
-    storage = JournalStorage(_NoLogs())  # Optuna's own set-up, replaying an empty log
+    """A :class:`~optuna.storages.JournalStorage` of ``backend``, its log replayed fast on open (and
+    every later sync linear in a trial's values: see :mod:`sweeper.storage.journal_replay`)."""
+    storage = LinearJournalStorage(_NoLogs())  # Optuna's own set-up, replaying an empty log
     storage._backend = backend
-    replay = JournalStorageReplayResult(storage._worker_id_prefix)
+    # Later syncs replay a trial's values in linear time too (sweeper.storage.journal_replay).
+    replay: JournalStorageReplayResult = LinearReplay(storage._worker_id_prefix)
     try:
         logs = backend._read_all() if isinstance(backend, JournalFile) else None
         _InPlace(replay).apply(list(backend.read_logs(0)) if logs is None else logs)
     except Exception:  # anything unexpected: Optuna's replay of the whole log, which raises its own errors
-        replay = JournalStorageReplayResult(storage._worker_id_prefix)
+        replay = LinearReplay(storage._worker_id_prefix)
     storage._replay_result = replay
     with storage._thread_lock:
         storage._sync_with_backend()  # Optuna's: what was appended meanwhile (all of it, on a fallback)

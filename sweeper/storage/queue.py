@@ -4,105 +4,36 @@ A trial is prepared without a write: its params are suggested and its attrs set 
 :class:`~sweeper.storage.batch.DeferredWrites` that keeps them, and :func:`start_trial` writes them
 with its lease in one round trip (on top of the one that took or created it).
 
-This module, :mod:`sweeper.storage.batch` and :mod:`sweeper.storage.fast_read` are the only ones
-that touch Optuna's internals (its RDB models, its trial cache, ``Study`` and ``Trial`` private
-fields); the versions they are tested with are bounded in ``pyproject.toml``.
+This module, :mod:`~sweeper.storage.work`, :mod:`~sweeper.storage.claims`, :mod:`~sweeper.storage.batch`
+and :mod:`~sweeper.storage.fast_read` are the only ones that touch Optuna's internals (its RDB models,
+its journal records, its trial cache, ``Study`` and ``Trial`` private fields); the versions they are
+tested with are bounded in ``pyproject.toml``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
-import threading
-import weakref
 from collections.abc import Callable, Collection, Mapping
-from typing import Any, TypeAlias, TypeVar, cast
+from typing import Any, TypeAlias, cast
 
 import optuna
 from optuna.distributions import BaseDistribution
-from optuna.storages import BaseStorage, RDBStorage
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.spec.model import SweepSpec
 from sweeper.spec.space import SearchSpace
-from sweeper.storage.attrs import ATTEMPT, FAIL_REASON, lineage
+from sweeper.storage import work
+from sweeper.storage._access import remember, retried
+from sweeper.storage.attrs import FAIL_REASON, lineage
 from sweeper.storage.batch import DeferredWrites, TrialWrite, write_trials
-from sweeper.storage.fast_read import cache_of, database_of, layer_of
+from sweeper.storage.fast_read import database_of
 
 Space: TypeAlias = SearchSpace | Mapping[str, BaseDistribution]
 # What an ask suggests on the new trial: the sweep's space (define-by-run over its active
 # parameters), plain distributions by flat name, or a define-by-run function of the live trial (the
 # user's `scheduler.search_space`, which keeps the config itself).
 Asks: TypeAlias = Space | Callable[[optuna.Trial], object]
-
-OPEN_STATES = (TrialState.WAITING, TrialState.RUNNING)
-
-
-_T = TypeVar("_T")
-
-
-def _enqueue_work(study: optuna.Study, spec: SweepSpec) -> None:
-    """Enqueue every grid point, or empty budget tokens the sampler fills when asked (``run_cap``
-    of them, at most as many as a distinct sweep's finite space has configs).
-
-    Optuna's ask pops a WAITING trial atomically on every storage (a conditional update), which is
-    what makes "each point exactly once" and "exactly run_cap trials" hold under concurrency.
-    """
-    if spec.method == "grid":
-        points = spec.space.grid()
-        if spec.run_cap is not None:
-            points = points[: spec.run_cap]
-    elif spec.budget is not None:
-        # run_cap, or a finite space's size: a distinct sweep takes one token per config at most.
-        points = [{} for _ in range(spec.budget)]
-    else:
-        return
-    rdb = database_of(study._storage)
-    if rdb is not None:
-        _enqueue_rdb(rdb, study._study_id, points, {ATTEMPT: 0})
-        return
-    for params in points:
-        study.enqueue_trial(params, user_attrs={ATTEMPT: 0}, skip_if_exists=False)
-
-
-def _enqueue_rdb(
-    rdb: RDBStorage, study_id: int, points: list[dict[str, Any]], user_attrs: dict[str, Any]
-) -> None:
-    """Insert WAITING trials in one transaction: what ``enqueue_trial`` stores, point by point.
-
-    Enqueuing trial by trial costs a transaction each (minutes for a large grid on PostgreSQL).
-    The study row lock serializes trial numbering with Optuna's own trial creation.
-    """
-    from optuna.storages._rdb import models
-    from optuna.storages._rdb.storage import _create_scoped_session
-    from sqlalchemy import func
-
-    with _create_scoped_session(rdb.scoped_session) as session:
-        models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
-        base = (
-            session.query(func.count(models.TrialModel.trial_id))
-            .filter(models.TrialModel.study_id == study_id)
-            .scalar()
-        )
-        trials = [
-            models.TrialModel(study_id=study_id, number=int(base) + i, state=TrialState.WAITING)
-            for i in range(len(points))
-        ]
-        session.add_all(trials)
-        session.flush()  # assigns the trial ids
-        attrs: list[Any] = []
-        for trial, params in zip(trials, points, strict=True):
-            attrs.append(
-                models.TrialSystemAttributeModel(
-                    trial_id=trial.trial_id, key="fixed_params", value_json=json.dumps(params)
-                )
-            )
-            attrs.extend(
-                models.TrialUserAttributeModel(trial_id=trial.trial_id, key=key, value_json=json.dumps(value))
-                for key, value in user_attrs.items()
-            )
-        session.add_all(attrs)
 
 
 def _pop_waiting(study: optuna.Study) -> int | None:
@@ -143,26 +74,10 @@ def _pop_waiting(study: optuna.Study) -> int | None:
             )
             return int(row.trial_id)
 
-    trial_id = _retried(study._storage, "pop a waiting trial", claim)
+    trial_id = retried(study._storage, "pop a waiting trial", claim)
     if trial_id is not None:
-        _remember(study, trial_id)
+        remember(study, trial_id)
     return trial_id
-
-
-def _remember(study: optuna.Study, trial_id: int) -> None:
-    """Tell Optuna's trial cache of a trial claimed behind its back: its next read fetches it anew.
-
-    (The cache serves only finished trials from memory; an unfinished one it knows of is read again
-    from the database by ``get_all_trials``, so there is nothing to read here.)
-    """
-    from optuna.storages._cached_storage import _StudyInfo
-
-    cached = cache_of(study._storage)
-    if cached is None:
-        return
-    with cached._lock:
-        info = cached._studies.setdefault(study._study_id, _StudyInfo())
-        info.unfinished_trial_ids.add(trial_id)
 
 
 def suggest_params(trial: optuna.Trial, space: Space) -> dict[str, Any]:
@@ -188,20 +103,25 @@ def _suggest(study: optuna.Study, trial: optuna.Trial, asks: Asks) -> None:
         raise
 
 
-def ask_trial(study: optuna.Study, distributions: Asks, *, budgeted: bool) -> optuna.Trial | None:
+def ask_trial(study: optuna.Study, distributions: Asks, spec: SweepSpec) -> optuna.Trial | None:
     """The next trial to run with all params suggested, or None when a budgeted sweep has none left.
 
-    Enqueued trials (grid points, budget tokens, retries) come first; their fixed params win over
+    Queued trials (grid points, budget tokens, retries) come first; their fixed params win over
     the sampler (a define-by-run function gets them back from ``suggest_*``, so a retry replays
-    the same config). Only an unbudgeted sweep creates new trials. Given the sweep's
-    :class:`SearchSpace`, only the active parameters are suggested (conditional parameters).
+    the same config). When none waits, a budgeted sweep queues its next block of work and takes its
+    first item (:func:`sweeper.storage.work.take_block`); only an unbudgeted sweep creates new
+    trials. Given the sweep's :class:`SearchSpace`, only the active parameters are suggested.
     """
     study._thread_local.cached_all_trials = None
     trial_id = _pop_waiting(study)
     if trial_id is None:
-        if budgeted:
-            return None
-        trial_id = study._storage.create_new_trial(study._study_id)
+        budget = spec.budget
+        if budget is None:
+            trial_id = study._storage.create_new_trial(study._study_id)
+        else:
+            trial_id = work.take_block(study, spec, budget)
+            if trial_id is None:
+                return None
     return _prepared(study, trial_id, distributions)
 
 
@@ -285,147 +205,6 @@ def claim_trial(study: optuna.Study, distributions: Asks, lineages: Collection[i
                 continue  # another agent took it first
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
-        _remember(study, frozen._trial_id)
+        remember(study, frozen._trial_id)
         return _prepared(study, frozen._trial_id, distributions)
     return None
-
-
-def has_open_lineages(storage: BaseStorage, study_id: int, lineages: Collection[int]) -> bool:
-    """Whether a trial of the given lineages still waits or runs (anywhere, in any agent)."""
-    open_trials = storage.get_all_trials(study_id, deepcopy=False, states=OPEN_STATES)
-    return any(lineage(t) in lineages for t in open_trials)
-
-
-def has_open_trials(storage: BaseStorage, study_id: int) -> bool:
-    """Whether any trial still waits to run or runs (the sweep is not done yet)."""
-    rdb = database_of(storage)
-    if rdb is None:
-        return bool(storage.get_all_trials(study_id, deepcopy=False, states=OPEN_STATES))
-    from optuna.storages._rdb import models
-    from optuna.storages._rdb.storage import _create_scoped_session
-
-    def first_open() -> Any:
-        with _create_scoped_session(rdb.scoped_session) as session:
-            return (
-                session.query(models.TrialModel.trial_id)
-                .filter(models.TrialModel.study_id == study_id)
-                .filter(models.TrialModel.state.in_(OPEN_STATES))
-                .first()
-            )
-
-    return _retried(storage, "find open trials", first_open) is not None
-
-
-def _retried(storage: BaseStorage, what: str, call: Callable[[], _T]) -> _T:
-    """Run a direct database query under the storage's retry policy when it has one."""
-    retry = getattr(storage, "_call", None)
-    return retry(what, call) if retry is not None else call()
-
-
-# -- distinct configs: one claim per config, atomic on every storage --------------------------------
-
-CLAIM_PREFIX = "sweeper:config:"
-_memory_lock = threading.Lock()
-# Per journal backend: how far its log has been read, and the first claimant of each config key.
-_journal_claims: weakref.WeakKeyDictionary[Any, tuple[int, dict[tuple[int, str], Any]]] = (
-    weakref.WeakKeyDictionary()
-)
-_journal_lock = threading.Lock()
-# Per in-memory storage: the holder of each (study, claim).
-_memory_claims: weakref.WeakKeyDictionary[Any, dict[tuple[int, str], int]] = weakref.WeakKeyDictionary()
-
-
-def claim_config(study: optuna.Study, key: str, trial_number: int) -> bool:
-    """Claim config ``key`` (:meth:`SearchSpace.config_key`) for trial ``trial_number``: True if
-    this trial holds it now (it claimed it first, or already had), False if another trial does.
-
-    The claim is a study system attr ``sweeper:config:<digest>`` and the first writer wins, which
-    each storage decides atomically in its own way:
-
-    - RDB (SQLite, PostgreSQL): an INSERT into study system attributes, unique per (study, key):
-      a second INSERT fails with an integrity error (PostgreSQL blocks it until the first commits).
-    - Journal: appends are totally ordered in the log; the first op that wrote the key wins
-      (Optuna's replay keeps the last value, so the log itself is read).
-    - In memory (one process): a lock around a dict of holders.
-    - Any other storage: read-then-write under a lock, atomic among one process's threads only.
-
-    Claims are made with the trial's number as value, so a retried claim (a lost connection after
-    the commit) recognises its own.
-    """
-    attr = CLAIM_PREFIX + hashlib.sha256(key.encode("utf-8")).hexdigest()
-    storage = study._storage
-    rdb = database_of(storage)
-    if rdb is not None:
-        holder = _retried(
-            storage, "claim a config", lambda: _claim_rdb(rdb, study._study_id, attr, trial_number)
-        )
-        return bool(holder == trial_number)
-    journal = _journal(storage)
-    if journal is not None:
-        return bool(_claim_journal(journal, study._study_id, attr, trial_number) == trial_number)
-    memory = layer_of(storage, optuna.storages.InMemoryStorage)
-    with _memory_lock:
-        if memory is not None:
-            # One process holds the whole storage: a dict beside it answers without copying attrs.
-            holders = _memory_claims.setdefault(memory, {})
-            holder = holders.setdefault((study._study_id, attr), trial_number)
-            if holder == trial_number:
-                storage.set_study_system_attr(study._study_id, attr, trial_number)
-            return bool(holder == trial_number)
-        # Another kind of storage: read-then-write, atomic among this process's threads only.
-        holder = storage.get_study_system_attrs(study._study_id).get(attr)
-        if holder is None:
-            storage.set_study_system_attr(study._study_id, attr, trial_number)
-            return True
-        return bool(holder == trial_number)
-
-
-def _claim_rdb(rdb: RDBStorage, study_id: int, attr: str, trial_number: int) -> Any:
-    """Insert the claim; return the number of the trial that holds it (ours when the insert won)."""
-    from optuna.storages._rdb import models
-    from sqlalchemy import exc
-
-    session = rdb.scoped_session()
-    try:
-        session.add(
-            models.StudySystemAttributeModel(study_id=study_id, key=attr, value_json=json.dumps(trial_number))
-        )
-        session.commit()
-        return trial_number
-    except exc.IntegrityError:
-        session.rollback()
-        row = (
-            session.query(models.StudySystemAttributeModel.value_json)
-            .filter(models.StudySystemAttributeModel.study_id == study_id)
-            .filter(models.StudySystemAttributeModel.key == attr)
-            .one()
-        )
-        return json.loads(row[0])
-    finally:
-        session.close()
-
-
-def _journal(storage: BaseStorage) -> Any:
-    from optuna.storages.journal import JournalStorage
-
-    return layer_of(storage, JournalStorage)
-
-
-def _claim_journal(journal: Any, study_id: int, attr: str, trial_number: int) -> Any:
-    """Append the claim, then read the log: the first op that set ``attr`` names its holder."""
-    from optuna.storages.journal._storage import JournalOperation
-
-    journal.set_study_system_attr(study_id, attr, trial_number)
-    backend = journal._backend
-    # The storage's own lock too: its replay reads the same backend from other threads.
-    with journal._thread_lock, _journal_lock:
-        read, first = _journal_claims.get(backend, (0, {}))
-        for log in backend.read_logs(read):
-            read += 1
-            if log.get("op_code") != JournalOperation.SET_STUDY_SYSTEM_ATTR:
-                continue
-            for key, value in log.get("system_attr", {}).items():
-                if key.startswith(CLAIM_PREFIX):
-                    first.setdefault((int(log["study_id"]), key), value)
-        _journal_claims[backend] = (read, first)
-        return first.get((study_id, attr))

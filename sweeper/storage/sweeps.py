@@ -13,10 +13,25 @@ import optuna
 from optuna.storages import BaseStorage
 
 from sweeper.errors import SpecError, SweepNotFoundError, UsageError
+from sweeper.spec.extension import Extension, extend_spec
+from sweeper.spec.laws import value_key
 from sweeper.spec.model import SweepSpec
 from sweeper.spec.reader import load_spec
-from sweeper.storage.attrs import AGENT_PREFIX, CREATED_AT, NAME, SOURCE, SPEC, STATE, VERSION
-from sweeper.storage.queue import _enqueue_work
+from sweeper.storage import work
+from sweeper.storage.attrs import (
+    AGENT_PREFIX,
+    CREATED_AT,
+    HISTORY,
+    NAME,
+    REPEAT_OF,
+    RETRY_OF,
+    SOURCE,
+    SPEC,
+    STATE,
+    VERSION,
+    is_prior,
+)
+from sweeper.storage.priors import Priors, write_priors
 
 SweepState = Literal["running", "paused", "finished", "cancelled"]
 SWEEP_STATES: tuple[SweepState, ...] = get_args(SweepState)
@@ -44,6 +59,8 @@ class SweepInfo:
     created_at: str
     version: str
     study_id: int
+    # Each extension (see extend_sweep), oldest first.
+    history: tuple[dict[str, Any], ...] = ()
 
 
 def new_sweep_id() -> str:
@@ -57,8 +74,16 @@ def directions(spec: SweepSpec) -> list[str]:
     return [metric.goal for metric in spec.objectives] or ["minimize"]
 
 
-def create_sweep(storage: BaseStorage, spec: SweepSpec, name: str | None = None) -> SweepInfo:
-    """Create the study of a new sweep and record its spec, name, version and state."""
+def create_sweep(
+    storage: BaseStorage, spec: SweepSpec, name: str | None = None, priors: Priors | None = None
+) -> SweepInfo:
+    """Create the study of a new sweep and record its spec, name, version and state.
+
+    O(1) in the sweep's size: its grid points or budget tokens are queued by the agents, block by
+    block (see :mod:`sweeper.storage.work`). ``priors`` (a warm start, see
+    :mod:`sweeper.storage.priors`) are written first, as the study's first trials; they take no
+    budget token. The sweep becomes visible when its spec is written, the last write.
+    """
     from sweeper import __version__
 
     for _ in range(10):
@@ -72,11 +97,12 @@ def create_sweep(storage: BaseStorage, spec: SweepSpec, name: str | None = None)
             continue
     else:  # pragma: no cover - 36**8 ids; ten collisions in a row means a broken RNG
         raise RuntimeError("could not allocate a unique sweep id")
+    if priors is not None:
+        write_priors(storage, study_id, priors)
     sweep_name = name or spec.name or sweep_id
     created_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     attrs: dict[str, Any] = {
         NAME: sweep_name,
-        SPEC: dict(spec.raw),
         SOURCE: spec.source,
         VERSION: __version__,
         CREATED_AT: created_at,
@@ -84,8 +110,113 @@ def create_sweep(storage: BaseStorage, spec: SweepSpec, name: str | None = None)
     }
     for key, value in attrs.items():
         storage.set_study_user_attr(study_id, key, value)
-    _enqueue_work(load_study(storage, sweep_id), spec)
+    work.start_queue(storage, study_id)
+    # The spec last: a study without it is no sweep to any reader or agent, so a creation killed
+    # part-way leaves nothing that could be run or finished.
+    storage.set_study_user_attr(study_id, SPEC, dict(spec.raw))
     return SweepInfo(sweep_id, sweep_name, "running", spec, created_at, __version__, study_id)
+
+
+@dataclass(frozen=True)
+class Extended:
+    """A sweep after :func:`extend_sweep`: its record, and what the extension added."""
+
+    info: SweepInfo
+    budget_before: int | None
+    budget_after: int | None
+    new_points: int  # grid points queued by the extension (new values); budget tokens come lazily
+
+
+def extend_sweep(storage: BaseStorage, id_or_name: str, extension: Extension) -> Extended:
+    """Give a sweep (finished, stopped or running) more budget or more grid values.
+
+    Only new points run: a grid's new values queue exactly the points that hold one (in W&B's order
+    of the extended grid), a larger ``run_cap`` lets agents queue more of the same work; the
+    sampler goes on from every trial the sweep has. The spec, the state (running again, unless
+    paused), the queue and the history entry are one atomic write.
+
+    Raises:
+        SpecError: the extension is malformed (located, see :func:`extend_spec`).
+        UsageError: it would run nothing new, a capped grid's order would change, or the sweep
+            changed meanwhile.
+    """
+    info = get_sweep(storage, id_or_name)
+    spec = info.spec
+    trials = storage.get_all_trials(info.study_id, deepcopy=False)
+    # What the sweep has run itself: first attempts, not retries, repeats or a warm start's priors.
+    lineage_keys = (RETRY_OF, REPEAT_OF)
+    firsts = sum(1 for t in trials if not is_prior(t) and not any(k in t.user_attrs for k in lineage_keys))
+    new = extend_spec(spec, extension, runs_so_far=firsts)
+    cursor = work.queued(storage, info.study_id, spec.budget) if spec.budget is not None else firsts
+    points: list[dict[str, Any]] = []
+    if new.method == "grid" and extension.values:
+        size = spec.space.grid_size()
+        if cursor < size:
+            raise UsageError(
+                f"sweep {info.id} has queued {cursor:,} of its {size:,} grid points (run_cap, or still "
+                "running); new values would reorder the rest: raise run_cap first, or extend once they "
+                "are queued"
+            )
+        if new.budget != new.space.grid_size():
+            raise UsageError(
+                f"run_cap {new.run_cap:,} would cut the extended grid of {new.space.grid_size():,} points; "
+                "raise it too (--run-cap)"
+            )
+        points = [p for p in new.space.iter_grid() if _holds_new_value(new, p, extension)]
+        cursor = new.space.grid_size()
+    grown = {
+        name: new.space.distributions()[name]
+        for name in extension.values
+        if spec.space.distributions().get(name) != new.space.distributions().get(name)
+    }
+    if grown and not work.can_grow_choices(storage, info.study_id, grown):
+        raise UsageError(
+            f"sweep {info.id} is in a journal file, whose records of its past trials cannot take new values "
+            f"for {', '.join(sorted(grown))} (Optuna's journal refuses a choice list that changes); a sweep "
+            "on SQLite or PostgreSQL can, or raise its run_cap instead"
+        )
+    if grown and work.has_running_trials(storage, info.study_id):
+        raise UsageError(
+            f"sweep {info.id} has running trials: their agents hold its old values; add values once they end "
+            "(`sweeper stop`, or let them finish)"
+        )
+    if new.budget is not None and new.budget <= cursor and not points:
+        raise UsageError(
+            f"nothing new to run: sweep {info.id} would have a budget of {new.budget:,} trials and has "
+            f"queued {cursor:,} already" + (" (every config of its finite space)" if new.distinct else "")
+        )
+    entry = {
+        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **extension.describe(),
+        "budget": [spec.budget, new.budget],
+        "queued": len(points),
+    }
+    state = "paused" if info.state == "paused" else "running"
+    try:
+        attrs = {SPEC: dict(new.raw), STATE: state, HISTORY: [*info.history, entry]}
+        work.apply_extension(
+            storage, info.study_id, work.ExtensionWrite(dict(spec.raw), attrs, cursor, points, grown)
+        )
+    except work.SweepChangedError:
+        raise UsageError(
+            f"sweep {info.id} changed while it was being extended (another extension?); run the command again"
+        ) from None
+    return Extended(get_sweep(storage, info.id), spec.budget, new.budget, len(points))
+
+
+def _holds_new_value(spec: SweepSpec, point: dict[str, Any], extension: Extension) -> bool:
+    """Whether a grid point of the extended spec takes one of the extension's new values."""
+    config = spec.space.to_config(point)
+    for name, values in extension.values.items():
+        node: Any = config
+        for part in name.split("."):
+            node = node.get(part, _ABSENT) if isinstance(node, dict) else _ABSENT
+        if node is not _ABSENT and value_key(node) in {value_key(v) for v in values}:
+            return True
+    return False
+
+
+_ABSENT = object()
 
 
 def read_state(storage: BaseStorage, study_id: int) -> SweepState:
@@ -158,7 +289,8 @@ def set_state(storage: BaseStorage, sweep_id: str, state: str) -> SweepInfo:
         raise UsageError(f"sweep state must be one of {', '.join(SWEEP_STATES)}, got {state!r}")
     info = get_sweep(storage, sweep_id)
     if info.state in ("finished", "cancelled") and state != info.state:
-        raise UsageError(f"sweep {info.id} is {info.state}; it cannot become {state}")
+        hint = " (`sweeper extend` gives it more budget or grid values)" if state == "running" else ""
+        raise UsageError(f"sweep {info.id} is {info.state}; it cannot become {state}{hint}")
     storage.set_study_user_attr(info.study_id, STATE, state)
     return get_sweep(storage, info.id)
 
@@ -176,7 +308,10 @@ def _direction(goal: str) -> optuna.study.StudyDirection:
 def _info(sweep_id: str, study_id: int, attrs: dict[str, Any]) -> SweepInfo:
     raw = attrs.get(SPEC)
     if not isinstance(raw, dict):
-        raise SweepNotFoundError(f"study {sweep_id!r} exists but was not created by sweeper")
+        raise SweepNotFoundError(
+            f"study {sweep_id!r} is not a sweep: another tool made it, or its creation was interrupted "
+            "before it was whole (submit again)"
+        )
     try:
         spec = load_spec(raw)
     except SpecError as exc:  # a spec recorded by an older version that this one rejects
@@ -191,6 +326,7 @@ def _info(sweep_id: str, study_id: int, attrs: dict[str, Any]) -> SweepInfo:
         created_at=str(attrs.get(CREATED_AT, "")),
         version=str(attrs.get(VERSION, "")),
         study_id=study_id,
+        history=tuple(h for h in attrs.get(HISTORY, []) if isinstance(h, dict)),
     )
 
 

@@ -3,6 +3,10 @@
 Tracking URI: the ``tracking_uri`` option, else ``MLFLOW_TRACKING_URI``, else a SQLite store in the
 sweep directory (``sqlite:///<sweep_dir>/mlflow.db``, artifacts in ``<sweep_dir>/mlartifacts``).
 MLflow is imported only when the tracker is used.
+
+Metrics go to MLflow in batches (``log_batch``, up to MLflow's 1,000 metrics a call): a trial that
+logs every training batch would otherwise cost one store transaction per log. A batch is sent
+once it is full or ``FLUSH_S`` after the previous one, at the next log, and at the trial's end.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from sweeper.trackers.base import RunInfo, State, Tracker, flatten, numeric_metr
 _PARAMS_PER_BATCH = 100
 _METRICS_PER_BATCH = 1000
 _PARAM_VALUE_MAX = 6000
+FLUSH_S = 1.0
 
 _STATUS = {"completed": "FINISHED", "pruned": "KILLED", "failed": "FAILED"}
 
@@ -67,6 +72,8 @@ class MlflowTracker(Tracker):
         self._run_id: str | None = None
         self._logged: set[str] = set()
         self._last_step = 0
+        self._pending: list[Any] = []  # metrics (MLflow's Metric) not sent yet, in order
+        self._flushed = time.monotonic()
 
     @classmethod
     def prepare(
@@ -169,11 +176,18 @@ class MlflowTracker(Tracker):
 
         now = int(time.time() * 1000)
         values = {mlflow_key(key): value for key, value in numeric_metrics(metrics).items()}
-        batch = [Metric(key, value, now, step) for key, value in values.items()]
-        for i in range(0, len(batch), _METRICS_PER_BATCH):
-            self._client.log_batch(self._run_id, metrics=batch[i : i + _METRICS_PER_BATCH])
+        self._pending.extend(Metric(key, value, now, step) for key, value in values.items())
         self._logged.update(values)
         self._last_step = max(self._last_step, step)
+        if len(self._pending) >= _METRICS_PER_BATCH or time.monotonic() - self._flushed >= FLUSH_S:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Send the pending metrics; if MLflow refuses, they stay for the next try (or the end)."""
+        self._flushed = time.monotonic()
+        while self._pending:
+            self._client.log_batch(self._run_id, metrics=self._pending[:_METRICS_PER_BATCH])
+            del self._pending[:_METRICS_PER_BATCH]
 
     def log_artifact(self, path: str) -> None:
         if Path(path).is_dir():
@@ -201,10 +215,9 @@ class MlflowTracker(Tracker):
         now = int(time.time() * 1000)
         final = {mlflow_key(key): value for key, value in numeric_metrics(summary).items()}
         extra = {k: v for k, v in final.items() if k not in self._logged}
-        if extra:
-            metrics = [Metric(k, v, now, self._last_step) for k, v in extra.items()]
-            self._client.log_batch(self._run_id, metrics=metrics)
+        self._pending.extend(Metric(k, v, now, self._last_step) for k, v in extra.items())
         try:
+            self._flush()
             self._client.set_tag(self._run_id, TAG_STATE, state)
             if summary:
                 self._client.log_dict(self._run_id, dict(summary), "summary.json")

@@ -74,7 +74,7 @@ class TensorboardTracker(Tracker):
         logdir = Path(str(self.config.get("logdir") or Path(run.sweep_dir) / "tensorboard"))
         self._dir = logdir / safe_filename(run.sweep_name) / safe_filename(run.run_name)
         self._dir.mkdir(parents=True, exist_ok=True)
-        self._writer = EventFileWriter(str(self._dir), flush_secs=10)
+        self._writer = EventFileWriter(str(self._dir), max_queue_size=1024, flush_secs=10)
         self._run = run
         text = "```json\n" + json.dumps(dict(environment), indent=2, default=str) + "\n```"
         self._text(ENVIRONMENT_TAG, text, 0)

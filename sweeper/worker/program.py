@@ -18,6 +18,7 @@ import contextlib
 import ctypes
 import json
 import os
+import select
 import selectors
 import signal
 import subprocess
@@ -45,6 +46,8 @@ from sweeper.worker.wandb_bridge import run_defaults
 
 # Seconds a pruned or timed-out program has between SIGTERM and SIGKILL (W&B's agent waits 30).
 KILL_GRACE_S = 10.0
+# Once the program is gone, its output pipes are read until they stay quiet this long.
+_DRAIN_QUIET_S = 0.2
 # How much of the program's stderr is kept in memory for the failure message.
 STDERR_TAIL_BYTES = 64 * 1024
 STDERR_TAIL_LINES = 20
@@ -397,19 +400,34 @@ def _die_with_parent(parent_pid: int) -> Any:
 
 
 class _Pump:
-    """Copy a pipe to a log file on a thread, keeping a bounded tail in memory."""
+    """Copy a pipe to a log file on a thread, keeping a bounded tail in memory.
+
+    Once the program is gone (:meth:`join`), the pump reads what is left and stops at the first
+    quiet :data:`_DRAIN_QUIET_S`: a process the program left behind (one that called ``setsid``,
+    out of the program's group) may hold the pipe open, and its trial must not wait for it.
+    """
 
     def __init__(self, source: IO[bytes], sink: IO[bytes], tail: deque[bytes] | None) -> None:
         self._source = source
         self._sink = sink
         self._tail = tail
+        self._draining = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         kept = 0
         fd = self._source.fileno()
-        while chunk := os.read(fd, 65536):
+        while True:
+            draining = self._draining.is_set()
+            ready, _, _ = select.select([fd], [], [], _DRAIN_QUIET_S)
+            if not ready:
+                if draining:
+                    break
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
             self._sink.write(chunk)
             if self._tail is not None:
                 self._tail.append(chunk)
@@ -419,6 +437,7 @@ class _Pump:
         self._sink.flush()
 
     def join(self) -> None:
+        self._draining.set()
         self._thread.join(timeout=10)
         self._source.close()
 

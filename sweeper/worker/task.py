@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from sweeper.spec.model import TrackerSpec
 
@@ -19,7 +19,11 @@ TrainerFunction = Callable[..., Any]
 
 
 class Reporter(Protocol):
-    """Where a trial sends each value of its first objective metric."""
+    """Where a trial sends each value of its first objective metric.
+
+    A reporter may also deliver in the background (see :class:`BufferingReporter`); one that does
+    not has delivered each value by the time :meth:`report` returns.
+    """
 
     def report(self, trial_id: int, step: int, value: float) -> bool:
         """Record ``value`` at ``step``; True means the pruner stops the trial."""
@@ -27,6 +31,23 @@ class Reporter(Protocol):
 
     def started(self, trial_id: int) -> None:
         """The trial's worker is about to call the trainer (its timeout counts from here)."""
+        ...
+
+
+@runtime_checkable
+class BufferingReporter(Reporter, Protocol):
+    """A reporter that delivers in the background: :meth:`report` returns at once (unless its bounded
+    buffer is full) and the pruner's answer arrives later.
+
+    The trial asks :meth:`stopped` at each report, and calls :meth:`close` once at its end.
+    """
+
+    def stopped(self, trial_id: int) -> tuple[int, float] | None:
+        """``(step, value)`` of the report the pruner stopped the trial at, once that answer came."""
+        ...
+
+    def close(self, trial_id: int) -> list[tuple[int, float]]:
+        """Deliver what is buffered; return, in order, the ``(step, value)`` pairs not delivered."""
         ...
 
 
@@ -90,7 +111,6 @@ class Failure(str, enum.Enum):
     CONFIG = "config"  # the trial's config could not be built (a malformed config override)
     TIMEOUT = "timeout"  # ran past sweeper.timeout
     CANCELLED = "cancelled"  # the sweep was cancelled, or the executor cancelled it
-    INTERRUPTED = "interrupted"  # stopped in-process by the agent
     WORKER_DIED = "worker died"  # the process running the trial died (OOM, segfault, os._exit)
     NODE_LOST = "node lost"  # the machine running the trial left the cluster
     AGENT_LOST = "agent lost"  # its agent renewed no lease: another agent reaped it
@@ -126,8 +146,9 @@ class TrialOutcome:
     host: str = ""
     tracker_runs: Mapping[str, str] = field(default_factory=dict)
     tracker_errors: tuple[str, ...] = ()
-    # (step, value) of every report of the first objective: the agent stores any the report
-    # channel has not delivered yet (reports are fire-and-forget when nothing can prune).
+    # (step, value) of the reports of the first objective the report channel did not deliver (a
+    # report raising the pruner's stop, a channel that failed or timed out at the end), stored
+    # by the agent with the trial's end; each value travels once, by the channel or here.
     intermediate: tuple[tuple[int, float], ...] = ()
     # The directory the trial ran in, on ``host``: its relative outputs (and a program's logs).
     trial_dir: str | None = None

@@ -1,16 +1,17 @@
 """One trial as the trainer sees it, and the worker-side code that runs it.
 
 :func:`execute_trial` runs a :class:`~sweeper.worker.task.TrialTask` wherever the executor put it (a
-Ray worker or the agent's own process) and returns a :class:`~sweeper.worker.task.TrialOutcome`.
+Ray worker or a process forked from the agent) and returns a :class:`~sweeper.worker.task.TrialOutcome`.
 Workers never touch the storage: reports of the first objective metric go through a
-:class:`~sweeper.worker.task.Reporter` (a Ray actor on the agent's node, or a direct call), which
-answers whether the pruner stops the trial.
+:class:`~sweeper.worker.task.Reporter` (in batches to a Ray actor on the agent's node, or a pipe to
+the agent), which answers whether the pruner stops the trial.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 import os
 import socket
 import sys
@@ -25,6 +26,7 @@ from sweeper.plain import finite, stored_metrics
 from sweeper.redaction import without_secrets
 from sweeper.worker.program import TrialTimeout
 from sweeper.worker.task import (
+    BufferingReporter,
     Failure,
     NullReporter,
     OutcomeState,
@@ -44,6 +46,7 @@ _TRACKER_STATES: dict[OutcomeState, Literal["completed", "pruned", "failed"]] = 
     "failed": "failed",
 }
 _REASON_TAIL_LINES = 12
+_logger = logging.getLogger(__name__)
 
 
 class Trial:
@@ -66,12 +69,13 @@ class Trial:
     ) -> None:
         self._task = task
         self._reporter: Reporter = reporter or NullReporter()
+        self._buffering = reporter if isinstance(reporter, BufferingReporter) else None
         self._trackers = trackers
         self._best: list[float | None] = [None] * len(task.objectives)
         self._non_finite: dict[str, str] = {}  # objective -> a non-finite value it got, for the reason
         self._reports = 0
         self._stop: str | None = None  # why the pruner stopped the trial, raised at its next report
-        self._intermediate: list[tuple[int, float]] = []
+        self._unreported: list[tuple[int, float]] = []  # values logged after the stop, not reported
         self._summary: dict[str, Any] = {}
         self._taken: dict[str, dict[str, Any] | None] = {}
         self.checkpoint_dir = Path(task.checkpoint_dir)
@@ -133,9 +137,12 @@ class Trial:
     def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Record metrics (W&B's ``wandb.log``); forwarded to the trackers.
 
-        A stop the pruner decides at one report is raised at the trial's next report, as W&B's
-        agent stops a run only once the run goes on after the decision: a trial that reports
-        through to the end of its budget completes, with everything it logged.
+        A stop the pruner decides at one report is raised at the trial's first report after the
+        decision reached it (no report waits for its decision), as W&B's agent stops a run only once
+        the run goes on after the decision: a trial that reports through to the end of its budget
+        completes, with everything it logged. Reports travel in the background, so ``log`` returns
+        at once; it waits only when the trial is far ahead of the agent (a bounded number of values
+        not yet taken).
 
         Raises:
             TrialPruned: the pruner stopped this trial; let it propagate out of the trainer.
@@ -149,11 +156,18 @@ class Trial:
             return
         self._reports += 1
         at = int(step) if step is not None else self._reports
-        self._intermediate.append((at, first))
+        if self._stop is None and self._buffering is not None:
+            decided = self._buffering.stopped(self._task.trial_id)
+            if decided is not None:
+                self._stop = self._pruned(*decided)
         if self._stop is not None:
+            self._unreported.append((at, first))
             raise TrialPruned(self._stop)
         if self._reporter.report(self._task.trial_id, at, first):
-            self._stop = f"trial {self.number} pruned at step {at} ({self._task.objectives[0].name}={first})"
+            self._stop = self._pruned(at, first)
+
+    def _pruned(self, step: int, value: float) -> str:
+        return f"trial {self.number} pruned at step {step} ({self._task.objectives[0].name}={value})"
 
     def log_artifact(self, path: str | os.PathLike[str]) -> None:
         """Attach a file or directory to the trial's tracker runs."""
@@ -179,9 +193,10 @@ class Trial:
         """The best finite value of each objective seen so far (None: none yet)."""
         return tuple(self._best)
 
-    def intermediate(self) -> tuple[tuple[int, float], ...]:
-        """(step, value) of each report of the first objective metric so far."""
-        return tuple(self._intermediate)
+    def unreported(self) -> tuple[tuple[int, float], ...]:
+        """(step, value) of the reports of the first objective metric made after the pruner's stop,
+        which the reporter never got (the trial's outcome carries them)."""
+        return tuple(self._unreported)
 
     def non_finite(self) -> dict[str, str]:
         """A non-finite value each objective metric got (NaN, inf, a string), if any."""
@@ -308,8 +323,9 @@ def _execute(task: TrialTask, reporter: Reporter | None) -> TrialOutcome:
     except AgentExit:
         raise  # the agent itself is exiting (SIGTERM): not this trial's doing
     except (Exception, SystemExit) as exc:  # a trainer's sys.exit() ends its trial, not the agent
-        reason = _describe(exc)
+        reason = describe_error(exc)
         failure = Failure.TIMEOUT if isinstance(exc, TrialTimeout) else Failure.TRAINER
+    undelivered = _close_reporter(reporter, task.trial_id)
     summary = trial.summary()
     tracker_runs: dict[str, str] = {}
     tracker_errors: tuple[str, ...] = ()
@@ -327,9 +343,20 @@ def _execute(task: TrialTask, reporter: Reporter | None) -> TrialOutcome:
         host=host,
         tracker_runs=tracker_runs,
         tracker_errors=tracker_errors,
-        intermediate=trial.intermediate(),
+        intermediate=(*undelivered, *trial.unreported()),
         trial_dir=str(directory) if directory else None,
     )
+
+
+def _close_reporter(reporter: Reporter | None, trial_id: int) -> list[tuple[int, float]]:
+    """Flush a buffering reporter at the trial's end: the values it could not deliver."""
+    if not isinstance(reporter, BufferingReporter):
+        return []  # it delivered each value as it was reported
+    try:
+        return reporter.close(trial_id)
+    except Exception:  # the values it still held are lost: say so, the trial's result stands
+        _logger.exception("trial %d: the report channel failed to flush its last values", trial_id)
+        return []
 
 
 def _trial_dir(task: TrialTask) -> Path | None:
@@ -397,7 +424,7 @@ def _open_trackers(task: TrialTask) -> TrackerSet | None:
     return open_trackers(task.trackers, run)
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     """``Type: message`` plus the tail of the traceback, enough to find the failing line."""
     head = f"{type(exc).__name__}: {exc}".strip()
     tail = traceback.format_exception(type(exc), exc, exc.__traceback__)

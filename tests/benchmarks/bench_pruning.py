@@ -1,8 +1,10 @@
-"""Pruning latency: how long ``trial.log`` takes to come back with the pruner's decision.
+"""Pruning latency: how long the pruner's stop takes to reach a trial, and what reporting costs it.
 
 32 trials run at once on 32 fake GPUs (``gpus: 1`` each), each logging its objective every 10 ms
-under W&B's hyperband rule; the trainer times every ``trial.log`` call (it returns when the
-decision "go on" arrives, or raises TrialPruned). Reported: p50/p95/max over all calls.
+under W&B's hyperband rule. The trainer times every ``trial.log`` call (reports travel in the
+background: the call returns at once) and, when it is stopped, the stop's latency: from its
+report the pruner stopped it at (the step ``TrialPruned`` names) to the ``TrialPruned`` raised at
+its first report after the decision reached it. Reported: p50/p95 of both.
 
 For scale, the same number of Ray tasks then call a do-nothing async actor at the same rate: the
 round trip of Ray alone on this machine, the floor under any decision that travels through Ray.
@@ -69,7 +71,7 @@ def main() -> None:
             num_gpus=gpus,
             include_dashboard=False,
             log_to_driver=False,
-            runtime_env={"env_vars": {"PYTHONPATH": str(harness.BENCH_DIR)}},
+            runtime_env={"env_vars": {"PYTHONPATH": harness.worker_pythonpath()}},
         )
     spec = {
         "name": "bench-pruning",
@@ -97,28 +99,41 @@ def main() -> None:
     with stopwatch() as took:
         summary = sweeper.agent(sweep_id, storage=storage)
     latencies: list[float] = []
+    stops: list[float] = []
     pruned = 0
     for path in outdir.glob("*.json"):
         record = json.loads(path.read_text())
         latencies.extend(record["latencies"])
         pruned += bool(record["pruned"])
+        if record.get("stop") is not None:
+            stops.append(record["stop"])
     ms = [x * 1000 for x in latencies]
+    stop_ms = [x * 1000 for x in stops]
     p50, p95 = percentile(ms, 50), percentile(ms, 95)
+    stop_p95 = percentile(stop_ms, 95)
     floor = [x * 1000 for x in ray_round_trips(gpus, steps, 0.01)]
     floor_p95 = percentile(floor, 95)
     section = "2. Pruning latency"
     figures = [
         Figure(
             section,
-            f"trial.log -> decision, p50 ({gpus} trials at once on {gpus} fake GPUs, a report every 10 ms)",
-            f"{p50:.1f} ms",
+            f"a stop's latency: the report the pruner stopped at -> TrialPruned in the trainer, p50 / p95 "
+            f"({gpus} trials at once on {gpus} fake GPUs, a report every 10 ms)",
+            f"{percentile(stop_ms, 50):.1f} / {stop_p95:.1f} ms",
+            note=f"{len(stop_ms)} stops; a stop is raised at the next report, up to 10 ms after the decision",
         ),
         Figure(
             section,
-            "trial.log -> decision, p95 / Ray's own round trip p95 at the same load",
-            f"{p95 / floor_p95:.2f}x ({p95:.1f} vs {floor_p95:.1f} ms)",
+            "a stop's latency p95 / (Ray's round trip p95 at the same load + 10 ms to the next report)",
+            f"{stop_p95 / (floor_p95 + 10):.2f}x ({stop_p95:.1f} vs {floor_p95:.1f} + 10 ms)",
             "<= 2x",
-            p95 <= 2 * floor_p95,
+            stop_p95 <= 2 * (floor_p95 + 10),
+        ),
+        Figure(
+            section,
+            "trial.log call (what reporting costs the trainer), p50 / p95",
+            f"{p50:.3f} / {p95:.3f} ms",
+            note=f"max {max(ms):.1f} ms",
         ),
         Figure(
             section,
@@ -132,12 +147,12 @@ def main() -> None:
             section,
             "reports timed / trials pruned / sweep time",
             f"{len(ms)} / {pruned} of {summary.ran} / {took[0]:.1f} s",
-            note=f"max {max(ms):.0f} ms; offered load {gpus * 100} reports/s; Ray start {ray_s[0]:.1f} s",
+            note=f"offered load {gpus * 100} reports/s; Ray start {ray_s[0]:.1f} s",
         ),
         Figure(
             section,
             f"for scale: Ray alone, {gpus} tasks calling a do-nothing async actor every 10 ms, p50 / p95",
-            f"{percentile(floor, 50):.1f} / {percentile(floor, 95):.1f} ms",
+            f"{percentile(floor, 50):.1f} / {floor_p95:.1f} ms",
             note="the transport floor on this machine, no storage and no pruner",
         ),
     ]

@@ -59,6 +59,12 @@ def load_figures(path: Path) -> list[Figure]:
     return [Figure(**item) for item in json.loads(path.read_text())]
 
 
+def worker_pythonpath() -> str:
+    """The ``PYTHONPATH`` Ray workers get: this directory (the trainers), then the caller's own
+    (a worktree's checkout must win over the installed package on the workers too)."""
+    return os.pathsep.join(filter(None, [str(BENCH_DIR), os.environ.get("PYTHONPATH")]))
+
+
 def scratch_dir(prefix: str) -> Path:
     """A fresh temporary directory, removed when the process exits (kept with ``BENCH_KEEP=1``)."""
     import atexit

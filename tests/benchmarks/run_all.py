@@ -33,11 +33,14 @@ BENCHMARKS = (
     ("overhead", "bench_overhead.py", "1. Orchestration overhead"),
     ("throughput", "bench_throughput.py", "1. Orchestration overhead"),
     ("pruning", "bench_pruning.py", "2. Pruning latency"),
+    ("logging", "bench_logging.py", "10. Logging at any rate"),
     ("utilisation", "bench_utilisation.py", "3. Cluster utilisation"),
     ("scale", "bench_scale.py", "6. Scale"),
     ("hyperband", "bench_hyperband.py", "4. Hyperband savings"),
     ("quality", "bench_quality.py", "5. Search quality"),
     ("conditional", "bench_conditional.py", "7. Conditional parameters"),
+    ("warm", "bench_warm_start.py", "8. Warm starts"),
+    ("grid", "bench_grid.py", "9. Huge grids"),
 )
 TIMEOUT_S = 1800
 

@@ -112,7 +112,10 @@ def test_state_commands_and_user_errors(project: Path) -> None:
         assert result.exit_code == 0 and result.stdout.strip() == f"sweep {sweep_id} is {state}"
     refused = runner.invoke(main, ["resume", sweep_id, "--storage", url])
     assert refused.exit_code == 2
-    assert refused.stderr.strip() == f"error: sweep {sweep_id} is finished; it cannot become running"
+    assert refused.stderr.strip() == (
+        f"error: sweep {sweep_id} is finished; it cannot become running "
+        "(`sweeper extend` gives it more budget or grid values)"
+    )
     missing = runner.invoke(main, ["agent", "nosuchid", "--storage", url])
     assert missing.exit_code == 4 and missing.stderr.strip() == "error: no sweep 'nosuchid' in this storage"
     no_trainer = runner.invoke(main, ["run", str(spec_path), "--storage", url, "--executor", "local"])

@@ -14,7 +14,7 @@ from inspect_sweeps import MULTI_SPEC, SPEC, Built, create, finish_trial, start_
 
 from sweeper.analysis import results as res
 from sweeper.cli import main
-from sweeper.cli.format import json_text
+from sweeper.cli.format import export_record, json_text
 from sweeper.storage import sweeps
 
 
@@ -197,7 +197,8 @@ def test_json_of_trials_is_json_text_of_their_dicts(finished: Built) -> None:
     every = json_text([t.to_dict() for t in results.select()])
     assert invoke("trials", sweep_id, "--storage", url, "--json").stdout == every
     export = invoke("export", sweep_id, "--format", "json", "--storage", url).stdout
-    assert export == json_text([t.to_dict() for t in results.trials])
+    # Export names each record's objective values too (a file that can warm-start another sweep).
+    assert export == json_text([export_record(t, results.objective_names) for t in results.trials])
     best = json_text([t.to_dict() for t in results.best(3)])
     assert invoke("best", sweep_id, "--top", "3", "--storage", url, "--json").stdout == best
 

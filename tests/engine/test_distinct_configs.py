@@ -17,7 +17,7 @@ from racing import race
 
 import sweeper
 from sweeper.errors import SpecError
-from sweeper.storage import queue, sweeps
+from sweeper.storage import claims, sweeps
 from sweeper.storage.urls import open_storage
 
 # 4 x 3 x 4 = 48 configs; quadratic reads x (steps: 1 keeps each trial to one report).
@@ -168,7 +168,7 @@ def test_each_config_claim_has_exactly_one_winner_under_a_race(
             random.Random(racer).shuffle(order)
             barrier.wait()
             for key in order:
-                if queue.claim_config(studies[racer], key, trial_number=racer):
+                if claims.claim_config(studies[racer], key, trial_number=racer):
                     won[racer].append(key)
         except BaseException as exc:
             errors.append(exc)
@@ -184,5 +184,5 @@ def test_each_config_claim_has_exactly_one_winner_under_a_race(
     # A claim is idempotent for its holder (a retried write recognises its own) and final for others.
     for racer, keys_won in won.items():
         for key in keys_won[:3]:
-            assert queue.claim_config(studies[racer], key, trial_number=racer)
-            assert not queue.claim_config(studies[racer], key, trial_number=racer + 100)
+            assert claims.claim_config(studies[racer], key, trial_number=racer)
+            assert not claims.claim_config(studies[racer], key, trial_number=racer + 100)

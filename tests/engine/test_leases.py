@@ -86,7 +86,7 @@ def test_two_watchers_of_a_dead_agents_trial_requeue_it_once(
     study = sweeps.load_study(storage, sweep_id)
     # A dead agent: it popped a grid point and took its lease, then renewed nothing.
     dead = leases.LeaseKeeper(study, "dead-agent", leases.LeasePolicy(grace_s=0.3, renew_s=0.1), retries=0)
-    trial = queue.ask_trial(study, sweeper.load_spec(GRID).space.distributions(), budgeted=True)
+    trial = queue.ask_trial(study, sweeper.load_spec(GRID).space.distributions(), sweeper.load_spec(GRID))
     assert trial is not None
     dead.hold(trial._trial_id)
 
@@ -132,7 +132,7 @@ def test_a_live_agent_keeps_its_leases(project: Path) -> None:
     study = sweeps.load_study(open_storage(url), sweep_id)
     policy = leases.LeasePolicy(grace_s=0.5, renew_s=0.1)
     owner = leases.LeaseKeeper(study, "owner", policy, retries=0)
-    trial = queue.ask_trial(study, sweeper.load_spec(GRID).space.distributions(), budgeted=True)
+    trial = queue.ask_trial(study, sweeper.load_spec(GRID).space.distributions(), sweeper.load_spec(GRID))
     assert trial is not None
     owner.hold(trial._trial_id)
     owner.start()

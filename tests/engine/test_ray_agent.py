@@ -81,7 +81,12 @@ def test_hyperband_prunes_bad_trials_through_the_report_broker(project: Path) ->
     spec = {
         "method": "grid",
         "metric": {"name": "loss"},
-        "parameters": {"x": {"values": [1.0, 1.1, 4.0, 5.0, 6.0, 7.0]}, "steps": {"value": 9}},
+        # Steps of 0.1 s: the pruner's answer to a band's report reaches the trial before its end.
+        "parameters": {
+            "x": {"values": [1.0, 1.1, 4.0, 5.0, 6.0, 7.0]},
+            "steps": {"value": 9},
+            "step_s": {"value": 0.1},
+        },
         "early_terminate": {"type": "hyperband", "min_iter": 3, "eta": 2},
         "sweeper": {"max_concurrent": 1},
     }

@@ -17,7 +17,7 @@ import sweeper
 from sweeper.engine.agent import AgentSummary
 from sweeper.errors import UsageError
 from sweeper.storage import attrs as keys
-from sweeper.storage import queue, sweeps
+from sweeper.storage import queue, sweeps, work
 from sweeper.storage.urls import open_storage
 from sweeper.trackers.jsonl import read_events
 
@@ -71,7 +71,10 @@ def test_a_targeted_agent_runs_only_its_trials_and_a_finished_sweep_stays_finish
     trials = _trials(url, sweep_id)
     assert {n for n, t in trials.items() if t.state == TrialState.COMPLETE} == {first, second}
     waiting = [t.system_attrs["fixed_params"]["x"] for t in trials.values() if t.state == TrialState.WAITING]
-    assert sorted(waiting) == [0.0, 1.0, 2.0]  # the grid points are still queued
+    assert waiting == []  # a targeted agent queues none of the grid's points: all 3 are still ahead
+    info = sweeps.get_sweep(open_storage(url), sweep_id)
+    assert work.queued(open_storage(url), info.study_id, info.spec.budget) == 0
+    assert work.work_left(open_storage(url), info.study_id, info.spec.budget)
     assert summary.state == "running" and summary.complete == 2
 
     sweeps.set_state(open_storage(url), sweep_id, "finished")
@@ -138,7 +141,7 @@ def test_targeted_agents_racing_run_each_trial_once(project: Path) -> None:
     assert sum(r.ran for r in results) == 6 and len(results) == 3
     trials = _trials(url, sweep_id)
     assert Counter(trials[n].state for n in numbers) == {TrialState.COMPLETE: 6}
-    assert Counter(t.state for t in trials.values()) == {TrialState.COMPLETE: 6, TrialState.WAITING: 3}
+    assert Counter(t.state for t in trials.values()) == {TrialState.COMPLETE: 6}  # no grid point queued
 
 
 def test_targeting_refuses_what_cannot_run_and_skips_what_ran(project: Path) -> None:

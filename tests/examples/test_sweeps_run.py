@@ -95,6 +95,17 @@ def test_hyperband_stops_bad_learning_rates_early(project: Path) -> None:
         assert reports < 30 if trial.state == optuna.trial.TrialState.PRUNED else reports == 30
 
 
+def test_warm_start_loads_the_priors_next_to_the_spec_and_runs_its_own_trials(project: Path) -> None:
+    study = run_spec(project, "warm_start", "--count", "3")
+    priors = [t for t in study.trials if "prior" in t.user_attrs]
+    assert len(priors) == 20 and all(t.state == optuna.trial.TrialState.COMPLETE for t in priors)
+    assert states(study) == {"COMPLETE": 23}
+    own = [t for t in ended(study) if "prior" not in t.user_attrs]
+    assert [t.number for t in own] == [20, 21, 22]
+    for trial in own:
+        assert trial.value == pytest.approx(functions.branin_value(config(trial)["x1"], config(trial)["x2"]))
+
+
 def test_multi_objective(project: Path) -> None:
     study = run_spec(project, "multi_objective", "--count", "5")
     assert states(study) == {"COMPLETE": 5}

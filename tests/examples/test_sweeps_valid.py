@@ -71,6 +71,7 @@ def test_each_spec_shows_its_feature() -> None:
     assert len(spec("multi_objective").objectives) == 2
     assert any(len(p.path) > 1 for p in spec("nested").parameters)
     assert spec("conditional").space.is_conditional
+    assert [w.kind for w in spec("warm_start").sweeper.warm_start] == ["export"]
     assert spec("fractional_gpus").sweeper.resources.gpus == 0.5
     program = spec("program")
     assert program.command is not None and "${args}" in program.command

@@ -259,7 +259,7 @@ def test_random_sweep_trials_hold_only_active_params() -> None:
     loaded = spec(OPTIMIZER, sweeper={"seed": 1})
     study = optuna.create_study(sampler=make_sampler(loaded))
     for _ in range(40):
-        trial = ask_trial(study, loaded.space, budgeted=False)
+        trial = ask_trial(study, loaded.space, loaded)
         assert trial is not None
         assert trial.params == draw_params(loaded.space, 1, trial.number)
         study.tell(trial, 0.0)
@@ -273,7 +273,7 @@ def test_bayes_trials_hold_only_active_params_and_learn_per_family() -> None:
     sampler = make_sampler(loaded)
     study = optuna.create_study(sampler=sampler)
     for _ in range(40):
-        trial = ask_trial(study, loaded.space, budgeted=False)
+        trial = ask_trial(study, loaded.space, loaded)
         assert trial is not None
         params = trial.params
         assert set(params) == set(loaded.space.active(params)) & set(loaded.space.names)

@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 import sweeper
 from sweeper.spec.reader import load_spec
 from sweeper.storage import fast_read as trial_reader
-from sweeper.storage import sweeps
+from sweeper.storage import queue, sweeps
 from sweeper.storage.retry import RetryingStorage
 from sweeper.storage.urls import open_storage
 
@@ -268,7 +268,7 @@ def test_a_journal_storage_falls_back_to_its_own_reader(
     )
     trial_reader.read_trials(storage, study_id)
     assert fallbacks() == [
-        "reading trials with the storage's get_all_trials: JournalStorage is not a database storage"
+        "reading trials with the storage's get_all_trials: LinearJournalStorage is not a database storage"
     ]
 
 
@@ -296,6 +296,8 @@ def test_load_reads_a_database_sweep_through_the_fast_reader(
     trial = study.ask({"lr": FloatDistribution(1e-4, 1e-1, log=True)})
     trial.set_user_attr("config", {"lr": trial.params["lr"]})
     study.tell(trial, 0.5)
+    for _ in range(2):  # two budget tokens waiting, as the first agent queues them
+        queue.enqueue(study, {}, {"attempt": 0})
 
     read = trial_reader._read
     fast_reads: list[int] = []

@@ -13,7 +13,7 @@ from sweeper.storage.retry import RetryingStorage
 
 _T = TypeVar("_T")
 
-WRITES = ("create_", "set_", "delete_", "write_trials", "pop a waiting trial")
+WRITES = ("create_", "set_", "delete_", "write_trials", "pop a waiting trial", "queue more work")
 
 
 class CountingStorage(RetryingStorage):

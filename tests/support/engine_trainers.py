@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -12,17 +13,49 @@ from typing import Any
 
 
 def quadratic(config: dict[str, Any], trial: Any) -> float:
-    """Loss falls with each step toward (x - 1)^2; logs every step so pruners can act."""
+    """Loss falls with each step toward (x - 1)^2; logs every step so pruners can act.
+
+    ``step_s`` seconds per step (default none): a pruner's answer travels while the trial goes on,
+    so a trial that must be stoppable before its last step needs its steps to take some time.
+    """
     loss = math.inf
     for step in range(1, int(config.get("steps", 3)) + 1):
+        time.sleep(float(config.get("step_s", 0.0)))
         loss = (config["x"] - 1.0) ** 2 + 1.0 / step
         trial.log({"loss": loss, "step_seen": step})
     return loss
 
 
+def _rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def log_many(config: dict[str, Any], trial: Any) -> float:
+    """Logs ``loss`` = 1 / (step + 1) at steps 0 .. ``logs`` - 1, as fast as it can (per-batch logging).
+
+    Writes its resident memory (KiB, /proc) after a tenth of the logs and at the end to ``out``.
+    """
+    logs = int(config["logs"])
+    tenth = 0
+    for step in range(logs):
+        trial.log({"loss": 1.0 / (step + 1)}, step=step)
+        if step + 1 == logs // 10:
+            tenth = _rss_kib()
+    Path(config["out"]).write_text(json.dumps({"rss_tenth_kib": tenth, "rss_end_kib": _rss_kib()}))
+    return 1.0 / logs
+
+
 def noop(config: dict[str, Any], trial: Any) -> float:
     """Returns at once, logging nothing: what is left is the engine's own cost per trial."""
     return float(config["x"])
+
+
+def constant(config: dict[str, Any], trial: Any) -> float:
+    """Takes any config and returns 0: for sweeps whose points, not results, are under test."""
+    return 0.0
 
 
 def record_gpu(config: dict[str, Any], trial: Any) -> float:
@@ -100,3 +133,56 @@ def writes_outputs(config: dict[str, Any], trial: Any) -> float:
     Path("logs").mkdir(exist_ok=True)
     Path("logs", "train.log").write_text(f"cwd={Path.cwd()}\n")
     return float(config["x"])
+
+
+def crash(config: dict[str, Any], trial: Any) -> float:
+    """Takes its process down, or leaves a process behind, the way `mode` says; each process it
+    starts, the process running it (``-self``) and that one's parent (``-parent``) write their pids to
+    `<pids>/<mode>-<n>` so the tests can check they are gone.
+
+    - exit0: ``os._exit(0)``; segv: a segfault (SIGSEGV); abort: SIGABRT
+    - setsid_return: starts ``setsid sleep 600`` (its own session), then completes
+    - setsid_hang: the same, then runs past any timeout
+    - keyboard_interrupt: raises KeyboardInterrupt; deaf: runs forever, swallowing every exception
+    - setsid_exit: forks a child that calls ``os.setsid()`` and sleeps, then ``os._exit(0)``
+    - ok: completes
+    """
+    import subprocess
+
+    mode, pids = config["mode"], Path(config["pids"])
+    (pids / f"{mode}-self").write_text(str(os.getpid()))
+    (pids / f"{mode}-parent").write_text(str(os.getppid()))
+    trial.log({"loss": 2.0})
+    if mode == "exit0":
+        os._exit(0)
+    if mode == "segv":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if mode == "abort":
+        os.abort()
+    if mode == "keyboard_interrupt":
+        raise KeyboardInterrupt
+    if mode == "deaf":  # swallows whatever is raised in it (a timeout's TrialTerminated too)
+        while True:
+            with contextlib.suppress(BaseException):
+                time.sleep(0.05)
+    if mode in ("setsid_return", "setsid_hang"):
+        child = subprocess.Popen(["setsid", "sleep", "600"])
+        (pids / f"{mode}-0").write_text(str(child.pid))
+        if mode == "setsid_hang":
+            time.sleep(600)
+        return 1.0
+    if mode == "setsid_exit":
+        ready = pids / f"{mode}-ready"
+        pid = os.fork()
+        if pid == 0:  # the child: a session of its own, and a grandchild below it
+            os.setsid()
+            grandchild = subprocess.Popen(["sleep", "600"])
+            (pids / f"{mode}-1").write_text(str(grandchild.pid))
+            ready.write_text("")
+            time.sleep(600)
+            os._exit(0)
+        (pids / f"{mode}-0").write_text(str(pid))
+        while not ready.exists():
+            time.sleep(0.01)
+        os._exit(0)
+    return 0.5

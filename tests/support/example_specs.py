@@ -15,4 +15,5 @@ EXAMPLE_SPECS = (
     "custom_optuna",
     "wandb_tutorial",
     "conditional",
+    "warm_start",
 )

@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 
 from sweeper.spec.reader import load_spec
 from sweeper.storage import attrs as keys
-from sweeper.storage import sweeps
+from sweeper.storage import queue, sweeps, work
 from sweeper.storage.urls import open_storage
 
 SPEC: dict[str, Any] = {
@@ -97,9 +97,16 @@ class Built:
 def create(url: str, spec: Mapping[str, Any]) -> Built:
     """A new sweep from ``spec`` in the storage at ``url``."""
     storage = open_storage(url)
-    info = sweeps.create_sweep(storage, load_spec(spec))
+    loaded = load_spec(spec)
+    info = sweeps.create_sweep(storage, loaded)
     sampler = optuna.samplers.RandomSampler(seed=0)
-    return Built(url, info.id, storage, sweeps.load_study(storage, info.id, sampler=sampler))
+    study = sweeps.load_study(storage, info.id, sampler=sampler)
+    if loaded.budget is not None:  # its first block of budget tokens queued, as the first agent does
+        block = min(work.QUEUE_BLOCK, loaded.budget)
+        for _ in range(block):
+            queue.enqueue(study, {}, {keys.ATTEMPT: 0})
+        storage.set_study_system_attr(study._study_id, keys.QUEUED, block)
+    return Built(url, info.id, storage, study)
 
 
 def start_trial(built: Built, curve: Mapping[int, float] | None = None) -> optuna.Trial:

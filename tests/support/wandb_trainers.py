@@ -73,13 +73,14 @@ def logs_every_way() -> None:
 
 
 def curve() -> None:
-    """W&B's form, fast: loss = x / (step + 1), ``steps`` steps; a ``with`` block, no finish()."""
+    """W&B's form, fast: loss = x / (step + 1), ``steps`` steps of ``pause`` s (default 0.01); a
+    ``with`` block, no finish()."""
     import wandb
 
     with wandb.init() as run:
         for step in range(run.config.steps):
             wandb.log({"loss": run.config.x / (step + 1), "pid": os.getpid()})
-            time.sleep(0.01)
+            time.sleep(run.config.get("pause", 0.01))
 
 
 def uses_wandb_without_init() -> float:

@@ -456,6 +456,29 @@ def test_grandchild_without_the_pipes_is_standalone(tmp_path, make_trial, script
     assert trial.logged == [({"loss": 1.0}, None)]
 
 
+def test_a_process_left_holding_the_output_pipes_is_not_waited_for(tmp_path, make_trial, script):
+    """A child that leaves the program's group (setsid) and keeps its stdout and stderr: the trial
+    ends with the program, not with the child (whoever runs the trial ends such leftovers)."""
+    name = script(
+        """
+        import subprocess, sweeper
+        child = subprocess.Popen(["setsid", "sleep", "15"])  # inherits stdout and stderr
+        open("child", "w").write(str(child.pid))
+        sweeper.init().log({"loss": 1.0})
+        print("done")
+        """
+    )
+    trial = make_trial()
+    run_program(name, None, trial, timeout=60, workdir=tmp_path, files_dir=tmp_path / "w")
+    child = int((tmp_path / "child").read_text())
+    try:
+        assert alive(child)  # it was not waited for
+        assert trial.logged == [({"loss": 1.0}, None)]
+        assert (tmp_path / "w" / "stdout.log").read_text() == "done\n"
+    finally:
+        os.kill(child, signal.SIGKILL)
+
+
 def test_each_attempt_keeps_its_files_under_the_sweep_dir(tmp_path, make_trial, script):
     name = script("import os; print(os.environ['WANDB_SWEEP_PARAM_PATH'], os.environ['WANDB_RUN_ID'])")
     first, retry = make_trial(), make_trial(attempt=1)

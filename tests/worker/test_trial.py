@@ -55,20 +55,23 @@ def test_a_stop_decided_at_a_report_is_raised_at_the_next_one(tmp_path: Path) ->
     outcome = execute_trial(_task(tmp_path, _five_epochs), reporter)
 
     assert outcome.state == "pruned"
-    # The decision came at step 1; the trainer stopped when it reported step 2, and keeps it.
-    assert [step for step, _ in outcome.intermediate] == [0, 1, 2]
-    assert len(reporter.reports) == 2  # the report after the decision is not asked about again
+    # The decision came at step 1; the trainer stopped when it reported step 2, and keeps it: the
+    # report after the decision is not asked about again, its value goes with the outcome.
+    assert [step for step, _ in reporter.reports] == [0, 1]
+    assert outcome.intermediate == ((2, pytest.approx(0.7)),)
     assert outcome.values == (pytest.approx(0.7),)  # the best value it logged, W&B's run summary
 
 
 def test_a_trial_that_reports_through_to_its_end_completes_even_if_stopped_at_its_last_report(
     tmp_path: Path,
 ) -> None:
-    outcome = execute_trial(_task(tmp_path, _five_epochs), StopAt(5))
+    reporter = StopAt(5)
+    outcome = execute_trial(_task(tmp_path, _five_epochs), reporter)
 
     assert outcome.state == "complete"
     assert outcome.values == (pytest.approx(0.9),)
-    assert [step for step, _ in outcome.intermediate] == [0, 1, 2, 3, 4]
+    assert [step for step, _ in reporter.reports] == [0, 1, 2, 3, 4]
+    assert outcome.intermediate == ()  # the reporter delivered every value as it came
 
 
 def test_the_stop_raises_trial_pruned_out_of_log(tmp_path: Path) -> None:
@@ -76,6 +79,57 @@ def test_the_stop_raises_trial_pruned_out_of_log(tmp_path: Path) -> None:
     trial.log({"acc": 0.5})
     with pytest.raises(TrialPruned, match="pruned at step 1"):
         trial.log({"acc": 0.6})
+
+
+class LateStop:
+    """A buffering reporter (the protocol of the Ray channel): values are delivered later, in one go
+    at the end, and the pruner's stop for report ``n`` arrives ``lag`` reports after it."""
+
+    def __init__(self, n: int | None, lag: int, undelivered: int = 0) -> None:
+        self.n, self.lag, self.undelivered = n, lag, undelivered
+        self.buffered: list[tuple[int, float]] = []
+        self.closed: list[tuple[int, float]] = []
+
+    def report(self, trial_id: int, step: int, value: float) -> bool:
+        self.buffered.append((step, value))
+        return False
+
+    def stopped(self, trial_id: int) -> tuple[int, float] | None:
+        arrived = self.n is not None and len(self.buffered) >= self.n + self.lag
+        return self.buffered[self.n - 1] if arrived and self.n is not None else None
+
+    def started(self, trial_id: int) -> None:
+        pass
+
+    def close(self, trial_id: int) -> list[tuple[int, float]]:
+        cut = len(self.buffered) - self.undelivered
+        self.closed = self.buffered[:cut]
+        return self.buffered[cut:]
+
+
+def test_a_stop_that_arrives_later_is_raised_at_the_first_report_after_it_named_by_its_step(
+    tmp_path: Path,
+) -> None:
+    reporter = LateStop(2, lag=2)  # decided at the 2nd report (step 1), known after the 4th
+    trial = Trial(_task(tmp_path, None), reporter)
+    for epoch in range(4):
+        trial.log({"acc": 0.5 + 0.1 * epoch}, step=epoch)
+    with pytest.raises(TrialPruned, match=r"pruned at step 1 \(acc=0.6\)"):
+        trial.log({"acc": 0.9}, step=4)
+
+    assert [step for step, _ in reporter.buffered] == [0, 1, 2, 3]
+    assert trial.unreported() == ((4, 0.9),)
+
+
+def test_a_buffering_reporter_is_flushed_at_the_end_and_what_it_could_not_deliver_rides_in_the_outcome(
+    tmp_path: Path,
+) -> None:
+    reporter = LateStop(None, lag=0, undelivered=2)
+    outcome = execute_trial(_task(tmp_path, _five_epochs), reporter)
+
+    assert outcome.state == "complete"
+    assert [step for step, _ in reporter.closed] == [0, 1, 2]
+    assert [step for step, _ in outcome.intermediate] == [3, 4]
 
 
 def test_failure_kinds_say_what_may_be_retried_for_free_and_what_may_blame_the_machine() -> None:

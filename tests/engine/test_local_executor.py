@@ -1,0 +1,125 @@
+"""The local executor's trial processes: stopped however they behave, gone with the agent, apart from it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import engine_trainers
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import sweeper
+from sweeper.storage.urls import open_storage
+from sweeper.worker import forked
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pids are checked in /proc")
+SUPPORT = Path(__file__).resolve().parents[1] / "support"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in (b"Z", b"X")
+
+
+def _wait_gone(pids: list[int], within: float = 10.0) -> list[int]:
+    deadline = time.monotonic() + within
+    while (alive := [pid for pid in pids if _alive(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return alive
+
+
+def _sweep(project: Path, url: str, modes: list[str], timeout: float | None = None) -> str:
+    (project / "pids").mkdir()
+    spec: dict[str, object] = {
+        "method": "grid",
+        "metric": {"name": "loss"},
+        "parameters": {"mode": {"values": modes}, "pids": {"value": str(project / "pids")}},
+    }
+    if timeout is not None:
+        spec["sweeper"] = {"timeout": timeout}
+    return sweeper.sweep(spec, storage=url)
+
+
+def _pid(project: Path, name: str) -> int:
+    path = project / "pids" / name
+    while not (path.exists() and path.read_text()):
+        time.sleep(0.05)
+    return int(path.read_text())
+
+
+def test_a_trainer_deaf_to_its_timeout_is_killed_and_keyboard_interrupt_fails_only_its_trial(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(forked, "KILL_GRACE_S", 0.5)  # read by the supervisor, forked after this
+    url = f"sqlite:///{project / 's.db'}"
+    sweep_id = _sweep(project, url, ["deaf", "keyboard_interrupt", "ok"], timeout=1)
+    summary = sweeper.agent(sweep_id, function=engine_trainers.crash, storage=url, executor="local")
+
+    trials = {
+        t.params["mode"]: t for t in optuna.load_study(study_name=sweep_id, storage=open_storage(url)).trials
+    }
+    assert trials["deaf"].user_attrs["fail_reason"] == "timeout: trial ran past sweeper.timeout (1 s)"
+    assert trials["keyboard_interrupt"].user_attrs["fail_reason"].startswith("KeyboardInterrupt")
+    assert trials["ok"].state == TrialState.COMPLETE
+    assert (summary.complete, summary.failed) == (1, 2)
+    assert not _wait_gone([_pid(project, f"{mode}-{who}") for mode in trials for who in ("self", "parent")])
+
+
+def test_a_trainer_closure_runs_in_its_own_process(project: Path) -> None:
+    url = f"sqlite:///{project / 's.db'}"
+    seen: list[int] = []
+
+    def train(config: dict[str, object], trial: sweeper.Trial) -> float:  # a closure: never pickled
+        seen.append(os.getpid())
+        (project / "pid").write_text(str(os.getpid()))
+        return 0.5
+
+    sweep_id = sweeper.sweep(
+        {"method": "grid", "metric": {"name": "loss"}, "parameters": {"x": {"value": 1}}}, storage=url
+    )
+    summary = sweeper.agent(sweep_id, function=train, storage=url, executor="local")
+
+    assert summary.complete == 1
+    assert int((project / "pid").read_text()) != os.getpid()
+    assert seen == []  # what the trainer changed stayed in its process
+
+
+def test_a_killed_agent_takes_its_trial_and_what_it_started_along(project: Path) -> None:
+    url = f"sqlite:///{project / 's.db'}"
+    sweep_id = _sweep(project, url, ["setsid_hang"])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SUPPORT), os.environ.get("PYTHONPATH", "")])}
+    script = Path(sys.executable).with_name("sweeper")
+    agent = subprocess.Popen(
+        [
+            str(script),
+            "agent",
+            sweep_id,
+            "--storage",
+            url,
+            "--executor",
+            "local",
+            "--trainer=engine_trainers:crash",
+        ],
+        cwd=project,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        pids = [_pid(project, name) for name in ("setsid_hang-self", "setsid_hang-parent", "setsid_hang-0")]
+        assert all(_alive(pid) for pid in pids)
+        agent.send_signal(signal.SIGKILL)
+        agent.wait()
+        assert not _wait_gone(pids)
+    finally:
+        agent.kill()
+        agent.wait()
