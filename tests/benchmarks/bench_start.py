@@ -161,6 +161,8 @@ def main() -> None:
             times["reuse"].append(timed(run, root, env))
         finally:
             head.stop()
+            # As `ray stop` does: a stale address would send the next bare ray.init() to a dead GCS.
+            (ray_tmp / "ray" / "ray_current_cluster").unlink(missing_ok=True)
         print(f"round {index + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()), flush=True)
     med = {k: _median(v) for k, v in times.items()}
     spread = {k: _spread(v) for k, v in times.items()}
