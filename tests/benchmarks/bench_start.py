@@ -19,8 +19,10 @@ Target (issue #13): ``sweeper run --count 20`` <= bare ``ray.init()`` + 1 s.
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -145,6 +147,8 @@ def main() -> None:
     (root / "spec.yaml").write_text(SPEC)
     # A short path: Ray's socket paths must fit in 107 bytes.
     ray_tmp = Path(tempfile.mkdtemp(prefix="swb-", dir="/tmp"))
+    if not os.environ.get("BENCH_KEEP"):
+        atexit.register(shutil.rmtree, ray_tmp, ignore_errors=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "SWEEPER_"))}
     env["RAY_TMPDIR"] = str(ray_tmp)
     env.setdefault("RAY_AUTH_MODE", "disabled")
