@@ -163,7 +163,13 @@ class Trial:
         if self._stop is not None:
             self._unreported.append((at, first))
             raise TrialPruned(self._stop)
-        if self._reporter.report(self._task.trial_id, at, first):
+        try:
+            stopped = self._reporter.report(self._task.trial_id, at, first)
+        except TrialPruned as exc:  # a channel that raises the stop itself (the local executor's pipe)
+            self._stop = str(exc)
+            self._unreported.append((at, first))  # not reported: it rides in the outcome
+            raise
+        if stopped:
             self._stop = self._pruned(at, first)
 
     def _pruned(self, step: int, value: float) -> str:
