@@ -21,13 +21,13 @@ import dataclasses
 import logging
 import os
 import socket
-import sys
 import time
 from collections import deque
 from dataclasses import dataclass
 
 from sweeper.engine.broker import PERSIST_S, PruningJudge, Report
 from sweeper.errors import UsageError
+from sweeper.worker import zygote
 from sweeper.worker.forked import KILL_GRACE_S, ForkedTrial
 from sweeper.worker.task import Failure, TrialOutcome, TrialTask
 
@@ -72,6 +72,7 @@ class LocalExecutor:
 
     def __init__(self, judge: PruningJudge) -> None:
         _check_can_fork()
+        zygote.prestart()  # its imports overlap the agent's set-up
         self._judge = judge
         self._queue: deque[TrialTask] = deque()
         self._running: _Running | None = None
@@ -196,12 +197,4 @@ def _check_can_fork() -> None:
         raise UsageError(
             "--executor local runs each trial in a process forked from the agent, and this platform "
             "cannot fork; use --executor ray"
-        )
-    torch = sys.modules.get("torch")
-    cuda = getattr(torch, "cuda", None)
-    if cuda is not None and cuda.is_initialized():
-        raise UsageError(
-            "--executor local runs each trial in a process forked from the agent, which cannot use "
-            "CUDA once this process has initialized it: touch CUDA only inside the trainer, or use "
-            "executor='ray'"
         )

@@ -32,6 +32,7 @@ import contextlib
 import functools
 import gc
 import io
+import logging
 import mmap
 import os
 import pickle
@@ -39,15 +40,18 @@ import select
 import signal
 import struct
 import sys
+import tempfile
 import traceback
 import warnings
 from types import FrameType
 from typing import NoReturn
 
 from sweeper.errors import TrialPruned
-from sweeper.worker import reaper
+from sweeper.worker import reaper, zygote
 from sweeper.worker.task import Failure, TrialOutcome, TrialTask
 from sweeper.worker.trial import describe_error, execute_trial
+
+_logger = logging.getLogger(__name__)
 
 # Seconds a stopped trial has between SIGTERM and SIGKILL (the same as a program trainer's).
 KILL_GRACE_S = 10.0
@@ -56,6 +60,7 @@ _REPORT = struct.Struct("<cqd")  # b"R", step, value: one report of the first ob
 _OUTCOME = struct.Struct("<cQ")  # b"O", length of the pickled TrialOutcome that follows
 _STEP = struct.Struct("<q")  # the step the pruner stopped the trial at, after its flag byte
 _STATUS = struct.Struct("<ii")  # the trial process's wait status, leftover processes ended
+STOP_BYTES = 1 + _STEP.size  # the stop flag and its step
 _PIPE_BYTES = 1 << 20  # about 60,000 reports in flight before a trainer waits for the agent
 _READ_BYTES = 1 << 20
 
@@ -104,18 +109,45 @@ class ForkedTrial:
         self.outcome: TrialOutcome | None = None
         self.ended = False
         self.left_behind = 0  # processes the trial left that the supervisor ended
+        self._zygote = False  # forked by the zygote (then it, not the agent, collects the supervisor)
 
     @classmethod
     def start(cls, task: TrialTask) -> ForkedTrial:
-        """Fork the supervisor, which forks the trial process; return at once."""
-        report_r, report_w = os.pipe()
-        status_r, status_w = os.pipe()
-        # A larger pipe (Linux) lets a fast logger run further ahead; a smaller one only slows it.
-        with contextlib.suppress(OSError, AttributeError, ImportError):
-            import fcntl
+        """Have the zygote fork the supervisor, which forks the trial process; return at once.
 
-            fcntl.fcntl(report_w, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
-        stop = mmap.mmap(-1, 1 + _STEP.size)  # shared with the children: the pruner's decision
+        A task that cannot be pickled (a trainer closing over a lock, a socket) is forked from the
+        agent itself instead, with a warning: that is safe unless the agent ran a library with a
+        thread pool (see :mod:`sweeper.worker.zygote`).
+        """
+        try:
+            payload = zygote.dump_payload(task)
+        except Exception as exc:  # pickling raises many kinds
+            _warn_fork(f"its trainer cannot be pickled ({type(exc).__name__}: {exc})")
+            return cls._fork(task)
+        report_r, report_w, status_r, status_w = cls._pipes()
+        with tempfile.TemporaryFile() as shared:  # the stop flag, in memory both sides map
+            shared.truncate(STOP_BYTES)
+            stop = mmap.mmap(shared.fileno(), STOP_BYTES)
+            try:
+                pid = zygote.zygote().fork(payload, (report_w, status_w, shared.fileno()))
+            except zygote.ZygoteError as exc:
+                for fd in (report_r, report_w, status_r, status_w):
+                    os.close(fd)
+                stop.close()
+                _warn_fork(str(exc))
+                return cls._fork(task)
+        os.close(report_w)
+        os.close(status_w)
+        os.set_blocking(report_r, False)
+        trial = cls(pid, report_r, status_r, stop)
+        trial._zygote = True
+        return trial
+
+    @classmethod
+    def _fork(cls, task: TrialTask) -> ForkedTrial:
+        """Fork the supervisor from the agent itself."""
+        report_r, report_w, status_r, status_w = cls._pipes()
+        stop = mmap.mmap(-1, STOP_BYTES)  # shared with the children: the pruner's decision
         for stream in (sys.stdout, sys.stderr):  # else the children would print it again
             with contextlib.suppress(Exception):
                 stream.flush()
@@ -129,7 +161,7 @@ class ForkedTrial:
             if pid == 0:
                 os.close(report_r)
                 os.close(status_r)
-                _supervise(task, report_w, status_w, stop, agent)
+                supervise(task, report_w, status_w, stop, agent)
         finally:
             if os.getpid() == agent:
                 gc.unfreeze()
@@ -137,6 +169,17 @@ class ForkedTrial:
         os.close(status_w)
         os.set_blocking(report_r, False)
         return cls(pid, report_r, status_r, stop)
+
+    @staticmethod
+    def _pipes() -> tuple[int, int, int, int]:
+        report_r, report_w = os.pipe()
+        status_r, status_w = os.pipe()
+        # A larger pipe (Linux) lets a fast logger run further ahead; a smaller one only slows it.
+        with contextlib.suppress(OSError, AttributeError, ImportError):
+            import fcntl
+
+            fcntl.fcntl(report_w, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+        return report_r, report_w, status_r, status_w
 
     def prune(self, step: int) -> None:
         """The pruner stopped the trial at ``step``: its next report raises TrialPruned in the trainer."""
@@ -217,18 +260,45 @@ class ForkedTrial:
         """Why the trial process ended without an outcome, in words."""
         if len(self._status) >= _STATUS.size:
             return describe_exit(_STATUS.unpack_from(self._status)[0], "the trial's process")
+        if self._zygote:
+            return f"{Failure.WORKER_DIED.value}: the trial's supervisor process ended without a word"
         return describe_exit(self._reaped or 0, "the trial's supervisor process")
 
     def close(self) -> None:
         """Release the pipes and collect the supervisor (it ends right after its last word)."""
         if self._reaped is None:
-            with contextlib.suppress(ChildProcessError):
-                self._reaped = os.waitpid(self.pid, 0)[1]
+            if self._zygote:
+                zygote.zygote().release(self.pid)
+            else:
+                with contextlib.suppress(ChildProcessError):
+                    self._reaped = os.waitpid(self.pid, 0)[1]
             self._reaped = self._reaped or 0
             for fd in (self._reports, self._status_fd):
                 with contextlib.suppress(OSError):
                     os.close(fd)
             self._stop.close()
+
+
+_warned_fork = False
+
+
+def _warn_fork(why: str) -> None:
+    global _warned_fork
+    if not _warned_fork:
+        _warned_fork = True
+        torch = sys.modules.get("torch")
+        cuda = getattr(torch, "cuda", None)
+        cuda_note = (
+            "; this process has initialized CUDA, which a forked trial cannot use"
+            if cuda is not None and cuda.is_initialized()
+            else ""
+        )
+        _logger.warning(
+            "trials are forked from the agent's process, as %s; a trainer that uses a thread pool the "
+            "agent already started (PyTorch's or scikit-learn's OpenMP) may hang there%s",
+            why,
+            cuda_note,
+        )
 
 
 def describe_exit(status: int, who: str) -> str:
@@ -256,8 +326,11 @@ def describe_exit(status: int, who: str) -> str:
 # -- the children --------------------------------------------------------------------------------
 
 
-def _supervise(task: TrialTask, report_w: int, status_w: int, stop: mmap.mmap, agent: int) -> NoReturn:
-    """The supervisor: fork the trial process, wait for it, end what it left, say how it ended."""
+def supervise(task: TrialTask | bytes, report_w: int, status_w: int, stop: mmap.mmap, agent: int) -> NoReturn:
+    """The supervisor: fork the trial process, wait for it, end what it left, say how it ended.
+
+    ``task`` may be the zygote's payload, unpickled in the trial process.
+    """
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the agent's to handle
         # Held until there is a trial process to pass it on to (it inherits the mask, then lifts it).
@@ -304,7 +377,7 @@ def _supervise(task: TrialTask, report_w: int, status_w: int, stop: mmap.mmap, a
     os._exit(0)
 
 
-def _run_trial(task: TrialTask, report_w: int, stop: mmap.mmap, supervisor: int) -> NoReturn:
+def _run_trial(task: TrialTask | bytes, report_w: int, stop: mmap.mmap, supervisor: int) -> NoReturn:
     """The trial process: run the trial, send its outcome, exit without the agent's exit handlers."""
     me = os.getpid()
     try:
@@ -315,9 +388,14 @@ def _run_trial(task: TrialTask, report_w: int, stop: mmap.mmap, supervisor: int)
         atexit._clear()  # the agent's; this process runs only those its trial registers
         _fresh_stdio()
         try:
-            outcome = execute_trial(task, PipeReporter(report_w, stop))
-        except BaseException as exc:  # KeyboardInterrupt, a SIGTERM outside the trainer
-            outcome = TrialOutcome.failed(Failure.TRAINER, describe_error(exc))
+            loaded = task if isinstance(task, TrialTask) else zygote.load_payload(task)
+        except Exception as exc:  # the trainer's module, moved or broken since the agent pickled it
+            outcome = TrialOutcome.failed(Failure.TRAINER, f"cannot load the trial: {describe_error(exc)}")
+        else:
+            try:
+                outcome = execute_trial(loaded, PipeReporter(report_w, stop))
+            except BaseException as exc:  # KeyboardInterrupt, a SIGTERM outside the trainer
+                outcome = TrialOutcome.failed(Failure.TRAINER, describe_error(exc))
         if os.getpid() != me:  # a child the trainer forked came back out of it: it has no say
             os._exit(1)
         # Whole, or the agent would read a cut frame: a SIGTERM now waits (SIGKILL does not).

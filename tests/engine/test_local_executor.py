@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -78,7 +80,7 @@ def test_a_trainer_closure_runs_in_its_own_process(project: Path) -> None:
     url = f"sqlite:///{project / 's.db'}"
     seen: list[int] = []
 
-    def train(config: dict[str, object], trial: sweeper.Trial) -> float:  # a closure: never pickled
+    def train(config: dict[str, object], trial: sweeper.Trial) -> float:  # a closure: pickled by value
         seen.append(os.getpid())
         (project / "pid").write_text(str(os.getpid()))
         return 0.5
@@ -91,6 +93,79 @@ def test_a_trainer_closure_runs_in_its_own_process(project: Path) -> None:
     assert summary.complete == 1
     assert int((project / "pid").read_text()) != os.getpid()
     assert seen == []  # what the trainer changed stayed in its process
+
+
+# An agent whose process already ran PyTorch's OpenMP pool (a notebook that trained a model, W&B's
+# tutorial run twice): a trial forked from that process would hang at its first parallel operation.
+OPENMP_AGENT = """
+import sys, torch
+import sweeper
+
+def train(config, trial):
+    x = torch.randn(400, 400)
+    for step in range(3):
+        trial.log({"loss": float((x @ x).abs().mean()) + step}, step=step)
+    return float((x @ x).abs().mean())
+
+(torch.randn(400, 400) @ torch.randn(400, 400)).sum()  # starts the pool in the agent's process
+url = sys.argv[1]
+spec = {"method": "grid", "metric": {"name": "loss"}, "parameters": {"x": {"values": [1, 2]}}}
+summary = sweeper.agent(sweeper.sweep(spec, storage=url), function=train, storage=url, executor="local")
+print("complete", summary.complete)
+"""
+
+
+def test_trials_run_torch_after_the_agents_process_started_its_thread_pool(project: Path) -> None:
+    (project / "agent.py").write_text(OPENMP_AGENT)
+    done = subprocess.run(
+        [sys.executable, "agent.py", f"sqlite:///{project / 's.db'}"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=240,  # a hang, not a slow machine: the two trials take a second or two
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "complete 2"
+
+
+def test_a_trial_sees_the_agents_environment_and_directory_as_they_are_when_it_starts(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{project / 's.db'}"
+    out = project / "where.json"
+    spec = {"method": "grid", "metric": {"name": "loss"}, "parameters": {"out": {"value": str(out)}}}
+    first = sweeper.sweep(spec, storage=url)
+    sweeper.agent(first, function=engine_trainers.where, storage=url, executor="local")
+    # The process trials are forked from is started by now; what changes after still reaches them.
+    (project / "elsewhere").mkdir()
+    monkeypatch.chdir(project / "elsewhere")
+    monkeypatch.setenv("SWEEPER_TEST_MARK", "set after the first agent")
+    sweep_id = sweeper.sweep(spec, storage=url)
+    sweeper.agent(sweep_id, function=engine_trainers.where, storage=url, executor="local")
+    (trial,) = optuna.load_study(study_name=sweep_id, storage=open_storage(url)).trials
+    assert trial.state == TrialState.COMPLETE, trial.user_attrs.get("fail_reason")
+    seen = json.loads(out.read_text())
+    assert seen["mark"] == "set after the first agent"
+    # The trial's own directory, under the agent's directory of the moment.
+    assert Path(seen["cwd"]).resolve().is_relative_to((project / "elsewhere").resolve())
+
+
+def test_a_trainer_that_cannot_be_pickled_runs_forked_from_the_agent_with_a_warning(
+    project: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"sqlite:///{project / 's.db'}"
+    lock = threading.Lock()
+
+    def train(config: dict[str, object], trial: sweeper.Trial) -> float:  # closes over a lock
+        with lock:
+            return 0.25
+
+    spec = {"method": "grid", "metric": {"name": "loss"}, "parameters": {"x": {"values": [1]}}}
+    summary = sweeper.agent(sweeper.sweep(spec, storage=url), function=train, storage=url, executor="local")
+    assert summary.complete == 1
+    (warning,) = [r.getMessage() for r in caplog.records if "forked from the agent" in r.getMessage()]
+    assert "cannot be pickled" in warning and "OpenMP" in warning
 
 
 def test_a_killed_agent_takes_its_trial_and_what_it_started_along(project: Path) -> None:

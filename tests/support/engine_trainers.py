@@ -186,3 +186,10 @@ def crash(config: dict[str, Any], trial: Any) -> float:
             time.sleep(0.01)
         os._exit(0)
     return 0.5
+
+
+def where(config: dict[str, Any], trial: Any) -> float:
+    """Write where the trial runs (its directory, a marker from its environment) to ``config["out"]``."""
+    seen = {"cwd": os.getcwd(), "mark": os.environ.get("SWEEPER_TEST_MARK")}
+    Path(config["out"]).write_text(json.dumps(seen))
+    return 0.0

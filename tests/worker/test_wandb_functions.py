@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +171,12 @@ def test_a_trainer_that_logs_nothing_through_wandb_returns_its_value(project: Pa
 def test_without_wandb_a_wandb_style_trainer_fails_naming_the_extra(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(sys.modules, "wandb", None)  # what an environment without wandb looks like
+    # What an environment without wandb looks like to the trial's process (a fresh interpreter
+    # with the agent's sys.path): importing wandb fails as Python fails on a missing module.
+    shim = project / "no_wandb"
+    shim.mkdir()
+    (shim / "wandb.py").write_text('raise ModuleNotFoundError("No module named \'wandb\'", name="wandb")\n')
+    monkeypatch.syspath_prepend(str(shim))
     url = f"sqlite:///{project / 's.db'}"
     spec = {"method": "grid", "metric": {"name": "loss"}, "parameters": {"x": {"values": [1]}}}
     sweep_id = sweeper.sweep(spec, storage=url)
