@@ -49,8 +49,16 @@ def pytest_configure(config: pytest.Config) -> None:
     ``~/.ray/auth_token`` when there is none; two workers (or a test's subprocess cluster) starting
     their first Ray at once could each write one and hand their processes different tokens.
     """
-    if hasattr(config, "workerinput") or os.environ.get("RAY_AUTH_MODE"):
-        return  # an xdist worker (the controller did it), or the mode is set by hand
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        # Each worker's Rays record themselves under a temp directory of its own: a test cluster
+        # (ray.cluster_utils.Cluster writes ray_current_cluster, as `ray start` does) must not be
+        # taken by another worker's `sweeper run` for a cluster to reuse.
+        run = workerinput["testrunuid"][:8]
+        os.environ["RAY_TMPDIR"] = os.path.join("/tmp", f"ray-{run}-{workerinput['workerid']}")
+        return  # the controller made the token
+    if os.environ.get("RAY_AUTH_MODE"):
+        return  # the mode is set by hand
     try:
         from ray._private.authentication.authentication_token_setup import generate_and_save_token
         from ray._raylet import AuthenticationTokenLoader

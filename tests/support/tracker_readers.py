@@ -5,8 +5,11 @@ Each reader returns ``{run name: Recorded}`` for the trials of one sweep.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import struct
+import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,8 +149,42 @@ _BLOCK = 32 * 1024
 _HEADER = 7
 
 
+def await_closed_by_wandb(path: Path, timeout: float = 60.0) -> None:
+    """Wait until no wandb-core process holds ``path`` open.
+
+    ``run.finish()`` returns before wandb-core has closed the run's transaction log: it flushes its
+    last block (the newest history rows, the summary, the exit record) when the run's stream
+    closes, a moment later. Linux; elsewhere this returns at once.
+    """
+    target = str(path.resolve())
+    deadline = time.monotonic() + timeout
+    while any(target in _open_files(pid) for pid in _wandb_core_pids()):
+        assert time.monotonic() < deadline, f"wandb-core still holds {path} open after {timeout} s"
+        time.sleep(0.05)
+
+
+def _wandb_core_pids() -> list[str]:
+    pids = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        with contextlib.suppress(OSError):
+            if comm.read_text().strip() == "wandb-core":
+                pids.append(comm.parent.name)
+    return pids
+
+
+def _open_files(pid: str) -> set[str]:
+    files = set()
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                files.add(os.readlink(fd))
+    return files
+
+
 def wandb_records(path: Path) -> list[Any]:
     from wandb.proto import wandb_internal_pb2
+
+    await_closed_by_wandb(path)
 
     data = path.read_bytes()
     assert data[:4] == b":W&B", f"{path} is not a W&B transaction log"
