@@ -46,15 +46,20 @@ def sweeper_cli(project: Path, *args: str, timeout: float = 240) -> subprocess.C
     """``sweeper ARGS`` run in ``project`` as a user's shell would (no storage or Ray settings)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SWEEPER_", "RAY_"))}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return subprocess.run(
-        [sys.executable, "-c", "from sweeper.cli import main; main()", *args],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    try:
+        return subprocess.run(
+            [sys.executable, "-c", "from sweeper.cli import main; main()", *args],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:  # say where it stood, not only that it took too long
+        printed = [exc.stdout, exc.stderr]
+        tail = "".join(p.decode(errors="replace") if isinstance(p, bytes) else p or "" for p in printed)
+        pytest.fail(f"sweeper {' '.join(args)} ran past {timeout} s; it printed:\n{tail[-4000:]}")
 
 
 def foreign_lines(done: subprocess.CompletedProcess[str]) -> list[str]:
