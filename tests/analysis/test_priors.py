@@ -43,18 +43,15 @@ def convert(config: dict[str, Any], metrics: Any = None, state: str = "complete"
     return to_prior(row, SPEC, report), report
 
 
+# GOOD's params as the sweep's space types them, nested keys flattened.
+GOOD_PARAMS = {"lr": 0.01, "depth": 4, "units": 30, "opt": "sgd", "momentum": 0.9, "model.norm": True}
+
+
 def test_a_result_inside_the_space_becomes_a_prior_with_the_sweeps_distributions() -> None:
     prior, report = convert(GOOD, {"loss": 0.25, "accuracy": 0.9})
     assert prior is not None and not report.skipped
     assert prior.state == TrialState.COMPLETE and prior.values == [0.25]
-    assert prior.params == {
-        "lr": 0.01,
-        "depth": 4,
-        "units": 30,
-        "opt": "sgd",
-        "momentum": 0.9,
-        "model.norm": True,
-    }
+    assert prior.params == GOOD_PARAMS
     distributions = SPEC.space.distributions()
     assert prior.distributions == {name: distributions[name] for name in prior.params}
     assert prior.user_attrs[keys.PRIOR] == {"source": "export old.csv", "ref": "row 1"}
@@ -74,14 +71,7 @@ def test_text_values_are_read_as_each_parameters_type() -> None:
     }
     prior, report = convert({**text, "seed": "0"}, {"loss": "0.5"})
     assert prior is not None, report.line()
-    assert prior.params == {
-        "lr": 0.01,
-        "depth": 4,
-        "units": 30,
-        "opt": "sgd",
-        "momentum": 0.9,
-        "model.norm": True,
-    }
+    assert prior.params == GOOD_PARAMS
     assert type(prior.params["depth"]) is int and type(prior.params["units"]) is int
     assert prior.values == [0.5]
 

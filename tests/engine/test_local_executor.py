@@ -14,6 +14,7 @@ from pathlib import Path
 import engine_trainers
 import optuna
 import pytest
+from agent_command import local_agent, with_support
 from optuna.trial import TrialState
 
 import sweeper
@@ -21,7 +22,6 @@ from sweeper.storage.urls import open_storage
 from sweeper.worker import forked
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pids are checked in /proc")
-SUPPORT = Path(__file__).resolve().parents[1] / "support"
 
 
 def _alive(pid: int) -> bool:
@@ -171,21 +171,10 @@ def test_a_trainer_that_cannot_be_pickled_runs_forked_from_the_agent_with_a_warn
 def test_a_killed_agent_takes_its_trial_and_what_it_started_along(project: Path) -> None:
     url = f"sqlite:///{project / 's.db'}"
     sweep_id = _sweep(project, url, ["setsid_hang"])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SUPPORT), os.environ.get("PYTHONPATH", "")])}
-    script = Path(sys.executable).with_name("sweeper")
     agent = subprocess.Popen(
-        [
-            str(script),
-            "agent",
-            sweep_id,
-            "--storage",
-            url,
-            "--executor",
-            "local",
-            "--trainer=engine_trainers:crash",
-        ],
+        local_agent(sweep_id, url, "engine_trainers:crash"),
         cwd=project,
-        env=env,
+        env=with_support(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import optuna
+from agent_command import local_agent
 from optuna.trial import TrialState
 
 import sweeper
@@ -42,17 +42,7 @@ def _start(project: Path) -> tuple[str, str, subprocess.Popen[str]]:
         },
     }
     sweep_id = sweeper.sweep(spec, storage=url)
-    script = Path(sys.executable).with_name("sweeper")
-    command = [
-        str(script),
-        "agent",
-        sweep_id,
-        "--storage",
-        url,
-        "--executor",
-        "local",
-        "--trainer=gated:train",
-    ]
+    command = local_agent(sweep_id, url, "gated:train")
     proc = subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     while not list((project / "started").iterdir()):
         assert proc.poll() is None, proc.communicate()

@@ -4,7 +4,6 @@ process of the trial is left."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -13,12 +12,12 @@ from pathlib import Path
 import engine_trainers
 import optuna
 import pytest
+from agent_command import local_agent, with_support
 from optuna.trial import TrialState
 
 import sweeper
 from sweeper.storage.urls import open_storage
 
-SUPPORT = Path(__file__).resolve().parents[1] / "support"
 EXITED = "worker died: the trial's process exited with code 0 before the trial ended"
 SEGFAULT = "worker died: the trial's process was killed by SIGSEGV (Segmentation fault)"
 TIMEOUT = "timeout: trial ran past sweeper.timeout (3 s)"
@@ -70,22 +69,11 @@ def test_a_local_agent_survives_crashing_trainers_and_leaves_no_process(project:
     url = f"sqlite:///{project / 's.db'}"
     modes = ["exit0", "segv", "setsid_return", "setsid_exit", "setsid_hang", "ok"]
     sweep_id = _sweep(project, url, modes)
-    script = Path(sys.executable).with_name("sweeper")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SUPPORT), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run(
-        [
-            str(script),
-            "agent",
-            sweep_id,
-            "--storage",
-            url,
-            "--executor",
-            "local",
-            "--trainer=engine_trainers:crash",
-        ],
+        local_agent(sweep_id, url, "engine_trainers:crash"),
         check=False,
         cwd=project,
-        env=env,
+        env=with_support(),
         capture_output=True,
         text=True,
         timeout=120,
