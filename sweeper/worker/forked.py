@@ -109,7 +109,8 @@ class ForkedTrial:
         self.outcome: TrialOutcome | None = None
         self.ended = False
         self.left_behind = 0  # processes the trial left that the supervisor ended
-        self._zygote = False  # forked by the zygote (then it, not the agent, collects the supervisor)
+        # The zygote that forked the supervisor (it, not the agent, collects it), if one did.
+        self._zygote: zygote.Zygote | None = None
 
     @classmethod
     def start(cls, task: TrialTask) -> ForkedTrial:
@@ -129,7 +130,8 @@ class ForkedTrial:
             shared.truncate(STOP_BYTES)
             stop = mmap.mmap(shared.fileno(), STOP_BYTES)
             try:
-                pid = zygote.zygote().fork(payload, (report_w, status_w, shared.fileno()))
+                forker = zygote.zygote()
+                pid = forker.fork(payload, (report_w, status_w, shared.fileno()))
             except zygote.ZygoteError as exc:
                 for fd in (report_r, report_w, status_r, status_w):
                     os.close(fd)
@@ -140,7 +142,7 @@ class ForkedTrial:
         os.close(status_w)
         os.set_blocking(report_r, False)
         trial = cls(pid, report_r, status_r, stop)
-        trial._zygote = True
+        trial._zygote = forker
         return trial
 
     @classmethod
@@ -260,15 +262,15 @@ class ForkedTrial:
         """Why the trial process ended without an outcome, in words."""
         if len(self._status) >= _STATUS.size:
             return describe_exit(_STATUS.unpack_from(self._status)[0], "the trial's process")
-        if self._zygote:
+        if self._zygote is not None:
             return f"{Failure.WORKER_DIED.value}: the trial's supervisor process ended without a word"
         return describe_exit(self._reaped or 0, "the trial's supervisor process")
 
     def close(self) -> None:
         """Release the pipes and collect the supervisor (it ends right after its last word)."""
         if self._reaped is None:
-            if self._zygote:
-                zygote.zygote().release(self.pid)
+            if self._zygote is not None:
+                self._zygote.release(self.pid)
             else:
                 with contextlib.suppress(ChildProcessError):
                     self._reaped = os.waitpid(self.pid, 0)[1]

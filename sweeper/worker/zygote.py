@@ -34,13 +34,14 @@ import struct
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
     from sweeper.worker.task import TrialTask
 
-_REQUEST = struct.Struct("<cQ")  # b"T" + payload length (5 fds ride along), or b"R" + a pid to release
+_REQUEST = struct.Struct("<cQ")  # b"T" + payload length (6 fds ride along), or b"R" + a pid to release
 _PID = struct.Struct("<q")  # the supervisor's pid, the zygote's answer to b"T"
 _REAP_S = 0.5
 
@@ -80,12 +81,13 @@ class Zygote:
     def fork(self, payload: bytes, fds: tuple[int, int, int]) -> int:
         """Fork a supervisor for the pickled trial ``payload`` with its (report, status, stop) fds.
 
-        The agent's stdout and stderr as they are now go along (a test's capture, a redirect made
-        since the zygote started), so the trial prints where a fork of the agent would.
+        The agent's stdin, stdout and stderr as they are now go along (a test's capture, a redirect
+        made since the zygote started, the terminal a ``breakpoint()`` reads), so the trial sees
+        what a fork of the agent would.
         """
-        with self._lock:
+        with self._lock, _standard_streams() as streams:
             try:
-                socket.send_fds(self._sock, [_REQUEST.pack(b"T", len(payload))], [*fds, 1, 2])
+                socket.send_fds(self._sock, [_REQUEST.pack(b"T", len(payload))], [*fds, *streams])
                 self._sock.sendall(payload)
                 answer = _recv_exactly(self._sock, _PID.size)
             except OSError as exc:
@@ -131,6 +133,25 @@ def prestart() -> None:
         zygote()
 
 
+@contextlib.contextmanager
+def _standard_streams() -> Iterator[list[int]]:
+    """The agent's fds 0, 1 and 2, with /dev/null standing in for any that is closed."""
+    opened: list[int] = []
+    streams = []
+    for standard in (0, 1, 2):
+        try:
+            os.fstat(standard)
+            streams.append(standard)
+        except OSError:
+            opened.append(os.open(os.devnull, os.O_RDWR))
+            streams.append(opened[-1])
+    try:
+        yield streams
+    finally:
+        for fd in opened:
+            os.close(fd)
+
+
 def _import_path() -> list[str]:
     """The agent's ``sys.path`` entries that exist, with ``''`` made absolute."""
     return [os.path.abspath(entry or os.curdir) for entry in sys.path if os.path.isdir(entry or os.curdir)]
@@ -167,7 +188,7 @@ def serve(fd: int, agent: int) -> NoReturn:
         if not ready:
             continue
         try:
-            header, fds, _, _ = socket.recv_fds(sock, _REQUEST.size, 5)
+            header, fds, _, _ = socket.recv_fds(sock, _REQUEST.size, 6)
         except OSError:
             break
         if len(header) < _REQUEST.size:
@@ -177,7 +198,7 @@ def serve(fd: int, agent: int) -> NoReturn:
             released.add(value)
             continue
         payload = _recv_exactly(sock, value)
-        if payload is None or len(fds) != 5:
+        if payload is None or len(fds) != 6:
             break
         try:
             pid = os.fork()
@@ -185,11 +206,11 @@ def serve(fd: int, agent: int) -> NoReturn:
             pid = -(exc.errno or 1)
         if pid == 0:
             sock.close()
-            report_w, status_w, stop_fd, stdout, stderr = fds
+            report_w, status_w, stop_fd, *streams = fds
             stop = mmap.mmap(stop_fd, forked.STOP_BYTES)
-            os.dup2(stdout, 1)
-            os.dup2(stderr, 2)
-            for each in (stop_fd, stdout, stderr):
+            for standard, received in enumerate(streams):
+                os.dup2(received, standard)
+            for each in (stop_fd, *streams):
                 os.close(each)
             forked.supervise(payload, report_w, status_w, stop, os.getppid())
         for each in fds:
