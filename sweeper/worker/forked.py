@@ -58,6 +58,7 @@ KILL_GRACE_S = 10.0
 
 _REPORT = struct.Struct("<cqd")  # b"R", step, value: one report of the first objective
 _OUTCOME = struct.Struct("<cQ")  # b"O", length of the pickled TrialOutcome that follows
+# b"M" and the same length field: the libraries the trial imported, for the zygote to preload.
 _STEP = struct.Struct("<q")  # the step the pruner stopped the trial at, after its flag byte
 _STATUS = struct.Struct("<ii")  # the trial process's wait status, leftover processes ended
 STOP_BYTES = 1 + _STEP.size  # the stop flag and its step
@@ -111,6 +112,7 @@ class ForkedTrial:
         self.left_behind = 0  # processes the trial left that the supervisor ended
         # The zygote that forked the supervisor (it, not the agent, collects it), if one did.
         self._zygote: zygote.Zygote | None = None
+        self.imported: list[str] = []  # installed libraries the trial imported (zygote trials only)
 
     @classmethod
     def start(cls, task: TrialTask) -> ForkedTrial:
@@ -248,6 +250,13 @@ class ForkedTrial:
                     break
                 self.outcome = pickle.loads(buffer[start : start + length])
                 at = start + length
+            elif kind == b"M" and len(buffer) - at >= _OUTCOME.size:
+                _, length = _OUTCOME.unpack_from(buffer, at)
+                start = at + _OUTCOME.size
+                if len(buffer) - start < length:
+                    break
+                self.imported = bytes(buffer[start : start + length]).decode().split()
+                at = start + length
             else:
                 break  # a frame not whole yet (or, at the end, one cut short by a kill)
         del buffer[:at]
@@ -255,6 +264,8 @@ class ForkedTrial:
 
     def _finish(self) -> None:
         self.close()
+        if self._zygote is not None and self.imported:
+            self._zygote.preload(self.imported)
         if len(self._status) >= _STATUS.size:
             self.left_behind = _STATUS.unpack_from(self._status)[1]
 
@@ -389,6 +400,7 @@ def _run_trial(task: TrialTask | bytes, report_w: int, stop: mmap.mmap, supervis
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         atexit._clear()  # the agent's; this process runs only those its trial registers
         _fresh_stdio()
+        before = set(sys.modules)
         try:
             loaded = task if isinstance(task, TrialTask) else zygote.load_payload(task)
         except Exception as exc:  # the trainer's module, moved or broken since the agent pickled it
@@ -409,6 +421,9 @@ def _run_trial(task: TrialTask | bytes, report_w: int, stop: mmap.mmap, supervis
         os.set_blocking(report_w, True)
         with contextlib.suppress(BrokenPipeError):  # the agent is gone: no one to tell
             _write_all(report_w, _OUTCOME.pack(b"O", len(data)) + data)
+            if not isinstance(task, TrialTask):
+                learned = " ".join(zygote.installed_libraries(set(sys.modules) - before)).encode()
+                _write_all(report_w, _OUTCOME.pack(b"M", len(learned)) + learned)
         atexit._run_exitfuncs()
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):

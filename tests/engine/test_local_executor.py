@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 
 import sweeper
 from sweeper.storage.urls import open_storage
-from sweeper.worker import forked
+from sweeper.worker import forked, zygote
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pids are checked in /proc")
 
@@ -149,6 +149,23 @@ def test_a_trial_sees_the_agents_environment_and_directory_as_they_are_when_it_s
     assert seen["mark"] == "set after the first agent"
     # The trial's own directory, under the agent's directory of the moment.
     assert Path(seen["cwd"]).resolve().is_relative_to((project / "elsewhere").resolve())
+
+
+def test_libraries_a_trial_imported_are_loaded_before_the_next_trials_start(project: Path) -> None:
+    url = f"sqlite:///{project / 's.db'}"
+    spec = {
+        "method": "grid",
+        "metric": {"name": "loss"},
+        "parameters": {"x": {"values": [1, 2, 3]}, "out": {"value": str(project)}},
+    }
+    zygote.reset()  # a zygote that has preloaded nothing yet
+    summary = sweeper.agent(
+        sweeper.sweep(spec, storage=url), function=engine_trainers.preloaded, storage=url, executor="local"
+    )
+    assert summary.complete == 3
+    seen = [json.loads((project / f"{x}.json").read_text()) for x in (1, 2, 3)]
+    assert [s["sortedcontainers"] for s in seen] == [False, True, True]  # the first trial's import, once
+    assert [s["counting"] for s in seen] == [False, False, False]  # the project's code: fresh each trial
 
 
 def test_a_trainer_that_cannot_be_pickled_runs_forked_from_the_agent_with_a_warning(

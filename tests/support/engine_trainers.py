@@ -193,3 +193,16 @@ def where(config: dict[str, Any], trial: Any) -> float:
     seen = {"cwd": os.getcwd(), "mark": os.environ.get("SWEEPER_TEST_MARK")}
     Path(config["out"]).write_text(json.dumps(seen))
     return 0.0
+
+
+def preloaded(config: dict[str, Any], trial: Any) -> float:
+    """Record which of an installed library and a project module were loaded before the trainer
+    imported them, to ``{config["out"]}/{config["x"]}.json``."""
+    import sys
+
+    seen = {name: name in sys.modules for name in ("sortedcontainers", "counting")}
+    import counting  # noqa: F401 - a project module (tests/support), imported lazily
+    import sortedcontainers  # noqa: F401 - an installed library, imported lazily
+
+    (Path(config["out"]) / f"{config['x']}.json").write_text(json.dumps(seen))
+    return 0.0

@@ -14,6 +14,7 @@ from tracker_readers import read_jsonl, read_wandb, wandb_records
 
 import sweeper
 from sweeper.storage.urls import open_storage
+from sweeper.worker import zygote
 from trainers import wandb_tutorial
 
 # W&B offline, its files under the scratch project (see tests/conftest.py).
@@ -177,6 +178,7 @@ def test_without_wandb_a_wandb_style_trainer_fails_naming_the_extra(
     shim.mkdir()
     (shim / "wandb.py").write_text('raise ModuleNotFoundError("No module named \'wandb\'", name="wandb")\n')
     monkeypatch.syspath_prepend(str(shim))
+    zygote.reset()  # a fresh process to fork trials from, as a new environment has (no preloaded wandb)
     url = f"sqlite:///{project / 's.db'}"
     spec = {"method": "grid", "metric": {"name": "loss"}, "parameters": {"x": {"values": [1]}}}
     sweep_id = sweeper.sweep(spec, storage=url)
