@@ -213,6 +213,8 @@ def serve(fd: int, agent: int) -> NoReturn:
             header, fds, _, _ = socket.recv_fds(sock, _REQUEST.size, 6)
         except OSError:
             break
+        if 0 < len(header) < _REQUEST.size:  # a stream may split even 9 bytes
+            header += _recv_exactly(sock, _REQUEST.size - len(header)) or b""
         if len(header) < _REQUEST.size:
             break  # the agent is gone
         kind, value = _REQUEST.unpack(header)
