@@ -4,7 +4,6 @@ and finish when the space is exhausted; ``sweeper.distinct: false`` keeps W&B's 
 from __future__ import annotations
 
 import random
-import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ import engine_trainers
 import optuna
 import pytest
 from optuna.trial import TrialState
-from racing import race
+from racing import race, together
 
 import sweeper
 from sweeper.errors import SpecError
@@ -159,26 +158,16 @@ def test_each_config_claim_has_exactly_one_winner_under_a_race(
         # Each racer has its own storage object (its own connection, its own journal reader).
         studies = [optuna.load_study(study_name=name, storage=open_storage(url)) for _ in range(8)]
     won: dict[int, list[str]] = {racer: [] for racer in range(8)}
-    barrier = threading.Barrier(8)
-    errors: list[BaseException] = []
+    orders = [list(keys) for _ in range(8)]
+    for racer, order in enumerate(orders):
+        random.Random(racer).shuffle(order)
 
     def race(racer: int) -> None:
-        try:
-            order = list(keys)
-            random.Random(racer).shuffle(order)
-            barrier.wait()
-            for key in order:
-                if claims.claim_config(studies[racer], key, trial_number=racer):
-                    won[racer].append(key)
-        except BaseException as exc:
-            errors.append(exc)
+        for key in orders[racer]:
+            if claims.claim_config(studies[racer], key, trial_number=racer):
+                won[racer].append(key)
 
-    threads = [threading.Thread(target=race, args=(racer,)) for racer in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not errors, errors
+    together(race, 8, timeout_s=120)
     winners = Counter(key for keys_won in won.values() for key in keys_won)
     assert set(winners) == set(keys) and set(winners.values()) == {1}
     # A claim is idempotent for its holder (a retried write recognises its own) and final for others.

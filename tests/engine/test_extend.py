@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ import engine_trainers
 import pytest
 from click.testing import CliRunner
 from optuna.trial import TrialState
+from racing import together
 
 import sweeper
 from sweeper.cli import main
@@ -53,18 +53,7 @@ def test_a_finished_grid_given_a_new_value_runs_only_its_new_points_once_under_r
 
     assert (extended.budget_before, extended.budget_after, extended.new_points) == (24, 36, 12)
     assert extended.info.state == "running"
-    summaries: list[Any] = []
-    barrier = threading.Barrier(4)
-
-    def agent() -> None:
-        barrier.wait()
-        summaries.append(_run(postgres_url, sweep_id))
-
-    threads = [threading.Thread(target=agent) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=300)
+    summaries = together(lambda _: _run(postgres_url, sweep_id), 4)
 
     assert sum(s.complete for s in summaries) == 12
     points = Counter(tuple(sorted(p.items())) for p in _complete(postgres_url, sweep_id))

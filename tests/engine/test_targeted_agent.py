@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import doctest
-import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import engine_trainers
 import optuna
 import pytest
 from optuna.trial import TrialState
+from racing import together
 
 import sweeper
 from sweeper.engine.agent import AgentSummary
@@ -112,32 +112,13 @@ def test_targeted_agents_racing_run_each_trial_once(project: Path) -> None:
     url = f"sqlite:///{project / 's.db'}"
     sweep_id = sweeper.sweep(GRID, storage=url)
     numbers = [_enqueue(url, sweep_id, float(i % 3)) for i in range(6)]
-    results: list[AgentSummary] = []
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(3)
 
-    def work() -> None:
-        try:
-            barrier.wait()
-            results.append(
-                sweeper.agent(
-                    sweep_id,
-                    function=engine_trainers.quadratic,
-                    storage=url,
-                    executor="local",
-                    trials=numbers,
-                )
-            )
-        except BaseException as exc:
-            errors.append(exc)
+    def work(_: int) -> AgentSummary:
+        return sweeper.agent(
+            sweep_id, function=engine_trainers.quadratic, storage=url, executor="local", trials=numbers
+        )
 
-    threads = [threading.Thread(target=work) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=240)
-
-    assert not errors, errors
+    results = together(work, 3, timeout_s=240)
     assert sum(r.ran for r in results) == 6 and len(results) == 3
     trials = _trials(url, sweep_id)
     assert Counter(trials[n].state for n in numbers) == {TrialState.COMPLETE: 6}

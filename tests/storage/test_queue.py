@@ -16,6 +16,7 @@ import engine_trainers
 import optuna
 import pytest
 from optuna.trial import TrialState
+from racing import together
 
 import sweeper
 from sweeper.errors import SweepNotFoundError
@@ -94,24 +95,8 @@ def test_queued_trials_read_back_as_optunas_enqueue_trial_writes_them(any_storag
 
 def test_racing_agents_queue_and_take_each_point_exactly_once(any_storage_url: str) -> None:
     info = sweeps.create_sweep(open_storage(any_storage_url), load_spec(GRID))
-    barrier = threading.Barrier(4)
-    taken: list[list[dict[str, Any]]] = []
-    errors: list[BaseException] = []
-
-    def agent() -> None:
-        try:
-            barrier.wait()
-            taken.append(_drain(any_storage_url, info.id))  # each with a storage of its own
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=agent) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=300)
-
-    assert not errors, errors
+    # Each with a storage of its own.
+    taken = together(lambda _: _drain(any_storage_url, info.id), 4)
     points = [tuple(sorted(p.items())) for run in taken for p in run]
     assert Counter(points) == Counter(tuple(sorted(p.items())) for p in load_spec(GRID).space.grid())
     storage = open_storage(any_storage_url)

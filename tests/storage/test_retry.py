@@ -11,6 +11,7 @@ import optuna
 import psycopg2
 import pytest
 from optuna.trial import TrialState
+from racing import together
 from sqlalchemy.exc import OperationalError
 
 import sweeper
@@ -156,27 +157,13 @@ def test_eight_agents_on_one_postgres_sweep_run_exactly_run_cap(postgres_url: st
         "sweeper": {"seed": 1},
     }
     sweep_id = sweeper.sweep(spec, storage=postgres_url)
-    summaries: list[AgentSummary] = []
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-
-    def work() -> None:
-        try:
-            summary = sweeper.agent(
-                sweep_id, function=lambda c, t: c["x"], storage=postgres_url, executor="local"
-            )
-            with lock:
-                summaries.append(summary)
-        except BaseException as exc:
-            errors.append(exc)
-
-    agents = [threading.Thread(target=work) for _ in range(8)]
-    for agent in agents:
-        agent.start()
-    for agent in agents:
-        agent.join(timeout=240)
-    assert not any(a.is_alive() for a in agents), "an agent deadlocked"
-    assert not errors, errors
+    summaries = together(  # fails the test if an agent deadlocked
+        lambda _: sweeper.agent(
+            sweep_id, function=lambda c, t: c["x"], storage=postgres_url, executor="local"
+        ),
+        8,
+        timeout_s=240,
+    )
     trials = sweeps.load_study(open_storage(postgres_url), sweep_id).trials
     assert len(trials) == 32
     assert all(t.state == TrialState.COMPLETE for t in trials)
