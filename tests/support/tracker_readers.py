@@ -8,9 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import struct
 import time
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,12 +141,6 @@ def read_tensorboard(refs: dict[str, str]) -> dict[str, Recorded]:
     return out
 
 
-# The W&B transaction log (.wandb): a 7-byte header, then 32 KiB blocks of records, each with a
-# 7-byte header (CRC32, length, type: full, first, middle, last), holding wandb.proto Records.
-_BLOCK = 32 * 1024
-_HEADER = 7
-
-
 def await_closed_by_wandb(path: Path, timeout: float = 60.0) -> None:
     """Wait until no wandb-core process holds ``path`` open.
 
@@ -182,31 +174,12 @@ def _open_files(pid: str) -> set[str]:
 
 
 def wandb_records(path: Path) -> list[Any]:
-    from wandb.proto import wandb_internal_pb2
+    """The run's records, once wandb-core has closed its log (read with sweeper's decoder of W&B's
+    transaction-log format: wandb ships no Python reader of its own since the Go core)."""
+    from sweeper.analysis.wandb_runs import records
 
     await_closed_by_wandb(path)
-
-    data = path.read_bytes()
-    assert data[:4] == b":W&B", f"{path} is not a W&B transaction log"
-    records, pending, pos = [], b"", _HEADER
-    while pos + _HEADER <= len(data):
-        left = _BLOCK - pos % _BLOCK
-        if left < _HEADER:
-            pos += left
-            continue
-        checksum, length, kind = struct.unpack("<IHB", data[pos : pos + _HEADER])
-        chunk = data[pos + _HEADER : pos + _HEADER + length]
-        pos += _HEADER + length
-        if length == 0 and kind == 0:
-            continue
-        assert zlib.crc32(chunk, zlib.crc32(bytes([kind]))) == checksum, f"bad record at {pos} in {path}"
-        pending += chunk
-        if kind in (1, 4):  # full, last
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(pending)
-            records.append(record)
-            pending = b""
-    return records
+    return list(records(path))
 
 
 def read_wandb(refs: dict[str, str]) -> dict[str, Recorded]:
