@@ -33,9 +33,6 @@ _DRAIN_WAIT_S = 0.2
 PERSIST_S = 0.5
 """While reports keep coming, their values are stored at most this often, in one write each time; the
 drain stores what is left once none is pending, and a trial's end stores its own."""
-REFRESH_S = PERSIST_S
-"""How old the judge's read of the study may get while none of its own trials started or ended:
-other agents' values reach the storage at most this often, so a fresher read would show nothing."""
 
 
 @dataclass(frozen=True)
@@ -79,13 +76,6 @@ class PruningJudge:
         self._trials: dict[int, FrozenTrial] = {}  # trial id -> the trial, its values as reported
         self._unstored: dict[int, dict[int, float]] = {}  # trial id -> values not stored yet
         self._persisting = threading.Lock()  # held while a persist writes
-        # The last read of the study: when, and at which generation of this agent's set of trials
-        # (a trial of its own starting or ending makes the next decision read again).
-        self._read: tuple[float, int, list[FrozenTrial]] | None = None
-        self._generation = 0
-        # This agent's ended trials, as it saw them, until a read shows them ended (their last
-        # values ride in their end write, which may land after a read that a decision then uses).
-        self._ended: dict[int, FrozenTrial] = {}
 
     @property
     def prunes(self) -> bool:
@@ -145,10 +135,7 @@ class PruningJudge:
         trial's end write (written after it, they would be refused and lost).
         """
         with self._persisting, self._lock:
-            ended = self._trials.pop(trial_id, None)
-            if ended is not None:
-                self._ended[trial_id] = ended
-                self._generation += 1
+            self._trials.pop(trial_id, None)
             return self._unstored.pop(trial_id, {})
 
     def persist(self) -> None:
@@ -171,26 +158,14 @@ class PruningJudge:
                     self._trials.pop(trial_id, None)
 
     def _snapshot(self) -> optuna.Study:
-        """The study as a read of the storage shows it, with this agent's trials as reported.
+        """The study as one read of the storage shows it, with this agent's trials as reported.
 
-        A pruner reads the whole study for each decision; one read serves every decision of a
-        drained batch, and the batches after it until one of this agent's trials starts or ends
-        or :data:`REFRESH_S` passes: other agents' trials as stored then, this agent's with every
-        value decided on. (Re-reading per batch cost a database 200 ms a batch at 32 running
-        trials: Optuna's cache re-reads every running trial in full.)
+        One read per drained batch, shared by its decisions (a pruner reads the whole study for
+        each one): other agents' trials as stored, this agent's with every value decided on.
         """
         with self._lock:
-            generation = self._generation
-        now = time.monotonic()
-        if self._read is None or self._read[1] != generation or now - self._read[0] > REFRESH_S:
-            stored = self._study.get_trials(deepcopy=False)
-            self._read = (now, generation, stored)
-            with self._lock:  # an ended trial the storage shows ended needs no stand-in any more
-                running = {t._trial_id for t in stored if t.state == TrialState.RUNNING}
-                self._ended = {tid: t for tid, t in self._ended.items() if tid in running}
-        stored = self._read[2]
-        with self._lock:
-            mine = {**self._ended, **self._trials}
+            mine = dict(self._trials)
+        stored = self._study.get_trials(deepcopy=False)
         trials = [mine.get(t._trial_id, t) if t.state == TrialState.RUNNING else t for t in stored]
 
         def get_trials(
@@ -222,7 +197,6 @@ class PruningJudge:
             known.intermediate_values = dict(stored.intermediate_values)
             with self._lock:
                 self._trials[trial_id] = known
-                self._generation += 1
         known.intermediate_values.update(values)
         return known
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import optuna
@@ -10,7 +9,6 @@ import pytest
 from counting import CountingStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeper.engine import broker
 from sweeper.engine.broker import Batch, PruningJudge, Report
 from sweeper.storage.urls import open_storage
 
@@ -44,10 +42,8 @@ def test_decisions_come_from_memory_and_wait_on_no_write(storage: CountingStorag
     # The third value is decided on with the two before it, none of them stored yet.
     assert judge.decide([Report(4, first, 3, 0.6), Report(5, second, 2, 0.5)]) == {4: True, 5: False}
     assert storage.writes() == 0
-    # One read serves a batch's decisions and the batches after it, until one of the judge's own
-    # trials starts or ends: the second batch read again (`second` joined the view after the first
-    # batch's read), the third did not.
-    assert storage.calls["get_all_trials"] == 2
+    # The pruner read the study once per batch (one snapshot shared by the batch's decisions).
+    assert storage.calls["get_all_trials"] == 3
 
     judge.persist()
 
@@ -56,51 +52,6 @@ def test_decisions_come_from_memory_and_wait_on_no_write(storage: CountingStorag
     assert storage.get_trial(second).intermediate_values == {1: 0.8, 2: 0.5}
     judge.persist()  # nothing new: no write
     assert storage.writes() == 1
-
-
-class SeesOthers(optuna.pruners.BasePruner):
-    """Never stops a trial; records every other trial's state and values as each decision sees them."""
-
-    def __init__(self) -> None:
-        self.seen: list[dict[int, tuple[TrialState, dict[int, float]]]] = []
-
-    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
-        others = [t for t in study.get_trials(deepcopy=False) if t._trial_id != trial._trial_id]
-        self.seen.append({t._trial_id: (t.state, dict(t.intermediate_values)) for t in others})
-        return False
-
-
-def test_a_read_of_the_study_is_reused_until_a_trial_ends_or_it_gets_old(
-    storage: CountingStorage, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    study = optuna.create_study(study_name="judge", storage=storage)
-    ending, going = (storage.create_new_trial(study._study_id) for _ in range(2))
-    pruner = SeesOthers()
-    judge = PruningJudge(study, pruner)
-    judge.decide([Report(1, ending, 1, 0.9), Report(2, going, 1, 0.8)])
-    judge.decide([Report(3, ending, 2, 0.7)])
-    storage.reset()
-    for step in range(2, 12):  # nothing of the judge's own changes: no read
-        judge.decide([Report(step, going, step, 0.5)])
-    assert storage.calls["get_all_trials"] == 0
-
-    # `ending` ends: its unstored values leave with its end write, which lands after the next read.
-    assert judge.unstored(ending) == {1: 0.9, 2: 0.7}
-    judge.decide([Report(20, going, 20, 0.4)])
-    assert storage.calls["get_all_trials"] == 1
-    # The read shows it running with none of its values stored; the decision saw every value.
-    assert pruner.seen[-1][ending] == (TrialState.RUNNING, {1: 0.9, 2: 0.7})
-    storage.set_trial_state_values(ending, TrialState.COMPLETE, [0.7])
-
-    # Another agent's change shows once the read is REFRESH_S old.
-    monkeypatch.setattr(broker, "REFRESH_S", 0.05)
-    other = storage.create_new_trial(study._study_id)
-    storage.set_trial_intermediate_value(other, 1, 0.1)
-    time.sleep(0.1)
-    judge.decide([Report(21, going, 21, 0.3)])
-    assert storage.calls["get_all_trials"] == 2
-    assert pruner.seen[-1][other] == (TrialState.RUNNING, {1: 0.1})
-    assert pruner.seen[-1][ending][0] == TrialState.COMPLETE
 
 
 def test_reports_of_an_ended_trial_are_dropped_without_a_decision(storage: CountingStorage) -> None:
