@@ -227,7 +227,7 @@ class Agent:
             progress=self._progress,
             keeper=keeper,
             targeted=self._targets is not None,
-            unstored=engine.judge.unstored,
+            judge=engine.judge,
         )
         self._tally.total = self._total()
         signals = self._signals

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -16,6 +16,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.engine import leases
+from sweeper.engine.broker import PruningJudge
 from sweeper.engine.flapping import FlapGuard
 from sweeper.engine.progress import Progress, Tally
 from sweeper.plain import first_line
@@ -51,6 +52,8 @@ class OutcomeRecorder:
         keeper: The agent's lease keeper (the lease is released once the trial is told).
         targeted: Whether the agent runs named trials only: their reaching the target does not
             finish the sweep (a repeat measures noise; a lucky seed must not end a search).
+        judge: The agent's pruning judge: its unstored values of a trial ride in the trial's end
+            write, and it learns how the trial ended before the write lands.
     """
 
     def __init__(
@@ -63,10 +66,10 @@ class OutcomeRecorder:
         progress: Progress,
         keeper: leases.LeaseKeeper | None,
         targeted: bool,
-        unstored: Callable[[int], dict[int, float]] | None = None,
+        judge: PruningJudge | None = None,
     ) -> None:
         self._study = study
-        self._unstored = unstored
+        self._judge = judge
         self._spec = spec
         self._objectives = tuple(Objective(m.name, m.goal) for m in spec.objectives)
         self._tally = tally
@@ -154,9 +157,12 @@ class OutcomeRecorder:
         # ones stored already are written again with the same value).
         # A trial the executor ended (timeout, cancel, a dead worker) reports nothing itself: the
         # values the judge took but has not stored yet come with its end.
-        unstored = self._unstored(task.trial_id) if self._unstored is not None else {}
+        judge = self._judge
+        unstored = judge.unstored(task.trial_id) if judge is not None else {}
         intermediate = {**unstored, **dict(outcome.intermediate)}
         frozen = queue.ended_view(trial, state, values, attrs, intermediate)
+        if judge is not None:
+            judge.ended(frozen)
         study = self._study
         try:
             # What Optuna's tell does before it stores the state. W&B's objective for a pruned

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import optuna
@@ -9,6 +10,7 @@ import pytest
 from counting import CountingStorage
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeper.engine import broker
 from sweeper.engine.broker import Batch, PruningJudge, Report
 from sweeper.storage.urls import open_storage
 
@@ -42,8 +44,10 @@ def test_decisions_come_from_memory_and_wait_on_no_write(storage: CountingStorag
     # The third value is decided on with the two before it, none of them stored yet.
     assert judge.decide([Report(4, first, 3, 0.6), Report(5, second, 2, 0.5)]) == {4: True, 5: False}
     assert storage.writes() == 0
-    # The pruner read the study once per batch (one snapshot shared by the batch's decisions).
-    assert storage.calls["get_all_trials"] == 3
+    # One read serves a batch's decisions and the batches after it, until one of the judge's own
+    # trials starts: the second batch read again (`second` joined the view after the first batch's
+    # read), the third did not.
+    assert storage.calls["get_all_trials"] == 2
 
     judge.persist()
 
@@ -52,6 +56,62 @@ def test_decisions_come_from_memory_and_wait_on_no_write(storage: CountingStorag
     assert storage.get_trial(second).intermediate_values == {1: 0.8, 2: 0.5}
     judge.persist()  # nothing new: no write
     assert storage.writes() == 1
+
+
+class SeesOthers(optuna.pruners.BasePruner):
+    """Never stops a trial; records every other trial's state and values as each decision sees them."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[int, tuple[TrialState, dict[int, float]]]] = []
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        others = [t for t in study.get_trials(deepcopy=False) if t._trial_id != trial._trial_id]
+        self.seen.append({t._trial_id: (t.state, dict(t.intermediate_values)) for t in others})
+        return False
+
+
+def test_a_read_of_the_study_is_reused_and_the_judges_ended_trials_show_as_they_ended(
+    storage: CountingStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    study = optuna.create_study(study_name="judge", storage=storage)
+    ending, going = (storage.create_new_trial(study._study_id) for _ in range(2))
+    pruner = SeesOthers()
+    judge = PruningJudge(study, pruner)
+    judge.decide([Report(1, ending, 1, 0.9), Report(2, going, 1, 0.8)])
+    judge.persist()  # `ending`'s first value is stored; its second is not
+    judge.decide([Report(3, ending, 2, 0.7)])
+    storage.reset()
+    for step in range(2, 12):  # nothing of the judge's own starts: no read
+        judge.decide([Report(step, going, step, 0.5)])
+    assert storage.calls["get_all_trials"] == 0
+
+    # `ending` ends. Until the recorder made its end, decisions see it running with every value.
+    assert judge.unstored(ending) == {2: 0.7}
+    judge.decide([Report(20, going, 20, 0.4)])
+    assert pruner.seen[-1][ending] == (TrialState.RUNNING, {1: 0.9, 2: 0.7})
+    # Then as its end write stores it, before that write lands (the storage still says running).
+    # The end write carries only the values not stored yet; the view keeps the stored ones too.
+    ended = FrozenTrial(
+        number=0, state=TrialState.COMPLETE, value=0.7, datetime_start=None, datetime_complete=None,
+        params={}, distributions={}, user_attrs={}, system_attrs={}, intermediate_values={2: 0.7},
+        trial_id=ending,
+    )  # fmt: skip
+    judge.ended(ended)
+    judge.decide([Report(21, going, 21, 0.3)])
+    assert storage.calls["get_all_trials"] == 0
+    assert pruner.seen[-1][ending] == (TrialState.COMPLETE, {1: 0.9, 2: 0.7})
+
+    # Another agent's change shows once the read is REFRESH_S old; by then the end write landed
+    # and the storage's version stands.
+    storage.set_trial_state_values(ending, TrialState.PRUNED, [0.5])  # say a cancel came first
+    monkeypatch.setattr(broker, "REFRESH_S", 0.05)
+    other = storage.create_new_trial(study._study_id)
+    storage.set_trial_intermediate_value(other, 1, 0.1)
+    time.sleep(0.1)
+    judge.decide([Report(22, going, 22, 0.2)])
+    assert storage.calls["get_all_trials"] == 1
+    assert pruner.seen[-1][other] == (TrialState.RUNNING, {1: 0.1})
+    assert pruner.seen[-1][ending] == (TrialState.PRUNED, {1: 0.9})
 
 
 def test_reports_of_an_ended_trial_are_dropped_without_a_decision(storage: CountingStorage) -> None:

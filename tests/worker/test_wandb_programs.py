@@ -32,8 +32,8 @@ for step in range(wandb.config.steps):
         raise RuntimeError("diverged at step 1")
     if mode == "sleep" and step == 1:
         time.sleep(300)
-    if mode == "bad":
-        time.sleep(1)  # still running when the pruner stops it
+    if mode == "bad" and step == 1:
+        time.sleep(4)  # the pruner stops it at this report; its answer has time to arrive, even under load
 run.summary["final"] = x / wandb.config.steps
 run.finish()
 """
