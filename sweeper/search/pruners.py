@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
 import optuna
@@ -84,6 +85,23 @@ def learning_curve(trial: optuna.trial.FrozenTrial) -> list[float]:
     return [values[step] for step in sorted(values) if math.isfinite(values[step])]
 
 
+def _iteration(trial: optuna.trial.FrozenTrial, n: int) -> float | None:
+    """``learning_curve(trial)[n - 1]``, or None when the curve is shorter, without building the curve.
+
+    A decision reads every trial's value at its band; this runs once per trial per decision, so the
+    common case (the first ``n`` values all finite) stays in C: a sum is finite only if they all are.
+    """
+    values = trial.intermediate_values
+    if len(values) < n:
+        return None
+    steps = sorted(values)
+    head = [values[step] for step in steps[:n]] if n < 2 else list(itemgetter(*steps[:n])(values))
+    if math.isfinite(sum(head)):
+        return head[-1]
+    curve = [values[step] for step in steps if math.isfinite(values[step])]  # a NaN or inf among them
+    return curve[n - 1] if len(curve) >= n else None
+
+
 class WandbHyperbandPruner(BasePruner):
     """W&B's hyperband stopping rule, applied each time a trial reports an intermediate value.
 
@@ -133,9 +151,9 @@ class WandbHyperbandPruner(BasePruner):
         for other in study.get_trials(deepcopy=False):
             if other.number == trial.number:
                 continue
-            curve = learning_curve(other)
-            if len(curve) >= band:
-                values.append(sign * curve[band - 1])
+            value = _iteration(other, band)
+            if value is not None:
+                values.append(sign * value)
         threshold = sorted(values)[int(self._r * len(values))]
         checked = own[band - 1] if self.strict else min(own)
         return checked > threshold
