@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from sweeper.engine import ray_start
 from sweeper.engine.broker import BrokerDrain, PruningJudge, start_broker
 from sweeper.engine.broker_reporter import BrokerReporter
 from sweeper.engine.ray_start import RayStart
@@ -198,7 +199,7 @@ class RayExecutor:
         with contextlib.suppress(Exception):  # already gone with a dead cluster
             ray.kill(self._broker)
         if self._owns_ray:
-            ray.shutdown()
+            ray_start.shutdown()
 
 
 def capacity(cluster: Mapping[str, float], resources: Resources) -> int:

@@ -22,19 +22,22 @@ The rule, first match wins:
    run on this machine and see the project where it is, so nothing is shipped: Ray would otherwise
    zip the project, and every worker would wait for its runtime environment to be unpacked.
 
-Ray ends, in every case, with the agent that called ``ray.init`` (``ray.shutdown``: a connected
-cluster is only left, not stopped).
+Ray ends, in every case, with the agent that called ``ray.init`` (:func:`shutdown`: a connected
+cluster is only left, not stopped; a local instance's processes are stopped together).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import queue
 import socket
+import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -129,9 +132,7 @@ class RayStart:
             return
         with contextlib.suppress(Exception):
             if self.wait().owned:
-                import ray
-
-                ray.shutdown()
+                shutdown()
 
     def _run(self) -> None:
         try:
@@ -199,6 +200,88 @@ def connect(address: str | None, ship_dir: Path | None) -> RayConnection:
     if address == "local":
         return _init(None, ship_dir, "started a local Ray")
     return _init(address, ship_dir, f"connected to the Ray at {address}")
+
+
+#: How long the raylet and the GCS get to exit on SIGTERM before they are killed (as in Ray).
+STOP_GRACE_S = 1.0
+#: The same for Ray's Python helpers (monitor, dashboard, log monitor). Ray gives them a second
+#: too, and its autoscaler monitor never exits on SIGTERM within it: it is killed either way.
+HELPER_GRACE_S = 0.2
+
+
+def shutdown() -> None:
+    """``ray.shutdown()``, with a local instance's processes stopped together rather than in turn.
+
+    Ray stops the processes it started one after another, giving each up to a second (its
+    ``Node.kill_all_processes`` says it is slower than necessary for that), and its autoscaler
+    monitor uses all of it before it is killed: 1.2-1.5 s at the end of every ``sweeper run`` on a
+    fresh local Ray. Here the raylet still goes first, so that it ends its workers itself; then the
+    GCS and the helpers get SIGTERM at once, and SIGKILL after their grace (:data:`STOP_GRACE_S`,
+    :data:`HELPER_GRACE_S`). This leans on Ray's private node object (tested on Ray 2.60): if it
+    does not look as expected, Ray's own shutdown runs unchanged.
+    """
+    import ray
+
+    node = _local_node()
+    if node is not None:
+        # An instance attribute shadows the method for the one call ray.shutdown makes, after it
+        # disconnected this driver.
+        node.kill_all_processes = functools.partial(_stop_processes, node)
+    ray.shutdown()
+
+
+def _local_node() -> Any:
+    """Ray's node object for the instance this process started, if it has what we use; else None."""
+    try:
+        from ray._private import ray_constants
+        from ray._private import worker as ray_worker
+    except ImportError:  # pragma: no cover - Ray moved its internals: its own shutdown
+        return None
+    node = getattr(ray_worker, "_global_node", None)
+    processes = getattr(node, "all_processes", None)
+    if not isinstance(processes, dict) or not hasattr(node, "removal_lock"):
+        return None
+    if not all(hasattr(ray_constants, name) for name in ("PROCESS_TYPE_RAYLET", "PROCESS_TYPE_GCS_SERVER")):
+        return None  # pragma: no cover - as above
+    for infos in processes.values():
+        for info in infos:
+            if not isinstance(getattr(info, "process", None), subprocess.Popen):
+                return None
+    return node
+
+
+def _stop_processes(node: Any, *_: Any, **__: Any) -> None:
+    """Stop the node's processes: the raylet, then the rest together (its reaper, if any, last)."""
+    from ray._private import ray_constants
+
+    with node.removal_lock:
+        processes: dict[str, list[Any]] = node.all_processes
+        raylet = processes.pop(ray_constants.PROCESS_TYPE_RAYLET, [])
+        gcs = processes.pop(ray_constants.PROCESS_TYPE_GCS_SERVER, [])
+        reaper = processes.pop(getattr(ray_constants, "PROCESS_TYPE_REAPER", "reaper"), [])
+        helpers = [info for infos in processes.values() for info in infos]
+        processes.clear()
+        _stop_together([(info.process, STOP_GRACE_S) for info in raylet])
+        rest = [(info.process, STOP_GRACE_S) for info in gcs]
+        _stop_together(rest + [(info.process, HELPER_GRACE_S) for info in helpers])
+        _stop_together([(info.process, STOP_GRACE_S) for info in reaper])
+
+
+def _stop_together(processes: list[tuple[subprocess.Popen[Any], float]]) -> None:
+    """SIGTERM to every process still running, then wait for each up to its grace, SIGKILL after it."""
+    running = [(process, grace) for process, grace in processes if process.poll() is None]
+    for process, _ in running:
+        with contextlib.suppress(ProcessLookupError):
+            process.terminate()
+    began = time.monotonic()
+    for process, grace in sorted(running, key=lambda each: each[1]):
+        try:
+            process.wait(timeout=max(0.0, began + grace - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):  # a process stuck in the kernel is left
+                process.wait(timeout=STOP_GRACE_S)
 
 
 def running_cluster() -> str | None:

@@ -62,14 +62,14 @@ def main() -> None:
     args = harness.parse_args(__doc__.splitlines()[0])
     running, rounds = (8, 10) if args.quick else (32, 200)
     root = harness.scratch_dir("bench-judge-")
-    urls = {
-        "SQLite": f"sqlite:///{root / 'judge.db'}",
-        "journal": f"journal://{root / 'judge.log'}",
+    urls = {  # a fresh file for each measurement
+        "SQLite": lambda tag: f"sqlite:///{root / tag}.db",
+        "journal": lambda tag: f"journal://{root / tag}.log",
     }
     figures = []
     for name, url in urls.items():
-        fresh = measure(url, running, rounds, 0.0)
-        reused = measure(url, running, rounds, broker.PERSIST_S)
+        fresh = measure(url(f"{name}-fresh"), running, rounds, 0.0)
+        reused = measure(url(f"{name}-reused"), running, rounds, broker.PERSIST_S)
         figures.append(
             Figure(
                 SECTION,

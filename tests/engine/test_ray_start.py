@@ -144,3 +144,49 @@ def test_a_ray_initialized_in_the_process_is_reused_as_it_is(tmp_path: Path) -> 
         got = start.wait()
     assert got == RayConnection(owned=False, shipped=False, how="reused the Ray initialized in this process")
     assert ray.is_initialized()  # leaving the block after wait() leaves Ray to its owner
+
+
+STOP_SCRIPT = """
+import os, time
+import ray
+from sweeper.engine import ray_start
+
+@ray.remote
+def pid():
+    return os.getpid()
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+for round in range(2):  # a second instance starts and stops as cleanly after the first
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    workers = set(ray.get([pid.remote() for _ in range(4)]))
+    node = ray._private.worker._global_node
+    started = {kind: [info.process for info in infos] for kind, infos in node.all_processes.items()}
+    assert ray_start._local_node() is node, "Ray's node no longer looks as ray_start expects"
+    ray_start.shutdown()
+    assert not ray.is_initialized()
+    assert node.all_processes == {}
+    print(round, "exit codes", {kind: [p.returncode for p in ps] for kind, ps in started.items()})
+    assert all(p.returncode is not None for ps in started.values() for p in ps)
+    deadline = time.monotonic() + 10  # the raylet ended its workers
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in workers), "a worker outlived its raylet"
+ray_start.shutdown()  # no Ray: Ray's own shutdown, a no-op
+print("stopped cleanly")
+"""
+
+
+@pytest.mark.ray
+def test_a_local_ray_is_stopped_whole_with_its_processes_together() -> None:
+    """Every process ``ray.init`` started has exited once ``shutdown`` returns, workers soon after."""
+    done = subprocess.run(
+        [sys.executable, "-c", STOP_SCRIPT], capture_output=True, text=True, timeout=240, check=False
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "stopped cleanly"
