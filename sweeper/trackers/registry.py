@@ -48,13 +48,17 @@ def unregister_tracker(name: str) -> None:
 
 
 def _entry_points() -> dict[str, Any]:
-    return dict(_scan_entry_points(tuple(sys.path)))
+    return dict(scan_entry_points(tuple(sys.path)))
 
 
 @functools.lru_cache(maxsize=8)
-def _scan_entry_points(search_path: tuple[str, ...]) -> dict[str, Any]:
-    # Scanning every installed distribution takes tens of ms and every trial asks; the answer only
-    # changes with sys.path (the key), so a worker scans once.
+def scan_entry_points(search_path: tuple[str, ...]) -> dict[str, Any]:
+    """The trackers' entry points installed where ``sys.path`` looks; call it with ``sys.path``.
+
+    Scanning every installed distribution takes tens of ms and every trial asks; the answer only
+    changes with the path (the key), so a worker scans once (and the local executor's zygote
+    before forking its trials).
+    """
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 

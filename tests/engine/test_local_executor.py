@@ -168,6 +168,35 @@ def test_libraries_a_trial_imported_are_loaded_before_the_next_trials_start(proj
     assert [s["counting"] for s in seen] == [False, False, False]  # the project's code: fresh each trial
 
 
+def test_the_zygote_fills_the_caches_a_trial_start_reads_for_the_trials_import_path(tmp_path: Path) -> None:
+    import pickle
+
+    from sweeper.trackers import environment, registry
+
+    registry.scan_entry_points.cache_clear()
+    environment._package_versions.cache_clear()
+    path = [*sys.path, str(tmp_path)]  # the trial's path differs from this process's
+    saved = list(sys.path)
+    zygote._warm(pickle.dumps((dict(os.environ), os.getcwd(), path, b"the task, never unpickled")))
+    assert sys.path == saved
+    assert registry.scan_entry_points.cache_info().misses == 1
+    assert environment._package_versions.cache_info().currsize == 1
+    sys.path[:] = path  # as in a trial forked from the zygote: its scan is a cache hit
+    try:
+        assert "jsonl" in registry.available_trackers()
+    finally:
+        sys.path[:] = saved
+    assert registry.scan_entry_points.cache_info().misses == 1
+
+
+def test_sweeper_modules_and_installed_libraries_are_preloaded_not_the_projects() -> None:
+    import counting  # noqa: F401 - a project module (tests/support)
+    import sortedcontainers  # noqa: F401 - an installed library
+
+    imported = {"sweeper.trackers.jsonl", "sortedcontainers", "sortedcontainers.sortedlist", "counting"}
+    assert sorted(zygote.installed_libraries(imported)) == ["sortedcontainers", "sweeper.trackers.jsonl"]
+
+
 def test_a_trainer_that_cannot_be_pickled_runs_forked_from_the_agent_with_a_warning(
     project: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
