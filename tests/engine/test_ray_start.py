@@ -155,28 +155,27 @@ from sweeper.engine import ray_start
 def pid():
     return os.getpid()
 
-def alive(pid):
+def alive(pid):  # a zombie no one has reaped yet is gone too
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except FileNotFoundError:
         return False
-    return True
 
-for round in range(2):  # a second instance starts and stops as cleanly after the first
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    workers = set(ray.get([pid.remote() for _ in range(4)]))
-    node = ray._private.worker._global_node
-    started = {kind: [info.process for info in infos] for kind, infos in node.all_processes.items()}
-    assert ray_start._local_node() is node, "Ray's node no longer looks as ray_start expects"
-    ray_start.shutdown()
-    assert not ray.is_initialized()
-    assert node.all_processes == {}
-    print(round, "exit codes", {kind: [p.returncode for p in ps] for kind, ps in started.items()})
-    assert all(p.returncode is not None for ps in started.values() for p in ps)
-    deadline = time.monotonic() + 10  # the raylet ended its workers
-    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not any(alive(pid) for pid in workers), "a worker outlived its raylet"
+ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+workers = set(ray.get([pid.remote() for _ in range(4)]))
+node = ray._private.worker._global_node
+started = {kind: [info.process for info in infos] for kind, infos in node.all_processes.items()}
+assert ray_start._local_node() is node, "Ray's node no longer looks as ray_start expects"
+ray_start.shutdown()
+assert not ray.is_initialized()
+assert node.all_processes == {}
+print("exit codes", {kind: [p.returncode for p in ps] for kind, ps in started.items()})
+assert all(p.returncode is not None for ps in started.values() for p in ps)
+deadline = time.monotonic() + 10  # the raylet ended its workers
+while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+    time.sleep(0.1)
+assert not any(alive(pid) for pid in workers), "a worker outlived its raylet"
 ray_start.shutdown()  # no Ray: Ray's own shutdown, a no-op
 print("stopped cleanly")
 """

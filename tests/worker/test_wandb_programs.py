@@ -32,8 +32,10 @@ for step in range(wandb.config.steps):
         raise RuntimeError("diverged at step 1")
     if mode == "sleep" and step == 1:
         time.sleep(300)
-    if mode == "bad" and step == 1:
-        time.sleep(4)  # the pruner stops it at this report; its answer has time to arrive, even under load
+    if mode == "bad":
+        # The pruner stops it at step 1; its answer has 4 s to arrive, even under load. The stop is
+        # raised at step 2, and the second after it lets the agent's SIGTERM land before a step 3.
+        time.sleep(4 if step == 1 else 1)
 run.summary["final"] = x / wandb.config.steps
 run.finish()
 """
