@@ -6,9 +6,10 @@ to a :class:`~sweeper.engine.broker_reporter.BrokerReporter`, which sends them i
 An agent thread (:class:`BrokerDrain`) takes the pending calls, hands their batches to the
 :class:`PruningJudge` (which asks the Optuna pruner once per trial and drain, from its in-memory
 view holding every value reported) and answers each call with its decision; the values are stored
-in one write at most every ``PERSIST_S``. A call is answered only once the agent took its batch:
-the broker holds at most one batch per running trial, and a trial that logs faster than the agent
-takes its values waits for it (see the reporter) rather than piling them up anywhere.
+by a :class:`Persister` thread, in one write at most every ``PERSIST_S``, so no decision waits on
+it. A call is answered only once the agent took its batch: the broker holds at most one batch per
+running trial, and a trial that logs faster than the agent takes its values waits for it (see the
+reporter) rather than piling them up anywhere.
 """
 
 from __future__ import annotations
@@ -242,6 +243,45 @@ class PruningJudge:
         return known
 
 
+class Persister:
+    """A thread that stores the judge's values when asked, so that no decision waits on a write.
+
+    :meth:`request` returns at once; the thread runs :meth:`PruningJudge.persist` (one write for
+    every value decided on since the last) and a request made during a write is served after it.
+    A write that fails is logged: its values stay with the judge for the next write or the trial's
+    end write. :meth:`close` makes a last write of what is left.
+    """
+
+    def __init__(self, judge: PruningJudge) -> None:
+        self._judge = judge
+        self._due = threading.Event()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="sweeper-persist", daemon=True)
+        self._thread.start()
+
+    def request(self) -> None:
+        """Store what was decided on so far, soon (never blocks)."""
+        self._due.set()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Make the last write and stop the thread (after the write in progress)."""
+        self._closing = True
+        self._due.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            self._due.wait()
+            self._due.clear()
+            closing = self._closing
+            try:
+                self._judge.persist()
+            except Exception:  # the storage is away: the values ride in the next write or trial end
+                _logger.exception("storing the reported values failed; they are stored with the trials' ends")
+            if closing:
+                return
+
+
 class ReportBroker:
     """Ray actor (async): holds the trials' batches until the agent drains them, and their answers.
 
@@ -309,6 +349,7 @@ class BrokerDrain:
     ) -> None:
         self._broker = broker
         self._judge = judge
+        self._persister = Persister(judge)
         self._on_started = on_started
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sweeper-report-drain", daemon=True)
@@ -328,7 +369,7 @@ class BrokerDrain:
                 now = time.monotonic()
                 if not calls or now - persisted >= PERSIST_S:  # idle, or due
                     persisted = now
-                    self._judge.persist()  # after the decisions are on their way
+                    self._persister.request()  # written meanwhile: the next drain waits on no write
             except Exception:
                 if self._stop.is_set():
                     return
@@ -345,9 +386,10 @@ class BrokerDrain:
             self._broker.resolve.remote(answers)
 
     def close(self) -> None:
-        """Stop draining (after the drain in progress)."""
+        """Stop draining (after the drain in progress), then store what is left."""
         self._stop.set()
         self._thread.join(timeout=5.0)
+        self._persister.close()
 
 
 def start_broker() -> Any:

@@ -25,7 +25,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from sweeper.engine.broker import PERSIST_S, PruningJudge, Report
+from sweeper.engine.broker import PERSIST_S, Persister, PruningJudge, Report
 from sweeper.errors import UsageError
 from sweeper.worker import zygote
 from sweeper.worker.forked import KILL_GRACE_S, ForkedTrial
@@ -77,6 +77,7 @@ class LocalExecutor:
         self._queue: deque[TrialTask] = deque()
         self._running: _Running | None = None
         self._next_key = 0
+        self._persister = Persister(judge)
         self._persisted = time.monotonic()
 
     def slots(self) -> int:
@@ -104,7 +105,7 @@ class LocalExecutor:
                 self._decide(running, reports)
             if time.monotonic() - self._persisted >= PERSIST_S:
                 self._persisted = time.monotonic()
-                self._persist()
+                self._persister.request()  # written on its thread: the next decision waits on no write
             if running.process.ended:
                 self._running = None
                 return [(running.task, self._outcome(running))]
@@ -121,14 +122,14 @@ class LocalExecutor:
         """Stop the running trial (if any) and wait, within bounds, until its processes are gone."""
         self._queue.clear()
         running, self._running = self._running, None
-        if running is None:
-            return
-        self._stop(running, Failure.AGENT_STOPPED, "agent stopped")
-        while not running.process.ended:
-            now = time.monotonic()
-            self._enforce(running, now)
-            running.process.pump(min(0.2, max(0.0, running.next_event() - now)))
-        running.process.close()
+        if running is not None:
+            self._stop(running, Failure.AGENT_STOPPED, "agent stopped")
+            while not running.process.ended:
+                now = time.monotonic()
+                self._enforce(running, now)
+                running.process.pump(min(0.2, max(0.0, running.next_event() - now)))
+            running.process.close()
+        self._persister.close()
 
     def _stop(self, running: _Running, failure: Failure, reason: str) -> None:
         if running.stop is None:
@@ -161,13 +162,6 @@ class LocalExecutor:
         stopped = [report.step for report in reports if decisions.get(report.key)]
         if stopped:
             running.process.prune(stopped[0])
-
-    def _persist(self) -> None:
-        """Store the values decided on, in one write; those it misses ride in the trial's end write."""
-        try:
-            self._judge.persist()
-        except Exception:  # the storage is away: the trial goes on, its outcome carries every value
-            _logger.exception("storing the reported values failed; they are stored with the trial's end")
 
     def _outcome(self, running: _Running) -> TrialOutcome:
         process = running.process

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -11,7 +14,7 @@ from counting import CountingStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.engine import broker
-from sweeper.engine.broker import Batch, PruningJudge, Report
+from sweeper.engine.broker import Batch, Persister, PruningJudge, Report
 from sweeper.storage.urls import open_storage
 
 
@@ -197,3 +200,45 @@ def test_an_ended_trials_unstored_values_are_taken_once_and_the_judge_forgets_it
     # Forgotten: a late batch of the same trial is judged from the storage again, not the old view.
     judge.decide_batches([Batch(trial_id, [2], [3.0])])
     assert pruner.seen[-1] == [2]
+
+
+class HeldWrites(CountingStorage):
+    """A storage whose batched writes wait until ``release`` is set (a slow disk, a busy database)."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self.release = threading.Event()
+        self.writing = threading.Event()
+
+    def _call(self, what: str, call: Callable[[], Any], on_retry: Callable[[], Any] | None = None) -> Any:
+        if what == "write_trials":
+            self.writing.set()
+            self.release.wait(30)
+        return super()._call(what, call, on_retry)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_decisions_go_on_while_the_persister_writes_and_it_stores_the_rest_on_close(
+    kind: str, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}" if kind == "sqlite" else f"journal://{tmp_path / 'j.log'}"
+    storage = HeldWrites(open_storage(url))
+    study = optuna.create_study(study_name="judge", storage=storage)
+    trial_id = storage.create_new_trial(study._study_id)
+    judge = PruningJudge(study, PruneAtThird())
+    persister = Persister(judge)
+    judge.decide([Report(1, trial_id, 1, 0.9)])
+    persister.request()
+    assert storage.writing.wait(10)
+
+    decided: list[dict[int, bool]] = []
+    deciding = threading.Thread(target=lambda: decided.append(judge.decide([Report(2, trial_id, 2, 0.8)])))
+    deciding.start()
+    deciding.join(10)
+    assert decided == [{2: False}]  # while the write still waits
+    assert judge.decide([Report(3, trial_id, 3, 0.7)]) == {3: True}
+    storage.release.set()
+    persister.close()
+
+    assert storage.get_trial(trial_id).intermediate_values == {1: 0.9, 2: 0.8, 3: 0.7}
+    assert storage.calls["write_trials"] == 2  # the held write, then what was decided meanwhile
