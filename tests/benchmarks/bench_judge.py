@@ -1,8 +1,9 @@
 """The agent side of pruning: how many reports one agent's judge decides on per second.
 
-32 trials run; each round hands the judge one report per trial (one drained batch) and stores the
-values (``persist``, one write) once ``PERSIST_S`` passed since the last, and at the end, as the
-report drain does while reports keep coming. The pruner is W&B's hyperband
+32 trials run; each round hands the judge one report per trial (one drained batch) and asks the
+:class:`~sweeper.engine.broker.Persister` to store the values (one write, on its own thread) once
+``PERSIST_S`` passed since the last, as the report drain does while reports keep coming; the time
+ends when the last write is done. The pruner is W&B's hyperband
 (``min_iter=10, eta=3``), which reads every trial of the study for each decision. Each storage is
 measured twice in the same run: as the judge works (one read of the study serves the batches after
 it until one of the agent's own trials starts or the read is ``REFRESH_S`` old) and with a fresh read
@@ -18,7 +19,7 @@ import optuna
 from harness import Figure
 
 from sweeper.engine import broker
-from sweeper.engine.broker import PruningJudge, Report
+from sweeper.engine.broker import Persister, PruningJudge, Report
 from sweeper.search.pruners import WandbHyperbandPruner
 from sweeper.storage.urls import open_storage
 
@@ -39,6 +40,7 @@ def measure(url: str, running: int, rounds: int, refresh_s: float) -> tuple[floa
         study.tell(trial, 1.0 / 30)
     ids = [storage.create_new_trial(study._study_id) for _ in range(running)]
     judge = PruningJudge(study, WandbHyperbandPruner(min_iter=10, eta=3))
+    persister = Persister(judge)
     key = 0
     decide_ms: list[float] = []
     began = persisted = time.perf_counter()
@@ -52,8 +54,8 @@ def measure(url: str, running: int, rounds: int, refresh_s: float) -> tuple[floa
         decide_ms.append((time.perf_counter() - t0) * 1000)
         if time.perf_counter() - persisted >= broker.PERSIST_S:
             persisted = time.perf_counter()
-            judge.persist()
-    judge.persist()
+            persister.request()
+    persister.close()  # the last write, what is left
     took = time.perf_counter() - began
     return running * rounds / took, harness.percentile(decide_ms, 50), harness.percentile(decide_ms, 95)
 
