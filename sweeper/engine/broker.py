@@ -32,8 +32,8 @@ _logger = logging.getLogger(__name__)
 
 _DRAIN_WAIT_S = 0.2
 PERSIST_S = 0.5
-"""While reports keep coming, their values are stored at most this often, in one write each time; the
-drain stores what is left once none is pending, and a trial's end stores its own."""
+"""While reports keep coming, their values are stored at most this often, in one write each time (by
+a :class:`Persister`); a trial's end write carries its values not stored yet."""
 REFRESH_S = PERSIST_S
 """How old the judge's read of the study may get while none of its own trials started: other agents'
 values reach the storage at most this often, so a fresher read would rarely show more."""
@@ -244,18 +244,19 @@ class PruningJudge:
 
 
 class Persister:
-    """A thread that stores the judge's values when asked, so that no decision waits on a write.
+    """A thread that stores the judge's values, so that no decision waits on a write.
 
     :meth:`request` returns at once; the thread runs :meth:`PruningJudge.persist` (one write for
-    every value decided on since the last) and a request made during a write is served after it.
-    A write that fails is logged: its values stay with the judge for the next write or the trial's
-    end write. :meth:`close` makes a last write of what is left.
+    every value decided on since the last), at most once every ``every_s`` while requests keep
+    coming. A write that fails is logged: its values stay with the judge for the next write or the
+    trial's end write. :meth:`close` makes a last write of what is left.
     """
 
-    def __init__(self, judge: PruningJudge) -> None:
+    def __init__(self, judge: PruningJudge, every_s: float = PERSIST_S) -> None:
         self._judge = judge
+        self._every_s = every_s
         self._due = threading.Event()
-        self._closing = False
+        self._closing = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sweeper-persist", daemon=True)
         self._thread.start()
 
@@ -265,7 +266,7 @@ class Persister:
 
     def close(self, timeout: float = 5.0) -> None:
         """Make the last write and stop the thread (after the write in progress)."""
-        self._closing = True
+        self._closing.set()
         self._due.set()
         self._thread.join(timeout)
 
@@ -273,13 +274,14 @@ class Persister:
         while True:
             self._due.wait()
             self._due.clear()
-            closing = self._closing
+            closing = self._closing.is_set()
             try:
                 self._judge.persist()
             except Exception:  # the storage is away: the values ride in the next write or trial end
                 _logger.exception("storing the reported values failed; they are stored with the trials' ends")
             if closing:
                 return
+            self._closing.wait(self._every_s)  # requests meanwhile share the next write
 
 
 class ReportBroker:
@@ -358,7 +360,6 @@ class BrokerDrain:
     def _run(self) -> None:
         import ray
 
-        persisted = time.monotonic()
         while not self._stop.is_set():
             try:
                 calls, started = ray.get(self._broker.drain.remote())
@@ -366,10 +367,7 @@ class BrokerDrain:
                     self._on_started(started)
                 if calls:
                     self._decide(calls)
-                now = time.monotonic()
-                if not calls or now - persisted >= PERSIST_S:  # idle, or due
-                    persisted = now
-                    self._persister.request()  # written meanwhile: the next drain waits on no write
+                    self._persister.request()  # written on its thread: the next drain waits on no write
             except Exception:
                 if self._stop.is_set():
                     return

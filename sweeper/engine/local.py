@@ -25,7 +25,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from sweeper.engine.broker import PERSIST_S, Persister, PruningJudge, Report
+from sweeper.engine.broker import Persister, PruningJudge, Report
 from sweeper.errors import UsageError
 from sweeper.worker import zygote
 from sweeper.worker.forked import KILL_GRACE_S, ForkedTrial
@@ -78,7 +78,6 @@ class LocalExecutor:
         self._running: _Running | None = None
         self._next_key = 0
         self._persister = Persister(judge)
-        self._persisted = time.monotonic()
 
     def slots(self) -> int:
         return 1
@@ -103,8 +102,6 @@ class LocalExecutor:
             reports = running.process.pump(min(until, running.next_event()) - now)
             if reports:
                 self._decide(running, reports)
-            if time.monotonic() - self._persisted >= PERSIST_S:
-                self._persisted = time.monotonic()
                 self._persister.request()  # written on its thread: the next decision waits on no write
             if running.process.ended:
                 self._running = None

@@ -1,9 +1,9 @@
 """The agent side of pruning: how many reports one agent's judge decides on per second.
 
 32 trials run; each round hands the judge one report per trial (one drained batch) and asks the
-:class:`~sweeper.engine.broker.Persister` to store the values (one write, on its own thread) once
-``PERSIST_S`` passed since the last, as the report drain does while reports keep coming; the time
-ends when the last write is done. The pruner is W&B's hyperband
+:class:`~sweeper.engine.broker.Persister` to store the values (one write at most every
+``PERSIST_S``, on its own thread), as the report drain does; the time ends when the last write is
+done. The pruner is W&B's hyperband
 (``min_iter=10, eta=3``), which reads every trial of the study for each decision. Each storage is
 measured twice in the same run: as the judge works (one read of the study serves the batches after
 it until one of the agent's own trials starts or the read is ``REFRESH_S`` old) and with a fresh read
@@ -43,7 +43,7 @@ def measure(url: str, running: int, rounds: int, refresh_s: float) -> tuple[floa
     persister = Persister(judge)
     key = 0
     decide_ms: list[float] = []
-    began = persisted = time.perf_counter()
+    began = time.perf_counter()
     for step in range(rounds):
         reports = []
         for trial_id in ids:
@@ -52,9 +52,7 @@ def measure(url: str, running: int, rounds: int, refresh_s: float) -> tuple[floa
         t0 = time.perf_counter()
         judge.decide(reports)
         decide_ms.append((time.perf_counter() - t0) * 1000)
-        if time.perf_counter() - persisted >= broker.PERSIST_S:
-            persisted = time.perf_counter()
-            persister.request()
+        persister.request()  # it writes at most every PERSIST_S
     persister.close()  # the last write, what is left
     took = time.perf_counter() - began
     return running * rounds / took, harness.percentile(decide_ms, 50), harness.percentile(decide_ms, 95)
