@@ -98,7 +98,7 @@ def _iteration(trial: optuna.trial.FrozenTrial, n: int) -> float | None:
     head = [values[step] for step in steps[:n]] if n < 2 else list(itemgetter(*steps[:n])(values))
     if math.isfinite(sum(head)):
         return head[-1]
-    curve = [values[step] for step in steps if math.isfinite(values[step])]  # a NaN or inf among them
+    curve = learning_curve(trial)  # a NaN or an inf among them (or a sum past a float's range)
     return curve[n - 1] if len(curve) >= n else None
 
 
