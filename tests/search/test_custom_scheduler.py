@@ -140,11 +140,11 @@ def test_the_users_pruner_prunes(project: Path) -> None:
     spec = custom_spec(run_cap=3, scheduler={"optimizer": "build_pruning_study"})
     sweep_id = sweeper.sweep(write_spec(project, spec), storage=url)
 
-    # Stops travel while the trial goes on (no report waits for its decision): 0.3 s a step lets
+    # Stops travel while the trial goes on (no report waits for its decision): 1 s a step lets
     # each decision reach the trainer before its next report, as it does for any real trainer,
-    # on a loaded machine too (0.1 s was once too little on CI).
+    # on a loaded machine too (0.1 s and 0.3 s each fell short once on CI, cause not found).
     def paced(config: dict[str, Any], trial: Any) -> float:
-        return search_trainers.conditional({**config, "sleep_s": 0.3}, trial)
+        return search_trainers.conditional({**config, "sleep_s": 1.0}, trial)
 
     summary = sweeper.agent(sweep_id, function=paced, storage=url, executor="local")
 
