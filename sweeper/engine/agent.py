@@ -29,6 +29,7 @@ from optuna.storages import BaseStorage
 
 from sweeper.engine import leases
 from sweeper.engine.flapping import FlapGuard, FlapPolicy
+from sweeper.engine.heap import frozen_heap
 from sweeper.engine.loop import End, FillLoop, Signals
 from sweeper.engine.outcomes import OutcomeRecorder
 from sweeper.engine.progress import Progress, SilentProgress, Tally
@@ -257,7 +258,8 @@ class Agent:
                 count=self._count,
                 targets=self._targets,
             )
-            end, ended = loop.run()
+            with frozen_heap():  # what the set-up loaded is never walked by a collection again
+                end, ended = loop.run()
         except BaseException:  # Ctrl-C or a crash: hand the running trials back to the sweep
             self._abandon(engine.study, keeper)
             raise

@@ -141,8 +141,9 @@ def test_the_users_pruner_prunes(project: Path) -> None:
     sweep_id = sweeper.sweep(write_spec(project, spec), storage=url)
 
     # Stops travel while the trial goes on (no report waits for its decision): 1 s a step lets
-    # each decision reach the trainer before its next report, as it does for any real trainer,
-    # on a loaded machine too (0.1 s and 0.3 s each fell short once on CI, cause not found).
+    # each decision reach the trainer before its next report, on a loaded machine too. (It fell
+    # short on CI at 0.1, 0.3 and 1 s: the test session's million objects made each full garbage
+    # collection in the agent's process a 0.5-1.4 s stall; the agent now freezes the heap it finds.)
     def paced(config: dict[str, Any], trial: Any) -> float:
         return search_trainers.conditional({**config, "sleep_s": 1.0}, trial)
 

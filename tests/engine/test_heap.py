@@ -1,0 +1,84 @@
+"""The agent's heap is frozen while it runs: a collection walks only what the run made."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import sweeper
+from sweeper.engine.heap import frozen_heap
+from sweeper.engine.loop import FillLoop
+
+
+@pytest.fixture(autouse=True)
+def _nothing_frozen() -> Iterator[None]:
+    assert gc.get_freeze_count() == 0
+    yield
+    gc.unfreeze()  # whatever a failed test left frozen
+
+
+class Node:
+    """A cycle's member: only a collection frees it."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_the_agent_decides_and_starts_trials_on_a_frozen_heap_and_unfreezes_it_after(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{project / 's.db'}"
+    sweep_id = sweeper.sweep(
+        {"method": "grid", "metric": {"name": "loss"}, "parameters": {"x": {"values": [1, 2]}}}, storage=url
+    )
+    frozen_in_loop: list[int] = []
+    run = FillLoop.run
+
+    def watched(self: FillLoop) -> Any:
+        frozen_in_loop.append(gc.get_freeze_count())
+        return run(self)
+
+    monkeypatch.setattr(FillLoop, "run", watched)
+    before = len(gc.get_objects())
+    summary = sweeper.agent(sweep_id, function=lambda config, trial: 0.5, storage=url, executor="local")
+
+    assert summary.complete == 2
+    # Everything the process held before the agent, and what its set-up loaded, was frozen.
+    assert frozen_in_loop and frozen_in_loop[0] >= before
+    assert gc.get_freeze_count() == 0
+
+
+def test_garbage_of_the_frozen_heap_is_collected_once_the_run_ends() -> None:
+    made_before = Node()
+    gone = weakref.ref(made_before)
+    with frozen_heap():
+        assert gc.get_freeze_count() > 0
+        del made_before
+        gc.collect()
+        assert gone() is not None  # frozen: no collection walks it
+        made_during = Node()
+        during = weakref.ref(made_during)
+        del made_during
+        gc.collect()
+        assert during() is None  # what the run makes is collected as usual
+    gc.collect()
+    assert gone() is None
+
+
+def test_a_process_that_froze_its_own_heap_keeps_its_freeze() -> None:
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    with frozen_heap():
+        assert gc.get_freeze_count() == frozen
+    assert gc.get_freeze_count() == frozen
+
+
+def test_the_heap_is_unfrozen_when_the_run_raises() -> None:
+    with pytest.raises(KeyboardInterrupt), frozen_heap():
+        raise KeyboardInterrupt
+    assert gc.get_freeze_count() == 0
