@@ -34,6 +34,7 @@ BENCHMARKS = (
     ("throughput", "bench_throughput.py", "1. Orchestration overhead"),
     ("pruning", "bench_pruning.py", "2. Pruning latency"),
     ("judge", "bench_judge.py", "2. Pruning latency"),
+    ("gc", "bench_gc_pause.py", "2. Pruning latency"),
     ("logging", "bench_logging.py", "10. Logging at any rate"),
     ("utilisation", "bench_utilisation.py", "3. Cluster utilisation"),
     ("scale", "bench_scale.py", "6. Scale"),
