@@ -126,6 +126,10 @@ def agent(
 ) -> AgentSummary:
     """Run trials of a sweep until it is done, ``count`` trials ran, or it is stopped.
 
+    While it runs, the objects this process held before it are frozen (``gc.freeze``, undone when it
+    returns; left alone if the process froze some itself): a notebook's data is not walked by every
+    garbage collection, which would stall the agent's pruning decisions (see :mod:`sweeper.engine.heap`).
+
     Args:
         sweep_id: The sweep's id (or unique name).
         function: The trainer, ``def train(config, trial)``, or W&B's ``def train()`` that calls
