@@ -156,6 +156,8 @@ class ForkedTrial:
             with contextlib.suppress(Exception):
                 stream.flush()
         agent = os.getpid()
+        # Frozen already (the agent's run freezes its heap, see sweeper.engine.heap): left so after.
+        frozen = gc.get_freeze_count() > 0
         gc.freeze()  # the children never collect (and finalize) the agent's garbage
         try:
             with warnings.catch_warnings():
@@ -167,7 +169,7 @@ class ForkedTrial:
                 os.close(status_r)
                 supervise(task, report_w, status_w, stop, agent)
         finally:
-            if os.getpid() == agent:
+            if os.getpid() == agent and not frozen:
                 gc.unfreeze()
         os.close(report_w)
         os.close(status_w)

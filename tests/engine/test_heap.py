@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import threading
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,6 +51,36 @@ def test_the_agent_decides_and_starts_trials_on_a_frozen_heap_and_unfreezes_it_a
     assert summary.complete == 2
     # Everything the process held before the agent, and what its set-up loaded, was frozen.
     assert frozen_in_loop and frozen_in_loop[0] >= before
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_trial_forked_from_the_agent_itself_leaves_the_heap_frozen(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{project / 's.db'}"
+    sweep_id = sweeper.sweep(
+        {"method": "grid", "metric": {"name": "loss"}, "parameters": {"x": {"values": [1, 2]}}}, storage=url
+    )
+    lock = threading.Lock()  # the trainer closes over it: it cannot be pickled for the zygote
+
+    def train(config: dict[str, Any], trial: Any) -> float:
+        with lock:
+            return 0.5
+
+    frozen_after: list[int] = []
+    run = FillLoop.run
+
+    def watched(self: FillLoop) -> Any:
+        try:
+            return run(self)
+        finally:
+            frozen_after.append(gc.get_freeze_count())
+
+    monkeypatch.setattr(FillLoop, "run", watched)
+    summary = sweeper.agent(sweep_id, function=train, storage=url, executor="local")  # warns: forked
+
+    assert summary.complete == 2
+    assert frozen_after and frozen_after[0] > 0  # each fork froze and unfroze only what it froze
     assert gc.get_freeze_count() == 0
 
 
