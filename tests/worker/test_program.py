@@ -288,7 +288,10 @@ def test_sweeper_init_is_exported():
 # -- stopping -----------------------------------------------------------------------------------
 
 
-def test_pruned_program_gets_sigterm_and_the_whole_tree_dies(tmp_path, make_trial, script):
+def test_pruned_program_gets_sigterm_and_the_whole_tree_dies(tmp_path, make_trial, script, monkeypatch):
+    # The product's grace, not the suite's 1 s: in 2 of 4 full runs on a loaded machine the handler
+    # had not run within 1 s (cause not found; its file writes waiting on a busy disk is one guess).
+    monkeypatch.setattr(program_module, "KILL_GRACE_S", 10.0)
     name = script(
         """
         import os, signal, subprocess, sys, time, sweeper
