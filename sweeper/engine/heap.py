@@ -1,9 +1,10 @@
 """The agent's process heap, frozen while the agent runs, so that no garbage collection stalls it.
 
 A full collection walks every object the process tracks, holding the GIL: no report is decided and
-no trial started meanwhile. The process that runs an agent already holds Ray, Optuna and SQLAlchemy
-(about 400,000 objects), and a notebook or a test session that calls :func:`sweeper.agent` holds
-its own data besides: at a million objects one collection took 0.5-1.4 s here. What existed before
+no trial started meanwhile. The process that runs an agent already holds Optuna, SQLAlchemy and the
+rest it imports (about 100,000 tracked objects: 57-71 ms a full collection here), and a notebook or a
+test session that calls :func:`sweeper.agent` holds its own data besides (at a million objects, one
+took 0.16-0.27 s on a quiet machine and 0.5-1.4 s in a loaded test run). What existed before
 the agent started is not the agent's garbage; :func:`frozen_heap` leaves it out of every collection
 (Python's ``gc.freeze``) until the agent's run ends, so a collection walks only what the run made.
 """
