@@ -14,6 +14,7 @@ import pytest
 import sweeper
 from sweeper.engine.heap import frozen_heap
 from sweeper.engine.loop import FillLoop
+from sweeper.worker import forked
 
 
 @pytest.fixture(autouse=True)
@@ -62,6 +63,7 @@ def test_a_trial_forked_from_the_agent_itself_leaves_the_heap_frozen(
         {"method": "grid", "metric": {"name": "loss"}, "parameters": {"x": {"values": [1, 2]}}}, storage=url
     )
     lock = threading.Lock()  # the trainer closes over it: it cannot be pickled for the zygote
+    monkeypatch.setattr(forked, "_warned_fork", False)  # its once-a-process warning stays for others
 
     def train(config: dict[str, Any], trial: Any) -> float:
         with lock:

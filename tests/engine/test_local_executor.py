@@ -198,9 +198,10 @@ def test_sweeper_modules_and_installed_libraries_are_preloaded_not_the_projects(
 
 
 def test_a_trainer_that_cannot_be_pickled_runs_forked_from_the_agent_with_a_warning(
-    project: Path, caplog: pytest.LogCaptureFixture
+    project: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = f"sqlite:///{project / 's.db'}"
+    monkeypatch.setattr(forked, "_warned_fork", False)  # warned once a process: maybe by an earlier test
     lock = threading.Lock()
 
     def train(config: dict[str, object], trial: sweeper.Trial) -> float:  # closes over a lock
