@@ -31,13 +31,17 @@ class Node:
         self.me = self
 
 
+def two_trial_sweep(project: Path) -> tuple[str, str]:
+    """(storage URL, sweep id) of a grid of two trials."""
+    url = f"sqlite:///{project / 's.db'}"
+    spec = {"method": "grid", "metric": {"name": "loss"}, "parameters": {"x": {"values": [1, 2]}}}
+    return url, sweeper.sweep(spec, storage=url)
+
+
 def test_the_agent_decides_and_starts_trials_on_a_frozen_heap_and_unfreezes_it_after(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url = f"sqlite:///{project / 's.db'}"
-    sweep_id = sweeper.sweep(
-        {"method": "grid", "metric": {"name": "loss"}, "parameters": {"x": {"values": [1, 2]}}}, storage=url
-    )
+    url, sweep_id = two_trial_sweep(project)
     frozen_in_loop: list[int] = []
     run = FillLoop.run
 
@@ -58,10 +62,7 @@ def test_the_agent_decides_and_starts_trials_on_a_frozen_heap_and_unfreezes_it_a
 def test_a_trial_forked_from_the_agent_itself_leaves_the_heap_frozen(
     project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url = f"sqlite:///{project / 's.db'}"
-    sweep_id = sweeper.sweep(
-        {"method": "grid", "metric": {"name": "loss"}, "parameters": {"x": {"values": [1, 2]}}}, storage=url
-    )
+    url, sweep_id = two_trial_sweep(project)
     lock = threading.Lock()  # the trainer closes over it: it cannot be pickled for the zygote
     monkeypatch.setattr(forked, "_warned_fork", False)  # its once-a-process warning stays for others
 
