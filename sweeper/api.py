@@ -128,7 +128,7 @@ def agent(
 
     While it runs, the objects this process held before it are frozen (``gc.freeze``, undone when it
     returns; left alone if the process froze some itself): a notebook's data is not walked by every
-    garbage collection, which would stall the agent's pruning decisions (see :mod:`sweeper.engine.heap`).
+    garbage collection, which would stall the agent's pruning decisions (see :mod:`sweeper.heap`).
 
     Args:
         sweep_id: The sweep's id (or unique name).

@@ -29,7 +29,6 @@ from optuna.storages import BaseStorage
 
 from sweeper.engine import leases
 from sweeper.engine.flapping import FlapGuard, FlapPolicy
-from sweeper.engine.heap import frozen_heap
 from sweeper.engine.loop import End, FillLoop, Signals
 from sweeper.engine.outcomes import OutcomeRecorder
 from sweeper.engine.progress import Progress, SilentProgress, Tally
@@ -37,6 +36,7 @@ from sweeper.engine.ray_start import RayStart
 from sweeper.engine.setup import EXECUTORS, ExecutorKind, check_trainer_module, set_up, trainer_target
 from sweeper.engine.watch import SweepWatch
 from sweeper.errors import UsageError
+from sweeper.heap import frozen_heap
 from sweeper.spec.model import SweepSpec
 from sweeper.storage import attrs as keys
 from sweeper.storage import sweeps, work

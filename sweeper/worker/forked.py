@@ -156,7 +156,7 @@ class ForkedTrial:
             with contextlib.suppress(Exception):
                 stream.flush()
         agent = os.getpid()
-        # Frozen already (the agent's run freezes its heap, see sweeper.engine.heap): left so after.
+        # Frozen already (the agent's run freezes its heap, see sweeper.heap): left so after.
         frozen = gc.get_freeze_count() > 0
         gc.freeze()  # the children never collect (and finalize) the agent's garbage
         try:

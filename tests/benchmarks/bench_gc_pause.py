@@ -6,7 +6,7 @@ W&B's hyperband rule, in a process holding a notebook's worth of objects besides
 ``heap`` figure: a million small containers, about what a test session holds by its end) and in
 one holding only what the agent itself loads. Every collection in the agent's process is timed
 (``gc.callbacks``). Each case runs twice in the same run: as the agent runs (the heap it found frozen,
-:func:`sweeper.engine.heap.frozen_heap`) and without the freeze (the peer), alternated.
+:func:`sweeper.heap.frozen_heap`) and without the freeze (the peer), alternated.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from harness import Figure
 
 import sweeper
 from sweeper.engine import agent as agent_module
-from sweeper.engine.heap import frozen_heap
 from sweeper.engine.loop import FillLoop
+from sweeper.heap import frozen_heap
 
 SECTION = "2. Pruning latency"
 

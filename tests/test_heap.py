@@ -1,4 +1,4 @@
-"""The agent's heap is frozen while it runs: a collection walks only what the run made."""
+"""The agent's heap is frozen while it runs, and bulk reads run without collections."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 import sweeper
-from sweeper.engine.heap import frozen_heap
 from sweeper.engine.loop import FillLoop
+from sweeper.heap import collection_paused, frozen_heap
 from sweeper.worker import forked
 
 
@@ -116,3 +116,38 @@ def test_the_heap_is_unfrozen_when_the_run_raises() -> None:
     with pytest.raises(KeyboardInterrupt), frozen_heap():
         raise KeyboardInterrupt
     assert gc.get_freeze_count() == 0
+
+
+def test_no_collection_runs_while_paused_and_its_garbage_is_collected_after() -> None:
+    collections: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collections.append(info["generation"])
+
+    gc.callbacks.append(count)
+    try:
+        with collection_paused():
+            cycle = Node()
+            gone = weakref.ref(cycle)
+            del cycle
+            kept = [{"n": i} for i in range(100_000)]  # far past every allocation threshold
+            assert collections == [] and gone() is not None
+        assert gc.isenabled()
+        gc.collect()
+        assert gone() is None and len(kept) == 100_000
+    finally:
+        gc.callbacks.remove(count)
+
+
+def test_a_collector_disabled_by_the_caller_stays_disabled_and_a_raise_reenables_it() -> None:
+    gc.disable()
+    try:
+        with collection_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    with pytest.raises(RuntimeError), collection_paused():
+        raise RuntimeError("boom")
+    assert gc.isenabled()
