@@ -37,6 +37,7 @@ from sweeper.analysis.records import (
     to_record,
 )
 from sweeper.errors import UsageError
+from sweeper.heap import collection_paused
 from sweeper.plain import lookup, strict_json_dict
 from sweeper.spec.model import SweepSpec
 from sweeper.storage import attrs as keys
@@ -110,7 +111,7 @@ class SweepResults:
     @property
     def trials(self) -> tuple[TrialRecord, ...]:
         """Every trial, by number."""
-        return tuple(self._record(t) for t in self.frozen_trials)
+        return tuple(self._records_of(self.frozen_trials))
 
     def trial(self, number: int) -> TrialRecord:
         """The trial with this number.
@@ -143,11 +144,11 @@ class SweepResults:
 
     def with_state(self, *states: str) -> list[TrialRecord]:
         """The trials in any of ``states`` (``running``, ``complete``, ...), by number."""
-        return [self._record(t) for t in self.frozen_trials if _STATE_NAMES[t.state] in states]
+        return self._records_of([t for t in self.frozen_trials if _STATE_NAMES[t.state] in states])
 
     def completed(self) -> list[TrialRecord]:
         """The complete trials (those with objective values)."""
-        return [self._record(t) for t in self._complete()]
+        return self._records_of(self._complete())
 
     def best(
         self, k: int | None = 1, *, include_stopped: bool = False, priors: bool = True
@@ -169,7 +170,7 @@ class SweepResults:
             return [self._record(t) for t in (front if k is None else front[:k])]
         sign = -1.0 if self.directions[0] == "maximize" else 1.0
         ranked = sorted(done, key=lambda t: (sign * t.values[0], t.number))
-        return [self._record(t) for t in (ranked if k is None else ranked[:k])]
+        return self._records_of(ranked if k is None else ranked[:k])
 
     def select(
         self,
@@ -186,7 +187,7 @@ class SweepResults:
         wanted = set(states)
         pool = [t for t in self.frozen_trials if not wanted or _STATE_NAMES[t.state] in wanted]
         ordered = self._sort(pool, sort, reverse=reverse)
-        return [self._record(t) for t in (ordered if limit is None else ordered[:limit])]
+        return self._records_of(ordered if limit is None else ordered[:limit])
 
     def sorted_by(self, key: str, *, reverse: bool = False) -> list[TrialRecord]:
         """The trials sorted by ``key``; trials without that key come last.
@@ -197,7 +198,7 @@ class SweepResults:
         Raises:
             UsageError: no trial has that key.
         """
-        return [self._record(t) for t in self._sort(list(self.frozen_trials), key, reverse=reverse)]
+        return self._records_of(self._sort(list(self.frozen_trials), key, reverse=reverse))
 
     def budget(self) -> int | None:
         """How many trials the sweep will run at most: ``run_cap``, else the grid size, else unknown."""
@@ -212,6 +213,10 @@ class SweepResults:
         import pandas
 
         return pandas.DataFrame([flat_record(t, self.objective_names) for t in self.trials])
+
+    def _records_of(self, trials: Sequence[FrozenTrial]) -> list[TrialRecord]:
+        with collection_paused():  # thousands of records made, none of them garbage
+            return [self._record(t) for t in trials]
 
     def _record(self, trial: FrozenTrial) -> TrialRecord:
         record = self._records.get(trial.number)
@@ -312,7 +317,8 @@ def load(sweep_id: str, storage: str | BaseStorage | None = None) -> SweepResult
     """
     store = storage if isinstance(storage, BaseStorage) else open_storage(storage)
     info = sweeps.get_sweep(store, sweep_id)
-    return _results(store, info)
+    with collection_paused():  # every trial read, none of them garbage
+        return _results(store, info)
 
 
 def summarize(storage: str | BaseStorage | None = None) -> list[SweepSummary]:

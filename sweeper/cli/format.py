@@ -17,6 +17,7 @@ from rich.text import Text
 
 from sweeper.analysis import records
 from sweeper.analysis import results as res
+from sweeper.heap import collection_paused
 from sweeper.plain import first_line, printable, strict_json, strict_json_dict
 
 STATE_STYLES = {
@@ -133,7 +134,8 @@ def json_text(data: Any) -> str:
 
 def trials_json(trials: Iterable[records.TrialRecord]) -> str:
     """``json_text([t.to_dict() for t in trials])``, the same text, each record encoded by :meth:`to_json`."""
-    return _json_array([t.to_json() for t in trials])
+    with collection_paused():  # one string a record, all kept until joined
+        return _json_array([t.to_json() for t in trials])
 
 
 def _json_array(lines: list[str]) -> str:
