@@ -33,6 +33,8 @@ from optuna.study._frozen import FrozenStudy
 from optuna.study._study_direction import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeper.heap import collection_paused
+from sweeper.storage import journal_snapshot
 from sweeper.storage.fast_read import LocalTime, exact_local
 from sweeper.storage.journal_replay import LinearJournalStorage, LinearReplay
 
@@ -49,10 +51,17 @@ class JournalFile(JournalFileBackend):
 
     def _read_all(self) -> list[dict[str, Any]] | None:
         """Every complete record, as Optuna's ``read_logs(0)`` yields them; None: read it Optuna's way."""
+        return self.decode(self.read_bytes(), 0, 0)
+
+    def read_bytes(self) -> bytes:
+        """The log as written up to now: another process may be appending meanwhile."""
         with open(self._file_path, "rb") as f:
-            # What was written up to now: another process may be appending meanwhile.
-            data = f.read(os.fstat(f.fileno()).st_size)
-        lines = data.split(b"\n")
+            return f.read(os.fstat(f.fileno()).st_size)
+
+    def decode(self, data: bytes, offset: int, log_number: int) -> list[dict[str, Any]] | None:
+        """The complete records of ``data[offset:]``, which begins with record ``log_number``, as
+        Optuna's ``read_logs(log_number)`` yields them; None: read them Optuna's way."""
+        lines = data[offset:].split(b"\n")
         tail = lines.pop()  # after the last newline: b"" or a record still being written
         if tail and not lines:
             return None
@@ -63,26 +72,55 @@ class JournalFile(JournalFileBackend):
         if len(logs) != len(lines):  # a line holding two values, or none
             return None
         # Where the next read starts, as Optuna's reader records it (it notes every line's offset).
-        self._log_number_offset[len(lines)] = len(data) - len(tail)
+        self._log_number_offset[log_number + len(lines)] = len(data) - len(tail)
         return list(logs)
 
 
 def open_journal(backend: JournalFileBackend) -> JournalStorage:
     """A :class:`~optuna.storages.JournalStorage` of ``backend``, its log replayed fast on open (and
-    every later sync linear in a trial's values: see :mod:`sweeper.storage.journal_replay`)."""
+    every later sync linear in a trial's values: see :mod:`sweeper.storage.journal_replay`).
+
+    A :class:`JournalFile` starts from its snapshot when one stands for the start of its log, and
+    saves a new one when the records replayed are worth it (:mod:`sweeper.storage.journal_snapshot`).
+    """
     storage = LinearJournalStorage(_NoLogs())  # Optuna's own set-up, replaying an empty log
     storage._backend = backend
-    # Later syncs replay a trial's values in linear time too (sweeper.storage.journal_replay).
-    replay: JournalStorageReplayResult = LinearReplay(storage._worker_id_prefix)
-    try:
-        logs = backend._read_all() if isinstance(backend, JournalFile) else None
-        _InPlace(replay).apply(list(backend.read_logs(0)) if logs is None else logs)
-    except Exception:  # anything unexpected: Optuna's replay of the whole log, which raises its own errors
-        replay = LinearReplay(storage._worker_id_prefix)
-    storage._replay_result = replay
-    with storage._thread_lock:
-        storage._sync_with_backend()  # Optuna's: what was appended meanwhile (all of it, on a fallback)
+    with collection_paused():  # hundreds of thousands of objects made, none of them garbage
+        try:
+            replay = _replay(backend, storage._worker_id_prefix)
+        except Exception:  # anything unexpected: Optuna's replay of the whole log, raising its own errors
+            replay = LinearReplay(storage._worker_id_prefix)
+        storage._replay_result = replay
+        with storage._thread_lock:
+            storage._sync_with_backend()  # Optuna's: what was appended meanwhile (all of it, on a fallback)
     return storage
+
+
+def _replay(backend: JournalFileBackend, worker_id_prefix: str) -> LinearReplay:
+    """The log replayed in place, from the snapshot on when one stands for its start."""
+    # Later syncs replay a trial's values in linear time too (sweeper.storage.journal_replay).
+    if not isinstance(backend, JournalFile):
+        replay = LinearReplay(worker_id_prefix)
+        _InPlace(replay).apply(list(backend.read_logs(0)))
+        return replay
+    data = backend.read_bytes()
+    snapshot = journal_snapshot.load(backend._file_path, data, worker_id_prefix)
+    if snapshot is None:
+        replay, start, offset = LinearReplay(worker_id_prefix), 0, 0
+        in_place = _InPlace(replay)
+    else:
+        replay, start, offset = snapshot.replay, snapshot.log_number, snapshot.offset
+        in_place = _InPlace.resuming(replay, snapshot.distributions)
+        backend._log_number_offset[start] = offset  # Optuna's reader starts there, not at 0
+    logs = backend.decode(data, offset, start)
+    if logs is None:  # Optuna's reader, and its errors
+        in_place.apply(list(backend.read_logs(start)))
+        return replay
+    in_place.apply(logs)
+    if journal_snapshot.worth_saving(len(logs), replay.log_number_read):
+        end = backend._log_number_offset[replay.log_number_read]
+        journal_snapshot.save(backend._file_path, replay, data[:end])
+    return replay
 
 
 class _NoLogs(BaseJournalBackend):
@@ -123,6 +161,24 @@ class _InPlace:
             op.SET_TRIAL_SYSTEM_ATTR: self.trial_system_attr,
             op.DISCARD_TRIALS: lambda log: None,  # Optuna skips it too
         }
+
+    @classmethod
+    def resuming(
+        cls, replay: JournalStorageReplayResult, distributions: dict[str, BaseDistribution]
+    ) -> _InPlace:
+        """For the records after a restored ``replay``: what a replay up to it would have noted."""
+        in_place = cls(replay)
+        in_place.distributions.update(distributions)
+        in_place.study_names.update(s.study_name for s in replay._studies.values())
+        first_holder = in_place.first_holder
+        trials, study_of = replay._trials, replay._trial_id_to_study_id
+        for trial_id, trial in trials.items():
+            for name in trial.params:
+                key = (study_of[trial_id], name)
+                holder = first_holder.get(key)
+                if holder is None or trial.number < holder:
+                    first_holder[key] = trial.number
+        return in_place
 
     def apply(self, logs: list[dict[str, Any]]) -> None:
         handlers = self.handlers

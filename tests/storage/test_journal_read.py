@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.storages.journal._storage import JournalOperation
 from optuna.trial import TrialState, create_trial
 
-from sweeper.storage import journal_read
+from sweeper.storage import journal_read, journal_snapshot
 from sweeper.storage.urls import open_storage
 
 OTHER = "another-process-1234"  # the worker id of records another process appended
@@ -219,3 +220,123 @@ def test_an_empty_or_new_journal_opens(tmp_path: Path) -> None:
     assert storage.get_all_studies() == []
     (tmp_path / "partial.log").write_text('{"op_code": 0')
     assert open_storage(f"journal://{tmp_path / 'partial.log'}").get_all_studies() == []
+
+
+# -- snapshots: the replayed state saved beside the journal ----------------------------------------
+
+
+@pytest.fixture
+def every_open_snapshots(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any replay is worth a snapshot (by default only tens of thousands of records are)."""
+    monkeypatch.setattr(journal_snapshot, "MIN_RECORDS", 0)
+
+
+def _restored(path: Path) -> bool:
+    """Whether a snapshot stands for the start of the journal at ``path`` now."""
+    data = journal_read.JournalFile(str(path)).read_bytes()
+    return journal_snapshot.load(str(path), data, "reader-") is not None
+
+
+def test_small_journals_are_not_snapshotted(tmp_path: Path) -> None:
+    path = tmp_path / "journal.log"
+    _populate(path)
+    open_storage(f"journal://{path}")
+    assert not journal_snapshot.path_of(str(path)).exists()
+    assert journal_snapshot.worth_saving(20_000, 20_000) and not journal_snapshot.worth_saving(19_999, 19_999)
+    assert not journal_snapshot.worth_saving(20_000, 1_000_000)  # a tenth of a long log at least
+
+
+def test_a_snapshot_restores_optunas_state(tmp_path: Path, every_open_snapshots: None) -> None:
+    path = tmp_path / "journal.log"
+    _populate(path)
+    open_storage(f"journal://{path}")  # replays the log, saves the snapshot
+    snapshot = journal_snapshot.path_of(str(path))
+    head, _, body = snapshot.read_bytes().partition(b"\n")
+    header = json.loads(head)
+    assert header["offset"] == path.stat().st_size and header["log_number"] == len(
+        path.read_bytes().splitlines()
+    )
+    assert json.loads(body)["studies"]  # plain JSON: nothing in it runs code when read
+    assert snapshot.stat().st_mode & 0o777 == path.stat().st_mode & 0o777
+    assert _restored(path)
+    _assert_same_state(path)  # opened from the snapshot
+
+
+def test_records_after_a_snapshot_are_replayed_as_optuna_replays_them(
+    tmp_path: Path, every_open_snapshots: None
+) -> None:
+    path = tmp_path / "journal.log"
+    _populate(path)
+    open_storage(f"journal://{path}")
+    writer = optuna.load_study(study_name="one", storage=JournalStorage(JournalFileBackend(str(path))))
+    trial = writer.ask({"x": FLOAT})  # "c": held first by a trial in the snapshot only
+    trial.report(0.5, 1)
+    writer.tell(trial, 0.125)
+    late = writer.ask()
+    _append(
+        path,
+        # A param whose distribution conflicts with the study's first holder's: Optuna ignores it.
+        {"op_code": JournalOperation.SET_TRIAL_PARAM, "trial_id": late._trial_id, "param_name": "c",
+         "param_value_internal": 1, "distribution": distribution_to_json(IntDistribution(0, 3))},
+        {"op_code": JournalOperation.SET_TRIAL_PARAM, "trial_id": late._trial_id, "param_name": "x",
+         "param_value_internal": 0.75, "distribution": distribution_to_json(FLOAT)},
+        # A study whose name the snapshot holds already: ignored.
+        {"op_code": JournalOperation.CREATE_STUDY, "study_name": "two", "directions": [1]},
+    )  # fmt: skip
+    before = journal_snapshot.path_of(str(path)).read_bytes()
+    assert _restored(path)  # still stands for the journal's first bytes
+    _assert_same_state(path)
+    assert journal_snapshot.path_of(str(path)).read_bytes() != before  # the longer replay saved anew
+
+
+def test_a_snapshot_of_other_bytes_is_ignored(tmp_path: Path, every_open_snapshots: None) -> None:
+    path = tmp_path / "journal.log"
+    _populate(path)
+    open_storage(f"journal://{path}")
+    snapshot = journal_snapshot.path_of(str(path))
+    saved = snapshot.read_bytes()
+    # The journal replaced by another one as long, that differs in one byte: a study's name.
+    path.write_bytes(path.read_bytes().replace(b'"study_name":"one"', b'"study_name":"uno"', 1))
+    snapshot.write_bytes(saved)
+    assert not _restored(path)
+    _assert_same_state(path)
+    assert open_storage(f"journal://{path}").get_all_studies()[0].study_name == "uno"
+    # And truncated below the snapshot's end.
+    snapshot.write_bytes(saved)
+    path.write_bytes(b"".join(path.read_bytes().splitlines(keepends=True)[:5]))
+    assert not _restored(path)
+    _assert_same_state(path)
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda head, body: (head.replace(b'"optuna": "', b'"optuna": "0.'), body),  # another Optuna
+        lambda head, body: (head.replace(b'"format": 1', b'"format": 99'), body),
+        lambda head, body: (head, body[: len(body) // 2]),  # half written
+        lambda head, body: (head, b'{"studies": 1}'),  # not the shape it should have
+        lambda head, body: (b"not json", body),
+    ],
+)
+def test_a_snapshot_that_cannot_be_used_is_ignored(
+    tmp_path: Path, every_open_snapshots: None, spoil: Callable[[bytes, bytes], tuple[bytes, bytes]]
+) -> None:
+    path = tmp_path / "journal.log"
+    _populate(path)
+    open_storage(f"journal://{path}")
+    snapshot = journal_snapshot.path_of(str(path))
+    head, _, body = snapshot.read_bytes().partition(b"\n")
+    head, body = spoil(head, body)
+    snapshot.write_bytes(head + b"\n" + body)
+    assert not _restored(path)
+    _assert_same_state(path)
+
+
+def test_a_snapshot_that_cannot_be_written_only_costs_the_next_replay(
+    tmp_path: Path, every_open_snapshots: None
+) -> None:
+    path = tmp_path / "journal.log"
+    _populate(path)
+    journal_snapshot.path_of(str(path)).mkdir()  # nothing can be put in its place
+    _assert_same_state(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["journal.log", "journal.log.snapshot"]
