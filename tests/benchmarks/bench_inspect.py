@@ -2,9 +2,10 @@
 
 Run: ``python tests/benchmarks/bench_inspect.py [--trials N] [--dir DIR]``. Prints one line per
 measurement; the target is under a second for ``best``, ``trials`` (``--json`` too) and ``status``.
-Not a test: the figures depend on the machine. PostgreSQL is measured when the server of the tests
-answers (``$SWEEPER_TEST_POSTGRES``, else ``postgresql://postgres@127.0.0.1:5432/postgres``), in a
-database of its own, dropped afterwards.
+On the journal, the first reader of a sweep replays the whole log and saves a snapshot of it; the
+later ones start from the snapshot: both are measured. Not a test: the figures depend on the
+machine. PostgreSQL is measured when the server of the tests answers (``$SWEEPER_TEST_POSTGRES``,
+else ``postgresql://postgres@127.0.0.1:5432/postgres``), in a database of its own, dropped afterwards.
 
 The sweep is written as the agent writes it (see :func:`build`), 500 trials a round trip: seconds on
 the journal and SQLite, where Optuna's ``add_trials`` of ready-made trials took minutes on SQLite.
@@ -37,7 +38,7 @@ from optuna.trial import TrialState
 from sweeper.analysis import results as res
 from sweeper.cli import main
 from sweeper.spec.reader import load_spec
-from sweeper.storage import batch, sweeps
+from sweeper.storage import batch, journal_snapshot, sweeps
 from sweeper.storage.fast_read import database_of
 from sweeper.storage.urls import open_storage
 
@@ -248,6 +249,16 @@ def bench(url: str, n_trials: int) -> None:
     print(
         f"{url.split(':', 1)[0]}: built {n_trials} trials in {time.perf_counter() - began:.1f} s", flush=True
     )
+    if url.startswith("journal://"):
+        # The first reader of a journal replays all of it (and saves a snapshot); the others start
+        # from the snapshot. The first reader is measured by removing the snapshot before each run.
+        snapshot = journal_snapshot.path_of(url[len("journal://") :])
+
+        def first_reader() -> None:
+            snapshot.unlink(missing_ok=True)
+            cli("trials", sweep_id, "--json", "--storage", url)()
+
+        timed("sweeper trials --json, first reader (replays all)", first_reader)
     timed("load (fresh storage, read every trial)", lambda: res.load(sweep_id, url))
     loaded = res.load(sweep_id, url)
     timed("best(10) on a loaded sweep", lambda: loaded.best(10))

@@ -3,7 +3,9 @@ and the agent's memory over a long no-op sweep.
 
 - Inspect: the sweep is built by ``bench_inspect.build`` (written as the agent writes it) on the
   default storage kind (journal file) and each CLI command runs in process, median of 3 after one
-  warm-up run; ``trials --json`` also on SQLite and PostgreSQL (when the tests' server answers).
+  warm-up run (which saves the journal's snapshot: the runs after it start from there), and
+  ``trials --json`` once more with the snapshot removed before each run (the sweep's first reader);
+  ``trials --json`` also on SQLite and PostgreSQL (when the tests' server answers).
 - Sampler: an in-memory study holding N finished trials of a 6-parameter space (5 floats, one
   categorical); the time of one more ``ask`` with the sampler the agent uses (``make_sampler``).
 - Memory: one agent process runs a no-op sweep in chunks (``sweeper.agent(count=...)``, local
@@ -39,6 +41,8 @@ def inspect_figures(trials: int, root: Path) -> list[Figure]:
         import bench_inspect
     except ImportError as exc:  # the inspect benchmark is another helper's file
         return [Figure(SECTION, "inspect commands", "not measured", "< 1 s", None, f"bench_inspect: {exc}")]
+    from sweeper.storage import journal_snapshot
+
     url = f"journal://{root / 'inspect.log'}"
     began = time.perf_counter()
     sweep_id = bench_inspect.build(url, trials)
@@ -57,6 +61,19 @@ def inspect_figures(trials: int, root: Path) -> list[Figure]:
     figures[
         0
     ].note += f"; sweep built in {built:.0f} s ({(root / 'inspect.log').stat().st_size / 1e6:.0f} MB of log)"
+    # Those read the journal from its snapshot (the warm-up run saved it). A sweep's first reader
+    # replays the whole log and saves the snapshot: timed with the snapshot removed before each run.
+    snapshot = journal_snapshot.path_of(str(root / "inspect.log"))
+    trials_json = bench_inspect.cli("trials", sweep_id, "--json", "--storage", url)
+
+    def first_reader() -> None:
+        snapshot.unlink(missing_ok=True)
+        trials_json()
+
+    figures.append(
+        _timed(f"sweeper trials --json, the sweep's first reader, {trials:,} trials (journal", first_reader)
+    )
+    figures[-1].note += "; replays the whole log, saves the snapshot"
     with bench_inspect.postgres_database() as postgres:
         for kind, other in (("SQLite", f"sqlite:///{root / 'inspect.db'}"), ("PostgreSQL", postgres)):
             if other is None:
