@@ -12,6 +12,7 @@ The policies differ on purpose, so each has a name:
 
 from __future__ import annotations
 
+import enum
 import math
 import re
 from collections.abc import Mapping
@@ -110,7 +111,8 @@ def strict_json_dict(mapping: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def strict_json(value: Any) -> Any:
-    """``value`` with non-finite floats as ``None`` and tuples as lists, so ``json.dumps`` is strict JSON.
+    """``value`` with non-finite floats as ``None``, tuples as lists and enum members as their
+    values, so ``json.dumps`` is strict JSON.
 
     >>> strict_json({"loss": float("nan"), "steps": (1, 2)})
     {'loss': None, 'steps': [1, 2]}
@@ -125,6 +127,8 @@ def strict_json(value: Any) -> Any:
         return {str(k): strict_json(v) for k, v in value.items()}
     if kind is list or kind is tuple:
         return [strict_json(v) for v in value]
+    if isinstance(value, enum.Enum):  # as orjson writes one (sweeper.analysis.records.TrialRecord.to_json)
+        return strict_json(value.value)
     if isinstance(value, float):
         return float(value) if math.isfinite(value) else None
     if isinstance(value, Mapping):

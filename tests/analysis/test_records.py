@@ -4,9 +4,11 @@ the one its ``to_dict`` makes, however it is encoded."""
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
+import uuid
 from collections import OrderedDict
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -39,6 +41,14 @@ def test_a_finished_agent_is_not_active(tmp_path: Path, monkeypatch: pytest.Monk
     assert status["agents"][0]["stopped_at"] is not None
 
 
+class Color(enum.Enum):
+    RED = 1
+
+
+class Shade(str, enum.Enum):
+    DARK = "dark"
+
+
 NASTY: list[dict[str, Any]] = [
     {},
     {"config": {"lr": 0.1, "model": {"depth": 4, "widths": (64, {"a": 1})}}, "metrics": {"loss": 0.5}},
@@ -58,12 +68,27 @@ NASTY: list[dict[str, Any]] = [
     {"metrics": {"tags": {"a", "b"} - {"b"}}},  # a set: str() of it
     {"metrics": {"np": np.float64(0.25), "npi": np.int64(3), "big": 10**30}},
     {"config": {"unicode": "täst ✓\u202e", "ctrl": "a\x1b[2Jb"}},
+    {"config": {"id": uuid.UUID(int=7), "day": date(2026, 1, 2), "tiny": 1e-05, "huge": 1e300}},
+    {"config": {"x": Color.RED}, "metrics": {"s": Shade.DARK}},
 ]
+
+
+def assert_text_of_to_dict(record: TrialRecord) -> None:
+    text = record.to_json()
+    assert text.isascii() and "\n" not in text
+
+    def strict(constant: str) -> None:
+        raise AssertionError(f"{constant} in strict JSON")
+
+    reference = json.dumps(record.to_dict(), allow_nan=False, default=str)
+    # Dumped again: the same values in the same order, whatever the spacing and float spelling.
+    assert json.dumps(json.loads(text, parse_constant=strict)) == json.dumps(json.loads(reference))
 
 
 @pytest.mark.parametrize("odd", NASTY)
 def test_to_json_is_the_text_of_to_dict(odd: dict[str, Any]) -> None:
-    """The fast encoder writes what ``json.dumps(record.to_dict(), allow_nan=False, default=str)`` writes."""
+    """The fast encoder writes the values ``json.dumps(record.to_dict(), allow_nan=False, default=str)``
+    writes, in their order, as strict one-line ASCII JSON."""
     fields: dict[str, Any] = {
         "number": 3,
         "state": "complete",
@@ -77,7 +102,7 @@ def test_to_json_is_the_text_of_to_dict(odd: dict[str, Any]) -> None:
         "tracker_errors": ("mlflow: down",),
     }
     record = TrialRecord(**{**fields, **odd})
-    assert record.to_json() == json.dumps(record.to_dict(), allow_nan=False, default=str)
+    assert_text_of_to_dict(record)
 
 
 def test_records_of_a_storage_have_every_field_and_print_the_same(tmp_path: Path) -> None:
@@ -92,4 +117,4 @@ def test_records_of_a_storage_have_every_field_and_print_the_same(tmp_path: Path
         fields = {f.name: getattr(record, f.name) for f in dataclasses.fields(TrialRecord)}
         assert record == TrialRecord(**fields)
         assert set(vars(record)) == set(fields)
-        assert record.to_json() == json.dumps(record.to_dict(), allow_nan=False, default=str)
+        assert_text_of_to_dict(record)
