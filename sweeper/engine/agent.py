@@ -39,7 +39,7 @@ from sweeper.errors import UsageError
 from sweeper.heap import frozen_heap
 from sweeper.spec.model import SweepSpec
 from sweeper.storage import attrs as keys
-from sweeper.storage import sweeps, work
+from sweeper.storage import journal_read, sweeps, work
 from sweeper.storage.sweeps import SweepState
 from sweeper.storage.urls import open_storage
 from sweeper.worker.task import Failure
@@ -301,6 +301,8 @@ class Agent:
             failures=tuple(self._tally.reasons.most_common(_SHOWN_REASONS)),
         )
         self._progress.finish(summary.line(), asdict(summary))
+        # The sweep's next reader (`sweeper best`) starts from a snapshot of what this run wrote.
+        journal_read.refresh_snapshot(self._storage)
         return summary
 
     def drain(self) -> None:

@@ -21,12 +21,14 @@ Optuna's ``apply_logs``, so the fast path is never a second source of truth.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable, Generator, Iterator
 from datetime import datetime
 from typing import Any
 
 from optuna.distributions import BaseDistribution, check_distribution_compatibility, json_to_distribution
+from optuna.storages import BaseStorage
 from optuna.storages.journal import BaseJournalBackend, JournalFileBackend, JournalStorage
 from optuna.storages.journal._storage import JournalOperation, JournalStorageReplayResult
 from optuna.study._frozen import FrozenStudy
@@ -37,6 +39,8 @@ from sweeper.heap import collection_paused
 from sweeper.storage import journal_snapshot
 from sweeper.storage.fast_read import LocalTime, exact_local
 from sweeper.storage.journal_replay import LinearJournalStorage, LinearReplay
+
+_log = logging.getLogger(__name__)
 
 
 class JournalFile(JournalFileBackend):
@@ -121,6 +125,30 @@ def _replay(backend: JournalFileBackend, worker_id_prefix: str) -> LinearReplay:
         end = backend._log_number_offset[replay.log_number_read]
         journal_snapshot.save(backend._file_path, replay, data[:end])
     return replay
+
+
+# Bytes appended since the snapshot (about 20,000 records as the agent writes them) that make
+# refresh_snapshot replay the journal again.
+STALE_BYTES = 4_000_000
+
+
+def refresh_snapshot(storage: BaseStorage) -> None:
+    """Bring a journal storage's snapshot up to date when much was appended since it, so that the
+    sweep's next reader (``sweeper best`` after ``sweeper run``) replays only what comes after.
+
+    Read afresh from the file, not from ``storage``'s state: what this process holds may have been
+    handed out and changed. Not a journal file, or too little new: nothing. Never raises.
+    """
+    backend = getattr(storage, "_backend", None)
+    if not isinstance(backend, JournalFile):
+        return
+    path = backend._file_path
+    try:
+        if os.stat(path).st_size - journal_snapshot.covered(path) < STALE_BYTES:
+            return
+        open_journal(JournalFile(path, lock_obj=backend._lock))  # its replay saves the snapshot
+    except Exception as exc:  # a snapshot is only ever a faster open
+        _log.debug("journal snapshot of %s not refreshed: %r", path, exc)
 
 
 class _NoLogs(BaseJournalBackend):

@@ -67,6 +67,16 @@ def path_of(journal: str) -> Path:
     return Path(journal + SUFFIX)
 
 
+def covered(journal: str) -> int:
+    """How many of the journal's bytes its snapshot stands for, as it says (0: none, or unreadable)."""
+    try:
+        with path_of(journal).open("rb") as f:
+            offset = json.loads(f.readline()).get("offset", 0)
+    except (OSError, ValueError, AttributeError):
+        return 0
+    return offset if isinstance(offset, int) else 0
+
+
 def worth_saving(replayed: int, log_number: int) -> bool:
     """Whether ``replayed`` records read from the log (of ``log_number`` in all) deserve a new snapshot."""
     return replayed >= max(MIN_RECORDS, log_number // 10)

@@ -30,6 +30,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.storages.journal._storage import JournalOperation
 from optuna.trial import TrialState, create_trial
 
+import sweeper
 from sweeper.storage import journal_read, journal_snapshot
 from sweeper.storage.urls import open_storage
 
@@ -340,3 +341,29 @@ def test_a_snapshot_that_cannot_be_written_only_costs_the_next_replay(
     journal_snapshot.path_of(str(path)).mkdir()  # nothing can be put in its place
     _assert_same_state(path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["journal.log", "journal.log.snapshot"]
+
+
+def _train(config: dict[str, Any], trial: sweeper.Trial) -> float:
+    return float(config["x"])
+
+
+def test_an_agent_leaves_a_snapshot_for_the_sweeps_next_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the trials' own files
+    path = tmp_path / "journal.log"
+    url = f"journal://{path}"
+    spec = {"method": "grid", "metric": {"name": "loss"}, "parameters": {"x": {"values": [1, 2, 3]}}}
+    sweep_id = sweeper.sweep(spec, storage=url)
+    sweeper.agent(sweep_id, function=_train, storage=url, executor="local", count=1)
+    assert not journal_snapshot.path_of(str(path)).exists()  # too little written to be worth one
+    monkeypatch.setattr(journal_read, "STALE_BYTES", 1)
+    monkeypatch.setattr(journal_snapshot, "MIN_RECORDS", 0)
+    sweeper.agent(sweep_id, function=_train, storage=url, executor="local")
+    assert journal_snapshot.covered(str(path)) == path.stat().st_size
+    assert _restored(path)
+    _assert_same_state(path)
+    assert [t.value for t in sweeper.load(sweep_id, storage=url).trials] == [1.0, 2.0, 3.0]
+    saved = journal_snapshot.path_of(str(path)).stat().st_ino
+    journal_read.refresh_snapshot(open_storage(url))  # nothing new since: nothing written
+    assert journal_snapshot.path_of(str(path)).stat().st_ino == saved
