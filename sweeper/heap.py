@@ -50,7 +50,7 @@ def frozen_heap() -> Iterator[None]:
 
 @contextlib.contextmanager
 def collection_paused() -> Iterator[None]:
-    """No automatic garbage collection during the block (``gc.disable``), as before it after.
+    """No automatic garbage collection during the block (``gc.disable``); after it, as before.
 
     For a bounded read that keeps what it allocates. A collector disabled already (by the caller)
     stays disabled. Other threads run without collections meanwhile too: the block is short, and

@@ -124,17 +124,15 @@ def echo_json(data: Any) -> None:
     click.echo(json_text(data), nl=False)
 
 
+_COMPACT = (",", ":")
+
+
 def json_text(data: Any) -> str:
     """Strict JSON: an object indented, an array one compact record per line (fast on 10k records)."""
     if isinstance(data, list):
         # Records come from to_dict(), already JSON-ready; written as trials_json writes them.
-        return _json_array(
-            [json.dumps(item, allow_nan=False, default=str, separators=(",", ":")) for item in data]
-        )
+        return _json_array([json.dumps(i, allow_nan=False, default=str, separators=_COMPACT) for i in data])
     return json.dumps(strict_json(data), indent=2, allow_nan=False, default=str) + "\n"
-
-
-_COMPACT = (",", ":")
 
 
 def trials_json(trials: Iterable[records.TrialRecord]) -> str:
