@@ -23,6 +23,7 @@ replay of the same journal.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -121,14 +122,15 @@ def save(journal: str, replay: JournalStorageReplayResult, prefix: bytes) -> Non
         text = json.dumps(header) + "\n" + json.dumps(_encode(replay), separators=(",", ":"))
         fd, temporary = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
         try:
-            os.fchmod(fd, os.stat(journal).st_mode & 0o777)  # readable by whoever reads the journal
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
+            os.chmod(temporary, os.stat(journal).st_mode & 0o777)  # readable by whoever reads the journal
             os.replace(temporary, target)
         except BaseException:
-            os.unlink(temporary)
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
             raise
-    except (OSError, TypeError, ValueError) as exc:  # unwritable, or a value JSON cannot hold
+    except Exception as exc:  # unwritable, a value JSON cannot hold: only a slower next open
         _log.debug("journal snapshot %s not saved: %r", target, exc)
 
 
