@@ -1,12 +1,12 @@
 """sweeper: self-hosted hyperparameter sweeps from W&B sweep specs, on Optuna and Ray.
 
-The public API is re-exported here; heavy modules (Ray, trackers) load only when used.
+The public API is re-exported here; heavy modules (Ray, Optuna, trackers) load only when used.
 """
 
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweeper.errors import (
     SpecError,
@@ -20,13 +20,17 @@ from sweeper.errors import (
     TrialPruned,
     UsageError,
 )
-from sweeper.spec.model import SweepSpec
-from sweeper.spec.reader import load_spec
+
+if TYPE_CHECKING:  # imported on first access (they import Optuna): a trial's process may not need them
+    from sweeper.spec.model import SweepSpec
+    from sweeper.spec.reader import load_spec
 
 __version__ = "0.1.0"
 
 # name -> module that defines it; imported on first access so `import sweeper` stays cheap.
 _LAZY: dict[str, str] = {
+    "SweepSpec": "sweeper.spec.model",
+    "load_spec": "sweeper.spec.reader",
     "init": "sweeper.worker.program_child",
     "sweep": "sweeper.api",
     "agent": "sweeper.api",

@@ -7,20 +7,57 @@ distributions), :mod:`~sweeper.spec.space` (Optuna distributions, grid, draws),
 :mod:`~sweeper.spec.overrides`.
 """
 
-from sweeper.spec._scheduler import server_keys
-from sweeper.spec.laws import Parameter
-from sweeper.spec.model import (
-    EarlyTerminate,
-    Metric,
-    Resources,
-    Scheduler,
-    SweeperSettings,
-    SweepSpec,
-    TrackerSpec,
-    WarmStart,
-)
-from sweeper.spec.reader import load_spec, load_warm_start
-from sweeper.spec.space import SearchSpace
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sweeper.spec._scheduler import server_keys
+    from sweeper.spec.laws import Parameter
+    from sweeper.spec.model import (
+        EarlyTerminate,
+        Metric,
+        Resources,
+        Scheduler,
+        SweeperSettings,
+        SweepSpec,
+        TrackerSpec,
+        WarmStart,
+    )
+    from sweeper.spec.reader import load_spec, load_warm_start
+    from sweeper.spec.space import SearchSpace
+
+# name -> module; imported on first access, so that a module of this package (model, which a
+# trial's process needs) can be imported without the reader and the search space (Optuna, NumPy).
+_LAZY: dict[str, str] = {
+    "server_keys": "sweeper.spec._scheduler",
+    "Parameter": "sweeper.spec.laws",
+    **dict.fromkeys(
+        (
+            "EarlyTerminate",
+            "Metric",
+            "Resources",
+            "Scheduler",
+            "SweeperSettings",
+            "SweepSpec",
+            "TrackerSpec",
+            "WarmStart",
+        ),
+        "sweeper.spec.model",
+    ),
+    "load_spec": "sweeper.spec.reader",
+    "load_warm_start": "sweeper.spec.reader",
+    "SearchSpace": "sweeper.spec.space",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sweeper.spec' has no attribute {name!r}")
+    return getattr(import_module(module), name)
+
 
 __all__ = [
     "EarlyTerminate",
