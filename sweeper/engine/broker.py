@@ -2,19 +2,18 @@
 
 Workers never reach the storage. A trial's ``log`` hands each value of the first objective metric
 to a :class:`~sweeper.engine.broker_reporter.BrokerReporter`, which sends them in batches to a
-:class:`ReportBroker`, an async Ray actor pinned to the agent's node, one call in flight per trial.
-An agent thread (:class:`BrokerDrain`) takes the pending calls, hands their batches to the
-:class:`PruningJudge` (which asks the Optuna pruner once per trial and drain, from its in-memory
-view holding every value reported) and answers each call with its decision; the values are stored
-by a :class:`Persister` thread, in one write at most every ``PERSIST_S``, so no decision waits on
-it. A call is answered only once the agent took its batch: the broker holds at most one batch per
-running trial, and a trial that logs faster than the agent takes its values waits for it (see the
-reporter) rather than piling them up anywhere.
+:class:`~sweeper.engine.report_broker.ReportBroker`, an async Ray actor pinned to the agent's node,
+one call in flight per trial. An agent thread (:class:`BrokerDrain`) takes the pending calls, hands
+their batches to the :class:`PruningJudge` (which asks the Optuna pruner once per trial and drain,
+from its in-memory view holding every value reported) and answers each call with its decision; the
+values are stored by a :class:`Persister` thread, in one write at most every ``PERSIST_S``, so no
+decision waits on it. A call is answered only once the agent took its batch: the broker holds at
+most one batch per running trial, and a trial that logs faster than the agent takes its values
+waits for it (see the reporter) rather than piling them up anywhere.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import threading
@@ -26,11 +25,11 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeper.engine.report_broker import Batch, ReportBroker
 from sweeper.storage import batch
 
 _logger = logging.getLogger(__name__)
 
-_DRAIN_WAIT_S = 0.2
 PERSIST_S = 0.5
 """While reports keep coming, their values are stored at most this often, in one write each time (by
 a :class:`Persister`); a trial's end write carries its values not stored yet."""
@@ -47,16 +46,6 @@ class Report:
     trial_id: int
     step: int
     value: float
-    wants_decision: bool = True
-
-
-@dataclass(frozen=True)
-class Batch:
-    """A trial's values reported since its previous batch, in the order reported."""
-
-    trial_id: int
-    steps: list[int]
-    values: list[float]
     wants_decision: bool = True
 
 
@@ -282,62 +271,6 @@ class Persister:
             if closing:
                 return
             self._closing.wait(self._every_s)  # requests meanwhile share the next write
-
-
-class ReportBroker:
-    """Ray actor (async): holds the trials' batches until the agent drains them, and their answers.
-
-    A call of :meth:`report` is answered once the agent took its batches and decided on them: with
-    one call in flight per trial, the broker holds at most one batch per running trial.
-    """
-
-    def __init__(self) -> None:
-        import asyncio
-
-        self._pending: list[tuple[int, list[Batch]]] = []
-        self._started: list[int] = []
-        self._futures: dict[int, asyncio.Future[list[int]]] = {}
-        self._next_key = 0
-        self._arrived = asyncio.Event()
-
-    async def report(self, batches: list[Batch]) -> list[int]:
-        """Queue a call's batches; once the agent decided on them, answer the trials it stops."""
-        import asyncio
-
-        key = self._next_key
-        self._next_key += 1
-        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
-        self._futures[key] = future
-        self._pending.append((key, batches))
-        self._arrived.set()
-        try:
-            return await future
-        finally:
-            self._futures.pop(key, None)
-
-    async def started(self, trial_id: int) -> None:
-        """Note that a trial's trainer starts now (fire and forget)."""
-        self._started.append(trial_id)
-        self._arrived.set()
-
-    async def drain(self, max_wait: float = _DRAIN_WAIT_S) -> tuple[list[tuple[int, list[Batch]]], list[int]]:
-        """Every pending call and start notice, waiting up to ``max_wait`` s for the first one."""
-        import asyncio
-
-        if not self._pending and not self._started:
-            self._arrived.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), max_wait)
-        pending, self._pending = self._pending, []
-        started, self._started = self._started, []
-        return pending, started
-
-    async def resolve(self, stops: dict[int, list[int]]) -> None:
-        """Answer the calls drained: ``{call key: the trials it stops}``."""
-        for key, trial_ids in stops.items():
-            future = self._futures.get(key)
-            if future is not None and not future.done():
-                future.set_result(trial_ids)
 
 
 class BrokerDrain:

@@ -1,7 +1,7 @@
 """The worker side of the report channel: a trial's values go to the broker in batches, in order.
 
 ``report`` only buffers the value and returns: a sender thread keeps one call in flight to the
-:class:`~sweeper.engine.broker.ReportBroker`, carrying every value buffered since the previous call,
+:class:`~sweeper.engine.report_broker.ReportBroker`, carrying every value buffered since the previous call,
 and takes the pruner's answer back (:meth:`BrokerReporter.stopped`, which the trial checks at each
 report). The buffer is bounded: when it is full, ``report`` waits for the call in flight, so a
 trainer that logs faster than the agent takes its values runs at the agent's pace, with flat
@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any
 
-from sweeper.engine.broker import Batch
+from sweeper.engine.report_broker import Batch
 
 _logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class BrokerReporter:
     """What a trial running in a Ray task reports through: buffered, batched, one call in flight.
 
     Args:
-        broker: The :class:`~sweeper.engine.broker.ReportBroker` actor handle.
+        broker: The :class:`~sweeper.engine.report_broker.ReportBroker` actor handle.
         wants_decisions: Whether the pruner can stop a trial (if not, the agent only stores values).
         max_buffered: The bound on buffered values (see :data:`MAX_BUFFERED`).
         close_timeout: See :data:`CLOSE_TIMEOUT_S`.

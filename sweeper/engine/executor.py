@@ -18,15 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from sweeper.engine import ray_start
+from sweeper.engine import ray_start, ray_task
 from sweeper.engine.broker import BrokerDrain, PruningJudge, start_broker
-from sweeper.engine.broker_reporter import BrokerReporter
 from sweeper.engine.ray_start import RayStart
 from sweeper.errors import UsageError
 from sweeper.spec.model import Resources
-from sweeper.worker.reaper import trial_processes
 from sweeper.worker.task import Failure, TrialOutcome, TrialTask
-from sweeper.worker.trial import execute_trial
 
 _logger = logging.getLogger(__name__)
 
@@ -96,7 +93,7 @@ class RayExecutor:
         self._resources = resources
         self._max_concurrent = max_concurrent
         self._options = _task_options(resources)
-        self._remote = ray.remote(_run_in_ray).options(**self._options)
+        self._remote = ray.remote(ray_task.run_in_ray).options(**self._options)
         self._broker = start_broker()
         self._wants_decisions = judge.prunes
         self._drain = BrokerDrain(self._broker, judge, self._note_started)
@@ -258,9 +255,3 @@ def _ray_failure(exc: BaseException) -> tuple[Failure, str]:
         return Failure.CANCELLED, "cancelled"
     lines = str(exc).strip().splitlines()
     return Failure.TRAINER, f"{type(exc).__name__}: " + "\n".join(lines[-12:])
-
-
-def _run_in_ray(task: TrialTask, broker: Any, wants_decisions: bool) -> TrialOutcome:
-    """The body of every trial's Ray task; what the trial started ends with it (Linux)."""
-    with trial_processes():
-        return execute_trial(task, BrokerReporter(broker, wants_decisions))

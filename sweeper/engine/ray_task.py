@@ -1,0 +1,21 @@
+"""The body of every trial's Ray task, in a module of its own: what a Ray worker imports to run it.
+
+A fresh worker imports this module before its first trial, on that trial's clock. It imports the
+worker side only (the trial, its reporter to the broker, the reaper), not Optuna and NumPy, which
+the agent's modules import (a quarter of a second here): ``tests/engine/test_ray_task.py`` keeps it so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sweeper.engine.broker_reporter import BrokerReporter
+from sweeper.worker.reaper import trial_processes
+from sweeper.worker.task import TrialOutcome, TrialTask
+from sweeper.worker.trial import execute_trial
+
+
+def run_in_ray(task: TrialTask, broker: Any, wants_decisions: bool) -> TrialOutcome:
+    """Run one trial in a Ray worker; what the trial started ends with it (Linux)."""
+    with trial_processes():
+        return execute_trial(task, BrokerReporter(broker, wants_decisions))

@@ -1,0 +1,81 @@
+"""The middle of the report channel: the Ray actor that holds trials' batches until the agent takes them.
+
+A module of its own, importing neither Optuna nor NumPy: every Ray worker that runs a trial
+deserializes the actor's handle, and with it imports the module that defines the actor's class
+(the agent's :mod:`sweeper.engine.broker` imports Optuna: a quarter of a second of a fresh worker's
+first trial). The protocol is described in :mod:`sweeper.engine.broker`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+DRAIN_WAIT_S = 0.2
+"""How long a drain waits for the first call or start notice before it returns empty-handed."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A trial's values reported since its previous batch, in the order reported."""
+
+    trial_id: int
+    steps: list[int]
+    values: list[float]
+    wants_decision: bool = True
+
+
+class ReportBroker:
+    """Ray actor (async): holds the trials' batches until the agent drains them, and their answers.
+
+    A call of :meth:`report` is answered once the agent took its batches and decided on them: with
+    one call in flight per trial, the broker holds at most one batch per running trial.
+    """
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self._pending: list[tuple[int, list[Batch]]] = []
+        self._started: list[int] = []
+        self._futures: dict[int, asyncio.Future[list[int]]] = {}
+        self._next_key = 0
+        self._arrived = asyncio.Event()
+
+    async def report(self, batches: list[Batch]) -> list[int]:
+        """Queue a call's batches; once the agent decided on them, answer the trials it stops."""
+        import asyncio
+
+        key = self._next_key
+        self._next_key += 1
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._futures[key] = future
+        self._pending.append((key, batches))
+        self._arrived.set()
+        try:
+            return await future
+        finally:
+            self._futures.pop(key, None)
+
+    async def started(self, trial_id: int) -> None:
+        """Note that a trial's trainer starts now (fire and forget)."""
+        self._started.append(trial_id)
+        self._arrived.set()
+
+    async def drain(self, max_wait: float = DRAIN_WAIT_S) -> tuple[list[tuple[int, list[Batch]]], list[int]]:
+        """Every pending call and start notice, waiting up to ``max_wait`` s for the first one."""
+        import asyncio
+
+        if not self._pending and not self._started:
+            self._arrived.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), max_wait)
+        pending, self._pending = self._pending, []
+        started, self._started = self._started, []
+        return pending, started
+
+    async def resolve(self, stops: dict[int, list[int]]) -> None:
+        """Answer the calls drained: ``{call key: the trials it stops}``."""
+        for key, trial_ids in stops.items():
+            future = self._futures.get(key)
+            if future is not None and not future.done():
+                future.set_result(trial_ids)
