@@ -5,9 +5,9 @@ The public API is re-exported here; heavy modules (Ray, Optuna, trackers) load o
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from sweeper import lazy
 from sweeper.errors import (
     SpecError,
     SpecIssue,
@@ -46,10 +46,7 @@ _LAZY: dict[str, str] = {
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sweeper' has no attribute {name!r}")
-    return getattr(import_module(module), name)
+    return lazy.attribute(__name__, _LAZY, name)
 
 
 __all__ = [

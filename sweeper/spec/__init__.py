@@ -9,8 +9,9 @@ distributions), :mod:`~sweeper.spec.space` (Optuna distributions, grid, draws),
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import TYPE_CHECKING, Any
+
+from sweeper import lazy
 
 if TYPE_CHECKING:
     from sweeper.spec._scheduler import server_keys
@@ -53,10 +54,7 @@ _LAZY: dict[str, str] = {
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'sweeper.spec' has no attribute {name!r}")
-    return getattr(import_module(module), name)
+    return lazy.attribute(__name__, _LAZY, name)
 
 
 __all__ = [
