@@ -99,7 +99,10 @@ def load(journal: str, data: bytes, worker_id_prefix: str) -> Snapshot | None:
             return None
         if hashlib.sha256(memoryview(data)[:offset]).hexdigest() != header["sha256"]:
             return None  # not this journal's bytes any more
-        return _decode(json.loads(body), header["log_number"], offset, worker_id_prefix)
+        log_number = header["log_number"]
+        if log_number != data.count(b"\n", 0, offset):  # a record a line: the two must agree
+            return None
+        return _decode(json.loads(body), log_number, offset, worker_id_prefix)
     except Exception as exc:  # a snapshot we cannot use is only a slower open, never an error
         _log.debug("journal snapshot %s ignored: %r", path_of(journal), exc)
         return None

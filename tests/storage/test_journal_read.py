@@ -317,6 +317,7 @@ def test_a_snapshot_of_other_bytes_is_ignored(tmp_path: Path, every_open_snapsho
         lambda head, body: (head, body[: len(body) // 2]),  # half written
         lambda head, body: (head, b'{"studies": 1}'),  # not the shape it should have
         lambda head, body: (b"not json", body),
+        lambda head, body: (head.replace(b'"log_number": ', b'"log_number": 1'), body),  # not its count
     ],
 )
 def test_a_snapshot_that_cannot_be_used_is_ignored(
