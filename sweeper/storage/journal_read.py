@@ -198,15 +198,17 @@ class _InPlace:
         in_place = cls(replay)
         in_place.distributions.update(distributions)
         in_place.study_names.update(s.study_name for s in replay._studies.values())
-        first_holder = in_place.first_holder
-        trials, study_of = replay._trials, replay._trial_id_to_study_id
-        for trial_id, trial in trials.items():
+        study_of = replay._trial_id_to_study_id
+        for trial_id, trial in replay._trials.items():
             for name in trial.params:
-                key = (study_of[trial_id], name)
-                holder = first_holder.get(key)
-                if holder is None or trial.number < holder:
-                    first_holder[key] = trial.number
+                in_place.hold(study_of[trial_id], name, trial.number)
         return in_place
+
+    def hold(self, study_id: int, name: str, number: int) -> None:
+        """Note that trial ``number`` of the study holds param ``name``: the first holder is the lowest."""
+        holder = self.first_holder.get((study_id, name))
+        if holder is None or number < holder:
+            self.first_holder[(study_id, name)] = number
 
     def apply(self, logs: list[dict[str, Any]]) -> None:
         handlers = self.handlers
@@ -298,7 +300,7 @@ class _InPlace:
         trial_ids.append(trial_id)
         replay._trial_id_to_study_id[trial_id] = study_id
         for name in params:
-            self.first_holder.setdefault((study_id, name), number)
+            self.hold(study_id, name, number)
 
     def updatable(self, trial_id: int) -> FrozenTrial | None:
         """The trial, unless it does not exist or has finished (then Optuna ignores the record)."""
@@ -326,8 +328,7 @@ class _InPlace:
                 return
         trial.params[name] = distribution.to_external_repr(log["param_value_internal"])
         trial.distributions[name] = distribution
-        if holder is None or trial.number < holder:
-            self.first_holder[(study_id, name)] = trial.number
+        self.hold(study_id, name, trial.number)
 
     def trial_state_values(self, log: dict[str, Any]) -> None:
         trial = self.updatable(log["trial_id"])
