@@ -123,7 +123,7 @@ def _replay(backend: JournalFileBackend, worker_id_prefix: str) -> LinearReplay:
     in_place.apply(logs)
     if journal_snapshot.worth_saving(len(logs), replay.log_number_read):
         end = backend._log_number_offset[replay.log_number_read]
-        journal_snapshot.save(backend._file_path, replay, data[:end])
+        journal_snapshot.save(backend._file_path, replay, memoryview(data)[:end])  # no copy of the log
     return replay
 
 

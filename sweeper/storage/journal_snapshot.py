@@ -108,7 +108,7 @@ def load(journal: str, data: bytes, worker_id_prefix: str) -> Snapshot | None:
         return None
 
 
-def save(journal: str, replay: JournalStorageReplayResult, prefix: bytes) -> None:
+def save(journal: str, replay: JournalStorageReplayResult, prefix: bytes | memoryview) -> None:
     """Save ``replay``, the state after the records in ``prefix`` (the journal's first bytes), beside it.
 
     A directory that cannot be written to (a read-only share) only means no snapshot.
