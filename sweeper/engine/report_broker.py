@@ -40,6 +40,7 @@ class ReportBroker:
         self._futures: dict[int, asyncio.Future[list[int]]] = {}
         self._next_key = 0
         self._arrived = asyncio.Event()
+        self._woken = False
 
     async def report(self, batches: list[Batch]) -> list[int]:
         """Queue a call's batches; once the agent decided on them, answer the trials it stops."""
@@ -65,13 +66,19 @@ class ReportBroker:
         """Every pending call and start notice, waiting up to ``max_wait`` s for the first one."""
         import asyncio
 
-        if not self._pending and not self._started:
+        if not self._pending and not self._started and not self._woken:
             self._arrived.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), max_wait)
         pending, self._pending = self._pending, []
         started, self._started = self._started, []
         return pending, started
+
+    async def wake(self) -> None:
+        """End a drain's wait now, and every later drain's (the agent is closing: its last drains
+        need not sit out the wait)."""
+        self._woken = True
+        self._arrived.set()
 
     async def resolve(self, stops: dict[int, list[int]]) -> None:
         """Answer the calls drained: ``{call key: the trials it stops}``."""

@@ -166,3 +166,22 @@ def test_when_the_broker_is_gone_the_values_stay_with_the_trial_in_order(ray_ses
 
     assert reporter.close(3) == [(step, float(step)) for step in range(1_000)]
     assert reporter.stopped(3) is None
+
+
+def test_a_drain_waiting_for_reports_ends_when_the_broker_is_woken_and_later_drains_do_not_wait(
+    ray_session: None,
+) -> None:
+    """The agent's last drain, as it closes, takes what is there and returns: no wait sat out."""
+    import ray
+
+    broker = start_broker()
+    try:
+        waiting = broker.drain.remote(max_wait=60.0)
+        ray.get(broker.started.remote(5))  # taken by the drain at once: an ordinary drain
+        assert ray.get(waiting, timeout=30) == ([], [5])
+        waiting = broker.drain.remote(max_wait=60.0)
+        broker.wake.remote()
+        assert ray.get(waiting, timeout=30) == ([], [])  # 60 s otherwise
+        assert ray.get(broker.drain.remote(max_wait=60.0), timeout=30) == ([], [])
+    finally:
+        ray.kill(broker)
