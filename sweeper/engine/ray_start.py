@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import logging
 import os
 import queue
@@ -100,7 +101,14 @@ class RayStart:
 
     @classmethod
     def begin(cls, address: str | None, ship_dir: Path | None) -> RayStart:
-        """Start connecting now, on the starter thread (at once when Ray is already initialized)."""
+        """Start connecting now, on the starter thread (at once when Ray is already initialized).
+
+        Ray is imported here, before this returns: an import holds the interpreter lock, and the
+        caller's own work meanwhile (importing the trainer, creating the sweep) would slow it, and
+        with it ``ray.init``'s first step, starting Ray's processes, which then run on their own.
+        """
+        import ray  # noqa: F401
+
         start = cls(address, ship_dir)
         if _initialized():
             start._run()  # rule 1: nothing to wait for
@@ -115,6 +123,8 @@ class RayStart:
         Raises:
             Exception: what ``ray.init`` raised.
         """
+        if not self._done.is_set():
+            _import_serializers()  # while ray.init waits for Ray's processes
         self._done.wait()
         self._taken = True
         if self._error is not None:
@@ -139,6 +149,17 @@ class RayStart:
             self._result = connect(self._address, self._ship_dir)
         except BaseException as exc:  # handed to the waiting thread
             self._error = exc
+
+
+#: What Ray imports when a process first serializes something (its add-ons for pydantic and
+#: Arrow): 0.3 s of the agent's first Ray call here (its report broker's creation) otherwise.
+_SERIALIZER_MODULES = ("ray._common.pydantic_compat", "ray._private.arrow_serialization", "pyarrow")
+
+
+def _import_serializers() -> None:
+    for name in _SERIALIZER_MODULES:
+        with contextlib.suppress(Exception):  # a Ray that moved them imports its own when it needs them
+            importlib.import_module(name)
 
 
 class _Starter:
@@ -204,9 +225,12 @@ def connect(address: str | None, ship_dir: Path | None) -> RayConnection:
 
 #: How long the raylet and the GCS get to exit on SIGTERM before they are killed (as in Ray).
 STOP_GRACE_S = 1.0
-#: The same for Ray's Python helpers (monitor, dashboard, log monitor). Ray gives them a second
-#: too, and its autoscaler monitor never exits on SIGTERM within it: it is killed either way.
+#: The same for Ray's Python helpers (dashboard, log monitor: they exit within 0.02 s).
 HELPER_GRACE_S = 0.2
+#: Ray's autoscaler monitor ends its sleep before it exits on SIGTERM (0.7 s here; Ray's own
+#: shutdown waits a second, then kills it): a local instance's monitor holds nothing to save, so
+#: it is killed at once.
+MONITOR_GRACE_S = 0.0
 
 
 def shutdown() -> None:
@@ -217,8 +241,8 @@ def shutdown() -> None:
     monitor uses all of it before it is killed: 1.2-1.5 s at the end of every ``sweeper run`` on a
     fresh local Ray. Here the raylet still goes first, so that it ends its workers itself; then the
     GCS and the helpers get SIGTERM at once, and SIGKILL after their grace (:data:`STOP_GRACE_S`,
-    :data:`HELPER_GRACE_S`). This leans on Ray's private node object (tested on Ray 2.60): if it
-    does not look as expected, Ray's own shutdown runs unchanged.
+    :data:`HELPER_GRACE_S`, :data:`MONITOR_GRACE_S`). This leans on Ray's private node object
+    (tested on Ray 2.60): if it does not look as expected, Ray's own shutdown runs unchanged.
     """
     import ray
 
@@ -259,10 +283,12 @@ def _stop_processes(node: Any, *_: Any, **__: Any) -> None:
         raylet = processes.pop(ray_constants.PROCESS_TYPE_RAYLET, [])
         gcs = processes.pop(ray_constants.PROCESS_TYPE_GCS_SERVER, [])
         reaper = processes.pop(getattr(ray_constants, "PROCESS_TYPE_REAPER", "reaper"), [])
+        monitor = processes.pop(getattr(ray_constants, "PROCESS_TYPE_MONITOR", "monitor"), [])
         helpers = [info for infos in processes.values() for info in infos]
         processes.clear()
         _stop_together([(info.process, STOP_GRACE_S) for info in raylet])
         rest = [(info.process, STOP_GRACE_S) for info in gcs]
+        rest += [(info.process, MONITOR_GRACE_S) for info in monitor]
         _stop_together(rest + [(info.process, HELPER_GRACE_S) for info in helpers])
         _stop_together([(info.process, STOP_GRACE_S) for info in reaper])
 

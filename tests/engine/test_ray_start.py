@@ -167,6 +167,7 @@ workers = set(ray.get([pid.remote() for _ in range(4)]))
 node = ray._private.worker._global_node
 started = {kind: [info.process for info in infos] for kind, infos in node.all_processes.items()}
 assert ray_start._local_node() is node, "Ray's node no longer looks as ray_start expects"
+assert "monitor" in started, sorted(started)  # the process killed without a grace
 ray_start.shutdown()
 assert not ray.is_initialized()
 assert node.all_processes == {}
