@@ -7,25 +7,17 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeper.analysis.states import TrialStateName
 from sweeper.errors import UsageError
 from sweeper.plain import flatten, iso, strict_json_dict
 from sweeper.spec.model import SweepSpec
 from sweeper.storage import attrs as keys
 from sweeper.storage.sweeps import AGENT_STALE_AFTER_S
-
-TrialStateName = Literal["running", "waiting", "complete", "pruned", "fail"]
-
-
-TRIAL_STATES: tuple[TrialStateName, ...] = ("running", "waiting", "complete", "pruned", "fail")
-
-
-FINISHED_STATES: frozenset[str] = frozenset({"complete", "pruned", "fail"})
-
 
 _STATE_NAMES: dict[TrialState, TrialStateName] = {
     TrialState.RUNNING: "running",

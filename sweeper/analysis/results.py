@@ -27,7 +27,6 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.analysis.records import (
     _STATE_NAMES,
-    TRIAL_STATES,
     AgentRecord,
     TrialRecord,
     _agents,
@@ -36,6 +35,7 @@ from sweeper.analysis.records import (
     flat_record,
     to_record,
 )
+from sweeper.analysis.states import TRIAL_STATES
 from sweeper.errors import UsageError
 from sweeper.heap import collection_paused
 from sweeper.plain import lookup, strict_json_dict

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from sweeper.analysis import results as res
 from sweeper.cli.format import (
     add_row,
     cell,
@@ -148,10 +147,9 @@ def run(
     from pathlib import Path
 
     from sweeper.engine.ray_start import RayStart
-    from sweeper.engine.setup import check_trainer_module
+    from sweeper.engine.trainer_check import check_trainer_module
     from sweeper.worker.trial import import_trainer
 
-    _quiet_optuna()
     spec, url = _spec_and_url(spec_path, storage)
     trainer = options.get("trainer") or spec.sweeper.trainer
     project = Path.cwd().resolve()  # the agent's default workdir
@@ -160,6 +158,8 @@ def run(
     # naming no trainer at all fails in the agent, before Ray starts).
     runs = trainer is not None or spec.program is not None or spec.command is not None
     start = RayStart.begin(options["ray_address"], project) if options["executor"] == "ray" and runs else None
+    # Optuna is imported only now, while Ray starts (nothing above imports it: a test checks).
+    _quiet_optuna()
     with start or contextlib.nullcontext():
         if trainer is not None:
             import_trainer(trainer, project)  # before a sweep exists
@@ -303,6 +303,7 @@ def repeat_command(
     """
     from sweeper import api
     from sweeper.analysis import repeats
+    from sweeper.analysis import results as res
 
     if seeds == 0:
         summary = repeats.summarize(res.load(sweep, storage), trial_number)

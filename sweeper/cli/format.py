@@ -8,17 +8,19 @@ import json
 import socket
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from sweeper.analysis import records
-from sweeper.analysis import results as res
 from sweeper.heap import collection_paused
 from sweeper.plain import first_line, printable, strict_json, strict_json_dict
+
+if TYPE_CHECKING:  # the records' modules import Optuna: `sweeper run` imports it after Ray's start
+    from sweeper.analysis import records
+    from sweeper.analysis import results as res
 
 STATE_STYLES = {
     "complete": "green",

@@ -11,12 +11,12 @@ import json
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.text import Text
 
-from sweeper.analysis import records
-from sweeper.analysis import results as res
+from sweeper.analysis.states import FINISHED_STATES, TRIAL_STATES
 from sweeper.cli.format import (
     add_row,
     cell,
@@ -42,6 +42,10 @@ from sweeper.errors import UsageError
 from sweeper.extras import require
 from sweeper.plain import first_line, flatten, printable
 
+if TYPE_CHECKING:  # they import Optuna: every command here imports them when it runs
+    from sweeper.analysis import records
+    from sweeper.analysis import results as res
+
 DEFAULT_LIMIT = 100
 
 
@@ -53,6 +57,8 @@ _LATEST_FAILURES = 5  # failures `status` lists
 @json_option
 def ls_command(storage: str | None, as_json: bool) -> None:
     """List the sweeps of a storage with their state, trial counts and best value."""
+    from sweeper.analysis import results as res
+
     summaries = res.summarize(storage)
     if as_json:
         echo_json([s.to_dict() for s in summaries])
@@ -100,11 +106,13 @@ def ls_command(storage: str | None, as_json: bool) -> None:
 @json_option
 def status_command(sweep: str, storage: str | None, as_json: bool) -> None:
     """Progress of SWEEP: trials by state, running trials, best so far, agents seen recently."""
+    from sweeper.analysis import results as res
+
     results = res.load(sweep, storage)
     now = datetime.now(timezone.utc)
     counts = results.counts()
     budget = results.budget()
-    finished = sum(counts[s] for s in records.FINISHED_STATES)
+    finished = sum(counts[s] for s in FINISHED_STATES)
     running = results.with_state("running")
     priors = results.priors()
     best = results.best(None if results.is_multi_objective else 1)
@@ -205,7 +213,7 @@ def status_command(sweep: str, storage: str | None, as_json: bool) -> None:
     "--state",
     "states",
     multiple=True,
-    type=click.Choice(records.TRIAL_STATES, case_sensitive=False),
+    type=click.Choice(TRIAL_STATES, case_sensitive=False),
     help="Only trials in this state (repeatable).",
 )
 @click.option(
@@ -236,6 +244,8 @@ def trials_command(
     as_json: bool,
 ) -> None:
     """The trials of SWEEP: config as the trainer saw it, objective, state, duration, tracker runs."""
+    from sweeper.analysis import results as res
+
     results = res.load(sweep, storage)
     wanted = [s.lower() for s in states]
     cap = limit if limit is not None else (0 if as_json else DEFAULT_LIMIT)
@@ -271,6 +281,8 @@ def best_command(
     *, sweep: str, top: int | None, include_stopped: bool, priors: bool, storage: str | None, as_json: bool
 ) -> None:
     """The best trials of SWEEP; the Pareto front for a multi-objective sweep."""
+    from sweeper.analysis import results as res
+
     results = res.load(sweep, storage)
     k = top if top is not None else (None if results.is_multi_objective else 1)
     best = results.best(k, include_stopped=include_stopped, priors=priors)
@@ -291,6 +303,7 @@ def best_command(
 @json_option
 def importance_command(sweep: str, evaluator: str, storage: str | None, as_json: bool) -> None:
     """Parameter importances of SWEEP, per objective (Optuna's evaluators)."""
+    from sweeper.analysis import results as res
     from sweeper.analysis.report import importances
 
     results = res.load(sweep, storage)
@@ -330,6 +343,8 @@ def compare_command(
     sweep: str, numbers: Sequence[int], plot: Path | None, storage: str | None, as_json: bool
 ) -> None:
     """Trials of SWEEP side by side: the config keys that differ, final metrics, learning curves."""
+    from sweeper.analysis import results as res
+
     results = res.load(sweep, storage)
     if len(numbers) < 2:
         raise UsageError(f"compare needs at least 2 trial numbers, got {len(numbers)}")

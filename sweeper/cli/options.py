@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import click
 
-from sweeper.storage.urls import ENV_VAR
+from sweeper.redaction import STORAGE_ENV_VAR as ENV_VAR
 
 F = TypeVar("F", bound=Callable[..., Any])
 

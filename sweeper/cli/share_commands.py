@@ -8,8 +8,6 @@ import click
 from rich.console import Console
 from rich.text import Text
 
-from sweeper.analysis import records
-from sweeper.analysis import results as res
 from sweeper.cli.format import csv_text, export_record, json_text
 from sweeper.cli.main import main
 from sweeper.cli.options import evaluator_option, storage_option
@@ -43,6 +41,7 @@ def report_command(
 ) -> None:
     """Write an HTML report of SWEEP (history, parallel coordinates, importances, slices, curves)."""
     require("plotly", "dashboard", "sweeper report")
+    from sweeper.analysis import results as res
     from sweeper.analysis.report import write_report
 
     results = res.load(sweep, storage)
@@ -70,12 +69,16 @@ def report_command(
 @storage_option
 def export_command(sweep: str, fmt: str, out_file: Path | None, storage: str | None) -> None:
     """Every trial of SWEEP with its config (flattened for CSV), state, values and timings."""
+    from sweeper.analysis import results as res
+
     results = res.load(sweep, storage)
     if fmt == "json":
         # Each record names its objective values, so the file can warm-start another sweep.
         text = json_text([export_record(t, results.objective_names) for t in results.trials])
     else:
-        text = csv_text([records.flat_record(t, results.objective_names) for t in results.trials])
+        from sweeper.analysis.records import flat_record
+
+        text = csv_text([flat_record(t, results.objective_names) for t in results.trials])
     if out_file is None:
         click.echo(text, nl=False)
     else:

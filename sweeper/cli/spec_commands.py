@@ -15,9 +15,6 @@ import click
 
 from sweeper.cli.main import main
 from sweeper.errors import SpecError, TrainerError, UsageError
-from sweeper.search.custom import draw_configs
-from sweeper.search.samplers import draw_params
-from sweeper.search.strategy import plan_search
 from sweeper.spec import server_keys
 from sweeper.spec.loader import read_yaml
 from sweeper.spec.model import SweepSpec
@@ -107,6 +104,8 @@ def validate(specs: tuple[str, ...]) -> None:
     `sweeper run` would from this directory: the trainer imports, the program is here, the
     trackers take their options, the storage URL has a known form.
     """
+    from sweeper.search.strategy import plan_search  # imports Optuna: only once a command runs
+
     project = Path(os.getcwd())
     invalid = 0
     for path in specs:
@@ -182,6 +181,10 @@ def preview(spec_path: str, count: int | None, seed: int | None) -> None:
     absent, as in the trainer's config. For method custom, the first configs the scheduler's own
     sampler proposes (conditional parameters included), before any result; its study carries the seed.
     """
+    from sweeper.search.custom import draw_configs
+    from sweeper.search.samplers import draw_params
+    from sweeper.search.strategy import plan_search
+
     spec = load_spec(spec_path)
     _note_ignored(spec.ignored_keys, spec_path)
     space = spec.space

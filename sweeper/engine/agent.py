@@ -33,7 +33,8 @@ from sweeper.engine.loop import End, FillLoop, Signals
 from sweeper.engine.outcomes import OutcomeRecorder
 from sweeper.engine.progress import Progress, SilentProgress, Tally
 from sweeper.engine.ray_start import RayStart
-from sweeper.engine.setup import EXECUTORS, ExecutorKind, check_trainer_module, set_up, trainer_target
+from sweeper.engine.setup import EXECUTORS, ExecutorKind, set_up, trainer_target
+from sweeper.engine.trainer_check import check_trainer_module
 from sweeper.engine.watch import SweepWatch
 from sweeper.errors import UsageError
 from sweeper.heap import frozen_heap

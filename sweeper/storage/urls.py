@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
-
-import optuna
-from optuna.storages import BaseStorage, RDBStorage
+from typing import TYPE_CHECKING, Any
 
 from sweeper.errors import StorageError, UsageError
 from sweeper.redaction import STORAGE_ENV_VAR, redact
-from sweeper.storage.journal_lock import FlockJournalLock
-from sweeper.storage.journal_read import JournalFile, open_journal
-from sweeper.storage.retry import RetryingStorage
+
+if TYPE_CHECKING:
+    from optuna.storages import BaseStorage, RDBStorage
 
 ENV_VAR = STORAGE_ENV_VAR
 DEFAULT_DIR = Path(".sweeper")
@@ -77,6 +74,14 @@ def open_storage(url: str | None = None) -> BaseStorage:
     Raises:
         StorageError: the storage cannot be opened; the message names the masked URL.
     """
+    # Imported here: naming a storage (resolve_url, while `sweeper run` starts Ray) needs no Optuna.
+    import optuna
+    from optuna.storages import RDBStorage
+
+    from sweeper.storage.journal_lock import FlockJournalLock
+    from sweeper.storage.journal_read import JournalFile, open_journal
+    from sweeper.storage.retry import RetryingStorage
+
     resolved = resolve_url(url)
     try:
         if resolved.startswith(JOURNAL_SCHEME):

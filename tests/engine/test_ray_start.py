@@ -13,7 +13,7 @@ import pytest
 
 from sweeper.engine import ray_start
 from sweeper.engine.ray_start import RayConnection, RayStart
-from sweeper.engine.setup import _may_bind
+from sweeper.engine.trainer_check import _may_bind
 
 SPEC = """\
 method: random
@@ -53,6 +53,43 @@ def test_the_local_executor_never_imports_ray(project: Path) -> None:
     assert "exit 0" in done.stdout, done.stderr[-2000:]
     assert "3 trials (3 complete" in done.stdout + done.stderr
     assert done.stdout.strip().splitlines()[-1] == "ray imported: False"
+
+
+BEGIN_SCRIPT = """
+import sys
+from sweeper.engine import ray_start
+
+class Began(Exception):
+    pass
+
+def begin(cls, address, ship_dir):
+    heavy = {"optuna", "numpy", "sqlalchemy", "ray"}
+    print("imported when Ray's start began:", sorted(set(sys.modules) & heavy))
+    raise Began
+
+ray_start.RayStart.begin = classmethod(begin)
+from sweeper.cli import main
+try:
+    main.main(["run", "spec.yaml", "--storage", sys.argv[1], "--count", "1"], standalone_mode=False)
+except Began:
+    print("began")
+"""
+
+
+def test_sweeper_run_begins_ray_start_before_it_imports_optuna(project: Path) -> None:
+    """Optuna and NumPy (a quarter of a second) are imported while Ray starts, not before."""
+    _project(project)
+    done = subprocess.run(
+        [sys.executable, "-c", BEGIN_SCRIPT, f"journal://{project / 'j.log'}"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.stdout.strip().splitlines()[-2:] == ["imported when Ray's start began: []", "began"], (
+        done.stdout + done.stderr[-2000:]
+    )
 
 
 @pytest.mark.parametrize(
