@@ -9,6 +9,8 @@ What sweeper's modules log reaches the user on stderr as one line each, in our w
 
 from __future__ import annotations
 
+import atexit
+import gc
 import logging
 import sys
 from typing import Any
@@ -16,6 +18,12 @@ from typing import Any
 import click
 
 from sweeper.errors import SweeperError
+
+# When a command's process exits, Python's last collection walks every object it holds (Optuna,
+# SQLAlchemy, Ray: 0.25-0.3 s at the end of every `sweeper run` here) to free memory the exit frees
+# anyway. Frozen objects are left out of it. Other exit handlers (Ray's, trackers') run as before,
+# in any order: a freeze only keeps the objects alive at that moment out of collections.
+atexit.register(gc.freeze)
 
 _PREFIX = {logging.DEBUG: "debug", logging.INFO: "note", logging.WARNING: "warning"}
 
