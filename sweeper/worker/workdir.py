@@ -46,18 +46,21 @@ def make_trial_dir(preferred: Path, sweep_id: str, number: int) -> Path:
 
 
 def link_project(project: Path, directory: Path) -> None:
-    """Link the project's top-level entries into ``directory`` (existing names are left alone)."""
-    if project.resolve() == directory.resolve():
+    """Link the project's top-level entries into ``directory`` (existing names are left alone).
+
+    Every trial pays this, so it makes one system call per entry: each link names the entry under
+    the project's resolved path (an entry that is itself a link is followed from there), and a
+    name that exists already is left as the failed call finds it.
+    """
+    source = project.resolve()
+    if source == directory.resolve():
         return
-    with contextlib.suppress(OSError):
-        for entry in project.iterdir():
+    with contextlib.suppress(OSError), os.scandir(source) as entries:
+        for entry in entries:
             if entry.name in _NOT_LINKED:
                 continue
-            link = directory / entry.name
-            if link.exists() or link.is_symlink():
-                continue
-            with contextlib.suppress(OSError):  # a race with another trial, or a filesystem without links
-                link.symlink_to(entry.resolve(), target_is_directory=entry.is_dir())
+            with contextlib.suppress(OSError):  # there already, a race with another trial, no links here
+                os.symlink(os.path.join(source, entry.name), directory / entry.name)
 
 
 @contextlib.contextmanager

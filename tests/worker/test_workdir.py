@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 import sweeper
 from sweeper.cli import main
-from sweeper.worker.workdir import make_trial_dir, trial_dir
+from sweeper.worker.workdir import link_project, make_trial_dir, trial_dir
 
 SPEC = {"method": "grid", "metric": {"name": "loss"}, "parameters": {"x": {"values": [1.0, 2.0, 3.0]}}}
 
@@ -72,3 +72,30 @@ def test_a_node_that_cannot_create_the_projects_path_uses_its_home(
 
     assert where == trial_dir(tmp_path / "home" / ".sweeper" / "sweeps", "abcdefgh", 3)
     assert where.is_dir()
+
+
+def test_the_projects_entries_are_linked_in_and_names_already_there_are_left_alone(tmp_path: Path) -> None:
+    project = tmp_path / "real project"
+    (project / "data").mkdir(parents=True)
+    (project / "data" / "train.csv").write_text("a,b\n")
+    (project / "config.yaml").write_text("lr: 0.1\n")
+    (project / "shared").symlink_to("data")  # an entry that is itself a link, relative to the project
+    (project / ".git").mkdir()
+    (tmp_path / "via").symlink_to(project)  # the project named through a link
+    trial = tmp_path / "trial"
+    trial.mkdir()
+    (trial / "config.yaml").write_text("mine\n")  # what the trial has already stays
+    (trial / "gone").symlink_to(tmp_path / "nowhere")  # even a dangling link
+    (project / "gone").write_text("project's\n")
+
+    link_project(tmp_path / "via", trial)
+    link_project(tmp_path / "via", trial)  # again: every name exists now
+
+    assert sorted(p.name for p in trial.iterdir()) == ["config.yaml", "data", "gone", "shared"]
+    assert (trial / "data" / "train.csv").read_text() == "a,b\n"
+    assert (trial / "shared" / "train.csv").read_text() == "a,b\n"
+    assert (trial / "config.yaml").read_text() == "mine\n"
+    assert (trial / "gone").readlink() == tmp_path / "nowhere"
+    assert (trial / "data").readlink() == project / "data"  # the resolved project, not the link to it
+    link_project(project, project)  # a trial run in the project itself links nothing
+    assert not (project / "data" / "data").exists()
