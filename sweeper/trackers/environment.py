@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -27,6 +28,11 @@ PACKAGES = (
 
 # External commands must never hold a trial up for long.
 COMMAND_TIMEOUT_S = 5.0
+
+#: How long a process reuses its reading of a directory's git state. Each reading starts one or
+#: two ``git`` processes (5-15 ms of a 2-core machine each trial, where a worker runs one trial after
+#: another); a commit made during a sweep shows in the records of trials started this long after.
+GIT_FRESH_S = 10.0
 
 
 def collect_environment(code_dir: str | None = None) -> dict[str, Any]:
@@ -97,15 +103,10 @@ def _run(args: list[str], cwd: str | None = None) -> str | None:
 
 def visible_gpus() -> list[str]:
     """Names of the GPUs this process may use: nvidia-smi's list, filtered by CUDA_VISIBLE_DEVICES."""
-    if shutil.which("nvidia-smi") is None:
+    gpus = _machine_gpus()
+    if not gpus:
         return []
-    listing = _run(["nvidia-smi", "--query-gpu=index,uuid,name", "--format=csv,noheader"])
-    if not listing:
-        return []
-    gpus = [
-        tuple(part.strip() for part in line.split(",", 2)) for line in listing.splitlines() if line.strip()
-    ]
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")  # Ray sets it per task: read every time
     if visible is None:
         return [gpu[2] for gpu in gpus if len(gpu) == 3]
     wanted = [item.strip() for item in visible.split(",") if item.strip()]
@@ -117,9 +118,34 @@ def visible_gpus() -> list[str]:
     return names
 
 
+@functools.lru_cache(maxsize=1)
+def _machine_gpus() -> tuple[tuple[str, ...], ...]:
+    # nvidia-smi takes tens of ms, and the machine's GPUs stay as they are while a process lives.
+    if shutil.which("nvidia-smi") is None:
+        return ()
+    listing = _run(["nvidia-smi", "--query-gpu=index,uuid,name", "--format=csv,noheader"])
+    if not listing:
+        return ()
+    return tuple(
+        tuple(part.strip() for part in line.split(",", 2)) for line in listing.splitlines() if line.strip()
+    )
+
+
+# path -> (when it was read, what was read). Two threads may both read a path: no harm.
+_git_readings: dict[str, tuple[float, dict[str, Any] | None]] = {}
+
+
 def git_state(path: str) -> dict[str, Any] | None:
     """The commit checked out where ``path`` lives, whether the tree is dirty, and its root; ``None``
-    outside a git repository or without git."""
+    outside a git repository or without git. Read at most every :data:`GIT_FRESH_S` per process."""
+    now = time.monotonic()
+    reading = _git_readings.get(path)
+    if reading is None or now - reading[0] >= GIT_FRESH_S:
+        reading = _git_readings[path] = (now, _read_git_state(path))
+    return dict(reading[1]) if reading[1] is not None else None
+
+
+def _read_git_state(path: str) -> dict[str, Any] | None:
     if shutil.which("git") is None or not os.path.isdir(path):
         return None
     # One rev-parse for both answers: every trial pays for each git process it starts.

@@ -8,11 +8,13 @@ import platform
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
+from sweeper.trackers import environment
 from sweeper.trackers.environment import collect_environment
 
 
@@ -38,12 +40,33 @@ def test_records_python_packages_and_host(tmp_path: Path) -> None:
     json.dumps(env)  # ready for any tracker
 
 
-def test_records_the_trainer_commit_and_dirtiness(tmp_path: Path) -> None:
+def test_records_the_trainer_commit_and_dirtiness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     commit = make_repo(tmp_path / "code")
     env = collect_environment(str(tmp_path / "code"))
     assert env["git"] == {"commit": commit, "dirty": False, "root": str((tmp_path / "code").resolve())}
     (tmp_path / "code" / "train.py").write_text("# edited\n")
+    monkeypatch.setattr(environment, "GIT_FRESH_S", 0.0)  # read again now
     assert collect_environment(str(tmp_path / "code"))["git"]["dirty"] is True
+
+
+def test_a_process_reads_a_directorys_git_state_at_most_once_in_its_freshness_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker runs trial after trial: git is asked once per window, not once per trial."""
+    make_repo(tmp_path / "code")
+    commands: list[list[str]] = []
+    run = environment._run
+    monkeypatch.setattr(environment, "_run", lambda args, cwd=None: commands.append(args) or run(args, cwd))
+    first = environment.git_state(str(tmp_path / "code"))
+    assert first is not None and len(commands) == 2  # rev-parse, status
+    first["commit"] = "changed by a caller"  # a caller's copy: the reading stays as read
+    (tmp_path / "code" / "train.py").write_text("# edited\n")
+    again = environment.git_state(str(tmp_path / "code"))
+    assert len(commands) == 2 and again is not None and again["dirty"] is False  # within the window
+    assert again["commit"] != "changed by a caller"
+    monkeypatch.setattr(environment, "GIT_FRESH_S", 0.0)  # the window has passed
+    later = environment.git_state(str(tmp_path / "code"))
+    assert len(commands) == 4 and later is not None and later["dirty"] is True
 
 
 def test_records_the_visible_devices(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -63,7 +86,7 @@ def test_never_imports_torch_to_find_cuda() -> None:
 
 
 @pytest.fixture
-def two_gpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def two_gpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """An ``nvidia-smi`` on PATH that reports two GPUs, as the real one does (CI machines have none)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -76,6 +99,9 @@ def two_gpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     )
     tool.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    environment._machine_gpus.cache_clear()  # a process asks nvidia-smi once: this one, now
+    yield
+    environment._machine_gpus.cache_clear()
 
 
 @pytest.mark.parametrize(
@@ -96,3 +122,13 @@ def test_gpus_are_those_the_trial_may_use(
     else:
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
     assert collect_environment()["gpus"] == names
+
+
+def test_nvidia_smi_is_asked_once_per_process_and_the_visible_devices_every_time(
+    two_gpus: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    assert collect_environment()["gpus"] == ["NVIDIA H200"]
+    monkeypatch.setenv("PATH", "/nonexistent")  # nvidia-smi gone: the machine's list is kept
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # Ray gives the next task another GPU
+    assert collect_environment()["gpus"] == ["NVIDIA A100-SXM4-80GB"]
