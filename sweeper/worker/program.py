@@ -220,7 +220,7 @@ def run_program(
                 stderr=subprocess.PIPE,
                 pass_fds=(verdict_r, report_w),
                 start_new_session=True,  # own process group: a kill reaches the whole tree
-                preexec_fn=_die_with_parent(os.getpid()),  # noqa: PLW1509 - only a prctl call
+                preexec_fn=_in_child(os.getpid()),  # noqa: PLW1509 - two system calls
             )
         except OSError as exc:
             raise TrainerError(f"cannot start {argv[0]!r}: {exc}") from exc
@@ -385,16 +385,22 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
-def _die_with_parent(parent_pid: int) -> Any:
-    """A preexec function that has the kernel SIGKILL the program when its parent dies (Linux)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    libc = ctypes.CDLL(None, use_errno=True)
+def _in_child(parent_pid: int) -> Any:
+    """A preexec function: the program starts with no signal blocked, and (Linux) the kernel
+    SIGKILLs it when its parent dies.
+
+    A blocked signal stays blocked across ``exec``, and a program's own handler cannot undo that:
+    started from a thread that blocks SIGTERM, the program would never see the SIGTERM that asks it
+    to stop, and would lose its grace period (a checkpoint, a last ``log``) to the SIGKILL after it.
+    """
+    libc = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
     def arm() -> None:
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent_pid:  # the parent died before prctl took effect
-            os._exit(1)
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+        if libc is not None:
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() != parent_pid:  # the parent died before prctl took effect
+                os._exit(1)
 
     return arm
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -280,6 +282,29 @@ def test_standalone_init_reads_the_param_file(tmp_path, monkeypatch, capsys):
     }
 
 
+def test_a_program_started_from_a_thread_that_blocks_sigterm_still_gets_its_sigterm(
+    tmp_path, make_trial, script, monkeypatch
+):
+    """A blocked signal stays blocked across exec: the program starts with none blocked."""
+    monkeypatch.setattr(program_module, "KILL_GRACE_S", 10.0)
+    name = script(CATCHES_SIGTERM)
+    trial = make_trial(prune_after=3)
+    ended: list[BaseException] = []
+
+    def agent_thread() -> None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            run_program(name, None, trial, timeout=120, workdir=tmp_path, files_dir=tmp_path / "w")
+        except BaseException as exc:
+            ended.append(exc)
+
+    runner = threading.Thread(target=agent_thread)
+    runner.start()
+    runner.join(60)
+    assert [type(exc) for exc in ended] == [TrialPruned]
+    assert (tmp_path / "got-sigterm").exists()  # its handler ran, within the grace
+
+
 def test_sweeper_init_is_exported():
     assert sweeper.init is program_child.init
     assert "init" in sweeper.__all__
@@ -288,36 +313,64 @@ def test_sweeper_init_is_exported():
 # -- stopping -----------------------------------------------------------------------------------
 
 
+CATCHES_SIGTERM = """
+import os, signal, subprocess, sys, time, sweeper
+def on_term(*_):
+    open("got-sigterm", "w").close()
+    sys.exit(0)
+signal.signal(signal.SIGTERM, on_term)
+child = subprocess.Popen(["sleep", "600"])
+open("pids", "w").write(f"{os.getpid()} {child.pid}")
+trial = sweeper.init()
+step = 0
+while True:
+    step += 1
+    try:
+        trial.log({"loss": 1.0})
+    except sweeper.TrialPruned:
+        open("saw-pruned", "w").close()
+        time.sleep(600)
+"""
+
+
+def _note_signal_state(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What the kernel says of the program 2 s after its SIGTERM, while it is still alive (for a
+    failure's message: which signals it blocks, has pending, catches; its threads)."""
+    notes: list[str] = []
+    send = program_module._signal_group
+
+    def spy(pgid: int, sig: signal.Signals) -> None:
+        send(pgid, sig)
+
+        def look() -> None:
+            time.sleep(2.0)
+            with contextlib.suppress(OSError):
+                status = Path(f"/proc/{pgid}/status").read_text().splitlines()
+                keys = ("State", "Threads", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")
+                notes.append(" ".join(line for line in status if line.split(":")[0] in keys))
+
+        if sig == signal.SIGTERM:
+            threading.Thread(target=look, daemon=True).start()
+
+    monkeypatch.setattr(program_module, "_signal_group", spy)
+    return notes
+
+
 def test_pruned_program_gets_sigterm_and_the_whole_tree_dies(tmp_path, make_trial, script, monkeypatch):
     # The product's grace, not the suite's 1 s: in 2 of 4 full runs on a loaded machine the handler
-    # had not run within 1 s (cause not found; its file writes waiting on a busy disk is one guess).
+    # had not run within 1 s, and once (2026-12-03) not within 10 s: the cause is not found yet.
     monkeypatch.setattr(program_module, "KILL_GRACE_S", 10.0)
-    name = script(
-        """
-        import os, signal, subprocess, sys, time, sweeper
-        def on_term(*_):
-            open("got-sigterm", "w").close()
-            sys.exit(0)
-        signal.signal(signal.SIGTERM, on_term)
-        child = subprocess.Popen(["sleep", "600"])
-        open("pids", "w").write(f"{os.getpid()} {child.pid}")
-        trial = sweeper.init()
-        step = 0
-        while True:
-            step += 1
-            try:
-                trial.log({"loss": 1.0})
-            except sweeper.TrialPruned:
-                open("saw-pruned", "w").close()
-                time.sleep(600)
-        """
-    )
+    notes = _note_signal_state(monkeypatch)
+    name = script(CATCHES_SIGTERM)
     trial = make_trial(prune_after=3)
     with pytest.raises(TrialPruned):
         run_program(name, None, trial, timeout=120, workdir=tmp_path, files_dir=tmp_path / "w")
     assert len(trial.logged) == 3
     # Whether the program saw TrialPruned before SIGTERM arrived is a race; SIGTERM it always gets.
-    assert (tmp_path / "got-sigterm").exists()
+    assert (tmp_path / "got-sigterm").exists(), (
+        f"saw-pruned: {(tmp_path / 'saw-pruned').exists()}; after SIGTERM: {notes}; "
+        f"stderr: {(tmp_path / 'w' / 'stderr.log').read_text()[-1500:]}"
+    )
     program_pid, sleeper_pid = map(int, (tmp_path / "pids").read_text().split())
     assert not alive(program_pid)
     assert wait_dead(sleeper_pid)
