@@ -30,7 +30,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
-import gc
 import io
 import logging
 import mmap
@@ -47,6 +46,7 @@ from types import FrameType
 from typing import NoReturn
 
 from sweeper.errors import TrialPruned
+from sweeper.heap import frozen_heap
 from sweeper.worker import reaper, zygote
 from sweeper.worker.task import Failure, TrialOutcome, TrialTask
 from sweeper.worker.trial import describe_error, execute_trial
@@ -156,10 +156,8 @@ class ForkedTrial:
             with contextlib.suppress(Exception):
                 stream.flush()
         agent = os.getpid()
-        # Frozen already (the agent's run freezes its heap, see sweeper.heap): left so after.
-        frozen = gc.get_freeze_count() > 0
-        gc.freeze()  # the children never collect (and finalize) the agent's garbage
-        try:
+        # The children never collect (and finalize) the agent's garbage; they never leave the block.
+        with frozen_heap():
             with warnings.catch_warnings():
                 # Python 3.12+ warns on fork with threads; the children touch nothing they hold.
                 warnings.simplefilter("ignore", DeprecationWarning)
@@ -168,9 +166,6 @@ class ForkedTrial:
                 os.close(report_r)
                 os.close(status_r)
                 supervise(task, report_w, status_w, stop, agent)
-        finally:
-            if os.getpid() == agent and not frozen:
-                gc.unfreeze()
         os.close(report_w)
         os.close(status_w)
         os.set_blocking(report_r, False)
