@@ -9,6 +9,7 @@ been up for a while.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from typing import Any
@@ -60,7 +61,7 @@ def main() -> None:
     sweep_id = sweeper.sweep(str(root / "utilisation.yaml"), storage=storage)
     with stopwatch() as took:
         summary = sweeper.agent(sweep_id, storage=storage)
-    records = [json.loads(p.read_text()) for p in outdir.glob("*.json")]
+    records = [{**json.loads(p.read_text()), "pid": p.stem.rsplit("-", 1)[1]} for p in outdir.glob("*.json")]
     busy = sum(r["end"] - r["start"] for r in records)
     makespan = max(r["end"] for r in records) - min(r["start"] for r in records)
     share = busy / (gpus * makespan)
@@ -87,7 +88,46 @@ def main() -> None:
             f"load average (1 min) at the end {os.getloadavg()[0]:.1f}",
         ),
     ]
+    figures += _losses(section, records)
     harness.emit(figures, args.json)
+
+
+def _losses(section: str, records: list[dict[str, Any]]) -> list[Figure]:
+    """Where the idle GPU-seconds went, from the Ray worker (process id) each trial ran in.
+
+    A worker's late first start, the hand-overs between its trials (a trial's end to the next
+    trial's start in the same worker), and its idle tail before the last trial of the sweep ends.
+    """
+    first = min(r["start"] for r in records)
+    last = max(r["end"] for r in records)
+    by_worker: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        by_worker.setdefault(record["pid"], []).append(record)
+    starts, gaps, tails = [], [], []
+    for runs in by_worker.values():
+        runs.sort(key=lambda r: r["start"])
+        starts.append(runs[0]["start"] - first)
+        gaps += [b["start"] - a["end"] for a, b in itertools.pairwise(runs)]
+        tails.append(last - runs[-1]["end"])
+    gaps.sort()
+
+    def pct(q: float) -> float:
+        return gaps[min(len(gaps) - 1, int(q * len(gaps)))] * 1000 if gaps else 0.0
+
+    late = sorted(starts)[-3:]
+    return [
+        Figure(
+            section,
+            "idle GPU-seconds: workers' late first starts / hand-overs / tails",
+            f"{sum(starts):.1f} / {sum(gaps):.1f} / {sum(tails):.1f}",
+            "",
+            None,
+            f"{len(by_worker)} Ray workers ran trials; latest first starts "
+            + ", ".join(f"{s:.2f}" for s in late)
+            + f" s; {len(gaps)} hand-overs p50 / p90 / max {pct(0.5):.0f} / {pct(0.9):.0f} / "
+            f"{pct(1.0):.0f} ms, mean {sum(gaps) / max(1, len(gaps)) * 1000:.0f} ms",
+        )
+    ]
 
 
 if __name__ == "__main__":
