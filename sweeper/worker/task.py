@@ -30,7 +30,8 @@ class Reporter(Protocol):
         ...
 
     def started(self, trial_id: int) -> None:
-        """The trial's worker is about to call the trainer (its timeout counts from here)."""
+        """The trial's worker is about to call the trainer (its timeout counts from here); called
+        only for a trial with a timeout."""
         ...
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,32 @@ def test_the_stop_raises_trial_pruned_out_of_log(tmp_path: Path) -> None:
     trial.log({"acc": 0.5})
     with pytest.raises(TrialPruned, match="pruned at step 1"):
         trial.log({"acc": 0.6})
+
+
+class NoticesStart(StopAt):
+    """A reporter that notes when the trial's worker says its trainer starts."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.starts: list[tuple[int, int]] = []  # (trial id, reports before it)
+
+    def started(self, trial_id: int) -> None:
+        self.starts.append((trial_id, len(self.reports)))
+
+
+@pytest.mark.parametrize("timeout", [None, 30.0])
+def test_the_start_notice_is_sent_before_the_trainer_runs_only_when_a_timeout_counts_from_it(
+    tmp_path: Path, timeout: float | None
+) -> None:
+    reporter = NoticesStart()
+    task = dataclasses.replace(_task(tmp_path, _five_epochs), trial_id=7, timeout=timeout)
+    outcome = execute_trial(task, reporter)
+
+    assert outcome.state == "complete"
+    assert len(reporter.reports) == 5
+    # On Ray the notice is an actor call and a wake of the agent's drain: a trial without a timeout
+    # has no use for it.
+    assert reporter.starts == ([] if timeout is None else [(7, 0)])
 
 
 class LateStop:
