@@ -1,7 +1,8 @@
 """The agent's fill-and-record loop: keep every slot of the executor busy, record each trial that ends.
 
 A freed slot is refilled before the trial that freed it is recorded, and the trials that ended
-together are recorded in one storage write. The loop ends for one of the reasons in :class:`End`.
+together are recorded in one storage write, which also starts the last trial of the refill (its
+params, attrs and lease). The loop ends for one of the reasons in :class:`End`.
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from sweeper.engine.tasks import TaskFactory
 from sweeper.engine.watch import STATE_POLL_S
 from sweeper.errors import UsageError
 from sweeper.storage import attrs as keys
-from sweeper.storage import queue, work
+from sweeper.storage import batch, queue, work
 from sweeper.storage.sweeps import SweepState
-from sweeper.worker.task import Failure, TrialOutcome
+from sweeper.worker.task import Failure, TrialOutcome, TrialTask
 
 
 class End(str, enum.Enum):
@@ -50,6 +51,19 @@ class Signals:
     state: SweepState
     changed: threading.Event = field(default_factory=threading.Event)
     draining: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(frozen=True)
+class _Starting:
+    """A trial prepared to start: its task and its start write (params, attrs, lease), not written yet."""
+
+    trial: optuna.Trial
+    task: TrialTask
+    write: batch.TrialWrite
+
+    @property
+    def trial_id(self) -> int:
+        return self.trial._trial_id
 
 
 class FillLoop:
@@ -154,52 +168,92 @@ class FillLoop:
                 continue
             # The target ends the search, not a targeted agent's explicit trials.
             self._target_hit = (self._target_hit or self._recorder.note(ended)) and self._targets is None
-            # Refill the freed slots first, then record the trials that freed them, in one write;
+            # Refill the freed slots first, then record the trials that freed them. The last trial
+            # the refill prepares starts in the same write as their ends (one round trip for both);
             # a refill that raises (a broken search space) must not lose what already ended.
+            last: _Starting | None = None
             try:
                 if signals.state != "cancelled":
-                    self._fill(signals.state)
+                    last = self._fill(signals.state, keep_last=True)
             finally:
-                for recorded in self._recorder.record_many(
-                    ended, running=len(inflight), requeue=not self._cancelling
+                try:
+                    ends = self._recorder.prepare(ended)
+                except BaseException:
+                    if last is not None:
+                        self._start(last)
+                    raise
+                refused = batch.write_trials(self._storage, ([last.write] if last else []) + ends.writes)
+                if last is not None:
+                    self._launch(last, started=last.trial_id not in refused)
+                for recorded in self._recorder.finish(
+                    ends, refused, running=len(inflight), requeue=not self._cancelling
                 ):
                     self._exhausted = self._exhausted and not recorded.retried
 
-    def _fill(self, state: str) -> None:
-        """Start trials until every slot is busy or nothing may start now."""
+    def _fill(self, state: str, *, keep_last: bool = False) -> _Starting | None:
+        """Start trials until every slot is busy or nothing may start now.
+
+        With ``keep_last``, the last trial prepared is returned unwritten, for the caller to write
+        with its own writes and then :meth:`_launch`. Every other one is written before the next
+        is asked for: the sampler sees the params of every trial started before it.
+        """
         # A finished sweep still runs a targeted agent's trials (see sweeper.engine.agent).
         runnable = state == "running" or (state == "finished" and self._targets is not None)
-        while (
-            runnable
-            and not self._exhausted
-            and not self._target_hit
-            and (self._count is None or self._launched < self._count)
-            and len(self._inflight) < self._executor.slots()
-            and not self._flaps.paused()
-            and not self._signals.draining.is_set()
-        ):
-            if self._targets is None:
-                trial = queue.ask_trial(self._study, self._asks, self._spec)
-            else:
-                trial = queue.claim_trial(self._study, self._asks, self._targets)
-            if trial is None:
-                self._exhausted = True
-                return
-            try:
-                task = self._make_task(trial)
-            except UsageError as exc:  # a malformed config_overrides attr fails its trial, not the agent
-                queue.start_trial(trial, user_attrs={keys.FAIL_REASON: str(exc)}, state=TrialState.FAIL)
-                continue
-            # Params, config, attempt, agent and the lease: one storage write.
-            if not queue.start_trial(trial, system_attrs=self._keeper.take(trial._trial_id)):
-                self._keeper.release(trial._trial_id)  # ended meanwhile (cancelled, reaped)
-                continue
-            self._executor.start(task)
-            self._inflight[trial._trial_id] = trial
-            self._launched += 1
-            self._tally.started += 1
-            self._tally.running = len(self._inflight)
-            self._progress.trial_started(trial.number, dict(task.config), self._tally)
+        pending: _Starting | None = None
+        try:
+            while (
+                runnable
+                and not self._exhausted
+                and not self._target_hit
+                and (self._count is None or self._launched + (pending is not None) < self._count)
+                and len(self._inflight) + (pending is not None) < self._executor.slots()
+                and not self._flaps.paused()
+                and not self._signals.draining.is_set()
+            ):
+                if pending is not None:
+                    self._start(pending)
+                    pending = None
+                if self._targets is None:
+                    trial = queue.ask_trial(self._study, self._asks, self._spec)
+                else:
+                    trial = queue.claim_trial(self._study, self._asks, self._targets)
+                if trial is None:
+                    self._exhausted = True
+                    break
+                try:
+                    task = self._make_task(trial)
+                except UsageError as exc:  # a malformed config_overrides attr fails its trial, not the agent
+                    queue.start_trial(trial, user_attrs={keys.FAIL_REASON: str(exc)}, state=TrialState.FAIL)
+                    continue
+                # Params, config, attempt, agent and the lease: one storage write.
+                write = queue.start_write(trial, system_attrs=self._keeper.take(trial._trial_id))
+                pending = _Starting(trial, task, write)
+        except BaseException:
+            if pending is not None:  # prepared and leased: it runs, as if the error came after it
+                self._start(pending)
+            raise
+        if pending is not None and not keep_last:
+            self._start(pending)
+            pending = None
+        return pending
+
+    def _start(self, starting: _Starting) -> None:
+        """Write a prepared trial's start, then launch it."""
+        refused = batch.write_trials(self._storage, [starting.write])
+        self._launch(starting, started=starting.trial_id not in refused)
+
+    def _launch(self, starting: _Starting, *, started: bool) -> None:
+        """Hand a trial whose start was written (``started``; else it was ended meanwhile) to the executor."""
+        trial, task = starting.trial, starting.task
+        if not started:
+            self._keeper.release(trial._trial_id)  # ended meanwhile (cancelled, reaped)
+            return
+        self._executor.start(task)
+        self._inflight[trial._trial_id] = trial
+        self._launched += 1
+        self._tally.started += 1
+        self._tally.running = len(self._inflight)
+        self._progress.trial_started(trial.number, dict(task.config), self._tally)
 
     def _cancel_all(self) -> None:
         self._cancelling = True

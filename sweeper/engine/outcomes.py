@@ -40,6 +40,17 @@ class Recorded:
     reached: bool  # it reached the metric's target
 
 
+@dataclass(frozen=True)
+class Ends:
+    """Trials that ended together, prepared for one write (see :meth:`OutcomeRecorder.prepare`)."""
+
+    prepared: list[tuple[TrialTask, TrialOutcome, batch.TrialWrite, FrozenTrial]]
+
+    @property
+    def writes(self) -> list[batch.TrialWrite]:
+        return [write for _, _, write, _ in self.prepared]
+
+
 class OutcomeRecorder:
     """Records the outcomes of one agent's trials.
 
@@ -108,12 +119,24 @@ class OutcomeRecorder:
         Each trial's state, values, attributes and late intermediate values ride in that write; a
         trial someone else ended first (``sweeper cancel``, a lease reaper) is left as they left it.
         """
+        ends = self.prepare(ended)
+        refused = batch.write_trials(self._study._storage, ends.writes)
+        return self.finish(ends, refused, running=running, requeue=requeue)
+
+    def prepare(self, ended: Sequence[Ended]) -> Ends:
+        """The end writes of trials that ended together, for :meth:`finish` once they are written.
+
+        The caller may write others' writes with them (:func:`sweeper.storage.batch.write_trials`:
+        one round trip); :meth:`record_many` writes them alone.
+        """
+        return Ends([self._prepare(trial, task, outcome) for trial, task, outcome in ended])
+
+    def finish(self, ends: Ends, refused: batch.Refused, *, running: int, requeue: bool) -> list[Recorded]:
+        """After the write of ``ends`` (``refused``: the trials it refused), count, re-queue and show them."""
         study = self._study
         storage = study._storage
-        prepared = [self._prepare(trial, task, outcome) for trial, task, outcome in ended]
-        refused = batch.write_trials(storage, [write for _, _, write, _ in prepared])
         results: list[Recorded] = []
-        for task, outcome, write, frozen in prepared:
+        for task, outcome, write, frozen in ends.prepared:
             told = write.trial_id not in refused
             if self._keeper is not None:
                 self._keeper.release(task.trial_id)

@@ -2,7 +2,8 @@
 
 A trial is prepared without a write: its params are suggested and its attrs set on a
 :class:`~sweeper.storage.batch.DeferredWrites` that keeps them, and :func:`start_trial` writes them
-with its lease in one round trip (on top of the one that took or created it).
+with its lease in one round trip (on top of the one that took or created it), or
+:func:`start_write` hands them over to be written with other trials' writes.
 
 This module, :mod:`~sweeper.storage.work`, :mod:`~sweeper.storage.claims`, :mod:`~sweeper.storage.batch`
 and :mod:`~sweeper.storage.fast_read` are the only ones that touch Optuna's internals (its RDB models,
@@ -145,15 +146,27 @@ def start_trial(
     With ``state`` (a finished state) the same write ends the trial. Returns False when the trial
     was ended meanwhile by someone else (a reaper, ``sweeper cancel``): nothing was written.
     """
+    write = start_write(trial, user_attrs=user_attrs, system_attrs=system_attrs, state=state)
+    return trial._trial_id not in write_trials(trial.study._storage, [write])
+
+
+def start_write(
+    trial: optuna.Trial,
+    *,
+    user_attrs: dict[str, Any] | None = None,
+    system_attrs: dict[str, Any] | None = None,
+    state: TrialState | None = None,
+) -> TrialWrite:
+    """What :func:`start_trial` writes, for the caller to write with others in one round trip
+    (:func:`~sweeper.storage.batch.write_trials`); the trial writes to its storage again from here."""
     deferred = trial.storage
-    storage = trial.study._storage
-    trial.storage = storage
+    trial.storage = trial.study._storage
     pending = deferred.pending if isinstance(deferred, DeferredWrites) else TrialWrite(trial._trial_id)
     pending.user_attrs.update(user_attrs or {})
     pending.system_attrs.update(system_attrs or {})
     pending.state = state
     trial._cached_frozen_trial.system_attrs.update(pending.system_attrs)
-    return trial._trial_id not in write_trials(storage, [pending])
+    return pending
 
 
 def ended_view(
