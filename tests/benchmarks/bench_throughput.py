@@ -7,7 +7,8 @@ For each storage (SQLite, PostgreSQL at 127.0.0.1:5432, the journal file) and ea
   no-op trials, its storage wrapped in a counter of storage calls;
 - plain Optuna, ``study.optimize(n_jobs=k)`` on a fresh study in the same storage.
 
-The rate is the steady state: the trials after the first ``WARM`` (by start time), divided by the
+The rate is the steady state: ``k`` Ray workers are started first (as on a cluster that has been
+up a while), and the rate counts the trials after the first ``WARM`` (by start time), divided by the
 span from the start of the first of them to the last end, as the trainers record it. Round trips
 are the agent's storage calls per trial: writes about trials (taking or creating one, its start,
 its end) and every read, the agent's own threads (lease keeper, state watch) included.
@@ -116,6 +117,19 @@ def run_optuna(url: str, trials: int, k: int, outdir: Path) -> dict[str, float]:
     return {"trials": trials, "rate": steady_rate(outdir, WARM)}
 
 
+def warm_workers(k: int) -> None:
+    """Have ``k`` Ray workers started: ``k`` tasks held at once (a no-op task frees its worker so fast
+    that one or two serve them all, and a sweep at ``k`` at a time would start the rest within its
+    measured trials, a second of CPU each on this machine)."""
+    import ray
+
+    @ray.remote(num_cpus=1, max_retries=0)
+    def hold() -> None:
+        time.sleep(0.5)
+
+    ray.get([hold.remote() for _ in range(k)])
+
+
 def run_ray_floor(trials: int, k: int) -> float:
     """Bare Ray: no-op tasks kept ``k`` in flight, one submitted as each ends; tasks per second.
 
@@ -173,6 +187,7 @@ def main() -> None:
                 ours_dir, theirs_dir = root / f"{name}-sweeper", root / f"{name}-optuna"
                 ours_dir.mkdir()
                 theirs_dir.mkdir()
+                warm_workers(k)  # the steady state of both: k workers up (Ray keeps them)
                 floor = run_ray_floor(trials, k)
                 ours = run_sweeper(url, trials, k, ours_dir)
                 theirs = run_optuna(url, trials, k, theirs_dir)
