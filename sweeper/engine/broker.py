@@ -317,13 +317,15 @@ class BrokerDrain:
             answers = {key: [b.trial_id for b in batches if b.trial_id in stopped] for key, batches in calls}
             self._broker.resolve.remote(answers)
 
-    def close(self) -> None:
-        """Stop draining (after the drain in progress), then store what is left."""
+    def close(self) -> bool:
+        """Stop draining (after the drain in progress), then store what is left; whether the drain
+        stopped (else its thread may still take one drain of the broker's)."""
         self._stop.set()
         with contextlib.suppress(Exception):  # a dead broker: the drain in progress fails at once
             self._broker.wake.remote()  # else the drain waits out DRAIN_WAIT_S for nothing
         self._thread.join(timeout=5.0)
         self._persister.close()
+        return not self._thread.is_alive()
 
 
 def start_broker() -> Any:

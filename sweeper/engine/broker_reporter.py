@@ -33,6 +33,7 @@ class BrokerReporter:
     Args:
         broker: The :class:`~sweeper.engine.report_broker.ReportBroker` actor handle.
         wants_decisions: Whether the pruner can stop a trial (if not, the agent only stores values).
+        epoch: The agent run's epoch on the broker (:meth:`ReportBroker.reset`).
         max_buffered: The bound on buffered values (see :data:`MAX_BUFFERED`).
         close_timeout: See :data:`CLOSE_TIMEOUT_S`.
     """
@@ -42,10 +43,12 @@ class BrokerReporter:
         broker: Any,
         wants_decisions: bool,
         *,
+        epoch: int = 0,
         max_buffered: int = MAX_BUFFERED,
         close_timeout: float = CLOSE_TIMEOUT_S,
     ) -> None:
         self._broker = broker
+        self._epoch = epoch
         self._wants = wants_decisions
         self._max = max_buffered
         self._close_timeout = close_timeout
@@ -84,7 +87,7 @@ class BrokerReporter:
         return self._stops.get(trial_id)
 
     def started(self, trial_id: int) -> None:
-        self._broker.started.remote(trial_id)
+        self._broker.started.remote(trial_id, self._epoch)
 
     def close(self, trial_id: int) -> list[tuple[int, float]]:
         """The trial ends: send what is buffered, wait (bounded) for the agent to take it, and return
@@ -165,7 +168,7 @@ class BrokerReporter:
     def _call(self, ray: Any, batches: list[Batch]) -> list[int]:
         """One call to the broker: the trials it stops. Waits as long as the agent takes, unless
         the trial ended meanwhile (its values then went with its end)."""
-        ref = self._broker.report.remote(batches)
+        ref = self._broker.report.remote(batches, self._epoch)
         began = time.monotonic()
         warned = began
         while True:

@@ -8,7 +8,6 @@ from the agent.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import threading
@@ -18,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from sweeper.engine import ray_start, ray_task
-from sweeper.engine.broker import BrokerDrain, PruningJudge, start_broker
+from sweeper.engine import broker_pool, ray_start, ray_task
+from sweeper.engine.broker import BrokerDrain, PruningJudge
 from sweeper.engine.ray_start import RayStart
 from sweeper.errors import UsageError
 from sweeper.spec.model import Resources
@@ -94,7 +93,7 @@ class RayExecutor:
         self._max_concurrent = max_concurrent
         self._options = _task_options(resources)
         self._remote = ray.remote(ray_task.run_in_ray).options(**self._options)
-        self._broker = start_broker()
+        self._broker, self.epoch = broker_pool.take()  # the run's epoch on its broker (kept ones count on)
         self._wants_decisions = judge.prunes
         self._drain = BrokerDrain(self._broker, judge, self._note_started)
         self._started_at: dict[int, float] = {}
@@ -119,7 +118,7 @@ class RayExecutor:
         return self._slots
 
     def start(self, task: TrialTask) -> None:
-        ref = self._remote.remote(task, self._broker, self._wants_decisions)
+        ref = self._remote.remote(task, self._broker, self.epoch, self._wants_decisions)
         self._running[ref] = _Running(task, time.monotonic(), None)
 
     def _note_started(self, trial_ids: list[int]) -> None:
@@ -188,13 +187,13 @@ class RayExecutor:
                 ray.cancel(ref, force=True)
 
     def close(self) -> None:
-        import ray
-
-        self._drain.close()
+        drained = self._drain.close()
         for running in list(self._running.values()):
             self.cancel(running.task.trial_id, Failure.AGENT_STOPPED, "agent stopped")
-        with contextlib.suppress(Exception):  # already gone with a dead cluster
-            ray.kill(self._broker)
+        if self._owns_ray or not drained:
+            broker_pool.discard(self._broker)
+        else:  # the next agent run of this process takes it: no worker of Ray's pool is taken again
+            broker_pool.keep(self._broker)
         if self._owns_ray:
             ray_start.shutdown()
 

@@ -15,7 +15,8 @@ from sweeper.worker.task import TrialOutcome, TrialTask
 from sweeper.worker.trial import execute_trial
 
 
-def run_in_ray(task: TrialTask, broker: Any, wants_decisions: bool) -> TrialOutcome:
-    """Run one trial in a Ray worker; what the trial started ends with it (Linux)."""
+def run_in_ray(task: TrialTask, broker: Any, epoch: int, wants_decisions: bool) -> TrialOutcome:
+    """Run one trial in a Ray worker, reporting to ``broker`` in the agent run's ``epoch``; what the
+    trial started ends with it (Linux)."""
     with trial_processes():
-        return execute_trial(task, BrokerReporter(broker, wants_decisions))
+        return execute_trial(task, BrokerReporter(broker, wants_decisions, epoch=epoch))

@@ -41,11 +41,29 @@ class ReportBroker:
         self._next_key = 0
         self._arrived = asyncio.Event()
         self._woken = False
+        self._epoch = 0
 
-    async def report(self, batches: list[Batch]) -> list[int]:
+    async def reset(self) -> int:
+        """Serve a new agent run: forget the last one's calls (answered: nothing stops) and notices.
+
+        Returns the run's epoch: its trials send it with each call, and a call or notice of an earlier
+        epoch (a trial of a run that ended, still sending) is answered at once and never drained.
+        """
+        for future in self._futures.values():
+            if not future.done():
+                future.set_result([])
+        self._pending, self._started = [], []
+        self._woken = False
+        self._arrived.clear()
+        self._epoch += 1
+        return self._epoch
+
+    async def report(self, batches: list[Batch], epoch: int = 0) -> list[int]:
         """Queue a call's batches; once the agent decided on them, answer the trials it stops."""
         import asyncio
 
+        if epoch != self._epoch:
+            return []  # a trial of an agent run that ended: nobody decides on it any more
         key = self._next_key
         self._next_key += 1
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
@@ -57,8 +75,10 @@ class ReportBroker:
         finally:
             self._futures.pop(key, None)
 
-    async def started(self, trial_id: int) -> None:
+    async def started(self, trial_id: int, epoch: int = 0) -> None:
         """Note that a trial's trainer starts now (fire and forget)."""
+        if epoch != self._epoch:
+            return
         self._started.append(trial_id)
         self._arrived.set()
 

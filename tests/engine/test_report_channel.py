@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial
 from sweeper.engine.broker import PruningJudge, start_broker
 from sweeper.engine.broker_reporter import BrokerReporter
 from sweeper.engine.executor import RayExecutor
+from sweeper.engine.report_broker import Batch
 from sweeper.spec.model import Resources
 from sweeper.storage.urls import open_storage
 from sweeper.worker.task import Objective, TrialOutcome, TrialTask
@@ -185,3 +186,52 @@ def test_a_drain_waiting_for_reports_ends_when_the_broker_is_woken_and_later_dra
         assert ray.get(broker.drain.remote(max_wait=60.0), timeout=30) == ([], [])
     finally:
         ray.kill(broker)
+
+
+def test_a_reset_broker_serves_the_next_run_and_answers_an_earlier_runs_calls_at_once(
+    ray_session: None,
+) -> None:
+    import ray
+
+    broker = start_broker()
+    try:
+        first = ray.get(broker.reset.remote())
+        waiting = broker.report.remote([Batch(1, [0], [0.5])], first)  # run 1's call, not drained
+        ray.get(broker.started.remote(1, first))
+        second = ray.get(broker.reset.remote())
+
+        assert second == first + 1
+        assert ray.get(waiting, timeout=30) == []  # answered by the reset: nothing stops
+        # A trial of run 1 still sending (its agent has ended): answered at once, never drained.
+        assert ray.get(broker.report.remote([Batch(1, [1], [0.4])], first), timeout=30) == []
+        broker.started.remote(1, first)
+        call = broker.report.remote([Batch(2, [0], [0.3])], second)
+        calls, started = ray.get(broker.drain.remote(5.0), timeout=30)
+        assert [[b.trial_id for b in batches] for _, batches in calls] == [[2]]
+        assert started == []
+        ray.get(broker.resolve.remote({calls[0][0]: [2]}))
+        assert ray.get(call, timeout=30) == [2]
+    finally:
+        ray.kill(broker)
+
+
+def test_an_agent_run_on_a_ray_it_did_not_start_leaves_its_broker_to_the_next_one(
+    journal_url: str, tmp_path: Path
+) -> None:
+    """A new broker takes a worker from Ray's pool, one a trial would have run in: back-to-back
+    runs of a process (a notebook's ``sweeper.agent`` calls) share one."""
+    study = optuna.create_study(storage=open_storage(journal_url))
+    first = RayExecutor(Resources(cpus=1), PruningJudge(study, RecordingPruner()))
+    first.close()
+    pruner = RecordingPruner()
+    config = {"logs": 1_000, "out": str(tmp_path / "memory.json")}
+    outcome, values = _run_on_ray(journal_url, tmp_path, pruner, config)
+
+    assert outcome.state == "complete", outcome.fail_reason
+    assert values == {step: 1.0 / (step + 1) for step in range(1_000)}
+    assert pruner.seen  # the values came through the kept broker, not only with the outcome
+    second = RayExecutor(Resources(cpus=1), PruningJudge(study, RecordingPruner()))
+    try:
+        assert second.epoch == first.epoch + 2  # the same actor, reset for each run
+    finally:
+        second.close()
