@@ -2,8 +2,8 @@
 
 Each trial asks ``gpus: 1`` and sleeps one second (cheap on 2 real cores), recording its own
 wall-clock start and end. busy = sum of trial durations / (GPUs x makespan), the makespan running
-from the first trial's start to the last trial's end. A warm-up sweep of one short trial per GPU
-runs first, so every Ray worker has run a trial before (imports done), as on a cluster that has
+from the first trial's start to the last trial's end. Warm-up sweeps of one short trial per GPU
+run first, until 16 Ray workers have each run a trial (imports done), as on a cluster that has
 been up for a while.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 import harness
@@ -55,9 +56,14 @@ def main() -> None:
     (root / "utilisation.yaml").write_text(yaml.safe_dump(spec))
     storage = f"journal://{root / 'journal.log'}"
     with stopwatch() as warm_s:
+        # Until 16 live workers have each run a trial: a wave of fresh workers on 2 cores starts
+        # over several seconds, so one warm-up wave of short trials can leave some never used.
         warm = {**spec, "name": "warm-up", "run_cap": gpus}
-        warm["parameters"] = {**spec["parameters"], "outdir": {"value": str(root)}, "duration": {"value": 2}}
-        sweeper.agent(sweeper.sweep(warm, storage=storage), storage=storage)
+        warm["parameters"] = {**spec["parameters"], "outdir": {"value": str(root)}, "duration": {"value": 3}}
+        for _ in range(3):
+            sweeper.agent(sweeper.sweep(warm, storage=storage), storage=storage)
+            if len(_live_workers(root)) >= gpus:
+                break
     sweep_id = sweeper.sweep(str(root / "utilisation.yaml"), storage=storage)
     with stopwatch() as took:
         summary = sweeper.agent(sweep_id, storage=storage)
@@ -90,6 +96,12 @@ def main() -> None:
     ]
     figures += _losses(section, records)
     harness.emit(figures, args.json)
+
+
+def _live_workers(outdir: Path) -> set[int]:
+    """The live processes that ran a trial writing its record in ``outdir``."""
+    pids = {int(path.stem.rsplit("-", 1)[1]) for path in outdir.glob("*.json")}
+    return {pid for pid in pids if Path(f"/proc/{pid}").exists()}
 
 
 def _losses(section: str, records: list[dict[str, Any]]) -> list[Figure]:
