@@ -310,7 +310,7 @@ def _execute(task: TrialTask, reporter: Reporter | None) -> TrialOutcome:
     trial = Trial(task, reporter, trackers)
     if reporter is not None and task.timeout is not None:
         # The notice serves the timeout only (counted from here); on Ray it costs an actor call
-        # and a wake of the agent's drain, a fifth of what a no-op trial costs its worker.
+        # and a wake of the agent's drain, a sixth of what a no-op trial cost its worker.
         reporter.started(task.trial_id)
     state: OutcomeState = "failed"
     reason: str | None = None
