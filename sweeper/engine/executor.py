@@ -93,7 +93,9 @@ class RayExecutor:
         self._max_concurrent = max_concurrent
         self._options = _task_options(resources)
         self._remote = ray.remote(ray_task.run_in_ray).options(**self._options)
-        self._broker, self.epoch = broker_pool.take()  # the run's epoch on its broker (kept ones count on)
+        # A broker an earlier agent run of this process left (see broker_pool), else a new one; this
+        # run's trials send its epoch with their reports.
+        self._broker, self.epoch = broker_pool.take()
         self._wants_decisions = judge.prunes
         self._drain = BrokerDrain(self._broker, judge, self._note_started)
         self._started_at: dict[int, float] = {}
