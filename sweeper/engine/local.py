@@ -30,6 +30,7 @@ from sweeper.errors import UsageError
 from sweeper.worker import zygote
 from sweeper.worker.forked import KILL_GRACE_S, ForkedTrial
 from sweeper.worker.task import Failure, TrialOutcome, TrialTask
+from sweeper.worker.trial import drop_untouched_dir
 
 _logger = logging.getLogger(__name__)
 
@@ -105,7 +106,9 @@ class LocalExecutor:
                 self._persister.request()  # written on its thread: the next decision waits on no write
             if running.process.ended:
                 self._running = None
-                return [(running.task, self._outcome(running))]
+                # Its processes are gone: a trial directory it left untouched can go too.
+                outcome = drop_untouched_dir(running.task, self._outcome(running), keep=False)
+                return [(running.task, outcome)]
             if time.monotonic() >= until:
                 return []
 

@@ -12,11 +12,13 @@ from typing import Any
 from sweeper.engine.broker_reporter import BrokerReporter
 from sweeper.worker.reaper import trial_processes
 from sweeper.worker.task import TrialOutcome, TrialTask
-from sweeper.worker.trial import execute_trial
+from sweeper.worker.trial import drop_untouched_dir, execute_trial
 
 
 def run_in_ray(task: TrialTask, broker: Any, epoch: int, wants_decisions: bool) -> TrialOutcome:
     """Run one trial in a Ray worker, reporting to ``broker`` in the agent run's ``epoch``; what the
-    trial started ends with it (Linux)."""
+    trial started ends with it (Linux). The worker keeps a trial directory left untouched for its
+    next trial."""
     with trial_processes():
-        return execute_trial(task, BrokerReporter(broker, wants_decisions, epoch=epoch))
+        outcome = execute_trial(task, BrokerReporter(broker, wants_decisions, epoch=epoch))
+    return drop_untouched_dir(task, outcome, keep=True)

@@ -10,6 +10,7 @@ the agent), which answers whether the pruner stops the trial.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import logging
 import os
@@ -35,7 +36,7 @@ from sweeper.worker.task import (
     TrialOutcome,
     TrialTask,
 )
-from sweeper.worker.workdir import make_trial_dir, working_in
+from sweeper.worker.workdir import make_trial_dir, release_trial_dir, working_in
 
 if TYPE_CHECKING:
     from sweeper.trackers.tracker_set import TrackerSet
@@ -78,8 +79,17 @@ class Trial:
         self._unreported: list[tuple[int, float]] = []  # values logged after the stop, not reported
         self._summary: dict[str, Any] = {}
         self._taken: dict[str, dict[str, Any] | None] = {}
-        self.checkpoint_dir = Path(task.checkpoint_dir)
-        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        self._checkpoint_dir: Path | None = None
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Where to checkpoint: it survives retries of the same trial. Created when first asked for,
+        so a trial that never checkpoints leaves no directory."""
+        if self._checkpoint_dir is None:
+            path = Path(self._task.checkpoint_dir)
+            path.mkdir(parents=True, exist_ok=True)
+            self._checkpoint_dir = path
+        return self._checkpoint_dir
 
     @property
     def number(self) -> int:
@@ -356,6 +366,19 @@ def _execute(task: TrialTask, reporter: Reporter | None) -> TrialOutcome:
     )
 
 
+def drop_untouched_dir(task: TrialTask, outcome: TrialOutcome, *, keep: bool) -> TrialOutcome:
+    """The outcome without its ``trial_dir`` if the trainer left nothing of its own there, which
+    is then gone (kept by this process for its next trial with ``keep``, else removed).
+
+    Called once the trial's processes have ended: one still running could write there later.
+    """
+    if outcome.trial_dir is None:
+        return outcome
+    if not release_trial_dir(Path(outcome.trial_dir), _project(task), keep=keep):
+        return outcome
+    return dataclasses.replace(outcome, trial_dir=None)
+
+
 def _close_reporter(reporter: Reporter | None, trial_id: int) -> list[tuple[int, float]]:
     """Flush a buffering reporter at the trial's end: the values it could not deliver."""
     if not isinstance(reporter, BufferingReporter):
@@ -371,7 +394,7 @@ def _trial_dir(task: TrialTask) -> Path | None:
     """The trial's working directory on this node (created), or None to stay in the cwd."""
     if task.trial_dir is None:
         return None
-    return make_trial_dir(Path(task.trial_dir), task.sweep_id, task.number)
+    return make_trial_dir(Path(task.trial_dir), task.sweep_id, task.number, _project(task))
 
 
 def _project(task: TrialTask) -> Path:

@@ -9,13 +9,21 @@ project's ``.sweeper/sweeps/``; ``sweeper.outputs`` in the spec names another ro
 So that a trainer still reads the project's files by relative paths (``data/train.csv``), the
 project's top-level entries are linked into the trial's directory; what the trainer creates there
 is its own. Writing *into* a linked project folder writes into the project (on Ray, its copy).
+
+A directory the trainer left nothing of its own in (only the project's links) is not kept: it
+would say nothing, and ten thousand of them fill the sweep's folder. A Ray worker keeps it, hidden,
+for its next trial instead (:func:`release_trial_dir`): creating a directory and its links is the
+largest part of a short trial's cost on a slow filesystem, renaming one is a single system call.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import socket
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 # Never linked: our own outputs, version control, caches, and what W&B writes per run.
@@ -31,9 +39,27 @@ def trial_dir(root: str | os.PathLike[str], sweep_id: str, number: int) -> Path:
     return Path(root) / sweep_id / "trials" / str(number)
 
 
-def make_trial_dir(preferred: Path, sweep_id: str, number: int) -> Path:
+@dataclass(frozen=True)
+class _Spare:
+    """A released trial directory this process keeps for its next trial: the links it holds point
+    into ``project`` (resolved)."""
+
+    path: Path
+    project: str
+
+
+_spare: _Spare | None = None
+
+
+def make_trial_dir(preferred: Path, sweep_id: str, number: int, project: Path | None = None) -> Path:
     """Create the trial's directory: ``preferred`` when this node can write there (the project's
-    path exists on the agent's node; another node may lack it), else under ``~/.sweeper/sweeps``."""
+    path exists on the agent's node; another node may lack it), else under ``~/.sweeper/sweeps``.
+
+    A directory this process kept from its last trial (:func:`release_trial_dir`) for the same
+    ``project`` is renamed into place instead, its links with it.
+    """
+    if _reuse_spare(preferred, project):
+        return preferred
     try:
         preferred.mkdir(parents=True, exist_ok=True)
         if os.access(preferred, os.W_OK):
@@ -45,12 +71,89 @@ def make_trial_dir(preferred: Path, sweep_id: str, number: int) -> Path:
     return fallback
 
 
+def _reuse_spare(preferred: Path, project: Path | None) -> bool:
+    global _spare
+    spare, _spare = _spare, None
+    if spare is None:
+        return False
+    if project is not None and str(project.resolve()) == spare.project:
+        with contextlib.suppress(OSError):
+            try:
+                os.rename(spare.path, preferred)
+            except FileNotFoundError:  # a new sweep: its trials folder is not there yet
+                preferred.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(spare.path, preferred)
+            _unlink_gone(preferred, spare.project)
+            return True
+    _remove_links_dir(spare.path)  # another project's links, or it could not move: not kept
+    return False
+
+
+def _unlink_gone(directory: Path, source: str) -> None:
+    """Remove the links to entries the project no longer has (link_project adds its new ones)."""
+    with os.scandir(source) as entries:
+        now = {entry.name for entry in entries}
+    with os.scandir(directory) as links:
+        for link in links:
+            if link.name not in now:
+                os.unlink(link.path)
+
+
+def release_trial_dir(directory: Path, project: Path | None, *, keep: bool) -> bool:
+    """Take away a trial's directory if the trainer left nothing of its own in it; True if so.
+
+    Nothing of its own: every entry is one of the project's links as :func:`link_project` made
+    it. With ``keep`` (a long-lived worker) this process keeps it, hidden, for its next trial's
+    :func:`make_trial_dir`, else it is removed. Call it once the trial's processes have ended.
+    """
+    global _spare
+    source = str(project.resolve()) if project is not None else None
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if source is None or not entry.is_symlink():
+                    return False
+                if os.readlink(entry.path) != os.path.join(source, entry.name):
+                    return False  # the trainer put a link of its own there
+    except OSError:
+        return False
+    if keep and _spare is None and source is not None:
+        hidden = directory.parent / f".unused-{socket.gethostname()}-{os.getpid()}"
+        with contextlib.suppress(OSError):
+            os.rename(directory, hidden)
+            _spare = _Spare(hidden, source)
+            return True
+    return _remove_links_dir(directory)
+
+
+def _remove_links_dir(directory: Path) -> bool:
+    """Remove a directory of links (never what they point to); False if it holds anything else."""
+    with contextlib.suppress(OSError), os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.is_symlink():
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+    try:
+        os.rmdir(directory)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
+@atexit.register
+def _drop_spare() -> None:
+    if _spare is not None:
+        _remove_links_dir(_spare.path)
+
+
 def link_project(project: Path, directory: Path) -> None:
     """Link the project's top-level entries into ``directory`` (existing names are left alone).
 
     Every trial pays this, so it makes one system call per entry: each link names the entry under
     the project's resolved path (an entry that is itself a link is followed from there), and a
-    name that exists already is left as the failed call finds it.
+    name that exists already (a kept directory's link) is left as the failed call finds it.
     """
     source = project.resolve()
     if source == directory.resolve():

@@ -135,6 +135,14 @@ def writes_outputs(config: dict[str, Any], trial: Any) -> float:
     return float(config["x"])
 
 
+def writes_only_for_two(config: dict[str, Any], trial: Any) -> float:
+    """Reads a project file by its relative path in every trial; writes ``model.pt`` only when x == 2."""
+    seen = Path("input.txt").read_text().strip()
+    if config["x"] == 2.0:
+        Path("model.pt").write_text(f"trial {trial.number} read {seen}")
+    return float(config["x"]) if seen == "hello" else float("nan")
+
+
 def crash(config: dict[str, Any], trial: Any) -> float:
     """Takes its process down, or leaves a process behind, the way `mode` says; each process it
     starts, the process running it (``-self``) and that one's parent (``-parent``) write their pids to

@@ -1,4 +1,5 @@
-"""Outputs that stay: each trial runs in its own directory, which outlives it, on Ray and locally."""
+"""Outputs that stay: each trial runs in its own directory, which outlives it, on Ray and locally;
+one the trainer left nothing of its own in does not."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from click.testing import CliRunner
 
 import sweeper
 from sweeper.cli import main
-from sweeper.worker.workdir import link_project, make_trial_dir, trial_dir
+from sweeper.worker import workdir
+from sweeper.worker.workdir import link_project, make_trial_dir, release_trial_dir, trial_dir
 
 SPEC = {"method": "grid", "metric": {"name": "loss"}, "parameters": {"x": {"values": [1.0, 2.0, 3.0]}}}
 
@@ -60,6 +62,115 @@ def test_ray_trials_leave_nothing_only_in_rays_temporary_folders(project: Path) 
     sweeper.agent(sweep_id, function=engine_trainers.writes_outputs, storage=url, executor="ray")
 
     _check_outputs(project, url, sweep_id, project / ".sweeper" / "sweeps")
+
+
+@pytest.mark.parametrize("executor", ["local", pytest.param("ray", marks=pytest.mark.ray)])
+@pytest.mark.usefixtures("ray_trainers")
+def test_a_trial_that_leaves_nothing_in_its_directory_leaves_no_directory(
+    project: Path, executor: str
+) -> None:
+    (project / "input.txt").write_text("hello\n")
+    url = f"sqlite:///{project / 's.db'}"
+    sweep_id = sweeper.sweep({**SPEC, "sweeper": {"max_concurrent": 1}}, storage=url)
+    # One at a time: on Ray one worker runs all three, the untouched directory of the first
+    # becomes the second's (which writes), and the third's is kept hidden for a next trial.
+    sweeper.agent(sweep_id, function=engine_trainers.writes_only_for_two, storage=url, executor=executor)
+
+    results = sweeper.load(sweep_id, storage=url)
+    assert [(t.config["x"], t.state) for t in results.trials] == [
+        (1.0, "complete"),
+        (2.0, "complete"),
+        (3.0, "complete"),
+    ]
+    root = project / ".sweeper" / "sweeps"
+    kept = trial_dir(root, sweep_id, results.trials[1].number)
+    assert [t.trial_dir for t in results.trials] == [None, str(kept), None]
+    assert (kept / "model.pt").read_text() == f"trial {results.trials[1].number} read hello"
+    assert (kept / "input.txt").readlink() == project / "input.txt"
+    assert [p.name for p in (root / sweep_id / "trials").iterdir() if p.is_dir() and p.name[0] != "."] == [
+        kept.name
+    ]
+    assert not (project / ".sweeper" / "checkpoints").exists()  # no trial asked for its checkpoint folder
+    assert (project / "input.txt").read_text() == "hello\n"
+
+
+@pytest.fixture
+def no_spare(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process holds no kept trial directory before or after the test."""
+    monkeypatch.setattr(workdir, "_spare", None)
+
+
+def _linked(project: Path, trial: Path) -> Path:
+    trial.mkdir(parents=True)
+    link_project(project, trial)
+    return trial
+
+
+@pytest.mark.usefixtures("no_spare")
+def test_only_a_directory_of_the_projects_own_links_is_released(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    (project / "data").mkdir(parents=True)
+    (project / "config.yaml").write_text("lr: 0.1\n")
+    untouched = _linked(project, tmp_path / "trials" / "0")
+    wrote = _linked(project, tmp_path / "trials" / "1")
+    (wrote / "model.pt").write_text("weights")
+    own_link = _linked(project, tmp_path / "trials" / "2")
+    (own_link / "config.yaml").unlink()
+    (own_link / "config.yaml").symlink_to(tmp_path / "elsewhere.yaml")  # the trainer's, not ours
+    made_dir = _linked(project, tmp_path / "trials" / "3")
+    (made_dir / "logs").mkdir()
+
+    assert release_trial_dir(untouched, project, keep=False)
+    assert not untouched.exists()
+    for kept in (wrote, own_link, made_dir):
+        assert not release_trial_dir(kept, project, keep=False)
+    assert (wrote / "model.pt").read_text() == "weights" and (wrote / "data").readlink() == project / "data"
+    assert (own_link / "config.yaml").readlink() == tmp_path / "elsewhere.yaml"
+    assert (made_dir / "logs").is_dir()
+    assert (project / "config.yaml").read_text() == "lr: 0.1\n" and (project / "data").is_dir()
+    assert workdir._spare is None  # nothing kept without keep=True
+
+
+@pytest.mark.usefixtures("no_spare")
+def test_a_kept_directory_becomes_the_next_trials_with_the_projects_entries_of_now(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "old.txt").write_text("old")
+    (project / "stays.txt").write_text("stays")
+    first = _linked(project, trial_dir(tmp_path / "sweeps", "abcdefgh", 0))
+    inode = first.stat().st_ino
+
+    assert release_trial_dir(first, project, keep=True)
+    assert not first.exists()
+    (project / "old.txt").unlink()
+    (project / "new.txt").write_text("new")
+    # The next sweep's trial: its trials folder does not exist yet.
+    second = trial_dir(tmp_path / "sweeps", "ijklmnop", 4)
+    assert make_trial_dir(second, "ijklmnop", 4, project) == second
+    link_project(project, second)
+
+    assert second.stat().st_ino == inode  # renamed into place, not created again
+    assert sorted(p.name for p in second.iterdir()) == ["new.txt", "stays.txt"]
+    assert (second / "stays.txt").read_text() == "stays" and (second / "new.txt").read_text() == "new"
+    assert [p.name for p in (tmp_path / "sweeps" / "abcdefgh" / "trials").iterdir()] == []
+    assert workdir._spare is None
+
+
+@pytest.mark.usefixtures("no_spare")
+def test_a_kept_directory_of_another_project_is_removed_not_reused(tmp_path: Path) -> None:
+    mine, theirs = tmp_path / "mine", tmp_path / "theirs"
+    for project in (mine, theirs):
+        project.mkdir()
+        (project / f"{project.name}.txt").write_text(project.name)
+    first = _linked(theirs, trial_dir(tmp_path / "sweeps", "abcdefgh", 0))
+    assert release_trial_dir(first, theirs, keep=True)
+
+    second = make_trial_dir(trial_dir(tmp_path / "sweeps", "abcdefgh", 1), "abcdefgh", 1, mine)
+    link_project(mine, second)
+
+    assert sorted(p.name for p in second.iterdir()) == ["mine.txt"]
+    assert [p.name for p in (tmp_path / "sweeps" / "abcdefgh" / "trials").iterdir()] == ["1"]
+    assert (theirs / "theirs.txt").read_text() == "theirs"  # only the links went
 
 
 def test_a_node_that_cannot_create_the_projects_path_uses_its_home(
