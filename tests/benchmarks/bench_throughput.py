@@ -7,6 +7,11 @@ For each storage (SQLite, PostgreSQL at 127.0.0.1:5432, the journal file) and ea
   no-op trials, its storage wrapped in a counter of storage calls;
 - plain Optuna, ``study.optimize(n_jobs=k)`` on a fresh study in the same storage.
 
+Beside each rate, the CPU a trial cost, by process: for sweeper the agent's process, the Ray
+workers, the raylet and the GCS (every process's CPU time read from ``/proc`` before and after its
+run); for plain Optuna its one process. A database server's own CPU is in neither. On a machine of
+few cores that, not the storage, bounds the rate.
+
 The rate is the steady state: ``k`` Ray workers are started first (as on a cluster that has been
 up a while), and the rate counts the trials after the first ``WARM`` (by start time), divided by the
 span from the start of the first of them to the last end, as the trainers record it. Round trips
@@ -67,6 +72,48 @@ def postgres_database() -> Iterator[str | None]:
         admin.close()
 
 
+def _ray_group(pid: int, name: str, cmdline: bytes) -> str | None:
+    """Which part of a sweeper run a process is, from its name and command line; None: not ours."""
+    if pid == os.getpid():
+        return "agent"
+    program = cmdline.split(b"\0", 1)[0]  # the raylet's arguments name the workers' command too
+    if name == "raylet" or program.endswith(b"/raylet"):
+        return "raylet"
+    if name.startswith("gcs_server") or program.endswith(b"/gcs_server"):
+        return "GCS"
+    if name.startswith("ray::") or b"default_worker.py" in cmdline:
+        return "workers"
+    return None
+
+
+def cpu_by_process() -> dict[int, tuple[str, float]]:
+    """Every process of this Ray run with its CPU seconds so far (user + system, from ``/proc``)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found: dict[int, tuple[str, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:  # gone meanwhile
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        group = _ray_group(int(entry.name), name, cmdline)
+        if group is not None:
+            fields = stat[stat.rindex(")") + 2 :].split()
+            found[int(entry.name)] = (group, (int(fields[11]) + int(fields[12])) / tick)
+    return found
+
+
+def cpu_spent(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds each group spent between two :func:`cpu_by_process` readings."""
+    spent: dict[str, float] = {}
+    for pid, (group, seconds) in after.items():
+        spent[group] = spent.get(group, 0.0) + seconds - before.get(pid, (group, 0.0))[1]
+    return spent
+
+
 def run_sweeper(url: str, trials: int, k: int, outdir: Path) -> dict[str, float]:
     from counting import CountingStorage
 
@@ -83,7 +130,9 @@ def run_sweeper(url: str, trials: int, k: int, outdir: Path) -> dict[str, float]
     }
     sweep_id = sweeper.sweep(spec, storage=url)
     storage = CountingStorage(open_storage(url))
+    before = cpu_by_process()
     summary = Agent(sweep_id, storage=storage, max_concurrent=k).run()
+    spent = cpu_spent(before, cpu_by_process())
     study_writes = sum(n for name, n in storage.calls.items() if name.startswith("set_study"))
     return {
         "trials": summary.ran,
@@ -91,6 +140,7 @@ def run_sweeper(url: str, trials: int, k: int, outdir: Path) -> dict[str, float]
         "writes_per_trial": (storage.writes() - study_writes) / summary.ran,
         "reads_per_trial": storage.reads() / summary.ran,
         "calls": dict(storage.calls),  # type: ignore[dict-item]
+        "cpu_ms": {group: seconds / summary.ran * 1000 for group, seconds in spent.items()},  # type: ignore[dict-item]
     }
 
 
@@ -113,8 +163,10 @@ def run_optuna(url: str, trials: int, k: int, outdir: Path) -> dict[str, float]:
         (outdir / f"{trial.number}.json").write_text(json.dumps({"start": now, "end": now}))
         return x
 
+    before = time.process_time()
     study.optimize(objective, n_trials=trials, n_jobs=k)
-    return {"trials": trials, "rate": steady_rate(outdir, WARM)}
+    cpu_ms = (time.process_time() - before) / trials * 1000
+    return {"trials": trials, "rate": steady_rate(outdir, WARM), "cpu_ms": cpu_ms}
 
 
 def warm_workers(k: int) -> None:
@@ -203,7 +255,8 @@ def main() -> None:
                         ratio >= target,
                         f"storage writes per trial {ours['writes_per_trial']:.2f} (target <= 3), "
                         f"reads {ours['reads_per_trial']:.2f}; bare Ray no-op tasks {k} at a time: "
-                        f"{fmt(floor)}/s",
+                        f"{fmt(floor)}/s; CPU a trial {_cpu_note(ours['cpu_ms'])}, plain Optuna "
+                        f"{theirs['cpu_ms']:.1f} ms",
                     )
                 )
     load_after = os.getloadavg()
@@ -212,6 +265,13 @@ def main() -> None:
         Figure(section, "load average (1 min) before / after", f"{load_before[0]:.1f} / {load_after[0]:.1f}")
     )
     harness.emit(figures, args.json)
+
+
+def _cpu_note(cpu_ms: dict[str, float]) -> str:
+    parts = ", ".join(
+        f"{group} {cpu_ms.get(group, 0.0):.1f}" for group in ("agent", "workers", "raylet", "GCS")
+    )
+    return f"{sum(cpu_ms.values()):.1f} ms ({parts})"
 
 
 if __name__ == "__main__":
