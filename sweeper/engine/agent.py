@@ -44,6 +44,7 @@ from sweeper.storage import journal_read, sweeps, work
 from sweeper.storage.sweeps import SweepState
 from sweeper.storage.urls import open_storage
 from sweeper.worker.task import Failure
+from sweeper.worker.workdir import remove_kept_dirs, trials_dir
 
 __all__ = ["EXECUTORS", "Agent", "AgentSummary", "End", "ExecutorKind"]
 
@@ -267,6 +268,7 @@ class Agent:
         finally:
             watch.stop()
             executor.close()
+            remove_kept_dirs(trials_dir(engine.make_task.outputs_dir, info.id))
             # Whatever this agent still holds goes back to the sweep: nothing it ran stays RUNNING.
             keeper.close(Failure.AGENT_STOPPED)
         state = sweeps.read_state(self._storage, info.study_id)

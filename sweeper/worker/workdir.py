@@ -14,6 +14,7 @@ A directory the trainer left nothing of its own in (only the project's links) is
 would say nothing, and ten thousand of them fill the sweep's folder. A Ray worker keeps it, hidden,
 for its next trial instead (:func:`release_trial_dir`): creating a directory and its links is the
 largest part of a short trial's cost on a slow filesystem, renaming one is a single system call.
+The agent removes the kept ones on its node when its run ends (:func:`remove_kept_dirs`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,12 @@ def trial_dir(root: str | os.PathLike[str], sweep_id: str, number: int) -> Path:
     >>> trial_dir("/work/.sweeper/sweeps", "abcdefgh", 7).as_posix()
     '/work/.sweeper/sweeps/abcdefgh/trials/7'
     """
-    return Path(root) / sweep_id / "trials" / str(number)
+    return trials_dir(root, sweep_id) / str(number)
+
+
+def trials_dir(root: str | os.PathLike[str], sweep_id: str) -> Path:
+    """The folder under ``root`` holding a sweep's trial directories."""
+    return Path(root) / sweep_id / "trials"
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,7 @@ class _Spare:
 
 
 _spare: _Spare | None = None
+_KEPT_PREFIX = ".unused-"  # + host and process id: a kept directory's name beside the trials' own
 
 
 def make_trial_dir(preferred: Path, sweep_id: str, number: int, project: Path | None = None) -> Path:
@@ -118,7 +125,7 @@ def release_trial_dir(directory: Path, project: Path | None, *, keep: bool) -> b
     except OSError:
         return False
     if keep and _spare is None and source is not None:
-        hidden = directory.parent / f".unused-{socket.gethostname()}-{os.getpid()}"
+        hidden = directory.parent / f"{_KEPT_PREFIX}{socket.gethostname()}-{os.getpid()}"
         with contextlib.suppress(OSError):
             os.rename(directory, hidden)
             _spare = _Spare(hidden, source)
@@ -140,6 +147,19 @@ def _remove_links_dir(directory: Path) -> bool:
     except OSError:
         return False
     return True
+
+
+def remove_kept_dirs(trials: Path) -> None:
+    """Remove the directories Ray workers keep hidden in a sweep's ``trials`` folder on this node.
+
+    The agent calls it when its run ends: workers Ray shut down never removed theirs, and one
+    still running makes a new directory for its next trial when it finds its own gone.
+    """
+    kept: list[str] = []
+    with contextlib.suppress(OSError), os.scandir(trials) as entries:
+        kept = [entry.path for entry in entries if entry.name.startswith(_KEPT_PREFIX)]
+    for path in kept:
+        _remove_links_dir(Path(path))
 
 
 @atexit.register

@@ -12,7 +12,14 @@ from click.testing import CliRunner
 import sweeper
 from sweeper.cli import main
 from sweeper.worker import workdir
-from sweeper.worker.workdir import link_project, make_trial_dir, release_trial_dir, trial_dir
+from sweeper.worker.workdir import (
+    link_project,
+    make_trial_dir,
+    release_trial_dir,
+    remove_kept_dirs,
+    trial_dir,
+    trials_dir,
+)
 
 SPEC = {"method": "grid", "metric": {"name": "loss"}, "parameters": {"x": {"values": [1.0, 2.0, 3.0]}}}
 
@@ -91,6 +98,9 @@ def test_a_trial_that_leaves_nothing_in_its_directory_leaves_no_directory(
         kept.name
     ]
     assert not (project / ".sweeper" / "checkpoints").exists()  # no trial asked for its checkpoint folder
+    assert [p.name for p in (root / sweep_id / "trials").iterdir() if p.is_dir()] == [
+        kept.name
+    ]  # none hidden
     assert (project / "input.txt").read_text() == "hello\n"
 
 
@@ -153,6 +163,27 @@ def test_a_kept_directory_becomes_the_next_trials_with_the_projects_entries_of_n
     assert sorted(p.name for p in second.iterdir()) == ["new.txt", "stays.txt"]
     assert (second / "stays.txt").read_text() == "stays" and (second / "new.txt").read_text() == "new"
     assert [p.name for p in (tmp_path / "sweeps" / "abcdefgh" / "trials").iterdir()] == []
+    assert workdir._spare is None
+
+
+@pytest.mark.usefixtures("no_spare")
+def test_a_kept_directory_removed_by_the_agent_leaves_the_next_trial_a_new_one(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "data.csv").write_text("a,b\n")
+    first = _linked(project, trial_dir(tmp_path / "sweeps", "abcdefgh", 0))
+    assert release_trial_dir(first, project, keep=True)
+    (first.parent / "1").mkdir()
+    (first.parent / "1" / "model.pt").write_text("a trial's own")
+
+    remove_kept_dirs(trials_dir(tmp_path / "sweeps", "abcdefgh"))
+
+    assert sorted(p.name for p in first.parent.iterdir()) == ["1"]  # only the hidden one went
+    assert (first.parent / "1" / "model.pt").read_text() == "a trial's own"
+    second = make_trial_dir(trial_dir(tmp_path / "sweeps", "abcdefgh", 2), "abcdefgh", 2, project)
+    link_project(project, second)
+    assert second.is_dir() and (second / "data.csv").read_text() == "a,b\n"
+    assert (project / "data.csv").read_text() == "a,b\n"
     assert workdir._spare is None
 
 
