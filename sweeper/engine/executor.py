@@ -93,6 +93,7 @@ class RayExecutor:
         self._max_concurrent = max_concurrent
         self._options = _task_options(resources)
         self._remote = ray.remote(ray_task.run_in_ray).options(**self._options)
+        self._fresh_workers = False  # see _collect: once a worker's CUDA is bound, one per trial
         # A broker an earlier agent run of this process left (see broker_pool), else a new one; this
         # run's trials send its epoch with their reports.
         self._broker, self.epoch = broker_pool.take()
@@ -178,7 +179,20 @@ class RayExecutor:
                 cancelled = None  # it finished before the kill landed: keep its result
         if cancelled is not None and outcome.state != "failed":
             outcome = TrialOutcome.failed(*cancelled, duration_s=elapsed, host=outcome.host)
+        if (outcome.gpu_bound or outcome.failure is Failure.MISPLACED) and not self._fresh_workers:
+            self._start_fresh_workers()
         return running.task, outcome
+
+    def _start_fresh_workers(self) -> None:
+        """From now on each trial gets a fresh worker, as Ray gives GPU tasks by default: a trial's
+        CUDA bound the worker that ran it to its GPUs (:mod:`sweeper.worker.gpu_binding`), so reusing
+        workers would put trials on GPUs Ray did not give them. A bound worker that is handed one
+        more trial refuses it and exits after it."""
+        import ray
+
+        _logger.info("a trial started CUDA in its Ray worker: each later trial runs in a fresh worker")
+        self._fresh_workers = True
+        self._remote = ray.remote(max_calls=1, **self._options)(ray_task.run_in_fresh_ray_worker)
 
     def cancel(self, trial_id: int, failure: Failure, reason: str) -> None:
         import ray

@@ -103,9 +103,10 @@ class TrialTask:
 class Failure(str, enum.Enum):
     """Why a trial failed. The fail reason stored with a trial says it in words; this says it in a type.
 
-    The infrastructure kinds (an agent or a node went away) re-queue the trial without using one of
-    its ``retries`` (see :mod:`sweeper.engine.leases`); only kinds that may blame the machine count
-    towards an agent's fast-failure streak (see :mod:`sweeper.engine.flapping`).
+    The infrastructure kinds (an agent or a node went away, a worker bound to other GPUs) re-queue
+    the trial without using one of its ``retries`` (see :mod:`sweeper.engine.leases`); only kinds
+    that may blame the machine count towards an agent's fast-failure streak (see
+    :mod:`sweeper.engine.flapping`).
     """
 
     TRAINER = "trainer"  # the trainer raised, exited, or reported no finite objective
@@ -117,6 +118,7 @@ class Failure(str, enum.Enum):
     AGENT_LOST = "agent lost"  # its agent renewed no lease: another agent reaped it
     AGENT_INTERRUPTED = "agent interrupted"  # its agent was interrupted (Ctrl-C twice, a crash)
     AGENT_STOPPED = "agent stopped"  # its agent stopped while it was still held
+    MISPLACED = "misplaced"  # Ray gave it GPUs other than those its worker's CUDA runs on (not run)
 
     @property
     def infrastructure(self) -> bool:
@@ -130,7 +132,13 @@ class Failure(str, enum.Enum):
 
 
 _INFRASTRUCTURE = frozenset(
-    {Failure.NODE_LOST, Failure.AGENT_LOST, Failure.AGENT_INTERRUPTED, Failure.AGENT_STOPPED}
+    {
+        Failure.NODE_LOST,
+        Failure.AGENT_LOST,
+        Failure.AGENT_INTERRUPTED,
+        Failure.AGENT_STOPPED,
+        Failure.MISPLACED,
+    }
 )
 
 
@@ -153,6 +161,9 @@ class TrialOutcome:
     intermediate: tuple[tuple[int, float], ...] = ()
     # The directory the trial ran in, on ``host``: its relative outputs (and a program's logs).
     trial_dir: str | None = None
+    # Whether the worker that ran it is bound to its GPUs (see sweeper.worker.gpu_binding): a trial
+    # given other GPUs must not run there, so the agent starts later trials in fresh workers.
+    gpu_bound: bool = False
 
     @classmethod
     def failed(
