@@ -75,8 +75,9 @@ def note_trial_end(devices: str) -> bool:
 
 
 def misplaced(devices: str) -> str | None:
-    """Why this process must not run a trial given ``devices``; None when it may."""
-    if _bound is None or _bound[0] == devices:
+    """Why this process must not run a trial given ``devices``; None when it may (the same GPUs,
+    in any order: each is then the trial's own)."""
+    if _bound is None or sorted(_bound[0].split(",")) == sorted(devices.split(",")):
         return None
     return (
         f"misplaced: this worker's CUDA runs on the GPUs {_bound[0]} (CUDA_VISIBLE_DEVICES when a "

@@ -178,3 +178,13 @@ def test_a_process_holding_no_gpu_device_is_never_bound(
     assert not gpu_binding.holds_gpu()
     assert not gpu_binding.note_trial_end("0")
     assert gpu_binding.misplaced("1") is None and gpu_binding.misplaced("") is None
+
+
+def test_a_bound_process_runs_trials_given_the_same_gpus_in_any_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(gpu_binding, "_bound", ("0,1",))
+
+    assert gpu_binding.misplaced("0,1") is None and gpu_binding.misplaced("1,0") is None
+    assert gpu_binding.misplaced("0") is not None and gpu_binding.misplaced("0,1,2") is not None
+    assert gpu_binding.misplaced("") is not None
