@@ -186,8 +186,8 @@ class RayExecutor:
     def _start_fresh_workers(self) -> None:
         """From now on each trial gets a fresh worker, as Ray gives GPU tasks by default: a trial's
         CUDA bound the worker that ran it to its GPUs (:mod:`sweeper.worker.gpu_binding`), so reusing
-        workers would put trials on GPUs Ray did not give them. A bound worker that is handed one
-        more trial refuses it and exits after it."""
+        workers would put trials on GPUs Ray did not give them. A bound worker refuses a trial given
+        other GPUs; handed one of this function's, it exits after it, as every worker now does."""
         import ray
 
         _logger.info("a trial started CUDA in its Ray worker: each later trial runs in a fresh worker")
