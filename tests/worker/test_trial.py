@@ -165,6 +165,7 @@ def test_failure_kinds_say_what_may_be_retried_for_free_and_what_may_blame_the_m
         Failure.AGENT_LOST,
         Failure.AGENT_INTERRUPTED,
         Failure.AGENT_STOPPED,
+        Failure.MISPLACED,  # a worker bound to other GPUs refused it: the trial never ran
     }
     assert {f for f in Failure if f.may_blame_machine} == {Failure.TRAINER, Failure.WORKER_DIED}
     failed = TrialOutcome.failed(Failure.TIMEOUT, "timeout: trial ran past sweeper.timeout (1 s)")
