@@ -7,9 +7,10 @@ distribution again for every record, and copies the trial for every record it ap
 write, because trials it handed out must not change under their holder).
 
 The first replay of a freshly opened storage has handed nothing out yet, so :class:`JournalFile` and
-:func:`open_journal` do the same work in place: the complete lines are decoded with one
-``json.loads``, each distinct distribution is decoded once, trials and studies are changed where
-they lie, and local times are computed once an hour (:class:`~sweeper.storage.fast_read.LocalTime`).
+:func:`open_journal` do the same work in place: the complete lines are decoded in one go (by
+orjson, to what ``json.loads`` gives: :mod:`~sweeper.storage.exact_json`), each distinct
+distribution is decoded once, trials and studies are changed where they lie, and local times are
+computed once an hour (:class:`~sweeper.storage.fast_read.LocalTime`).
 Every later sync, and every write, is Optuna's own. The result is Optuna's, field for field: the
 same studies and trials, the same numbering, the same records ignored (an op on a finished trial,
 a param whose distribution conflicts with the study's, a study created twice); no record in a log
@@ -20,7 +21,6 @@ Optuna's ``apply_logs``, so the fast path is never a second source of truth.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable, Generator, Iterator
@@ -36,7 +36,7 @@ from optuna.study._study_direction import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.heap import collection_paused
-from sweeper.storage import journal_snapshot
+from sweeper.storage import exact_json, journal_snapshot
 from sweeper.storage.fast_read import LocalTime, exact_local
 from sweeper.storage.journal_replay import LinearJournalStorage, LinearReplay
 
@@ -44,7 +44,8 @@ _log = logging.getLogger(__name__)
 
 
 class JournalFile(JournalFileBackend):
-    """Optuna's journal file backend; a read of the whole log decodes it in one ``json.loads``.
+    """Optuna's journal file backend; a read of the whole log decodes it in one go (orjson, exactly
+    as ``json.loads``: :mod:`~sweeper.storage.exact_json`).
 
     Optuna decodes each line on its own; what it yields for a read from the start is the same list.
     """
@@ -70,7 +71,7 @@ class JournalFile(JournalFileBackend):
         if tail and not lines:
             return None
         try:
-            logs = json.loads(b"[" + b",".join(lines) + b"]") if lines else []
+            logs = exact_json.loads(b"[" + b",".join(lines) + b"]") if lines else []
         except ValueError:  # a line that is not JSON: Optuna's reader says what it does with it
             return None
         if len(logs) != len(lines):  # a line holding two values, or none

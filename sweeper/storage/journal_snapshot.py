@@ -41,6 +41,7 @@ from optuna.study._frozen import FrozenStudy
 from optuna.study._study_direction import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from sweeper.storage import exact_json
 from sweeper.storage.journal_replay import LinearReplay
 
 _log = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ def load(journal: str, data: bytes, worker_id_prefix: str) -> Snapshot | None:
         log_number = header["log_number"]
         if log_number != data.count(b"\n", 0, offset):  # a record a line: the two must agree
             return None
-        return _decode(json.loads(body), log_number, offset, worker_id_prefix)
+        return _decode(exact_json.loads(body), log_number, offset, worker_id_prefix)
     except Exception as exc:  # a snapshot we cannot use is only a slower open, never an error
         _log.debug("journal snapshot %s ignored: %r", path_of(journal), exc)
         return None
