@@ -96,15 +96,24 @@ def main() -> None:
     }
     (root / "pruning.yaml").write_text(yaml.safe_dump(spec))
     storage = f"journal://{root / 'journal.log'}"
-    # Every trial's worker started and warm, as the echo's callers find them after the sweep: on 2
-    # cores, 32 fresh workers take tens of seconds to start, and the first wave's stops with them.
+    # Warm-up sweeps until 32 live workers have each run a trial, as the echo's callers find them
+    # after the sweep. A fresh Ray worker costs 1.5 s of CPU here, and one wave of short trials can
+    # leave some workers unused (one that started late finds every trial taken): ten starting
+    # during the measured sweep took most of its 2 cores and slowed the echo after it too.
     with stopwatch() as warm_s:
         warm = {**spec, "name": "warm-up", "run_cap": gpus}
-        warm["parameters"] = {**spec["parameters"], "outdir": {"value": str(root)}, "steps": {"value": 50}}
-        sweeper.agent(sweeper.sweep(warm, storage=storage), storage=storage)
+        warm["parameters"] = {**spec["parameters"], "outdir": {"value": str(root)}, "steps": {"value": 100}}
+        for _ in range(4):
+            sweeper.agent(sweeper.sweep(warm, storage=storage), storage=storage)
+            if len(harness.live_workers(root)) >= gpus:
+                break
     sweep_id = sweeper.sweep(str(root / "pruning.yaml"), storage=storage)
+    before = harness.cpu_by_process()
     with stopwatch() as took:
         summary = sweeper.agent(sweep_id, storage=storage)
+    after = harness.cpu_by_process()
+    cpu = harness.cpu_spent(before, after)
+    started = sum(1 for pid in after if pid not in before)  # processes Ray started during the sweep
     latencies: list[float] = []
     stops: list[float] = []
     pruned = 0
@@ -162,6 +171,13 @@ def main() -> None:
             f"for scale: Ray alone, {gpus} tasks calling a do-nothing async actor every 10 ms, p50 / p95",
             f"{percentile(floor, 50):.1f} / {floor_p95:.1f} ms",
             note="the transport floor on this machine, no storage and no pruner",
+        ),
+        Figure(
+            section,
+            "CPU the measured sweep took, by process, in seconds of its wall time (2 cores: at most 2.0)",
+            ", ".join(f"{group} {seconds / took[0]:.2f}" for group, seconds in sorted(cpu.items())),
+            note=f"the trials' workers, the broker actor, the agent, Ray's raylet and GCS; "
+            f"{started} processes started during the sweep",
         ),
     ]
     harness.emit(figures, args.json)

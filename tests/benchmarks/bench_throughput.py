@@ -72,48 +72,6 @@ def postgres_database() -> Iterator[str | None]:
         admin.close()
 
 
-def _ray_group(pid: int, name: str, cmdline: bytes) -> str | None:
-    """Which part of a sweeper run a process is, from its name and command line; None: not ours."""
-    if pid == os.getpid():
-        return "agent"
-    program = cmdline.split(b"\0", 1)[0]  # the raylet's arguments name the workers' command too
-    if name == "raylet" or program.endswith(b"/raylet"):
-        return "raylet"
-    if name.startswith("gcs_server") or program.endswith(b"/gcs_server"):
-        return "GCS"
-    if name.startswith("ray::") or b"default_worker.py" in cmdline:
-        return "workers"
-    return None
-
-
-def cpu_by_process() -> dict[int, tuple[str, float]]:
-    """Every process of this Ray run with its CPU seconds so far (user + system, from ``/proc``)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    found: dict[int, tuple[str, float]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:  # gone meanwhile
-            continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        group = _ray_group(int(entry.name), name, cmdline)
-        if group is not None:
-            fields = stat[stat.rindex(")") + 2 :].split()
-            found[int(entry.name)] = (group, (int(fields[11]) + int(fields[12])) / tick)
-    return found
-
-
-def cpu_spent(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
-    """CPU seconds each group spent between two :func:`cpu_by_process` readings."""
-    spent: dict[str, float] = {}
-    for pid, (group, seconds) in after.items():
-        spent[group] = spent.get(group, 0.0) + seconds - before.get(pid, (group, 0.0))[1]
-    return spent
-
-
 def run_sweeper(url: str, trials: int, k: int, outdir: Path) -> dict[str, float]:
     from counting import CountingStorage
 
@@ -130,9 +88,10 @@ def run_sweeper(url: str, trials: int, k: int, outdir: Path) -> dict[str, float]
     }
     sweep_id = sweeper.sweep(spec, storage=url)
     storage = CountingStorage(open_storage(url))
-    before = cpu_by_process()
+    before = harness.cpu_by_process()
     summary = Agent(sweep_id, storage=storage, max_concurrent=k).run()
-    spent = cpu_spent(before, cpu_by_process())
+    after = harness.cpu_by_process()
+    spent = harness.cpu_spent(before, after)
     study_writes = sum(n for name, n in storage.calls.items() if name.startswith("set_study"))
     return {
         "trials": summary.ran,
@@ -141,6 +100,7 @@ def run_sweeper(url: str, trials: int, k: int, outdir: Path) -> dict[str, float]
         "reads_per_trial": storage.reads() / summary.ran,
         "calls": dict(storage.calls),  # type: ignore[dict-item]
         "cpu_ms": {group: seconds / summary.ran * 1000 for group, seconds in spent.items()},  # type: ignore[dict-item]
+        "started": sum(1 for pid in after if pid not in before),  # Ray processes started meanwhile
     }
 
 
@@ -256,7 +216,8 @@ def main() -> None:
                         f"storage writes per trial {ours['writes_per_trial']:.2f} (target <= 3), "
                         f"reads {ours['reads_per_trial']:.2f}; bare Ray no-op tasks {k} at a time: "
                         f"{fmt(floor)}/s; CPU a trial {_cpu_note(ours['cpu_ms'])}, plain Optuna "
-                        f"{theirs['cpu_ms']:.1f} ms",
+                        f"{theirs['cpu_ms']:.1f} ms; Ray processes started during the sweep: "
+                        f"{ours['started']}",
                     )
                 )
     load_after = os.getloadavg()

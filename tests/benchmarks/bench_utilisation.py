@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import harness
@@ -62,11 +61,13 @@ def main() -> None:
         warm["parameters"] = {**spec["parameters"], "outdir": {"value": str(root)}, "duration": {"value": 3}}
         for _ in range(3):
             sweeper.agent(sweeper.sweep(warm, storage=storage), storage=storage)
-            if len(_live_workers(root)) >= gpus:
+            if len(harness.live_workers(root)) >= gpus:
                 break
     sweep_id = sweeper.sweep(str(root / "utilisation.yaml"), storage=storage)
+    before = harness.cpu_by_process()
     with stopwatch() as took:
         summary = sweeper.agent(sweep_id, storage=storage)
+    started = sum(1 for pid in harness.cpu_by_process() if pid not in before)  # Ray processes started
     records = [{**json.loads(p.read_text()), "pid": p.stem.rsplit("-", 1)[1]} for p in outdir.glob("*.json")]
     busy = sum(r["end"] - r["start"] for r in records)
     makespan = max(r["end"] for r in records) - min(r["start"] for r in records)
@@ -91,17 +92,12 @@ def main() -> None:
             f"{of_perfect:.1%}",
             ">= 99%",
             of_perfect >= 0.99,
-            f"load average (1 min) at the end {os.getloadavg()[0]:.1f}",
+            f"load average (1 min) at the end {os.getloadavg()[0]:.1f}; "
+            f"Ray processes started during the sweep: {started}",
         ),
     ]
     figures += _losses(section, records)
     harness.emit(figures, args.json)
-
-
-def _live_workers(outdir: Path) -> set[int]:
-    """The live processes that ran a trial writing its record in ``outdir``."""
-    pids = {int(path.stem.rsplit("-", 1)[1]) for path in outdir.glob("*.json")}
-    return {pid for pid in pids if Path(f"/proc/{pid}").exists()}
 
 
 def _losses(section: str, records: list[dict[str, Any]]) -> list[Figure]:

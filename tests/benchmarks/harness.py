@@ -147,3 +147,53 @@ def library_versions() -> dict[str, str]:
 def fmt(value: float, digits: int = 3) -> str:
     """A number with ``digits`` significant digits."""
     return f"{value:.{digits}g}"
+
+
+def _ray_group(pid: int, name: str, cmdline: bytes) -> str | None:
+    """Which part of a sweeper run a process is, from its name and command line; None: not ours."""
+    if pid == os.getpid():
+        return "agent"
+    program = cmdline.split(b"\0", 1)[0]  # the raylet's arguments name the workers' command too
+    if name == "raylet" or program.endswith(b"/raylet"):
+        return "raylet"
+    if name.startswith("gcs_server") or program.endswith(b"/gcs_server"):
+        return "GCS"
+    if name.startswith("ray::ReportBrok"):  # the kernel keeps 15 characters of a name
+        return "broker"
+    if name.startswith("ray::") or b"default_worker.py" in cmdline:
+        return "workers"
+    return None
+
+
+def cpu_by_process() -> dict[int, tuple[str, float]]:
+    """Every process of this Ray run with its CPU seconds so far (user + system, from ``/proc``)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found: dict[int, tuple[str, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:  # gone meanwhile
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        group = _ray_group(int(entry.name), name, cmdline)
+        if group is not None:
+            fields = stat[stat.rindex(")") + 2 :].split()
+            found[int(entry.name)] = (group, (int(fields[11]) + int(fields[12])) / tick)
+    return found
+
+
+def cpu_spent(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds each group spent between two :func:`cpu_by_process` readings."""
+    spent: dict[str, float] = {}
+    for pid, (group, seconds) in after.items():
+        spent[group] = spent.get(group, 0.0) + seconds - before.get(pid, (group, 0.0))[1]
+    return spent
+
+
+def live_workers(outdir: Path) -> set[int]:
+    """The live processes that ran a trial writing its record in ``outdir`` (``NUMBER-ATTEMPT-PID.json``)."""
+    pids = {int(path.stem.rsplit("-", 1)[1]) for path in outdir.glob("*.json")}
+    return {pid for pid in pids if Path(f"/proc/{pid}").exists()}
