@@ -1,4 +1,5 @@
-"""Optuna's journal storage, with a trial's intermediate values replayed in linear time.
+"""Optuna's journal storage, with a trial's intermediate values replayed in linear time and its
+waiting trials indexed.
 
 Optuna's replay of the journal copies a trial, and all its intermediate values, for each value
 it applies (copy on write: a trial handed out earlier must not change under its reader). A trial
@@ -6,6 +7,12 @@ that reports 100,000 values then costs 5 * 10^9 dict copies to read back or to a
 of CPU for every process that opens the journal. :class:`LinearJournalStorage` replays the same
 records into the same trials, but copies a trial once per sync at most: a copy made during one
 replay is not handed out before the replay ends, so the values after it can go into it in place.
+
+Optuna finds the next queued trial by reading every trial of the study (``get_all_trials`` with
+``states=(WAITING,)``), for each trial an agent starts: 0.6 ms a trial at 10,000 trials, and the
+agent's rate halved on such a sweep. :meth:`LinearJournalStorage.waiting_trial_ids` answers from an
+index the replay keeps once asked (one pass over the trials, then each record that creates a trial
+or sets its state keeps it).
 
 Example:
     >>> import tempfile, optuna
@@ -28,6 +35,7 @@ from typing import Any
 
 from optuna.storages import JournalStorage
 from optuna.storages.journal._storage import JournalStorageReplayResult
+from optuna.trial import TrialState
 
 
 class LinearReplay(JournalStorageReplayResult):
@@ -36,6 +44,39 @@ class LinearReplay(JournalStorageReplayResult):
     def __init__(self, worker_id_prefix: str) -> None:
         super().__init__(worker_id_prefix)
         self._fresh: set[int] = set()  # trials copied during the replay in progress
+        self._waiting: dict[int, set[int]] | None = None  # study id -> its WAITING trials, once asked
+
+    def waiting_trial_ids(self, study_id: int) -> list[int]:
+        """The study's WAITING trials, oldest first (Optuna's ``get_all_trials`` order)."""
+        if self._waiting is None:  # the first ask: one pass (trials restored or replayed in place too)
+            self._waiting = {}
+            for trial_id, trial in self._trials.items():
+                if trial.state == TrialState.WAITING:
+                    self._waiting.setdefault(self._trial_id_to_study_id[trial_id], set()).add(trial_id)
+        return sorted(self._waiting.get(study_id, ()))
+
+    def _index(self, trial_id: int) -> None:
+        """Keep the index true to the trial's state now (after a record applied, or ignored)."""
+        trial = self._trials.get(trial_id)
+        if self._waiting is None or trial is None:
+            return
+        waiting = self._waiting.setdefault(self._trial_id_to_study_id[trial_id], set())
+        if trial.state == TrialState.WAITING:
+            waiting.add(trial_id)
+        else:
+            waiting.discard(trial_id)
+
+    def _apply_create_trial(self, log: dict[str, Any]) -> None:
+        try:
+            super()._apply_create_trial(log)
+        finally:
+            self._index(len(self._trials) - 1)  # the trial made, if the record made one
+
+    def _apply_set_trial_state_values(self, log: dict[str, Any]) -> None:
+        try:
+            super()._apply_set_trial_state_values(log)
+        finally:
+            self._index(log["trial_id"])
 
     def apply_logs(self, logs: Iterable[dict[str, Any]]) -> None:
         self._fresh = set()
@@ -61,6 +102,17 @@ class LinearReplay(JournalStorageReplayResult):
 
 class LinearJournalStorage(JournalStorage):
     """:class:`optuna.storages.JournalStorage` whose replay is :class:`LinearReplay`."""
+
+    def waiting_trial_ids(self, study_id: int) -> list[int]:
+        """The study's WAITING trials as of now, oldest first: what Optuna's pop of a queued trial
+        reads with ``get_all_trials(study_id, states=(WAITING,))``, from the replay's index."""
+        with self._thread_lock:
+            self._sync_with_backend()
+            replay = self._replay_result
+            if isinstance(replay, LinearReplay):
+                return replay.waiting_trial_ids(study_id)
+            waiting = replay.get_all_trials(study_id, (TrialState.WAITING,))
+            return [trial._trial_id for trial in waiting]
 
     def _sync_with_backend(self) -> None:
         if not isinstance(self._replay_result, LinearReplay) and self._replay_result.log_number_read == 0:

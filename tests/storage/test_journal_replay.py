@@ -1,14 +1,17 @@
-"""The journal's linear replay reads back what Optuna's own replay reads, and keeps its copy on write."""
+"""The journal's linear replay reads back what Optuna's own replay reads, keeps its copy on write, and
+indexes the waiting trials as a read of every trial finds them."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
+from sweeper.storage import journal_snapshot, queue
 from sweeper.storage.journal_replay import LinearJournalStorage
 from sweeper.storage.urls import open_storage
 
@@ -66,3 +69,61 @@ def test_a_trial_handed_out_before_a_sync_does_not_change_after_it(tmp_path: Pat
     assert before.intermediate_values == values_before == {s: float(s) for s in range(5)}
     assert after.intermediate_values == {s: float(s) for s in range(10)}
     assert after is not before
+
+
+def _waiting(storage: JournalStorage, study_id: int) -> list[int]:
+    """Optuna's own answer: a read of every trial."""
+    return [t._trial_id for t in storage.get_all_trials(study_id, states=(TrialState.WAITING,))]
+
+
+def test_the_index_of_waiting_trials_is_what_a_read_of_every_trial_finds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(journal_snapshot, "MIN_RECORDS", 0)  # the second open starts from a snapshot
+    path = tmp_path / "journal.log"
+    other = JournalStorage(JournalFileBackend(str(path)))  # another process's writes
+    one = optuna.create_study(study_name="one", storage=other)
+    two = optuna.create_study(study_name="two", storage=other)
+    for x in range(4):
+        one.enqueue_trial({"x": x})
+    two.enqueue_trial({"x": 9})
+    one.ask()  # pops the first
+    for opened in range(2):  # replayed in place, then restored from the snapshot
+        assert journal_snapshot.path_of(str(path)).exists() is (opened == 1)
+        ours = open_storage(f"journal://{path}")
+        assert isinstance(ours, LinearJournalStorage)
+        for study in (one, two):
+            assert ours.waiting_trial_ids(study._study_id) == _waiting(other, study._study_id)
+    # Later records reach the index through Optuna's replay: a pop, an end, new queued trials,
+    # a waiting trial failed before it ran, and this storage's own writes.
+    waiting = ours.waiting_trial_ids(one._study_id)
+    one.ask()
+    other.set_trial_state_values(waiting[1], TrialState.FAIL)
+    one.enqueue_trial({"x": 5})
+    fresh = ours.create_new_trial(one._study_id, optuna.trial.create_trial(state=TrialState.WAITING))
+    assert (
+        ours.waiting_trial_ids(one._study_id)
+        == _waiting(other, one._study_id)
+        == [waiting[2], fresh - 1, fresh]
+    )
+    ours.set_trial_state_values(fresh, TrialState.RUNNING)
+    assert ours.waiting_trial_ids(one._study_id) == _waiting(other, one._study_id)
+    assert ours.waiting_trial_ids(two._study_id) == _waiting(other, two._study_id) != []
+
+
+def test_the_journal_pops_queued_trials_from_the_index_in_optunas_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "journal.log"
+    writer = optuna.create_study(study_name="q", storage=JournalStorage(JournalFileBackend(str(path))))
+    for x in range(3):
+        writer.enqueue_trial({"x": x})
+    study = optuna.load_study(study_name="q", storage=open_storage(f"journal://{path}"))
+
+    def no_scan(*args: object, **kwargs: object) -> None:
+        raise AssertionError("read every trial")
+
+    monkeypatch.setattr(study._storage._replay_result, "get_all_trials", no_scan)  # type: ignore[attr-defined]
+    popped = [queue._pop_waiting(study) for _ in range(4)]
+    assert popped[:3] == [t._trial_id for t in writer.trials] and popped[3] is None
+    assert [t.state for t in writer.get_trials()] == [TrialState.RUNNING] * 3
