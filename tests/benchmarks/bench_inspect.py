@@ -61,7 +61,7 @@ DISTRIBUTIONS = {
 }
 
 
-def build(url: str, n_trials: int, running: int = 8) -> str:
+def build(url: str, n_trials: int, running: int = 8, spec: dict[str, Any] | None = None) -> str:
     """A sweep of ``n_trials`` trials (a few running, some pruned or failed); returns its id.
 
     The trials are written as the agent writes them, through its batched writer
@@ -72,7 +72,7 @@ def build(url: str, n_trials: int, running: int = 8) -> str:
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = _bulk_storage(url)
-    info = sweeps.create_sweep(storage, load_spec(SPEC))
+    info = sweeps.create_sweep(storage, load_spec(spec or SPEC))
     rng = random.Random(0)
     start = datetime.now(timezone.utc) - timedelta(hours=10)
     for first in range(0, n_trials, _CHUNK):

@@ -10,6 +10,9 @@ and the agent's memory over a long no-op sweep.
   categorical); the time of one more ``ask`` with the sampler the agent uses (``make_sampler``).
 - Memory: one agent process runs a no-op sweep in chunks (``sweeper.agent(count=...)``, local
   executor so no Ray worker shares the work), its RSS read after each chunk.
+- Agent at scale: the agent runs no-op trials (Ray, 2 at a time, on the journal) on a sweep already
+  holding 10,000 trials and, its peer in the same run, on a fresh sweep, alternated: its rate and
+  its CPU a trial should not grow with the sweep.
 """
 
 from __future__ import annotations
@@ -195,6 +198,47 @@ def memory_figure(total: int, chunks: int, root: Path) -> Figure:
     )
 
 
+def agent_scale_figure(held: int, count: int, root: Path) -> Figure:
+    """The agent's no-op trials/s on a journal sweep holding ``held`` trials, against a fresh one."""
+    import bench_inspect
+    import ray
+
+    import sweeper
+
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": harness.worker_pythonpath()}},
+    )
+    spec = {**bench_inspect.SPEC, "sweeper": {"trainer": "bench_trainers:noop_loss", "max_concurrent": 2}}
+    rates: dict[int, list[float]] = {0: [], held: []}
+    cpu: dict[int, list[float]] = {0: [], held: []}
+    try:
+        for run, size in enumerate((0, held, 0, held)):
+            url = f"journal://{root / f'agent-{run}.log'}"
+            sweep_id = bench_inspect.build(url, size, running=0, spec=spec)
+            sweeper.agent(sweep_id, storage=url, count=20)  # the journal opened, the workers warm
+            before, began = time.process_time(), time.perf_counter()
+            sweeper.agent(sweep_id, storage=url, count=count)
+            rates[size].append(count / (time.perf_counter() - began))
+            cpu[size].append((time.process_time() - before) / count * 1000)
+    finally:
+        ray.shutdown()
+    ratio = statistics.median(rates[held]) / statistics.median(rates[0])
+    big, fresh = (", ".join(f"{r:.0f}" for r in rates[size]) for size in (held, 0))
+    return Figure(
+        SECTION,
+        f"agent no-op trials/s on a journal sweep holding {held:,} trials / on a fresh sweep (2 at a time)",
+        f"{ratio:.2f} ({big} vs {fresh})",
+        "documented",
+        None,
+        f"{count} trials a run, runs alternated; the agent process's CPU a trial "
+        f"{', '.join(f'{c:.1f}' for c in cpu[held])} vs {', '.join(f'{c:.1f}' for c in cpu[0])} ms",
+    )
+
+
 def main() -> None:
     args = harness.parse_args(__doc__.splitlines()[0])
     import optuna
@@ -207,6 +251,7 @@ def main() -> None:
     figures = inspect_figures(1_000 if args.quick else 10_000, root)
     figures += sampler_figures((200, 500) if args.quick else (1_000, 5_000), 3 if args.quick else 10)
     figures.append(memory)
+    figures.append(agent_scale_figure(1_000 if args.quick else 10_000, 100 if args.quick else 300, root))
     harness.emit(figures, args.json)
 
 

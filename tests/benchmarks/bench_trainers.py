@@ -67,6 +67,11 @@ def log_every(config: Mapping[str, Any], trial: Trial) -> None:
         _write(config, trial, {**record, "last_step": steps_logged})
 
 
+def noop_loss(config: Mapping[str, Any], trial: Trial) -> dict[str, float]:
+    """Does nothing, for a sweep whose metric is ``loss`` (``bench_inspect``'s)."""
+    return {"loss": float(config.get("dropout", 0.0))}
+
+
 def sleeper(config: Mapping[str, Any], trial: Trial) -> dict[str, float]:
     """Sleeps ``duration`` seconds, recording its wall-clock start and end (a 1-GPU training job)."""
     start = time.time()
