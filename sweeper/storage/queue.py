@@ -52,8 +52,10 @@ def _pop_waiting(study: optuna.Study) -> int | None:
     rdb = database_of(study._storage)
     if rdb is None:
         journal = journal_of(study._storage)
-        if isinstance(journal, LinearJournalStorage):
-            return _pop_indexed(study, journal.waiting_trial_ids(study._study_id))
+        if isinstance(journal, LinearJournalStorage):  # a read of the log, retried as Optuna's is
+            read = journal.waiting_trial_ids
+            waiting = retried(study._storage, "waiting trials", lambda: read(study._study_id))
+            return _pop_indexed(study, waiting)
         return study._pop_waiting_trial_id()
     import datetime
 
