@@ -10,8 +10,8 @@ and the agent's memory over a long no-op sweep.
   categorical); the time of one more ``ask`` with the sampler the agent uses (``make_sampler``).
 - Memory: one agent process runs a no-op sweep in chunks (``sweeper.agent(count=...)``, local
   executor so no Ray worker shares the work), its RSS read after each chunk.
-- Agent at scale: the agent runs no-op trials (Ray, 2 at a time, on the journal) on a sweep already
-  holding 10,000 trials and, its peer in the same run, on a fresh sweep, alternated: its rate and
+- Agent at scale: the agent runs no-op trials (Ray, 2 at a time) on a sweep already holding 10,000
+  trials and, its peer in the same run, on a fresh sweep, alternated, on each storage: its rate and
   its CPU a trial should not grow with the sweep.
 """
 
@@ -24,6 +24,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -198,12 +199,11 @@ def memory_figure(total: int, chunks: int, root: Path) -> Figure:
     )
 
 
-def agent_scale_figure(held: int, count: int, root: Path) -> Figure:
-    """The agent's no-op trials/s on a journal sweep holding ``held`` trials, against a fresh one."""
+def agent_scale_figures(held: int, count: int, root: Path) -> list[Figure]:
+    """The agent's no-op trials/s on a sweep holding ``held`` trials, against a fresh one, on the
+    journal, SQLite and PostgreSQL (when the tests' server answers)."""
     import bench_inspect
     import ray
-
-    import sweeper
 
     ray.init(
         address="local",
@@ -212,25 +212,49 @@ def agent_scale_figure(held: int, count: int, root: Path) -> Figure:
         log_to_driver=False,
         runtime_env={"env_vars": {"PYTHONPATH": harness.worker_pythonpath()}},
     )
+    try:
+        figures = [
+            _agent_at_scale(
+                "journal", lambda run: nullcontext(f"journal://{root / f'agent-{run}.log'}"), held, count
+            ),
+            _agent_at_scale(
+                "SQLite", lambda run: nullcontext(f"sqlite:///{root / f'agent-{run}.db'}"), held, count
+            ),
+        ]
+        with bench_inspect.postgres_database() as probe:  # whether the tests' server answers
+            if probe is not None:
+                figures.append(
+                    _agent_at_scale("PostgreSQL", lambda run: bench_inspect.postgres_database(), held, count)
+                )
+    finally:
+        ray.shutdown()
+    return figures
+
+
+def _agent_at_scale(
+    kind: str, storage: Callable[[int], AbstractContextManager[str | None]], held: int, count: int
+) -> Figure:
+    import bench_inspect
+
+    import sweeper
+
     spec = {**bench_inspect.SPEC, "sweeper": {"trainer": "bench_trainers:noop_loss", "max_concurrent": 2}}
     rates: dict[int, list[float]] = {0: [], held: []}
     cpu: dict[int, list[float]] = {0: [], held: []}
-    try:
-        for run, size in enumerate((0, held, 0, held)):
-            url = f"journal://{root / f'agent-{run}.log'}"
+    for run, size in enumerate((0, held, 0, held)):
+        with storage(run) as url:
+            assert url is not None
             sweep_id = bench_inspect.build(url, size, running=0, spec=spec)
-            sweeper.agent(sweep_id, storage=url, count=20)  # the journal opened, the workers warm
+            sweeper.agent(sweep_id, storage=url, count=20)  # the storage opened, the workers warm
             before, began = time.process_time(), time.perf_counter()
             sweeper.agent(sweep_id, storage=url, count=count)
             rates[size].append(count / (time.perf_counter() - began))
             cpu[size].append((time.process_time() - before) / count * 1000)
-    finally:
-        ray.shutdown()
     ratio = statistics.median(rates[held]) / statistics.median(rates[0])
     big, fresh = (", ".join(f"{r:.0f}" for r in rates[size]) for size in (held, 0))
     return Figure(
         SECTION,
-        f"agent no-op trials/s on a journal sweep holding {held:,} trials / on a fresh sweep (2 at a time)",
+        f"agent no-op trials/s on a {kind} sweep holding {held:,} trials / on a fresh sweep (2 at a time)",
         f"{ratio:.2f} ({big} vs {fresh})",
         "documented",
         None,
@@ -251,7 +275,7 @@ def main() -> None:
     figures = inspect_figures(1_000 if args.quick else 10_000, root)
     figures += sampler_figures((200, 500) if args.quick else (1_000, 5_000), 3 if args.quick else 10)
     figures.append(memory)
-    figures.append(agent_scale_figure(1_000 if args.quick else 10_000, 100 if args.quick else 300, root))
+    figures += agent_scale_figures(1_000 if args.quick else 10_000, 100 if args.quick else 300, root)
     harness.emit(figures, args.json)
 
 
