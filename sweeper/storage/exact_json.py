@@ -1,12 +1,13 @@
-"""Decoding a journal's JSON in half the standard library's time, to exactly what it would give.
+"""Decoding a journal's JSON faster than the standard library, to exactly what it would give.
 
-orjson decodes the 39 MB log of a 10,000-trial sweep in 0.25-0.59 s where ``json.loads`` takes
-0.43-0.82 s. It reads everything Optuna's ``json.dumps`` writes the same way but three things:
-``NaN`` and ``Infinity`` (and a string holding a lone surrogate) it refuses, which sends the text
-to ``json.loads``; and an integer beyond 64 bits it turns into a float without a word. Such an
-integer has 19 digits or more; no float Python writes has a run of 19 digits but after its point
-(it writes ``1e+16`` from there on), so text holding such a run goes to ``json.loads`` too (a
-string of digits costs the same detour, and gives the same values).
+The 39 MB log of a 10,000-trial sweep decodes in 0.22-0.27 s this way (orjson, and the check for
+long integers below) where ``json.loads`` takes 0.32-0.38 s. orjson reads everything Optuna's
+``json.dumps`` writes the same way but three things: ``NaN`` and ``Infinity`` (and a string holding
+a lone surrogate) it refuses, which sends the text to ``json.loads``; and an integer beyond 64 bits
+it turns into a float without a word. Such an integer has 19 digits or more; no float Python writes
+has a run of 19 digits but after its point (it writes ``1e+16`` from there on), so text holding
+such a run goes to ``json.loads`` too (a string of digits costs the same detour, and gives the same
+values).
 
 Example:
     >>> loads(b'[1, 0.5, {"a": null}]')
