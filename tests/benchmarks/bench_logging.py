@@ -199,15 +199,7 @@ def run_one(executor: str, logs: int, pruned: bool, storage_kind: str) -> list[F
     root = harness.scratch_dir("bench-logging-")
     os.chdir(root)
     if executor == "ray":
-        import ray
-
-        ray.init(
-            address="local",
-            num_cpus=2,
-            include_dashboard=False,
-            log_to_driver=False,
-            runtime_env={"env_vars": {"PYTHONPATH": harness.worker_pythonpath()}},
-        )
+        harness.init_local_ray(num_cpus=2)
     return run(root, executor, logs, pruned, storage_kind)
 
 

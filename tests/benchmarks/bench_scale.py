@@ -205,13 +205,7 @@ def agent_scale_figures(held: int, count: int, root: Path) -> list[Figure]:
     import bench_inspect
     import ray
 
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        runtime_env={"env_vars": {"PYTHONPATH": harness.worker_pythonpath()}},
-    )
+    harness.init_local_ray(num_cpus=2)
     try:
         figures = [
             _agent_at_scale(

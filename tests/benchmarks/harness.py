@@ -197,3 +197,17 @@ def live_workers(outdir: Path) -> set[int]:
     """The live processes that ran a trial writing its record in ``outdir`` (``NUMBER-ATTEMPT-PID.json``)."""
     pids = {int(path.stem.rsplit("-", 1)[1]) for path in outdir.glob("*.json")}
     return {pid for pid in pids if Path(f"/proc/{pid}").exists()}
+
+
+def init_local_ray(num_cpus: int, **options: Any) -> None:
+    """A local Ray of ``num_cpus`` logical CPUs, quiet, whose workers import the benchmarks' trainers."""
+    import ray
+
+    ray.init(
+        address="local",
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        log_to_driver=False,
+        runtime_env={"env_vars": {"PYTHONPATH": worker_pythonpath()}},
+        **options,
+    )
