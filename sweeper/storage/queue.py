@@ -25,11 +25,10 @@ from optuna.trial import FrozenTrial, TrialState
 from sweeper.spec.model import SweepSpec
 from sweeper.spec.space import SearchSpace
 from sweeper.storage import work
-from sweeper.storage._access import journal_of, remember, retried
+from sweeper.storage._access import remember, retried
 from sweeper.storage.attrs import FAIL_REASON, lineage
 from sweeper.storage.batch import DeferredWrites, TrialWrite, write_trials
 from sweeper.storage.fast_read import database_of
-from sweeper.storage.journal_replay import LinearJournalStorage
 
 Space: TypeAlias = SearchSpace | Mapping[str, BaseDistribution]
 # What an ask suggests on the new trial: the sweep's space (define-by-run over its active
@@ -45,17 +44,12 @@ def _pop_waiting(study: optuna.Study) -> int | None:
     rows other agents hold locked; a SQLite transaction holds the write lock from its start) and
     set RUNNING with its start time, the update Optuna's ``set_trial_state_values`` makes. Optuna's
     own pop reads every WAITING trial in full, which costs seconds per trial with thousands of grid
-    points enqueued, then makes the update in a transaction of its own. On the journal, Optuna's pop
-    over the replay's index of WAITING trials (:mod:`sweeper.storage.journal_replay`): Optuna's own
-    reads every trial of the study, a cost that grows with the sweep.
+    points enqueued, then makes the update in a transaction of its own. On the journal, Optuna's pop,
+    whose read of the WAITING trials the replay serves from an index
+    (:mod:`sweeper.storage.journal_replay`).
     """
     rdb = database_of(study._storage)
     if rdb is None:
-        journal = journal_of(study._storage)
-        if isinstance(journal, LinearJournalStorage):  # a read of the log, retried as Optuna's is
-            read = journal.waiting_trial_ids
-            waiting = retried(study._storage, "waiting trials", lambda: read(study._study_id))
-            return _pop_indexed(study, waiting)
         return study._pop_waiting_trial_id()
     import datetime
 
@@ -87,18 +81,6 @@ def _pop_waiting(study: optuna.Study) -> int | None:
     if trial_id is not None:
         remember(study, trial_id)
     return trial_id
-
-
-def _pop_indexed(study: optuna.Study, waiting: list[int]) -> int | None:
-    """Optuna's ``Study._pop_waiting_trial_id`` over the journal's index of WAITING trials, instead
-    of a read of every trial of the study: the first one this process sets RUNNING."""
-    for trial_id in waiting:
-        try:  # another process may have popped it (False) or ended it (raises) since the read
-            if study._storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
-                return trial_id
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
-    return None
 
 
 def suggest_params(trial: optuna.Trial, space: Space) -> dict[str, Any]:

@@ -72,7 +72,7 @@ def test_a_trial_handed_out_before_a_sync_does_not_change_after_it(tmp_path: Pat
 
 
 def _waiting(storage: JournalStorage, study_id: int) -> list[int]:
-    """Optuna's own answer: a read of every trial."""
+    """The study's WAITING trials: Optuna's own storage reads every trial, ours its index."""
     return [t._trial_id for t in storage.get_all_trials(study_id, states=(TrialState.WAITING,))]
 
 
@@ -93,25 +93,28 @@ def test_the_index_of_waiting_trials_is_what_a_read_of_every_trial_finds(
         ours = open_storage(f"journal://{path}")
         assert isinstance(ours, LinearJournalStorage)
         for study in (one, two):
-            assert ours.waiting_trial_ids(study._study_id) == _waiting(other, study._study_id)
+            assert _waiting(ours, study._study_id) == _waiting(other, study._study_id)
     # Later records reach the index through Optuna's replay: a pop, an end, new queued trials,
     # a waiting trial failed before it ran, and this storage's own writes.
-    waiting = ours.waiting_trial_ids(one._study_id)
+    waiting = _waiting(ours, one._study_id)
     one.ask()
     other.set_trial_state_values(waiting[1], TrialState.FAIL)
     one.enqueue_trial({"x": 5})
     fresh = ours.create_new_trial(one._study_id, optuna.trial.create_trial(state=TrialState.WAITING))
-    assert (
-        ours.waiting_trial_ids(one._study_id)
-        == _waiting(other, one._study_id)
-        == [waiting[2], fresh - 1, fresh]
-    )
+    assert _waiting(ours, one._study_id) == _waiting(other, one._study_id) == [waiting[2], fresh - 1, fresh]
     ours.set_trial_state_values(fresh, TrialState.RUNNING)
-    assert ours.waiting_trial_ids(one._study_id) == _waiting(other, one._study_id)
-    assert ours.waiting_trial_ids(two._study_id) == _waiting(other, two._study_id) != []
+    assert _waiting(ours, one._study_id) == _waiting(other, one._study_id)
+    assert _waiting(ours, two._study_id) == _waiting(other, two._study_id) != []
+    # Other reads, and the trials handed out, are Optuna's: copies unless asked for none.
+    assert ours.get_all_trials(one._study_id) == other.get_all_trials(one._study_id)
+    (queued,) = ours.get_all_trials(two._study_id, states=[TrialState.WAITING])
+    assert queued == other.get_all_trials(two._study_id, states=(TrialState.WAITING,))[0]
+    assert queued is not ours.get_trial(queued._trial_id)
+    with pytest.raises(KeyError):
+        ours.get_all_trials(99, states=(TrialState.WAITING,))
 
 
-def test_the_journal_pops_queued_trials_from_the_index_in_optunas_order(
+def test_optunas_pop_of_queued_trials_reads_the_index_in_optunas_order(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "journal.log"
