@@ -25,7 +25,7 @@ import os
 #: ``/dev/nvidia-uvm-tools``); ``/dev/nvidiactl`` and ``/dev/nvidia0`` would also match NVML's.
 DEVICE_PREFIX = "/dev/nvidia-uvm"
 
-_bound: tuple[str] | None = None  # the CUDA_VISIBLE_DEVICES the process's CUDA started with
+_bound: str | None = None  # the CUDA_VISIBLE_DEVICES the process's CUDA started with ('': none)
 
 
 def visible_devices() -> str:
@@ -70,16 +70,16 @@ def note_trial_end(devices: str) -> bool:
     """
     global _bound
     if _bound is None and holds_gpu():
-        _bound = (devices,)
+        _bound = devices
     return _bound is not None
 
 
 def misplaced(devices: str) -> str | None:
     """Why this process must not run a trial given ``devices``; None when it may (the same GPUs,
     in any order: each is then the trial's own)."""
-    if _bound is None or sorted(_bound[0].split(",")) == sorted(devices.split(",")):
+    if _bound is None or sorted(_bound.split(",")) == sorted(devices.split(",")):
         return None
     return (
-        f"misplaced: this worker's CUDA runs on the GPUs {_bound[0]} (CUDA_VISIBLE_DEVICES when a "
+        f"misplaced: this worker's CUDA runs on the GPUs {_bound} (CUDA_VISIBLE_DEVICES when a "
         f"trial in it started CUDA), and Ray gave the trial {devices or 'none'}; re-queued"
     )

@@ -115,7 +115,7 @@ AGENT_ON_ITS_RAY = textwrap.dedent(
         record = {
             "pid": os.getpid(),
             "devices": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
-            "bound": gpu_binding._bound[0] if gpu_binding._bound else None,
+            "bound": gpu_binding._bound,
         }
         (root / "runs" / f"{trial.number}.json").write_text(json.dumps(record))
         os.open(str(root / "devices" / "nvidia0"), os.O_RDONLY | os.O_CREAT)  # CUDA started
@@ -183,7 +183,7 @@ def test_a_process_holding_no_gpu_device_is_never_bound(
 def test_a_bound_process_runs_trials_given_the_same_gpus_in_any_order(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(gpu_binding, "_bound", ("0,1",))
+    monkeypatch.setattr(gpu_binding, "_bound", "0,1")
 
     assert gpu_binding.misplaced("0,1") is None and gpu_binding.misplaced("1,0") is None
     assert gpu_binding.misplaced("0") is not None and gpu_binding.misplaced("0,1,2") is not None
