@@ -9,11 +9,18 @@ has a run of 19 digits but after its point (it writes ``1e+16`` from there on), 
 such a run goes to ``json.loads`` too (a string of digits costs the same detour, and gives the same
 values).
 
+Writing goes the other way (:func:`dumps`): orjson writes 20 times faster than ``json.dumps``,
+and what it writes reads back the same wherever the value holds no ``NaN`` or infinity (orjson
+writes those as ``null``). That a value holds none its maker knows: orjson refuses to read any text
+that would give one (``1e999`` included), so a value orjson read (:func:`read`) holds none.
+
 Example:
     >>> loads(b'[1, 0.5, {"a": null}]')
     [1, 0.5, {'a': None}]
     >>> loads(b'[NaN, 123456789012345678901234567890]')  # the standard library's reading
     [nan, 123456789012345678901234567890]
+    >>> read(b'[1e999]')  # infinite, by the standard library: not finite
+    ([inf], False)
 """
 
 from __future__ import annotations
@@ -31,12 +38,41 @@ _ZERO, _POINT = ord("0"), ord(".")
 
 def loads(text: bytes) -> Any:
     """``json.loads(text)``, by orjson wherever orjson reads ``text`` the same way."""
+    return read(text)[0]
+
+
+def read(text: bytes) -> tuple[Any, bool]:
+    """``json.loads(text)``, and whether the value is finite: it holds no ``NaN``, no infinity and
+    no integer beyond 64 bits (orjson read it), so :func:`dumps` may write it with orjson."""
     if not may_hold_long_integer(text):
         try:
-            return orjson.loads(text)
+            return orjson.loads(text), True
         except orjson.JSONDecodeError:  # NaN, Infinity, a lone surrogate: the standard library's
             pass
-    return json.loads(text)
+    return json.loads(text), False
+
+
+def dumps(value: Any, *, finite: bool) -> bytes:
+    """Compact JSON that :func:`loads` reads back as ``value`` (made of JSON's types), by orjson when
+    ``finite`` (the caller knows it holds no ``NaN`` or infinity, which orjson writes as ``null``).
+
+    Example:
+        >>> dumps({"a": [1, 0.5, None]}, finite=True)
+        b'{"a":[1,0.5,null]}'
+        >>> dumps([float("nan"), 2**70], finite=False)
+        b'[NaN,1180591620717411303424]'
+    """
+    if finite:
+        try:
+            # Subclasses of str, int, dict, list and dataclasses or datetimes are refused, not
+            # written as orjson would: the standard library writes (or refuses) them its own way.
+            return orjson.dumps(value, option=_STRICT)
+        except orjson.JSONEncodeError:  # an integer beyond 64 bits, a lone surrogate, a key not a str
+            pass
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+_STRICT = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
 def may_hold_long_integer(text: bytes) -> bool:

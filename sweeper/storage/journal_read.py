@@ -66,19 +66,32 @@ class JournalFile(JournalFileBackend):
     def decode(self, data: bytes, offset: int, log_number: int) -> list[dict[str, Any]] | None:
         """The complete records of ``data[offset:]``, which begins with record ``log_number``, as
         Optuna's ``read_logs(log_number)`` yields them; None: read them Optuna's way."""
-        lines = data[offset:].split(b"\n")
-        tail = lines.pop()  # after the last newline: b"" or a record still being written
-        if tail and not lines:
-            return None
+        read = self.decode_finite(data, offset, log_number)
+        return None if read is None else read[0]
+
+    def decode_finite(
+        self, data: bytes, offset: int, log_number: int
+    ) -> tuple[list[dict[str, Any]], bool] | None:
+        """:meth:`decode`'s records, and whether they are finite (:func:`exact_json.read`)."""
+        # The complete lines end at the last newline; after it: nothing, or a record being written.
+        end = data.rfind(b"\n", offset) + 1
+        if end == 0:
+            if len(data) > offset:
+                return None
+            end = offset
+        lines = data.count(b"\n", offset, end)
         try:
-            logs = exact_json.loads(b"[" + b",".join(lines) + b"]") if lines else []
+            # One array of the lines, their newlines made commas: two copies of the log, where a
+            # split and a join made a quarter of a million objects (0.05 s against 0.14-0.19 s).
+            text = b"".join((b"[", memoryview(data)[offset : end - 1], b"]")).replace(b"\n", b",")
+            logs, finite = exact_json.read(text)
         except ValueError:  # a line that is not JSON: Optuna's reader says what it does with it
             return None
-        if len(logs) != len(lines):  # a line holding two values, or none
+        if len(logs) != lines:  # a line holding two values, or none
             return None
         # Where the next read starts, as Optuna's reader records it (it notes every line's offset).
-        self._log_number_offset[log_number + len(lines)] = len(data) - len(tail)
-        return list(logs)
+        self._log_number_offset[log_number + lines] = end
+        return logs, finite
 
 
 def open_journal(backend: JournalFileBackend) -> JournalStorage:
@@ -117,14 +130,17 @@ def _replay(backend: JournalFileBackend, worker_id_prefix: str) -> LinearReplay:
         replay, start, offset = snapshot.replay, snapshot.log_number, snapshot.offset
         in_place = _InPlace.resuming(replay, snapshot.distributions)
         backend._log_number_offset[start] = offset  # Optuna's reader starts there, not at 0
-    logs = backend.decode(data, offset, start)
-    if logs is None:  # Optuna's reader, and its errors
+    read = backend.decode_finite(data, offset, start)
+    if read is None:  # Optuna's reader, and its errors
         in_place.apply(list(backend.read_logs(start)))
         return replay
+    logs, finite = read
     in_place.apply(logs)
     if journal_snapshot.worth_saving(len(logs), replay.log_number_read):
         end = backend._log_number_offset[replay.log_number_read]
-        journal_snapshot.save(backend._file_path, replay, memoryview(data)[:end])  # no copy of the log
+        # The state is finite when every text it came from was (its params too: see save).
+        finite = finite and (snapshot is None or snapshot.finite)
+        journal_snapshot.save(backend._file_path, replay, memoryview(data)[:end], finite=finite)
     return replay
 
 

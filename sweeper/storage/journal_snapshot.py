@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -35,7 +36,12 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution, distribution_to_json, json_to_distribution
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    distribution_to_json,
+    json_to_distribution,
+)
 from optuna.storages.journal._storage import JournalStorageReplayResult
 from optuna.study._frozen import FrozenStudy
 from optuna.study._study_direction import StudyDirection
@@ -63,6 +69,7 @@ class Snapshot:
     log_number: int
     offset: int
     distributions: dict[str, BaseDistribution]  # each distinct one's JSON text -> the decoded object
+    finite: bool = False  # no NaN, infinity or long integer in it (:func:`exact_json.read`)
 
 
 def path_of(journal: str) -> Path:
@@ -103,16 +110,22 @@ def load(journal: str, data: bytes, worker_id_prefix: str) -> Snapshot | None:
         log_number = header["log_number"]
         if log_number != data.count(b"\n", 0, offset):  # a record a line: the two must agree
             return None
-        return _decode(exact_json.loads(body), log_number, offset, worker_id_prefix)
+        state, finite = exact_json.read(body)
+        return _decode(state, log_number, offset, worker_id_prefix, finite)
     except Exception as exc:  # a snapshot we cannot use is only a slower open, never an error
         _log.debug("journal snapshot %s ignored: %r", path_of(journal), exc)
         return None
 
 
-def save(journal: str, replay: JournalStorageReplayResult, prefix: bytes | memoryview) -> None:
+def save(
+    journal: str, replay: JournalStorageReplayResult, prefix: bytes | memoryview, *, finite: bool = False
+) -> None:
     """Save ``replay``, the state after the records in ``prefix`` (the journal's first bytes), beside it.
 
-    A directory that cannot be written to (a read-only share) only means no snapshot.
+    ``finite``: every text the state was read from was finite (:func:`exact_json.read`); it is
+    then written by orjson, unless a categorical param's choices hold a ``NaN`` or an infinity (a
+    param's value is computed from its distribution, whose text Optuna decodes by itself). A
+    directory that cannot be written to (a read-only share) only means no snapshot.
     """
     target = path_of(journal)
     try:
@@ -123,10 +136,12 @@ def save(journal: str, replay: JournalStorageReplayResult, prefix: bytes | memor
             "offset": len(prefix),
             "sha256": hashlib.sha256(prefix).hexdigest(),
         }
-        text = json.dumps(header) + "\n" + json.dumps(_encode(replay), separators=(",", ":"))
+        state, distributions = _encode(replay)
+        finite = finite and all(map(_finite_choices, distributions))
+        text = json.dumps(header).encode() + b"\n" + exact_json.dumps(state, finite=finite)
         fd, temporary = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
+            with os.fdopen(fd, "wb") as f:
                 f.write(text)
             os.chmod(temporary, os.stat(journal).st_mode & 0o777)  # readable by whoever reads the journal
             os.replace(temporary, target)
@@ -138,19 +153,29 @@ def save(journal: str, replay: JournalStorageReplayResult, prefix: bytes | memor
         _log.debug("journal snapshot %s not saved: %r", target, exc)
 
 
-def _encode(replay: JournalStorageReplayResult) -> dict[str, Any]:
+def _finite_choices(distribution: BaseDistribution) -> bool:
+    """False for a categorical distribution with a ``NaN`` or an infinity among its choices."""
+    if not isinstance(distribution, CategoricalDistribution):
+        return True
+    return all(math.isfinite(choice) for choice in distribution.choices if isinstance(choice, float))
+
+
+def _encode(replay: JournalStorageReplayResult) -> tuple[dict[str, Any], list[BaseDistribution]]:
+    """The state to write, and each distinct distribution in it."""
     distributions: dict[int, int] = {}  # id(object) -> its index in texts
     texts: list[str] = []
+    objects: list[BaseDistribution] = []
 
     def index(distribution: BaseDistribution) -> int:
         found = distributions.get(id(distribution))
         if found is None:
             found = distributions[id(distribution)] = len(texts)
             texts.append(distribution_to_json(distribution))
+            objects.append(distribution)
         return found
 
     trial_study = replay._trial_id_to_study_id
-    return {
+    state = {
         "next_study_id": replay._next_study_id,
         "studies": [
             [s._study_id, s.study_name, [d.value for d in s._directions], s.user_attrs, s.system_attrs]
@@ -176,9 +201,12 @@ def _encode(replay: JournalStorageReplayResult) -> dict[str, Any]:
         ],
         "distributions": texts,
     }
+    return state, objects
 
 
-def _decode(state: dict[str, Any], log_number: int, offset: int, worker_id_prefix: str) -> Snapshot:
+def _decode(
+    state: dict[str, Any], log_number: int, offset: int, worker_id_prefix: str, finite: bool
+) -> Snapshot:
     texts: list[str] = state["distributions"]
     decoded = [json_to_distribution(text) for text in texts]
     replay = LinearReplay(worker_id_prefix)
@@ -214,7 +242,7 @@ def _decode(state: dict[str, Any], log_number: int, offset: int, worker_id_prefi
             values=values,
         )
         replay._trial_id_to_study_id[trial_id] = study_id
-    return Snapshot(replay, log_number, offset, dict(zip(texts, decoded, strict=True)))
+    return Snapshot(replay, log_number, offset, dict(zip(texts, decoded, strict=True)), finite)
 
 
 def _when(moment: datetime | None) -> str | None:

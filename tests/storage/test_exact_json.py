@@ -32,6 +32,39 @@ def test_it_reads_what_json_dumps_writes_as_json_loads_does(value: Any) -> None:
     assert repr(exact_json.loads(text)) == repr(json.loads(text))  # repr: NaN, types and order too
 
 
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return -(2**63) <= value < 2**64
+    if isinstance(value, dict):
+        return all(map(_finite, value.values()))
+    if isinstance(value, list):
+        return all(map(_finite, value))
+    return True
+
+
+@settings(max_examples=400, deadline=None)
+@given(values)
+def test_what_it_reads_it_writes_back_to_the_same_value(value: Any) -> None:
+    read, finite = exact_json.read(json.dumps(value).encode())
+    if finite:  # orjson read it: no NaN, no infinity, no integer beyond 64 bits in it
+        assert _finite(value)
+    written = exact_json.dumps(read, finite=finite)
+    assert repr(exact_json.loads(written)) == repr(json.loads(json.dumps(value)))
+
+
+def test_a_finite_value_is_written_by_orjson_and_the_others_by_the_standard_library() -> None:
+    assert exact_json.dumps({"é": [1.5, None]}, finite=True) == '{"é":[1.5,null]}'.encode()
+    assert exact_json.dumps({"é": [1.5, None]}, finite=False) == b'{"\\u00e9":[1.5,null]}'
+    assert exact_json.dumps([math.nan, math.inf], finite=False) == b"[NaN,Infinity]"
+    # What orjson refuses to write goes to the standard library: an integer beyond 64 bits, a key
+    # that is not a string, a lone surrogate.
+    assert exact_json.dumps([2**70], finite=True) == b"[1180591620717411303424]"
+    assert exact_json.dumps({1: 2}, finite=True) == b'{"1":2}'
+    assert exact_json.dumps(["\ud800"], finite=True) == b'["\\ud800"]'
+
+
 @pytest.mark.parametrize(
     "number",
     [2**63 - 1, 2**63, 2**64 - 1, 2**64, 2**70, -(2**63), -(2**63) - 1, -(2**80), 10**18, -(10**18)],

@@ -19,6 +19,8 @@ from typing import Any
 
 import optuna
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from optuna.distributions import (
     CategoricalDistribution,
     FloatDistribution,
@@ -196,6 +198,45 @@ def test_a_record_still_being_written_is_left_for_later(tmp_path: Path) -> None:
     assert journal_read.JournalFile(str(path))._read_all() is not None  # the fast path took it
 
 
+# Lines of a log, good and bad: a record, a blank line, two values on a line, a value not a record,
+# text that is not JSON, a NaN, a long integer.
+_LINES = st.sampled_from(
+    [
+        b'{"op_code": 0, "worker_id": "w", "study_name": "s", "directions": [1]}',
+        b'{"op_code": 4, "x": [0.5, null, "\\u00e9"]}',
+        b"",
+        b"1, 2",
+        b"[3]",
+        b'{"a": ',
+        b'{"v": NaN}',
+        b'{"big": 123456789012345678901}',
+    ]
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(_LINES, max_size=8), tail=st.sampled_from([b"", b'{"op_co']), start=st.integers(0, 8))
+def test_the_fast_decode_yields_what_optunas_reader_yields(
+    tmp_path: Path, lines: list[bytes], tail: bytes, start: int
+) -> None:
+    path = tmp_path / "decode.log"
+    path.write_bytes(b"".join(line + b"\n" for line in lines) + tail)
+    start = min(start, len(lines))
+    offset = sum(len(line) + 1 for line in lines[:start])
+    ours = journal_read.JournalFile(str(path))
+    read = ours.decode_finite(path.read_bytes(), offset, start)
+    clean = all(line.startswith(b"{") and line.endswith(b"}") for line in lines[start:])
+    clean = clean and bool(lines[start:] or not tail)  # a first record being written: Optuna's reader
+    if read is None:
+        assert not clean  # the fast path refuses only what Optuna's reader must judge
+        return
+    reference = JournalFileBackend(str(path))
+    assert repr(read[0]) == repr(list(reference.read_logs(start)))
+    assert ours._log_number_offset[len(lines)] == reference._log_number_offset[len(lines)]
+    odd = (b"NaN", b"123456789012345678901")  # what orjson does not read as json.loads does
+    assert read[1] == all(not any(text in line for text in odd) for line in lines[start:])
+
+
 @pytest.mark.parametrize(
     ("line", "error"),
     [
@@ -332,6 +373,53 @@ def test_a_snapshot_that_cannot_be_used_is_ignored(
     snapshot.write_bytes(head + b"\n" + body)
     assert not _restored(path)
     _assert_same_state(path)
+
+
+def _finite_study(path: Path) -> optuna.Study:
+    """A journal with no NaN or infinity in it (so its snapshot is written by orjson)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(storage=JournalStorage(JournalFileBackend(str(path))), study_name="fin")
+    for i in range(3):
+        trial = study.ask({"x": FLOAT, "c": CHOICE})
+        trial.set_user_attr("note", {"text": "naïve ☃", "seed": 10**17 + i})
+        trial.report(0.5 * i, 1)
+        study.tell(trial, 0.1 * i)
+    return study
+
+
+def test_a_finite_state_is_snapshotted_by_orjson_as_optuna_replays_it(
+    tmp_path: Path, every_open_snapshots: None
+) -> None:
+    path = tmp_path / "journal.log"
+    _finite_study(path)
+    open_storage(f"journal://{path}")
+    body = journal_snapshot.path_of(str(path)).read_bytes().partition(b"\n")[2]
+    # orjson writes text as UTF-8 where the standard library writes \u escapes.
+    assert "naïve ☃".encode() in body and b"\\u" not in body
+    assert _restored(path)
+    _assert_same_state(path)
+
+
+def test_a_nan_among_a_params_choices_keeps_the_snapshot_exact(
+    tmp_path: Path, every_open_snapshots: None
+) -> None:
+    """A param's value comes from its distribution's choices, which the log holds as a string: a
+    finite log can still give a NaN param, which orjson would write as null."""
+    path = tmp_path / "journal.log"
+    study = _finite_study(path)
+    trial = study.ask()
+    odd = distribution_to_json(CategoricalDistribution([0.5, math.nan]))
+    _append(
+        path,
+        {"op_code": JournalOperation.SET_TRIAL_PARAM, "trial_id": trial._trial_id, "param_name": "odd",
+         "param_value_internal": 1, "distribution": odd},
+    )  # fmt: skip
+    open_storage(f"journal://{path}")
+    assert b"NaN" in journal_snapshot.path_of(str(path)).read_bytes().partition(b"\n")[2]
+    assert _restored(path)
+    _assert_same_state(path)  # the param is NaN, as Optuna replays it
+    restored = open_storage(f"journal://{path}").get_trial(trial._trial_id)
+    assert math.isnan(restored.params["odd"])
 
 
 def test_a_snapshot_that_cannot_be_written_only_costs_the_next_replay(
