@@ -24,7 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.spec.model import SweepSpec
 from sweeper.spec.space import SearchSpace
-from sweeper.storage import work
+from sweeper.storage import journal_read, work
 from sweeper.storage._access import remember, retried
 from sweeper.storage.attrs import FAIL_REASON, lineage
 from sweeper.storage.batch import DeferredWrites, TrialWrite, write_trials
@@ -116,15 +116,17 @@ def ask_trial(study: optuna.Study, distributions: Asks, spec: SweepSpec) -> optu
     trials. Given the sweep's :class:`SearchSpace`, only the active parameters are suggested.
     """
     study._thread_local.cached_all_trials = None
-    trial_id = _pop_waiting(study)
-    if trial_id is None:
-        budget = spec.budget
-        if budget is None:
-            trial_id = study._storage.create_new_trial(study._study_id)
-        else:
-            trial_id = work.take_block(study, spec, budget)
-            if trial_id is None:
-                return None
+    # The trial's start write (start_trial, start_write) makes this one durable with it.
+    with journal_read.unsynced():
+        trial_id = _pop_waiting(study)
+        if trial_id is None:
+            budget = spec.budget
+            if budget is None:
+                trial_id = study._storage.create_new_trial(study._study_id)
+            else:
+                trial_id = work.take_block(study, spec, budget)
+                if trial_id is None:
+                    return None
     return _prepared(study, trial_id, distributions)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
@@ -15,6 +16,8 @@ from typing import Any
 import engine_trainers
 import optuna
 import pytest
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from racing import together
 
@@ -22,7 +25,7 @@ import sweeper
 from sweeper.errors import SweepNotFoundError
 from sweeper.spec.reader import load_spec
 from sweeper.storage import attrs as keys
-from sweeper.storage import queue, sweeps, work
+from sweeper.storage import journal_read, queue, sweeps, work
 from sweeper.storage.retry import CREATE_TOKEN
 from sweeper.storage.urls import open_storage
 
@@ -201,3 +204,39 @@ def test_a_creation_killed_at_any_moment_leaves_whole_sweeps_or_nothing_an_agent
         sweep_id, function=engine_trainers.constant, storage=url, executor="local", count=2
     )
     assert summary.complete == 2
+
+
+@pytest.mark.parametrize("method", ["random", "grid"])
+def test_an_ask_on_the_journal_is_made_durable_by_the_trials_start_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str
+) -> None:
+    """One ``fsync`` a trial: the ask's record (a trial created, or a grid point taken) is written
+    at once, and made durable by the start write that comes before the trial is launched."""
+    path = tmp_path / "journal.log"
+    url = f"journal://{path}"
+    spec = load_spec(GRID if method == "grid" else {**GRID, "method": "random"})
+    storage = open_storage(url)
+    info = sweeps.create_sweep(storage, spec)
+    study = sweeps.load_study(storage, info.id)
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.fstat(fd).st_size) or real_fsync(fd))
+
+    for _ in range(3):
+        trial = queue.ask_trial(study, spec.space, spec)
+        assert trial is not None and synced == []
+        # Every process reads the ask's record at once: the trial is taken.
+        other = JournalStorage(JournalFileBackend(str(path))).get_trial(trial._trial_id)
+        assert other.state == TrialState.RUNNING
+        queue.start_trial(trial)
+        assert synced == [path.stat().st_size]  # the start write's fsync covers both
+        synced.clear()
+        study.tell(trial, 0.5)
+        synced.clear()
+
+    # Another thread's appends meanwhile keep their own fsync.
+    with journal_read.unsynced():
+        thread = threading.Thread(target=storage.set_study_user_attr, args=(info.study_id, "k", 1))
+        thread.start()
+        thread.join()
+    assert len(synced) == 1
