@@ -88,6 +88,10 @@ class JournalFile(JournalFileBackend):
                 f.write(text.encode("utf-8"))
 
     def read_logs(self, log_number_from: int) -> Generator[dict[str, Any], None, None]:
+        if log_number_from > 0 and self._log_number_offset.get(log_number_from) == _size(self._file_path):
+            # Nothing appended since: the file is not opened (the storage reads the log before every
+            # call it serves, six times a trial for an agent).
+            return
         logs = self._read_all() if log_number_from == 0 else None
         yield from super().read_logs(log_number_from) if logs is None else logs
 
@@ -129,6 +133,13 @@ class JournalFile(JournalFileBackend):
         # Where the next read starts, as Optuna's reader records it (it notes every line's offset).
         self._log_number_offset[log_number + lines] = end
         return logs, finite
+
+
+def _size(path: str) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:  # gone: Optuna's reader says what that means
+        return None
 
 
 def open_journal(backend: JournalFileBackend) -> JournalStorage:

@@ -9,6 +9,7 @@ with the study's, a study created twice, a trial of a deleted study). The state 
 
 from __future__ import annotations
 
+import builtins
 import json
 import math
 import time
@@ -255,6 +256,28 @@ def test_a_log_optuna_cannot_replay_fails_as_optuna_fails(tmp_path: Path, line: 
         JournalStorage(JournalFileBackend(str(path)))
     with pytest.raises(error):
         open_storage(f"journal://{path}")
+
+
+def test_a_read_with_nothing_new_in_the_log_does_not_open_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "journal.log"
+    _populate(path)
+    storage = open_storage(f"journal://{path}")
+    opened: list[str] = []
+    real_open = builtins.open
+
+    def spy(file: Any, *args: Any, **kwargs: Any) -> Any:
+        opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", spy)
+    one = storage.get_study_id_from_name("one")
+    assert storage.get_study_user_attrs(one) == {"sweeper:name": "one"}
+    assert str(path) not in opened
+    _append(path, {"op_code": JournalOperation.SET_STUDY_USER_ATTR, "study_id": one, "user_attr": {"k": 2}})
+    assert storage.get_study_user_attrs(one) == {"sweeper:name": "one", "k": 2}  # read once it grew
+    assert str(path) in opened
 
 
 def test_an_empty_or_new_journal_opens(tmp_path: Path) -> None:
