@@ -97,23 +97,18 @@ class JournalFile(JournalFileBackend):
 
     def _read_all(self) -> list[dict[str, Any]] | None:
         """Every complete record, as Optuna's ``read_logs(0)`` yields them; None: read it Optuna's way."""
-        return self.decode(self.read_bytes(), 0, 0)
+        read = self.decode(self.read_bytes(), 0, 0)
+        return None if read is None else read[0]
 
     def read_bytes(self) -> bytes:
         """The log as written up to now: another process may be appending meanwhile."""
         with open(self._file_path, "rb") as f:
             return f.read(os.fstat(f.fileno()).st_size)
 
-    def decode(self, data: bytes, offset: int, log_number: int) -> list[dict[str, Any]] | None:
+    def decode(self, data: bytes, offset: int, log_number: int) -> tuple[list[dict[str, Any]], bool] | None:
         """The complete records of ``data[offset:]``, which begins with record ``log_number``, as
-        Optuna's ``read_logs(log_number)`` yields them; None: read them Optuna's way."""
-        read = self.decode_finite(data, offset, log_number)
-        return None if read is None else read[0]
-
-    def decode_finite(
-        self, data: bytes, offset: int, log_number: int
-    ) -> tuple[list[dict[str, Any]], bool] | None:
-        """:meth:`decode`'s records, and whether they are finite (:func:`exact_json.read`)."""
+        Optuna's ``read_logs(log_number)`` yields them, and whether they are finite
+        (:func:`exact_json.read`); None: read them Optuna's way."""
         # The complete lines end at the last newline; after it: nothing, or a record being written.
         end = data.rfind(b"\n", offset) + 1
         if end == 0:
@@ -178,7 +173,7 @@ def _replay(backend: JournalFileBackend, worker_id_prefix: str) -> LinearReplay:
         replay, start, offset = snapshot.replay, snapshot.log_number, snapshot.offset
         in_place = _InPlace.resuming(replay, snapshot.distributions)
         backend._log_number_offset[start] = offset  # Optuna's reader starts there, not at 0
-    read = backend.decode_finite(data, offset, start)
+    read = backend.decode(data, offset, start)
     if read is None:  # Optuna's reader, and its errors
         in_place.apply(list(backend.read_logs(start)))
         return replay
