@@ -34,6 +34,8 @@ import orjson
 _LONG = 19
 _DIGITS_AS_ZEROS = bytes.maketrans(b"123456789", b"0" * 9)
 _ZERO, _POINT = ord("0"), ord(".")
+# What dumps hands orjson's way only when it is a plain JSON type (subclasses and the rest refused).
+_STRICT = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
 def loads(text: bytes) -> Any:
@@ -70,9 +72,6 @@ def dumps(value: Any, *, finite: bool) -> bytes:
         except orjson.JSONEncodeError:  # an integer beyond 64 bits, a lone surrogate, a key not a str
             pass
     return json.dumps(value, separators=(",", ":")).encode()
-
-
-_STRICT = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
 def may_hold_long_integer(text: bytes) -> bool:
