@@ -17,16 +17,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from sweeper.engine import broker_pool, ray_start, ray_task
-from sweeper.engine.broker import BrokerDrain, PruningJudge
+from sweeper.engine import ray_start, ray_task
+from sweeper.engine.judge import PruningJudge
 from sweeper.engine.ray_start import RayStart
+from sweeper.engine.report_server import ReportServer
 from sweeper.errors import UsageError
 from sweeper.spec.model import Resources
+from sweeper.worker import program
 from sweeper.worker.task import Failure, TrialOutcome, TrialTask
 
 _logger = logging.getLogger(__name__)
 
 _CAPACITY_RECHECK_S = 10.0
+# A program trial stops itself at its timeout (SIGTERM, then SIGKILL after the grace: its W&B run
+# and trackers finish, its last values arrive); the executor's kill of its worker is the backstop.
+_PROGRAM_BACKSTOP_S = program.KILL_GRACE_S + 5.0
 
 
 class Executor(Protocol):
@@ -65,7 +70,8 @@ class _Running:
 
 
 class RayExecutor:
-    """Each trial is a Ray task with the spec's resources; reports go through a broker actor.
+    """Each trial is a Ray task with the spec's resources; its reports go straight to this process's
+    :class:`~sweeper.engine.report_server.ReportServer`.
 
     Which Ray it uses, and whether the project directory (``ship_dir``) travels to the workers, is
     :mod:`sweeper.engine.ray_start`'s rule; ``start`` is a :class:`RayStart` begun earlier, so that
@@ -94,11 +100,11 @@ class RayExecutor:
         self._options = _task_options(resources)
         self._remote = ray.remote(ray_task.run_in_ray).options(**self._options)
         self._fresh_workers = False  # see _collect: once a worker's CUDA is bound, one per trial
-        # A broker an earlier agent run of this process left (see broker_pool), else a new one; this
-        # run's trials send its epoch with their reports.
-        self._broker, self.epoch = broker_pool.take()
         self._wants_decisions = judge.prunes
-        self._drain = BrokerDrain(self._broker, judge, self._note_started)
+        # On the address Ray knows this node by: the one the cluster's other nodes reach it at.
+        host = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+        self._server = ReportServer(judge, self._note_started, host=host)
+        self._channel_warned = False
         self._started_at: dict[int, float] = {}
         self._started_lock = threading.Lock()
         self._running: dict[Any, _Running] = {}
@@ -121,11 +127,11 @@ class RayExecutor:
         return self._slots
 
     def start(self, task: TrialTask) -> None:
-        ref = self._remote.remote(task, self._broker, self.epoch, self._wants_decisions)
+        ref = self._remote.remote(task, self._server.address, self._wants_decisions)
         self._running[ref] = _Running(task, time.monotonic(), None)
 
     def _note_started(self, trial_ids: list[int]) -> None:
-        # Called from the drain thread: the timeout counts from the trainer's start, not from
+        # Called from the report server's thread: the timeout counts from the trainer's start, not from
         # submission (a trial may queue, or its worker may take seconds to start).
         now = time.monotonic()
         with self._started_lock:
@@ -138,7 +144,8 @@ class RayExecutor:
                 timeout = running.task.timeout
                 started = self._started_at.get(running.task.trial_id)
                 if timeout is not None and running.deadline is None and started is not None:
-                    running.deadline = started + timeout
+                    stops_itself = running.task.program is not None or running.task.command is not None
+                    running.deadline = started + timeout + (_PROGRAM_BACKSTOP_S if stops_itself else 0.0)
 
     def wait(self, timeout: float) -> list[tuple[TrialTask, TrialOutcome]]:
         import ray
@@ -179,6 +186,18 @@ class RayExecutor:
                 cancelled = None  # it finished before the kill landed: keep its result
         if cancelled is not None and outcome.state != "failed":
             outcome = TrialOutcome.failed(*cancelled, duration_s=elapsed, host=outcome.host)
+        if outcome.channel_error is not None and self._wants_decisions and not self._channel_warned:
+            self._channel_warned = True
+            address = self._server.address
+            _logger.warning(
+                "trial %d could not report to this agent at %s:%d while it ran (%s): its values were "
+                "stored when it ended, too late for the pruner to stop it. The cluster's nodes must "
+                "reach this node on any TCP port, as Ray's own processes do",
+                running.task.number,
+                address.host,
+                address.port,
+                outcome.channel_error,
+            )
         if (outcome.gpu_bound or outcome.failure is Failure.MISPLACED) and not self._fresh_workers:
             self._start_fresh_workers()
         return running.task, outcome
@@ -203,13 +222,9 @@ class RayExecutor:
                 ray.cancel(ref, force=True)
 
     def close(self) -> None:
-        drained = self._drain.close()
+        self._server.close()
         for running in list(self._running.values()):
             self.cancel(running.task.trial_id, Failure.AGENT_STOPPED, "agent stopped")
-        if self._owns_ray or not drained:
-            broker_pool.discard(self._broker)
-        else:  # the next agent run of this process takes it: no worker of Ray's pool is taken again
-            broker_pool.keep(self._broker)
         if self._owns_ray:
             ray_start.shutdown()
 

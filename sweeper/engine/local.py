@@ -8,7 +8,7 @@ API (a closure, a lambda) runs as it is, and ``breakpoint()`` works, since the t
 shares the agent's terminal. What it changes: what a trainer assigns in memory stays in its own
 process (write to a file, or return it as a metric, to see it from the agent).
 
-Reports reach the :class:`~sweeper.engine.broker.PruningJudge` in batches, as many as the pipe
+Reports reach the :class:`~sweeper.engine.judge.PruningJudge` in batches, as many as the pipe
 holds at each read, and the pruner's "stop" goes back to the trial process without it ever waiting:
 the trainer's next ``trial.log`` after the decision raises ``TrialPruned``. Timeouts and cancels
 SIGTERM the trial (its trainer gets :class:`~sweeper.worker.forked.TrialTerminated`, so its
@@ -25,7 +25,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from sweeper.engine.broker import Persister, PruningJudge, Report
+from sweeper.engine.judge import Persister, PruningJudge, Report
 from sweeper.errors import UsageError
 from sweeper.worker import zygote
 from sweeper.worker.forked import KILL_GRACE_S, ForkedTrial

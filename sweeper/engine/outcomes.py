@@ -16,8 +16,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from sweeper.engine import leases
-from sweeper.engine.broker import PruningJudge
 from sweeper.engine.flapping import FlapGuard
+from sweeper.engine.judge import PruningJudge
 from sweeper.engine.progress import Progress, Tally
 from sweeper.plain import first_line
 from sweeper.redaction import redact

@@ -152,7 +152,7 @@ class RayStart:
 
 
 #: What Ray imports when a process first serializes something (its add-ons for pydantic and
-#: Arrow): 0.3 s of the agent's first Ray call here (its report broker's creation) otherwise.
+#: Arrow): 0.3 s of the agent's first Ray call here (its first trial's submission) otherwise.
 _SERIALIZER_MODULES = ("ray._common.pydantic_compat", "ray._private.arrow_serialization", "pyarrow")
 
 

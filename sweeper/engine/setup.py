@@ -13,8 +13,8 @@ from typing import Any, Literal
 import optuna
 from optuna.storages import BaseStorage
 
-from sweeper.engine.broker import PruningJudge
 from sweeper.engine.executor import Executor, RayExecutor
+from sweeper.engine.judge import PruningJudge
 from sweeper.engine.local import LocalExecutor
 from sweeper.engine.ray_start import RayStart
 from sweeper.engine.tasks import TaskFactory

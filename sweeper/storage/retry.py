@@ -4,8 +4,8 @@
 error (SQLAlchemy's ``OperationalError``/``InterfaceError``/``DisconnectionError`` anywhere in the
 exception chain, which Optuna's RDB storage re-raises as ``StorageInternalError``) is retried with
 exponential backoff until it succeeds or ``max_wait_s`` has passed, then the last error is raised.
-Meanwhile the caller waits: the agent starts nothing, and trials' reports pile up in the report
-broker instead of being lost.
+Meanwhile the caller waits: the agent starts nothing, and the values trials report stay with
+the agent's pruning judge (stored by a later write, or with the trial's end) instead of being lost.
 
 Retrying is safe because every call the engine makes is idempotent (attribute and value writes are
 upserts, reads are reads) except two, which are made so here:

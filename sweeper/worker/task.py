@@ -161,6 +161,9 @@ class TrialOutcome:
     intermediate: tuple[tuple[int, float], ...] = ()
     # The directory the trial ran in, on ``host``: its relative outputs (and a program's logs).
     trial_dir: str | None = None
+    # Why its reports could not reach the agent while it ran (they came with its end instead, too
+    # late for the pruner), or None.
+    channel_error: str | None = None
     # Whether the worker that ran it is bound to its GPUs (see sweeper.worker.gpu_binding): a trial
     # given other GPUs must not run there, so the agent starts later trials in fresh workers.
     gpu_bound: bool = False

@@ -1,7 +1,7 @@
 """The agent side of pruning: how many reports one agent's judge decides on per second.
 
 32 trials run; each round hands the judge one report per trial (one drained batch) and asks the
-:class:`~sweeper.engine.broker.Persister` to store the values (one write at most every
+:class:`~sweeper.engine.judge.Persister` to store the values (one write at most every
 ``PERSIST_S``, on its own thread), as the report drain does; the time ends when the last write is
 done. The pruner is W&B's hyperband
 (``min_iter=10, eta=3``), which reads every trial of the study for each decision. Each storage is
@@ -18,8 +18,8 @@ import harness
 import optuna
 from harness import Figure
 
-from sweeper.engine import broker
-from sweeper.engine.broker import Persister, PruningJudge, Report
+from sweeper.engine import judge as judging
+from sweeper.engine.judge import Persister, PruningJudge, Report
 from sweeper.search.pruners import WandbHyperbandPruner
 from sweeper.storage.urls import open_storage
 
@@ -29,7 +29,7 @@ TARGET = 3000.0  # reports/s one agent sustains (issue #13)
 
 def measure(url: str, running: int, rounds: int, refresh_s: float) -> tuple[float, float, float]:
     """(reports/s, decide p50 ms, decide p95 ms per batch) with the judge's read kept ``refresh_s``."""
-    broker.REFRESH_S = refresh_s
+    judging.REFRESH_S = refresh_s
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = open_storage(url)
     study = optuna.create_study(study_name=f"judge-{refresh_s}", storage=storage)
@@ -69,7 +69,7 @@ def main() -> None:
     figures = []
     for name, url in urls.items():
         fresh = measure(url(f"{name}-fresh"), running, rounds, 0.0)
-        reused = measure(url(f"{name}-reused"), running, rounds, broker.PERSIST_S)
+        reused = measure(url(f"{name}-reused"), running, rounds, judging.PERSIST_S)
         figures.append(
             Figure(
                 SECTION,

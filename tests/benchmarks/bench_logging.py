@@ -5,8 +5,8 @@ Each executor (Ray, then the agent's own process) runs a sweep of one trial of
 (every report goes to the pruner; a lone trial is never stopped), and without ``early_terminate``
 (the agent only stores the values). Measured: the trainer's own logs/s;
 the worker's resident memory after 1 %, 10 %, 50 % and all of the logs, read in the trainer from
-/proc; the agent's and the report broker's peak resident memory over the sweep, sampled from
-/proc every 0.1 s; and that the storage holds every value, in step order.
+/proc; the agent's peak resident memory over the sweep (on Ray it holds the report channel's
+end too), sampled from /proc every 0.1 s; and that the storage holds every value, in step order.
 
 ``--logs N`` changes the count (``--quick``: 10,000), ``--executor ray`` or ``local`` runs one,
 ``--storage sqlite`` uses a SQLite file instead of the journal.
@@ -43,45 +43,27 @@ def _memory_kib(pid: int) -> tuple[int, int]:
     return fields.get("VmRSS", 0), fields.get("VmHWM", 0)
 
 
-def _broker_pid() -> int | None:
-    """The pid of this machine's report broker actor (Ray names its process after the class)."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            command = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"ReportBroker" in command:
-            return int(entry.name)
-    return None
-
-
 class Sampler:
-    """Samples the agent's (this process's) and the broker's resident memory every 0.1 s."""
+    """Samples the agent's (this process's) resident memory every 0.1 s."""
 
     def __init__(self) -> None:
         self.agent_start = _memory_kib(os.getpid())[0]
-        self.samples: list[tuple[float, int, int]] = []  # (wall time, agent KiB, broker KiB)
+        self.samples: list[tuple[float, int]] = []  # (wall time, agent KiB)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        broker: int | None = None
         while not self._stop.wait(0.1):
-            broker = broker or _broker_pid()
-            broker_kib = _memory_kib(broker)[0] if broker is not None else 0
-            self.samples.append((time.time(), _memory_kib(os.getpid())[0], broker_kib))
+            self.samples.append((time.time(), _memory_kib(os.getpid())[0]))
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
 
-    def peaks(self, until: float = float("inf")) -> tuple[int, int]:
-        """The agent's and the broker's peak (KiB) over the samples taken before ``until``."""
-        taken = [(agent, broker) for at, agent, broker in self.samples if at <= until]
-        return max([self.agent_start, *(a for a, _ in taken)]), max([0, *(b for _, b in taken)])
+    def peak(self, until: float = float("inf")) -> int:
+        """The agent's peak (KiB) over the samples taken before ``until``."""
+        return max([self.agent_start, *(agent for at, agent in self.samples if at <= until)])
 
 
 def run(root: Path, executor: str, logs: int, pruned: bool, storage_kind: str = "journal") -> list[Figure]:
@@ -119,8 +101,8 @@ def run(root: Path, executor: str, logs: int, pruned: bool, storage_kind: str = 
     sampler.stop()
     (path,) = outdir.glob("*.json")
     record: dict[str, Any] = json.loads(path.read_text())
-    logging_peak, _ = sampler.peaks(until=path.stat().st_mtime)  # the trainer wrote it as it ended
-    agent_peak, broker_peak = sampler.peaks()
+    logging_peak = sampler.peak(until=path.stat().st_mtime)  # the trainer wrote it as it ended
+    agent_peak = sampler.peak()
     study = optuna.load_study(study_name=sweep_id, storage=open_storage(storage))
     (trial,) = study.get_trials(deepcopy=False)
     done = int(record["logs"])
@@ -153,7 +135,7 @@ def run(root: Path, executor: str, logs: int, pruned: bool, storage_kind: str = 
             SECTION,
             f"{where}: agent memory at the start / peak while the trial logged / peak over the sweep",
             f"{sampler.agent_start / 1024:.0f} / {logging_peak / 1024:.0f} / {agent_peak / 1024:.0f} MiB",
-            note=(f"report broker peak {broker_peak / 1024:.0f} MiB" if executor == "ray" else ""),
+            note="the report channel's end included" if executor == "ray" else "",
         ),
         Figure(
             SECTION,

@@ -7,7 +7,8 @@ report the pruner stopped it at (the step ``TrialPruned`` names) to the ``TrialP
 its first report after the decision reached it. Reported: p50/p95 of both.
 
 For scale, the same number of Ray tasks then call a do-nothing async actor at the same rate: the
-round trip of Ray alone on this machine, the floor under any decision that travels through Ray.
+round trip of Ray alone on this machine (the issue's yardstick; a trial's values travel to the agent
+over a connection of their own, not through Ray).
 A warm-up sweep of one trial per GPU runs first, so both find every worker started.
 """
 
@@ -33,7 +34,7 @@ def ray_round_trips(tasks: int, steps: int, interval: float) -> list[float]:
     import ray
 
     echo: Any = ray.remote(Echo).options(num_cpus=0, max_concurrency=1000).remote()
-    ray.get(echo.ping.remote(0))  # started, as the sweep's broker is before its trials report
+    ray.get(echo.ping.remote(0))  # started, as the agent's report server is before its trials report
 
     @ray.remote(num_gpus=1)
     def caller(actor: object) -> list[float]:
@@ -157,7 +158,7 @@ def main() -> None:
             f"{len(ms) / took[0]:.0f}",
             ">= 3000",
             len(ms) / took[0] >= 3000,
-            note="counted from the trials' own timings; the agent drains every report it is sent",
+            note="counted from the trials' own timings; the agent decides on every report it is sent",
         ),
         Figure(
             section,
@@ -176,7 +177,7 @@ def main() -> None:
             section,
             "CPU the measured sweep took, by process, in seconds of its wall time (2 cores: at most 2.0)",
             ", ".join(f"{group} {seconds / took[0]:.2f}" for group, seconds in sorted(cpu.items())),
-            note=f"the trials' workers, the broker actor, the agent, Ray's raylet and GCS; "
+            note=f"the trials' workers, the agent (the report channel's end), Ray's raylet and GCS; "
             f"{started} processes started during the sweep",
         ),
     ]

@@ -158,8 +158,6 @@ def _ray_group(pid: int, name: str, cmdline: bytes) -> str | None:
         return "raylet"
     if name.startswith("gcs_server") or program.endswith(b"/gcs_server"):
         return "GCS"
-    if name.startswith("ray::ReportBrok"):  # the kernel keeps 15 characters of a name
-        return "broker"
     if name.startswith("ray::") or b"default_worker.py" in cmdline:
         return "workers"
     return None

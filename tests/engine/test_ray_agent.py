@@ -76,7 +76,7 @@ def test_failures_on_ray_end_as_failed_trials_and_the_sweep_finishes(project: Pa
     assert (summary.complete, summary.failed, summary.state) == (1, 4, "finished")
 
 
-def test_hyperband_prunes_bad_trials_through_the_report_broker(project: Path) -> None:
+def test_hyperband_prunes_bad_trials_through_the_report_channel(project: Path) -> None:
     url = f"sqlite:///{project / 's.db'}"
     spec = {
         "method": "grid",

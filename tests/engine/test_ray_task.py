@@ -1,7 +1,7 @@
 """What a Ray worker imports to run a trial: sweeper's worker side, not Optuna.
 
-A fresh worker imports the task's module and, deserializing the report broker's handle, the module
-of the broker's actor class, before its first trial ends: a quarter of a second here when they
+A fresh worker imports the task's module and, deserializing the report channel's address, the
+module of its reporter, before its first trial ends: a quarter of a second here when they
 imported Optuna. Checked in a fresh interpreter, as a worker starts: the session's Ray workers are
 shared by every test and hold whatever earlier tests imported.
 """
@@ -21,7 +21,7 @@ WORKER = textwrap.dedent(
     """
     import json, pickle, sys
     import sweeper.engine.ray_task  # the task's function, as Ray loads it
-    import sweeper.engine.report_broker  # the broker actor's class, loaded with its handle
+    import sweeper.engine.report_channel  # the reporter, loaded with the channel's address
     from sweeper.worker.trial import execute_trial
 
     class Reporter:  # the reporter protocol, without Ray

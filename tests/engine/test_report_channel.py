@@ -1,8 +1,10 @@
-"""The report channel on a real local Ray: batched, one call in flight, bounded, every value in order."""
+"""The report channel: batched, one call in flight, bounded, every value in order; on a real local Ray
+and, for its own rules, between threads of this process over a real connection."""
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from pathlib import Path
@@ -13,15 +15,14 @@ import optuna
 import pytest
 from optuna.trial import FrozenTrial
 
-from sweeper.engine.broker import PruningJudge, start_broker
-from sweeper.engine.broker_reporter import BrokerReporter
+from sweeper.engine import report_channel
 from sweeper.engine.executor import RayExecutor
-from sweeper.engine.report_broker import Batch
+from sweeper.engine.judge import PruningJudge
+from sweeper.engine.report_channel import Batch, ChannelAddress, ChannelReporter
+from sweeper.engine.report_server import ReportServer
 from sweeper.spec.model import Resources
 from sweeper.storage.urls import open_storage
 from sweeper.worker.task import Objective, TrialOutcome, TrialTask
-
-pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_trainers")]
 
 LOGS = 100_000
 
@@ -83,6 +84,8 @@ def _run_on_ray(
     return outcome, {**stored, **judge.unstored(trial._trial_id), **dict(outcome.intermediate)}
 
 
+@pytest.mark.ray
+@pytest.mark.usefixtures("ray_trainers")
 def test_a_trial_logging_100k_times_completes_with_flat_memory_and_the_pruner_saw_every_value_in_order(
     journal_url: str, tmp_path: Path
 ) -> None:
@@ -107,6 +110,8 @@ def test_a_trial_logging_100k_times_completes_with_flat_memory_and_the_pruner_sa
     assert grown_mib < 8, memory
 
 
+@pytest.mark.ray
+@pytest.mark.usefixtures("ray_trainers")
 def test_the_pruners_stop_reaches_a_trial_that_logs_as_fast_as_it_can(
     journal_url: str, tmp_path: Path
 ) -> None:
@@ -122,116 +127,256 @@ def test_the_pruners_stop_reaches_a_trial_that_logs_as_fast_as_it_can(
     assert pruner.stopped_at is not None and 499 <= pruner.stopped_at < last < 10 * LOGS - 1
 
 
-def test_one_call_in_flight_bounded_batches_in_order_and_the_answer_names_the_report_stopped_at(
-    ray_session: None,
-) -> None:
-    import ray
+class ScriptedJudge:
+    """The judge's part of the server's protocol, by hand: notes each call's batches, stops as told.
 
-    broker = start_broker()
-    reporter = BrokerReporter(broker, wants_decisions=True, max_buffered=100)
-    done = threading.Event()
+    Not a stand-in for the pruner's logic (``test_judge.py`` tests that): it lets a test see what the
+    server hands the judge and decide what it answers.
+    """
 
-    def trainer() -> None:
+    def __init__(self, stop_first: bool = False, fail: bool = False) -> None:
+        self.decided: list[list[Batch]] = []
+        self.persisted = 0
+        self.stop_first = stop_first
+        self.fail = fail
+
+    def decide_batches(self, batches: list[Batch]) -> set[int]:
+        self.decided.append(list(batches))
+        if self.fail:
+            raise RuntimeError("a broken judge")
+        if self.stop_first and len(self.decided) == 1:
+            return {b.trial_id for b in batches}
+        return set()
+
+    def persist(self) -> None:
+        self.persisted += 1
+
+
+def _server(judge: ScriptedJudge, started: list[int] | None = None) -> ReportServer:
+    return ReportServer(judge, started.extend if started is not None else None)  # type: ignore[arg-type]
+
+
+def test_one_call_in_flight_bounded_batches_in_order_and_the_answer_names_the_report_stopped_at() -> None:
+    judge = ScriptedJudge(stop_first=True)
+    server = _server(judge)
+    reporter = ChannelReporter(server.address, wants_decisions=True, max_buffered=100)
+    try:
         for step in range(1_000):
             reporter.report(7, step, step / 10)
-        done.set()
+        assert reporter.close(7) == []  # everything was taken
+    finally:
+        server.close()
 
-    threading.Thread(target=trainer, daemon=True).start()
-    received: list[list[float]] = []
-    # The agent's part, by hand: take the pending calls, answer them (the first one: stop).
-    while not done.is_set() or sum(len(v) for v in received) < 1_000:
-        calls, _ = ray.get(broker.drain.remote(0.5))
-        assert len(calls) <= 1  # one call in flight
-        for _, batches in calls:
-            (batch,) = batches
-            assert batch.trial_id == 7 and len(batch.values) <= 100  # the buffer's bound
-            received.append(batch.values)
-        ray.get(broker.resolve.remote({key: [7] if len(received) == 1 else [] for key, _ in calls}))
-
+    calls = judge.decided
+    assert all(len(batches) == 1 for batches in calls)  # one call in flight: one batch a decision
+    received = [batch.values for (batch,) in calls]
+    assert all(batch.trial_id == 7 and len(batch.values) <= 100 for (batch,) in calls)  # the bound
     assert [v for values in received for v in values] == [step / 10 for step in range(1_000)]
     assert len(received) >= 10  # 1,000 values through a buffer of 100: the trainer waited
     first = received[0]
     assert reporter.stopped(7) == (round(first[-1] * 10), first[-1])
-    assert reporter.close(7) == []  # everything was taken
-    ray.kill(broker)
+    assert judge.persisted >= 1  # the server asked for the values to be stored
 
 
-def test_when_the_broker_is_gone_the_values_stay_with_the_trial_in_order(ray_session: None) -> None:
-    import ray
+def test_trials_reporting_together_are_decided_together_and_each_gets_its_own_answer() -> None:
+    judge = ScriptedJudge()
+    server = _server(judge)
+    reporters = {tid: ChannelReporter(server.address, wants_decisions=True) for tid in range(8)}
+    try:
+        threads = [
+            threading.Thread(target=lambda t=tid, r=rep: [r.report(t, s, float(s)) for s in range(300)])
+            for tid, rep in reporters.items()
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert all(rep.close(tid) == [] for tid, rep in reporters.items())
+    finally:
+        server.close()
 
-    broker = start_broker()
-    ray.kill(broker)
-    reporter = BrokerReporter(broker, wants_decisions=True, max_buffered=100)
+    by_trial: dict[int, list[float]] = {}
+    for batches in judge.decided:
+        for each in batches:
+            by_trial.setdefault(each.trial_id, []).extend(each.values)
+    assert by_trial == {tid: [float(s) for s in range(300)] for tid in range(8)}  # all, in order
+    assert all(rep.stopped(tid) is None for tid, rep in reporters.items())
+
+
+def test_the_trials_start_notices_reach_the_agent() -> None:
+    started: list[int] = []
+    server = _server(ScriptedJudge(), started)
+    reporter = ChannelReporter(server.address, wants_decisions=True)
+    try:
+        reporter.started(5)
+        reporter.report(5, 0, 1.0)  # a call after the notice, on the same connection
+        assert reporter.close(5) == []
+    finally:
+        server.close()
+    assert started == [5]
+
+
+def test_when_the_agent_is_gone_the_values_stay_with_the_trial_in_order() -> None:
+    server = _server(ScriptedJudge())
+    address = server.address
+    server.close()
+    reporter = ChannelReporter(address, wants_decisions=True, max_buffered=100)
+    reporter.started(3)  # never raises: the timeout then counts from the submission
     for step in range(1_000):  # never waits: a dead channel keeps what it is given
         reporter.report(3, step, float(step))
 
     assert reporter.close(3) == [(step, float(step)) for step in range(1_000)]
     assert reporter.stopped(3) is None
+    assert reporter.broken is not None
 
 
-def test_a_drain_waiting_for_reports_ends_when_the_broker_is_woken_and_later_drains_do_not_wait(
-    ray_session: None,
-) -> None:
-    """The agent's last drain, as it closes, takes what is there and returns: no wait sat out."""
-    import ray
-
-    broker = start_broker()
+def test_a_trial_without_the_runs_key_is_refused_and_the_others_are_served() -> None:
+    judge = ScriptedJudge()
+    server = _server(judge)
+    stranger = ChannelReporter(ChannelAddress(server.address.host, server.address.port, b"not the key"), True)
+    reporter = ChannelReporter(server.address, wants_decisions=True)
     try:
-        waiting = broker.drain.remote(max_wait=60.0)
-        ray.get(broker.started.remote(5))  # taken by the drain at once: an ordinary drain
-        assert ray.get(waiting, timeout=30) == ([], [5])
-        waiting = broker.drain.remote(max_wait=60.0)
-        broker.wake.remote()
-        assert ray.get(waiting, timeout=30) == ([], [])  # 60 s otherwise
-        assert ray.get(broker.drain.remote(max_wait=60.0), timeout=30) == ([], [])
+        for step in range(50):
+            stranger.report(1, step, 0.5)
+        assert stranger.close(1) == [(step, 0.5) for step in range(50)]  # kept: they ride in its end
+        assert stranger.broken is not None and "AuthenticationError" in stranger.broken
+        for step in range(50):
+            reporter.report(2, step, 0.25)
+        assert reporter.close(2) == []
     finally:
-        ray.kill(broker)
+        server.close()
+    assert {each.trial_id for batches in judge.decided for each in batches} == {2}
+    assert "not the key" not in repr(stranger._address)  # the key stays out of logs
 
 
-def test_a_reset_broker_serves_the_next_run_and_answers_an_earlier_runs_calls_at_once(
-    ray_session: None,
-) -> None:
-    import ray
-
-    broker = start_broker()
+def test_a_judge_that_raises_still_answers_every_call_and_the_server_serves_on() -> None:
+    judge = ScriptedJudge(fail=True)
+    server = _server(judge)
+    reporter = ChannelReporter(server.address, wants_decisions=True, max_buffered=10)
     try:
-        first = ray.get(broker.reset.remote())
-        waiting = broker.report.remote([Batch(1, [0], [0.5])], first)  # run 1's call, not drained
-        ray.get(broker.started.remote(1, first))
-        second = ray.get(broker.reset.remote())
-
-        assert second == first + 1
-        assert ray.get(waiting, timeout=30) == []  # answered by the reset: nothing stops
-        # A trial of run 1 still sending (its agent has ended): answered at once, never drained.
-        assert ray.get(broker.report.remote([Batch(1, [1], [0.4])], first), timeout=30) == []
-        broker.started.remote(1, first)
-        call = broker.report.remote([Batch(2, [0], [0.3])], second)
-        calls, started = ray.get(broker.drain.remote(5.0), timeout=30)
-        assert [[b.trial_id for b in batches] for _, batches in calls] == [[2]]
-        assert started == []
-        ray.get(broker.resolve.remote({calls[0][0]: [2]}))
-        assert ray.get(call, timeout=30) == [2]
+        for step in range(100):  # each full buffer waits for an answer: none may be missing
+            reporter.report(4, step, 1.0)
+        assert reporter.close(4) == []
     finally:
-        ray.kill(broker)
+        server.close()
+    assert sum(len(b.values) for batches in judge.decided for b in batches) == 100
+    assert reporter.stopped(4) is None
 
 
-def test_an_agent_run_on_a_ray_it_did_not_start_leaves_its_broker_to_the_next_one(
-    journal_url: str, tmp_path: Path
+def test_an_agent_closing_mid_call_leaves_the_values_with_the_trial() -> None:
+    """The agent stops while a trial's call waits for its decision: that call's values are not lost."""
+    release = threading.Event()
+
+    class SlowJudge(ScriptedJudge):
+        def decide_batches(self, batches: list[Batch]) -> set[int]:
+            release.wait(30)
+            raise RuntimeError("closing")
+
+    server = _server(SlowJudge())
+    reporter = ChannelReporter(server.address, wants_decisions=True, close_timeout=2.0)
+    reporter.report(9, 0, 0.5)
+    time.sleep(0.5)  # the call is with the judge
+    closer = threading.Thread(target=server.close)
+    closer.start()
+    reporter.report(9, 1, 0.4)
+    release.set()
+    closer.join(30)
+    kept = reporter.close(9)
+    # Either the call was answered before the connection ended (its value taken) or it is kept:
+    # the later value is never lost.
+    assert kept in ([(1, 0.4)], [(0, 0.5), (1, 0.4)])
+
+
+def test_a_peer_stalling_in_the_key_check_is_dropped_and_the_trials_after_it_are_served(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A new broker takes a worker from Ray's pool, one a trial would have run in: back-to-back
-    runs of a process (a notebook's ``sweeper.agent`` calls) share one."""
+    monkeypatch.setattr(report_channel, "HANDSHAKE_TIMEOUT_S", 0.5)
+    judge = ScriptedJudge()
+    server = _server(judge)
+    stalled = socket.create_connection((server.address.host, server.address.port))  # says nothing
+    reporter = ChannelReporter(server.address, wants_decisions=True, close_timeout=10.0)
+    try:
+        for step in range(20):
+            reporter.report(6, step, 0.5)
+        assert reporter.close(6) == []  # served once the stalled peer's 0.5 s ran out
+    finally:
+        stalled.close()
+        server.close()
+    assert [v for batches in judge.decided for b in batches for v in b.values] == [0.5] * 20
+
+
+def test_a_reporter_facing_a_port_that_never_answers_gives_up_and_keeps_its_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A firewall that drops packets, or anything else on the port: bounded, never hanging the trial."""
+    monkeypatch.setattr(report_channel, "HANDSHAKE_TIMEOUT_S", 0.5)
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts (the kernel's), never speaks
+        port = silent.getsockname()[1]
+        reporter = ChannelReporter(ChannelAddress("127.0.0.1", port, b"key"), True, close_timeout=10.0)
+        began = time.monotonic()
+        reporter.started(8)  # bounded too: the trainer waits at most the handshake's bound
+        for step in range(30):
+            reporter.report(8, step, 1.0)
+        kept = reporter.close(8)
+    assert kept == [(step, 1.0) for step in range(30)]
+    assert reporter.broken is not None
+    assert time.monotonic() - began < 5.0
+
+
+@pytest.mark.ray
+@pytest.mark.usefixtures("ray_trainers")
+def test_a_trial_that_cannot_reach_the_agent_stores_its_values_at_its_end_and_the_agent_says_why(
+    journal_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     study = optuna.create_study(storage=open_storage(journal_url))
-    first = RayExecutor(Resources(cpus=1), PruningJudge(study, RecordingPruner()))
-    first.close()
-    pruner = RecordingPruner()
-    config = {"logs": 1_000, "out": str(tmp_path / "memory.json")}
-    outcome, values = _run_on_ray(journal_url, tmp_path, pruner, config)
+    trial = study.ask()
+    pruner = RecordingPruner(stop_at=1)
+    executor = RayExecutor(Resources(cpus=1), PruningJudge(study, pruner))
+    real = executor._server.address
+    # What a trial on a node that cannot pass the key check sees (as one behind a firewall would
+    # see a refused or silent port): the channel fails, the trial goes on.
+    executor._server.address = ChannelAddress(real.host, real.port, b"not the run's key")
+    task = TrialTask(
+        sweep_id="abcdefgh",
+        sweep_name="channel",
+        trial_id=trial._trial_id,
+        number=trial.number,
+        params={},
+        config={"logs": 50, "out": str(tmp_path / "memory.json")},
+        objectives=(Objective("loss"),),
+        checkpoint_dir=str(tmp_path / "checkpoint"),
+        sweep_dir=str(tmp_path / "sweep"),
+        trainer=engine_trainers.log_many,
+    )
+    ended: list[tuple[TrialTask, TrialOutcome]] = []
+    with caplog.at_level("WARNING", logger="sweeper.engine.executor"):
+        try:
+            executor.start(task)
+            deadline = time.monotonic() + 240
+            while not ended and time.monotonic() < deadline:
+                ended = executor.wait(1.0)
+        finally:
+            executor.close()
+    ((_, outcome),) = ended
+    assert outcome.state == "complete"  # never stopped: the pruner never saw a value
+    assert pruner.seen == []
+    assert dict(outcome.intermediate) == {step: 1.0 / (step + 1) for step in range(50)}
+    assert outcome.channel_error is not None and "AuthenticationError" in outcome.channel_error
+    warnings = [r.getMessage() for r in caplog.records if "could not report to this agent" in r.getMessage()]
+    assert len(warnings) == 1 and f"{real.host}:{real.port}" in warnings[0]
 
-    assert outcome.state == "complete", outcome.fail_reason
-    assert values == {step: 1.0 / (step + 1) for step in range(1_000)}
-    assert pruner.seen  # the values came through the kept broker, not only with the outcome
-    second = RayExecutor(Resources(cpus=1), PruningJudge(study, RecordingPruner()))
+
+def test_a_host_address_this_machine_does_not_own_is_still_served_on_every_interface() -> None:
+    """A node reached at a translated address (203.0.113.7 here, a documentation address): the
+    server cannot bind it, listens everywhere, and hands the trials the address they reach it at."""
+    judge = ScriptedJudge()
+    server = ReportServer(judge, host="203.0.113.7")  # type: ignore[arg-type]
     try:
-        assert second.epoch == first.epoch + 2  # the same actor, reset for each run
+        assert server.address.host == "203.0.113.7"
+        here = ChannelAddress("127.0.0.1", server.address.port, server.address.authkey)
+        reporter = ChannelReporter(here, wants_decisions=True)
+        reporter.report(1, 0, 0.5)
+        assert reporter.close(1) == []
     finally:
-        second.close()
+        server.close()
+    assert [b.values for batches in judge.decided for b in batches] == [[0.5]]

@@ -13,8 +13,8 @@ import pytest
 from counting import CountingStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeper.engine import broker
-from sweeper.engine.broker import Batch, Persister, PruningJudge, Report
+from sweeper.engine import judge as judging
+from sweeper.engine.judge import Batch, Persister, PruningJudge, Report
 from sweeper.storage.urls import open_storage
 
 
@@ -107,7 +107,7 @@ def test_a_read_of_the_study_is_reused_and_the_judges_ended_trials_show_as_they_
     # Another agent's change shows once the read is REFRESH_S old; by then the end write landed
     # and the storage's version stands.
     storage.set_trial_state_values(ending, TrialState.PRUNED, [0.5])  # say a cancel came first
-    monkeypatch.setattr(broker, "REFRESH_S", 0.05)
+    monkeypatch.setattr(judging, "REFRESH_S", 0.05)
     other = storage.create_new_trial(study._study_id)
     storage.set_trial_intermediate_value(other, 1, 0.1)
     time.sleep(0.1)

@@ -1,32 +1,26 @@
-"""The report channel: intermediate values travel from trials to the agent, pruning decisions back.
+"""The agent's side of pruning: decisions from an in-memory view of the sweep, values stored after.
 
-Workers never reach the storage. A trial's ``log`` hands each value of the first objective metric
-to a :class:`~sweeper.engine.broker_reporter.BrokerReporter`, which sends them in batches to a
-:class:`~sweeper.engine.report_broker.ReportBroker`, an async Ray actor pinned to the agent's node,
-one call in flight per trial. An agent thread (:class:`BrokerDrain`) takes the pending calls, hands
-their batches to the :class:`PruningJudge` (which asks the Optuna pruner once per trial and drain,
-from its in-memory view holding every value reported) and answers each call with its decision; the
-values are stored by a :class:`Persister` thread, in one write at most every ``PERSIST_S``, so no
-decision waits on it. A call is answered only once the agent took its batch: the broker holds at
-most one batch per running trial, and a trial that logs faster than the agent takes its values
-waits for it (see the reporter) rather than piling them up anywhere.
+Workers never reach the storage. Their trials' values reach the agent (through the
+:mod:`~sweeper.engine.report_server` on Ray, through a pipe with the local executor), where the
+:class:`PruningJudge` asks the Optuna pruner once per trial and batch, from its in-memory view
+holding every value reported, and a :class:`Persister` thread stores the values in one write at
+most every ``PERSIST_S``, so no decision waits on it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import threading
 import time
-from collections.abc import Callable, Container, Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeper.engine.report_broker import Batch, ReportBroker
+from sweeper.engine.report_channel import Batch
 from sweeper.storage import batch
 
 _logger = logging.getLogger(__name__)
@@ -272,71 +266,3 @@ class Persister:
             if closing:
                 return
             self._closing.wait(self._every_s)  # requests meanwhile share the next write
-
-
-class BrokerDrain:
-    """Agent thread: drains the broker, decides, answers; stops with :meth:`close`.
-
-    ``on_started`` receives the trial ids whose trainers started since the last drain.
-    """
-
-    def __init__(
-        self, broker: Any, judge: PruningJudge, on_started: Callable[[list[int]], None] | None = None
-    ) -> None:
-        self._broker = broker
-        self._judge = judge
-        self._persister = Persister(judge)
-        self._on_started = on_started
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sweeper-report-drain", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        import ray
-
-        while not self._stop.is_set():
-            try:
-                calls, started = ray.get(self._broker.drain.remote())
-                if started and self._on_started is not None:
-                    self._on_started(started)
-                if calls:
-                    self._decide(calls)
-                    self._persister.request()  # written on its thread: the next drain waits on no write
-            except Exception:
-                if self._stop.is_set():
-                    return
-                _logger.exception("report drain failed; retrying")
-                self._stop.wait(1.0)
-
-    def _decide(self, calls: list[tuple[int, list[Batch]]]) -> None:
-        """Decide on the drained calls and answer every one of them, whatever happens."""
-        stopped: set[int] = set()
-        try:
-            stopped = self._judge.decide_batches([each for _, batches in calls for each in batches])
-        finally:  # a call left unanswered would hold its trial's reports until the trial ends
-            answers = {key: [b.trial_id for b in batches if b.trial_id in stopped] for key, batches in calls}
-            self._broker.resolve.remote(answers)
-
-    def close(self) -> bool:
-        """Stop draining (after the drain in progress), then store what is left; whether the drain
-        stopped (else its thread may still take one drain of the broker's)."""
-        self._stop.set()
-        with contextlib.suppress(Exception):  # a dead broker: the drain in progress fails at once
-            self._broker.wake.remote()  # else the drain waits out DRAIN_WAIT_S for nothing
-        self._thread.join(timeout=5.0)
-        self._persister.close()
-        return not self._thread.is_alive()
-
-
-def start_broker() -> Any:
-    """Start a :class:`ReportBroker` actor pinned to this (the agent's) node."""
-    import ray
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    node_id = ray.get_runtime_context().get_node_id()
-    actor_class = ray.remote(ReportBroker)
-    return actor_class.options(
-        num_cpus=0,
-        max_concurrency=1000,  # one call in flight per running trial, each awaiting its answer
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
-    ).remote()
