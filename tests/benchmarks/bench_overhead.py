@@ -38,7 +38,7 @@ def start_ray() -> float:
             num_cpus=CONCURRENCY,
             include_dashboard=False,
             log_to_driver=False,
-            runtime_env={"env_vars": {"PYTHONPATH": str(harness.BENCH_DIR)}},
+            runtime_env={"env_vars": {"PYTHONPATH": harness.worker_pythonpath()}},
         )
 
         @ray.remote

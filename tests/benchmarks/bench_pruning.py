@@ -102,7 +102,10 @@ def main() -> None:
     # leave some workers unused (one that started late finds every trial taken): ten starting
     # during the measured sweep took most of its 2 cores and slowed the echo after it too.
     with stopwatch() as warm_s:
-        warm = {**spec, "name": "warm-up", "run_cap": gpus}
+        # No pruner: every warm-up trial runs its 100 steps, so all of them run at once. Pruned
+        # early, they freed their workers for the next ones and fewer workers were started.
+        warm = {key: value for key, value in spec.items() if key != "early_terminate"}
+        warm |= {"name": "warm-up", "run_cap": gpus}
         warm["parameters"] = {**spec["parameters"], "outdir": {"value": str(root)}, "steps": {"value": 100}}
         for _ in range(4):
             sweeper.agent(sweeper.sweep(warm, storage=storage), storage=storage)

@@ -179,7 +179,7 @@ def main() -> None:
         num_cpus=8,  # logical: the trials do nothing
         include_dashboard=False,
         log_to_driver=False,
-        runtime_env={"env_vars": {"PYTHONPATH": str(harness.BENCH_DIR)}},
+        runtime_env={"env_vars": {"PYTHONPATH": harness.worker_pythonpath()}},
     )
     load_before = os.getloadavg()
     figures: list[Figure] = []

@@ -38,7 +38,7 @@ def main() -> None:
             num_gpus=gpus,
             include_dashboard=False,
             log_to_driver=False,
-            runtime_env={"env_vars": {"PYTHONPATH": str(harness.BENCH_DIR)}},
+            runtime_env={"env_vars": {"PYTHONPATH": harness.worker_pythonpath()}},
         )
     spec: dict[str, Any] = {
         "name": "bench-utilisation",
