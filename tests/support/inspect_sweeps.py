@@ -121,7 +121,7 @@ def start_trial(built: Built, curve: Mapping[int, float] | None = None) -> optun
 
 
 def report(built: Built, trial: optuna.Trial, curve: Mapping[int, float]) -> None:
-    """Write a learning curve as the engine's broker does (storage level: works for multi-objective too)."""
+    """Write a learning curve as the agent stores one (at storage level: multi-objective too)."""
     for step, value in curve.items():
         built.storage.set_trial_intermediate_value(trial._trial_id, step, value)
 
