@@ -32,6 +32,9 @@ _CAPACITY_RECHECK_S = 10.0
 # A program trial stops itself at its timeout (SIGTERM, then SIGKILL after the grace: its W&B run
 # and trackers finish, its last values arrive); the executor's kill of its worker is the backstop.
 _PROGRAM_BACKSTOP_S = program.KILL_GRACE_S + 5.0
+START_NOTICE_WAIT_S = 60.0
+"""A trial's timeout counts from its trainer's start, which it tells the agent; one that said nothing
+this long after its submission (its reports cannot reach the agent) has it counted from then."""
 
 
 class Executor(Protocol):
@@ -139,10 +142,15 @@ class RayExecutor:
                 self._started_at.setdefault(trial_id, now)
 
     def _deadlines(self) -> None:
+        now = time.monotonic()
         with self._started_lock:
             for running in self._running.values():
                 timeout = running.task.timeout
                 started = self._started_at.get(running.task.trial_id)
+                if started is None and now - running.started >= START_NOTICE_WAIT_S:
+                    # Its start notice never came (its reports cannot reach this agent): counted from
+                    # its submission, so that a trainer that hangs there still ends.
+                    started = running.started
                 if timeout is not None and running.deadline is None and started is not None:
                     stops_itself = running.task.program is not None or running.task.command is not None
                     running.deadline = started + timeout + (_PROGRAM_BACKSTOP_S if stops_itself else 0.0)

@@ -15,6 +15,7 @@ import optuna
 import pytest
 from optuna.trial import FrozenTrial
 
+from sweeper.engine import executor as executor_module
 from sweeper.engine import report_channel
 from sweeper.engine.executor import RayExecutor
 from sweeper.engine.judge import PruningJudge
@@ -22,7 +23,7 @@ from sweeper.engine.report_channel import Batch, ChannelAddress, ChannelReporter
 from sweeper.engine.report_server import ReportServer
 from sweeper.spec.model import Resources
 from sweeper.storage.urls import open_storage
-from sweeper.worker.task import Objective, TrialOutcome, TrialTask
+from sweeper.worker.task import Failure, Objective, TrialOutcome, TrialTask
 
 LOGS = 100_000
 
@@ -380,3 +381,41 @@ def test_a_host_address_this_machine_does_not_own_is_still_served_on_every_inter
     finally:
         server.close()
     assert [b.values for batches in judge.decided for b in batches] == [[0.5]]
+
+
+@pytest.mark.ray
+@pytest.mark.usefixtures("ray_trainers")
+def test_a_hung_trial_whose_start_notice_cannot_reach_the_agent_still_times_out(
+    journal_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its timeout is counted from its submission once no notice came for START_NOTICE_WAIT_S."""
+    monkeypatch.setattr(executor_module, "START_NOTICE_WAIT_S", 2.0)
+    study = optuna.create_study(storage=open_storage(journal_url))
+    trial = study.ask()
+    executor = RayExecutor(Resources(cpus=1), PruningJudge(study, optuna.pruners.NopPruner()))
+    real = executor._server.address
+    executor._server.address = ChannelAddress(real.host, real.port, b"not the run's key")
+    task = TrialTask(
+        sweep_id="abcdefgh",
+        sweep_name="channel",
+        trial_id=trial._trial_id,
+        number=trial.number,
+        params={},
+        config={"mode": "sleep"},  # 120 s
+        objectives=(Objective("loss"),),
+        checkpoint_dir=str(tmp_path / "checkpoint"),
+        sweep_dir=str(tmp_path / "sweep"),
+        trainer=engine_trainers.misbehave,
+        timeout=1.0,
+    )
+    ended: list[tuple[TrialTask, TrialOutcome]] = []
+    began = time.monotonic()
+    try:
+        executor.start(task)
+        while not ended and time.monotonic() - began < 60:
+            ended = executor.wait(1.0)
+    finally:
+        executor.close()
+    ((_, outcome),) = ended
+    assert outcome.failure is Failure.TIMEOUT, outcome.fail_reason
+    assert time.monotonic() - began < 30  # not the trainer's 120 s
