@@ -104,10 +104,6 @@ class RayExecutor:
         self._remote = ray.remote(ray_task.run_in_ray).options(**self._options)
         self._fresh_workers = False  # see _collect: once a worker's CUDA is bound, one per trial
         self._wants_decisions = judge.prunes
-        # On the address Ray knows this node by: the one the cluster's other nodes reach it at.
-        host = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
-        self._server = ReportServer(judge, self._note_started, host=host)
-        self._channel_warned = False
         self._started_at: dict[int, float] = {}
         self._started_lock = threading.Lock()
         self._running: dict[Any, _Running] = {}
@@ -119,6 +115,10 @@ class RayExecutor:
                 f"no node of the Ray cluster can run a trial: each needs {_describe_needs(self._options)}, "
                 f"the cluster has {_describe_needs(_cluster_resources())}"
             )
+        # On the address Ray knows this node by: the one the cluster's other nodes reach it at.
+        host = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+        self._server = ReportServer(judge, self._note_started, host=host)
+        self._channel_warned = False
 
     def slots(self) -> int:
         now = time.monotonic()
