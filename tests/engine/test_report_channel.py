@@ -47,6 +47,37 @@ class RecordingPruner(optuna.pruners.BasePruner):
         return stop
 
 
+def _task(trial: optuna.Trial, tmp_path: Path, config: dict[str, Any], **options: Any) -> TrialTask:
+    """A task of ``trial`` (``engine_trainers.log_many`` unless ``options`` says otherwise)."""
+    fields: dict[str, Any] = {"trainer": engine_trainers.log_many, **options}
+    return TrialTask(
+        sweep_id="abcdefgh",
+        sweep_name="channel",
+        trial_id=trial._trial_id,
+        number=trial.number,
+        params={},
+        config=config,
+        objectives=(Objective("loss"),),
+        checkpoint_dir=str(tmp_path / "checkpoint"),
+        sweep_dir=str(tmp_path / "sweep"),
+        **fields,
+    )
+
+
+def _outcome(executor: RayExecutor, task: TrialTask, within_s: float = 240) -> TrialOutcome:
+    """Start ``task`` on ``executor``, wait for its end, close the executor; the trial's outcome."""
+    ended: list[tuple[TrialTask, TrialOutcome]] = []
+    try:
+        executor.start(task)
+        deadline = time.monotonic() + within_s
+        while not ended and time.monotonic() < deadline:
+            ended = executor.wait(1.0)
+    finally:
+        executor.close()
+    ((_, outcome),) = ended
+    return outcome
+
+
 def _run_on_ray(
     url: str, tmp_path: Path, pruner: optuna.pruners.BasePruner, config: dict[str, Any]
 ) -> tuple[TrialOutcome, dict[int, float]]:
@@ -58,28 +89,7 @@ def _run_on_ray(
     study = optuna.create_study(storage=open_storage(url))
     trial = study.ask()
     judge = PruningJudge(study, pruner)
-    executor = RayExecutor(Resources(cpus=1), judge)
-    task = TrialTask(
-        sweep_id="abcdefgh",
-        sweep_name="channel",
-        trial_id=trial._trial_id,
-        number=trial.number,
-        params={},
-        config=config,
-        objectives=(Objective("loss"),),
-        checkpoint_dir=str(tmp_path / "checkpoint"),
-        sweep_dir=str(tmp_path / "sweep"),
-        trainer=engine_trainers.log_many,
-    )
-    ended: list[tuple[TrialTask, TrialOutcome]] = []
-    try:
-        executor.start(task)
-        deadline = time.monotonic() + 240
-        while not ended and time.monotonic() < deadline:
-            ended = executor.wait(1.0)
-    finally:
-        executor.close()
-    ((_, outcome),) = ended
+    outcome = _outcome(RayExecutor(Resources(cpus=1), judge), _task(trial, tmp_path, config))
     judge.persist()
     stored = study._storage.get_trial(trial._trial_id).intermediate_values
     return outcome, {**stored, **judge.unstored(trial._trial_id), **dict(outcome.intermediate)}
@@ -337,28 +347,9 @@ def test_a_trial_that_cannot_reach_the_agent_stores_its_values_at_its_end_and_th
     # What a trial on a node that cannot pass the key check sees (as one behind a firewall would
     # see a refused or silent port): the channel fails, the trial goes on.
     executor._server.address = ChannelAddress(real.host, real.port, b"not the run's key")
-    task = TrialTask(
-        sweep_id="abcdefgh",
-        sweep_name="channel",
-        trial_id=trial._trial_id,
-        number=trial.number,
-        params={},
-        config={"logs": 50, "out": str(tmp_path / "memory.json")},
-        objectives=(Objective("loss"),),
-        checkpoint_dir=str(tmp_path / "checkpoint"),
-        sweep_dir=str(tmp_path / "sweep"),
-        trainer=engine_trainers.log_many,
-    )
-    ended: list[tuple[TrialTask, TrialOutcome]] = []
+    task = _task(trial, tmp_path, {"logs": 50, "out": str(tmp_path / "memory.json")})
     with caplog.at_level("WARNING", logger="sweeper.engine.executor"):
-        try:
-            executor.start(task)
-            deadline = time.monotonic() + 240
-            while not ended and time.monotonic() < deadline:
-                ended = executor.wait(1.0)
-        finally:
-            executor.close()
-    ((_, outcome),) = ended
+        outcome = _outcome(executor, task)
     assert outcome.state == "complete"  # never stopped: the pruner never saw a value
     assert pruner.seen == []
     assert dict(outcome.intermediate) == {step: 1.0 / (step + 1) for step in range(50)}
@@ -395,27 +386,8 @@ def test_a_hung_trial_whose_start_notice_cannot_reach_the_agent_still_times_out(
     executor = RayExecutor(Resources(cpus=1), PruningJudge(study, optuna.pruners.NopPruner()))
     real = executor._server.address
     executor._server.address = ChannelAddress(real.host, real.port, b"not the run's key")
-    task = TrialTask(
-        sweep_id="abcdefgh",
-        sweep_name="channel",
-        trial_id=trial._trial_id,
-        number=trial.number,
-        params={},
-        config={"mode": "sleep"},  # 120 s
-        objectives=(Objective("loss"),),
-        checkpoint_dir=str(tmp_path / "checkpoint"),
-        sweep_dir=str(tmp_path / "sweep"),
-        trainer=engine_trainers.misbehave,
-        timeout=1.0,
-    )
-    ended: list[tuple[TrialTask, TrialOutcome]] = []
+    task = _task(trial, tmp_path, {"mode": "sleep"}, trainer=engine_trainers.misbehave, timeout=1.0)  # 120 s
     began = time.monotonic()
-    try:
-        executor.start(task)
-        while not ended and time.monotonic() - began < 60:
-            ended = executor.wait(1.0)
-    finally:
-        executor.close()
-    ((_, outcome),) = ended
+    outcome = _outcome(executor, task, within_s=60)
     assert outcome.failure is Failure.TIMEOUT, outcome.fail_reason
     assert time.monotonic() - began < 30  # not the trainer's 120 s
