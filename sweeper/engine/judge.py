@@ -52,8 +52,8 @@ class PruningJudge:
     agents' trials come from the storage, as the pruner reads the study), so no decision waits on a
     write; :meth:`persist` then stores every value decided on since the last call in one write.
 
-    Thread-safe enough for one drain thread plus the agent loop: the Optuna storages serialize
-    their own writes, and the view is guarded by a lock.
+    Thread-safe enough for one deciding thread (the report server's, or the local executor's) plus
+    the agent loop: the Optuna storages serialize their own writes, and the view is guarded by a lock.
     """
 
     def __init__(self, study: optuna.Study, pruner: optuna.pruners.BasePruner) -> None:
@@ -173,8 +173,8 @@ class PruningJudge:
     def _snapshot(self) -> optuna.Study:
         """The study as a read of the storage shows it, with this agent's trials as it knows them.
 
-        A pruner reads the whole study for each decision. One read serves every decision of a
-        drained batch, and the batches after it until one of this agent's trials starts or
+        A pruner reads the whole study for each decision. One read serves every decision of the
+        calls that arrived together, and the ones after them until one of this agent's trials starts or
         :data:`REFRESH_S` passes: other agents' trials as stored then, this agent's running trials
         with every value decided on, its ended ones as they ended. (Re-reading per batch cost a
         database 200 ms a batch at 32 running trials: Optuna's cache re-reads every running trial.)

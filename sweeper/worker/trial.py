@@ -319,8 +319,8 @@ def _execute(task: TrialTask, reporter: Reporter | None) -> TrialOutcome:
     trackers = _open_trackers(task)
     trial = Trial(task, reporter, trackers)
     if reporter is not None and task.timeout is not None:
-        # The notice serves the timeout only (counted from here); on Ray it costs an actor call
-        # and a wake of the agent's drain, a sixth of what a no-op trial cost its worker.
+        # The notice serves the timeout only (counted from here); on Ray it costs the trial its
+        # connection to the agent, which a trial that reports makes anyway.
         reporter.started(task.trial_id)
     state: OutcomeState = "failed"
     reason: str | None = None
