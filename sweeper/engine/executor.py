@@ -152,8 +152,8 @@ class RayExecutor:
                     # its submission, so that a trainer that hangs there still ends.
                     started = running.started
                 if timeout is not None and running.deadline is None and started is not None:
-                    stops_itself = running.task.program is not None or running.task.command is not None
-                    running.deadline = started + timeout + (_PROGRAM_BACKSTOP_S if stops_itself else 0.0)
+                    backstop = _PROGRAM_BACKSTOP_S if running.task.runs_program else 0.0
+                    running.deadline = started + timeout + backstop
 
     def wait(self, timeout: float) -> list[tuple[TrialTask, TrialOutcome]]:
         import ray

@@ -99,6 +99,11 @@ class TrialTask:
     # Where the trial runs and its relative files stay (see sweeper.worker.workdir); None: the cwd.
     trial_dir: str | None = None
 
+    @property
+    def runs_program(self) -> bool:
+        """Whether the trial runs a program (``program`` / ``command``): a trainer function wins."""
+        return self.trainer is None and (self.program is not None or self.command is not None)
+
 
 class Failure(str, enum.Enum):
     """Why a trial failed. The fail reason stored with a trial says it in words; this says it in a type.

@@ -410,7 +410,7 @@ def _run_trainer(task: TrialTask, trial: Trial, directory: Path | None) -> Any:
         if takes_no_arguments(function):  # W&B's form: def train(): run = wandb.init(); ...
             return run_wandb_function(function, trial)
         return function(dict(task.config), trial)
-    if task.program is not None or task.command is not None:
+    if task.runs_program:
         from sweeper.worker.program import run_program
 
         # In the trial's directory (the project's files linked in), with its logs and param files.
