@@ -1,7 +1,8 @@
 """Where trials run: the narrow seam between the agent loop and Ray.
 
 An :class:`Executor` says how many trials can run now, starts one, hands back those that ended,
-and kills one. :class:`RayExecutor` runs each trial as a Ray task with the spec's resources;
+and kills one. :class:`RayExecutor` runs trials on lanes, Ray tasks with the spec's resources that
+each run one trial after another (:mod:`sweeper.engine.lanes`);
 :class:`~sweeper.engine.local.LocalExecutor` runs them one at a time, each in a process forked
 from the agent.
 """
@@ -19,6 +20,7 @@ from typing import Any, Protocol
 
 from sweeper.engine import ray_start, ray_task
 from sweeper.engine.judge import PruningJudge
+from sweeper.engine.lanes import LanePool
 from sweeper.engine.ray_start import RayStart
 from sweeper.engine.report_server import ReportServer
 from sweeper.errors import UsageError
@@ -73,7 +75,8 @@ class _Running:
 
 
 class RayExecutor:
-    """Each trial is a Ray task with the spec's resources; its reports go straight to this process's
+    """Trials run on lanes (:mod:`sweeper.engine.lanes`), Ray tasks with the spec's resources; their
+    reports and the lanes' trials go through this process's
     :class:`~sweeper.engine.report_server.ReportServer`.
 
     Which Ray it uses, and whether the project directory (``ship_dir``) travels to the workers, is
@@ -101,12 +104,12 @@ class RayExecutor:
         self._resources = resources
         self._max_concurrent = max_concurrent
         self._options = _task_options(resources)
-        self._remote = ray.remote(ray_task.run_in_ray).options(**self._options)
+        self._remote = ray.remote(ray_task.run_lane).options(**self._options)
         self._fresh_workers = False  # see _collect: once a worker's CUDA is bound, one per trial
         self._wants_decisions = judge.prunes
         self._started_at: dict[int, float] = {}
         self._started_lock = threading.Lock()
-        self._running: dict[Any, _Running] = {}
+        self._running: dict[int, _Running] = {}  # by trial id
         self._cancelled: dict[int, tuple[Failure, str]] = {}
         self._slots = 0
         self._slots_checked = -math.inf
@@ -117,7 +120,8 @@ class RayExecutor:
             )
         # On the address Ray knows this node by: the one the cluster's other nodes reach it at.
         host = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
-        self._server = ReportServer(judge, self._note_started, host=host)
+        self._lanes = LanePool(self._submit_lane)
+        self._server = ReportServer(judge, self._note_started, host=host, lanes=self._lanes)
         self._channel_warned = False
 
     def slots(self) -> int:
@@ -130,8 +134,11 @@ class RayExecutor:
         return self._slots
 
     def start(self, task: TrialTask) -> None:
-        ref = self._remote.remote(task, self._server.address, self._wants_decisions)
-        self._running[ref] = _Running(task, time.monotonic(), None)
+        self._running[task.trial_id] = _Running(task, time.monotonic(), None)
+        self._lanes.start(task)
+
+    def _submit_lane(self, first: TrialTask, lane: int) -> Any:
+        return self._remote.remote(first, lane, self._server.address, self._wants_decisions)
 
     def _note_started(self, trial_ids: list[int]) -> None:
         # Called from the report server's thread: the timeout counts from the trainer's start, not from
@@ -156,8 +163,6 @@ class RayExecutor:
                     running.deadline = started + timeout + backstop
 
     def wait(self, timeout: float) -> list[tuple[TrialTask, TrialOutcome]]:
-        import ray
-
         if not self._running:
             time.sleep(timeout)
             return []
@@ -170,26 +175,21 @@ class RayExecutor:
                 self.cancel(running.task.trial_id, Failure.TIMEOUT, reason)
         deadlines = [r.deadline - now for r in self._running.values() if r.deadline is not None]
         wait_s = max(0.0, min([timeout, *deadlines]))
-        refs = list(self._running)
-        ready, _ = ray.wait(refs, num_returns=1, timeout=wait_s)
-        if ready:  # take every other trial that ended meanwhile too, without waiting
-            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
-        return [self._collect(ref) for ref in ready]
+        return [self._collect(task, result) for task, result in self._lanes.wait(wait_s)]
 
-    def _collect(self, ref: Any) -> tuple[TrialTask, TrialOutcome]:
-        import ray
-
-        running = self._running.pop(ref)
+    def _collect(
+        self, task: TrialTask, result: TrialOutcome | BaseException
+    ) -> tuple[TrialTask, TrialOutcome]:
+        running = self._running.pop(task.trial_id)
         with self._started_lock:
-            started = self._started_at.pop(running.task.trial_id, running.started)
+            started = self._started_at.pop(task.trial_id, running.started)
         elapsed = time.monotonic() - started
-        cancelled = self._cancelled.pop(running.task.trial_id, None)
-        try:
-            outcome: TrialOutcome = ray.get(ref)
-        except Exception as exc:
-            failure, reason = cancelled or _ray_failure(exc)
+        cancelled = self._cancelled.pop(task.trial_id, None)
+        if isinstance(result, BaseException):
+            failure, reason = cancelled or _ray_failure(result)
             outcome = TrialOutcome.failed(failure, reason, duration_s=elapsed)
         else:
+            outcome = result
             if cancelled is not None and outcome.state == "complete":
                 cancelled = None  # it finished before the kill landed: keep its result
         if cancelled is not None and outcome.state != "failed":
@@ -201,14 +201,14 @@ class RayExecutor:
                 "trial %d could not report to this agent at %s:%d while it ran (%s): its values were "
                 "stored when it ended, too late for the pruner to stop it. The cluster's nodes must "
                 "reach this node on any TCP port, as Ray's own processes do",
-                running.task.number,
+                task.number,
                 address.host,
                 address.port,
                 outcome.channel_error,
             )
         if (outcome.gpu_bound or outcome.failure is Failure.MISPLACED) and not self._fresh_workers:
             self._start_fresh_workers()
-        return running.task, outcome
+        return task, outcome
 
     def _start_fresh_workers(self) -> None:
         """From now on each trial gets a fresh worker, as Ray gives GPU tasks by default: a trial's
@@ -219,15 +219,11 @@ class RayExecutor:
 
         _logger.info("a trial started CUDA in its Ray worker: each later trial runs in a fresh worker")
         self._fresh_workers = True
-        self._remote = ray.remote(max_calls=1, **self._options)(ray_task.run_in_fresh_ray_worker)
+        self._remote = ray.remote(max_calls=1, **self._options)(ray_task.run_lane_in_fresh_worker)
 
     def cancel(self, trial_id: int, failure: Failure, reason: str) -> None:
-        import ray
-
-        for ref, running in self._running.items():
-            if running.task.trial_id == trial_id:
-                self._cancelled[trial_id] = (failure, reason)
-                ray.cancel(ref, force=True)
+        if trial_id in self._running and self._lanes.kill(trial_id):
+            self._cancelled[trial_id] = (failure, reason)
 
     def close(self) -> None:
         self._server.close()

@@ -28,6 +28,7 @@ from multiprocessing.connection import Connection, Pipe, wait
 from typing import Any
 
 from sweeper.engine.judge import Persister, PruningJudge
+from sweeper.engine.lanes import LanePool
 from sweeper.engine.report_channel import Batch, ChannelAddress, handshake
 
 _logger = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class ReportServer:
         judge: Decides on the values and stores them (through a :class:`Persister` of its own).
         on_started: Receives the ids of trials whose trainers start now (their timeouts count from then).
         host: The address to listen on and hand the trials: the agent's node as the cluster reaches it.
+        lanes: The agent run's lanes, which join here to take their trials (see :mod:`sweeper.engine.lanes`).
     """
 
     def __init__(
@@ -49,8 +51,10 @@ class ReportServer:
         judge: PruningJudge,
         on_started: Callable[[list[int]], None] | None = None,
         host: str = "127.0.0.1",
+        lanes: LanePool | None = None,
     ) -> None:
         self._judge = judge
+        self._lanes = lanes
         self._persister = Persister(judge)
         self._on_started = on_started
         self._authkey = secrets.token_bytes(32)
@@ -142,6 +146,8 @@ class ReportServer:
                         calls.append((connection, body))
                     elif kind == "started":
                         started.append(body)
+                    elif self._lanes is not None:
+                        self._lane_message(connection, kind, body)
                     if not connection.poll():
                         break
             except (EOFError, OSError):  # the trial ended (or its worker died)
@@ -151,6 +157,15 @@ class ReportServer:
         if calls:
             self._answer(calls)
             self._persister.request()  # written on its thread: the next call waits on no write
+
+    def _lane_message(self, connection: Connection, kind: str, body: Any) -> None:
+        assert self._lanes is not None
+        if kind == "lane":
+            self._lanes.joined(body, connection)
+        elif kind == "ended":
+            self._lanes.handed_back(*body)
+        elif kind == "leaving":
+            self._lanes.leaving(body, connection)
 
     def _answer(self, calls: list[tuple[Connection, list[Batch]]]) -> None:
         """Decide on the calls' batches together and answer every call, whatever happens."""

@@ -22,7 +22,7 @@ from sweeper.worker import gpu_binding
 IN_A_WORKER = textwrap.dedent(
     """
     import json, os, pickle, sys
-    from sweeper.engine.ray_task import run_in_ray
+    from sweeper.engine.ray_task import run_trial
     from sweeper.engine.report_channel import ChannelAddress
     from sweeper.worker import gpu_binding
 
@@ -30,7 +30,7 @@ IN_A_WORKER = textwrap.dedent(
     results = []
     for devices, task in pickle.loads(sys.stdin.buffer.read()):
         os.environ["CUDA_VISIBLE_DEVICES"] = devices  # as Ray sets it for each task
-        outcome = run_in_ray(task, ChannelAddress("127.0.0.1", 1, b"-"), False)  # no agent: nothing reports
+        outcome = run_trial(task, ChannelAddress("127.0.0.1", 1, b"-"), False)  # no agent: nothing reports
         results.append([devices, outcome.state, outcome.failure, outcome.fail_reason, outcome.gpu_bound])
     print(json.dumps(results))
     """

@@ -214,3 +214,16 @@ def preloaded(config: dict[str, Any], trial: Any) -> float:
 
     (Path(config["out"]) / f"{config['x']}.json").write_text(json.dumps(seen))
     return 0.0
+
+
+def lane_witness(config: dict[str, Any], trial: Any) -> float:
+    """Write which Ray task and process ran the trial, and its GPUs, to ``{config["out"]}/{number}.json``."""
+    import ray
+
+    seen = {
+        "task": ray.get_runtime_context().get_task_id(),
+        "pid": os.getpid(),
+        "gpus": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    }
+    (Path(config["out"]) / f"{trial.number}.json").write_text(json.dumps(seen))
+    return float(config.get("i", 0))
