@@ -2,7 +2,8 @@
 
 A freed slot is refilled before the trial that freed it is recorded, and the trials that ended
 together are recorded in one storage write, which also starts the last trial of the refill (its
-params, attrs and lease). The loop ends for one of the reasons in :class:`End`.
+params, attrs and lease), or every trial of it when the sampler draws each trial alone (then the
+first wave starts in one write too). The loop ends for one of the reasons in :class:`End`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sweeper.engine.setup import Engine
 from sweeper.engine.tasks import TaskFactory
 from sweeper.engine.watch import STATE_POLL_S
 from sweeper.errors import UsageError
+from sweeper.search.samplers import draws_alone
 from sweeper.storage import attrs as keys
 from sweeper.storage import batch, queue, work
 from sweeper.storage.sweeps import SweepState
@@ -116,6 +118,8 @@ class FillLoop:
         self._count = count
         self._targets = targets
         self._asks = engine.search.asks
+        # Trials the sampler draws alone need not be written one by one for the next ask to see them.
+        self._together = draws_alone(engine.study.sampler)
         self._launched = 0
         self._exhausted = False
         self._target_hit = False
@@ -168,10 +172,10 @@ class FillLoop:
                 continue
             # The target ends the search, not a targeted agent's explicit trials.
             self._target_hit = (self._target_hit or self._recorder.note(ended)) and self._targets is None
-            # Refill the freed slots first, then record the trials that freed them. The last trial
-            # the refill prepares starts in the same write as their ends (one round trip for both);
+            # Refill the freed slots first, then record the trials that freed them. The last trials
+            # the refill prepares start in the same write as their ends (one round trip for both);
             # a refill that raises (a broken search space) must not lose what already ended.
-            last: _Starting | None = None
+            last: list[_Starting] = []
             try:
                 if signals.state != "cancelled":
                     last = self._fill(signals.state, keep_last=True)
@@ -179,40 +183,40 @@ class FillLoop:
                 try:
                     ends = self._recorder.prepare(ended)
                 except BaseException:
-                    if last is not None:
-                        self._start(last)
+                    self._start(last)
                     raise
-                refused = batch.write_trials(self._storage, ([last.write] if last else []) + ends.writes)
-                if last is not None:
-                    self._launch(last, started=last.trial_id not in refused)
+                refused = batch.write_trials(self._storage, [each.write for each in last] + ends.writes)
+                for each in last:
+                    self._launch(each, started=each.trial_id not in refused)
                 for recorded in self._recorder.finish(
                     ends, refused, running=len(inflight), requeue=not self._cancelling
                 ):
                     self._exhausted = self._exhausted and not recorded.retried
 
-    def _fill(self, state: str, *, keep_last: bool = False) -> _Starting | None:
+    def _fill(self, state: str, *, keep_last: bool = False) -> list[_Starting]:
         """Start trials until every slot is busy or nothing may start now.
 
-        With ``keep_last``, the last trial prepared is returned unwritten, for the caller to write
-        with its own writes and then :meth:`_launch`. Every other one is written before the next
-        is asked for: the sampler sees the params of every trial started before it.
+        With ``keep_last``, the last trials prepared are returned unwritten, for the caller to write
+        with its own writes and then :meth:`_launch`. Each trial is written before the next is
+        asked for, so that the sampler sees the params of every trial started before it, unless the
+        sampler draws each trial alone: those are prepared together and written in one go.
         """
         # A finished sweep still runs a targeted agent's trials (see sweeper.engine.agent).
         runnable = state == "running" or (state == "finished" and self._targets is not None)
-        pending: _Starting | None = None
+        pending: list[_Starting] = []
         try:
             while (
                 runnable
                 and not self._exhausted
                 and not self._target_hit
-                and (self._count is None or self._launched + (pending is not None) < self._count)
-                and len(self._inflight) + (pending is not None) < self._executor.slots()
+                and (self._count is None or self._launched + len(pending) < self._count)
+                and len(self._inflight) + len(pending) < self._executor.slots()
                 and not self._flaps.paused()
                 and not self._signals.draining.is_set()
             ):
-                if pending is not None:
+                if pending and not self._together:
                     self._start(pending)
-                    pending = None
+                    pending = []
                 if self._targets is None:
                     trial = queue.ask_trial(self._study, self._asks, self._spec)
                 else:
@@ -227,20 +231,22 @@ class FillLoop:
                     continue
                 # Params, config, attempt, agent and the lease: one storage write.
                 write = queue.start_write(trial, system_attrs=self._keeper.take(trial._trial_id))
-                pending = _Starting(trial, task, write)
+                pending.append(_Starting(trial, task, write))
         except BaseException:
-            if pending is not None:  # prepared and leased: it runs, as if the error came after it
-                self._start(pending)
+            self._start(pending)  # prepared and leased: they run, as if the error came after them
             raise
-        if pending is not None and not keep_last:
+        if pending and not keep_last:
             self._start(pending)
-            pending = None
+            pending = []
         return pending
 
-    def _start(self, starting: _Starting) -> None:
-        """Write a prepared trial's start, then launch it."""
-        refused = batch.write_trials(self._storage, [starting.write])
-        self._launch(starting, started=starting.trial_id not in refused)
+    def _start(self, startings: list[_Starting]) -> None:
+        """Write prepared trials' starts in one write, then launch them."""
+        if not startings:
+            return
+        refused = batch.write_trials(self._storage, [each.write for each in startings])
+        for each in startings:
+            self._launch(each, started=each.trial_id not in refused)
 
     def _launch(self, starting: _Starting, *, started: bool) -> None:
         """Hand a trial whose start was written (``started``; else it was ended meanwhile) to the executor."""

@@ -110,4 +110,11 @@ class WandbRandomSampler(BaseSampler):
         return None
 
 
-__all__ = ["WandbRandomSampler", "draw_all", "draw_params", "param_rng"]
+def draws_alone(sampler: BaseSampler) -> bool:
+    """Whether ``sampler`` draws each trial's params from the sweep's seed and the trial's number
+    alone, never reading the other trials (W&B's random law; a grid's queued points are fixed):
+    trials it proposes may be prepared together and started in one write."""
+    return type(sampler) is WandbRandomSampler
+
+
+__all__ = ["WandbRandomSampler", "draw_all", "draw_params", "draws_alone", "param_rng"]

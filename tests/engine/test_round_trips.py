@@ -73,3 +73,44 @@ def test_each_trial_costs_two_storage_writes(any_storage_url: str, project: Path
         assert trial.user_attrs["agent"] == summary.agent_id and trial.user_attrs["attempt"] == 0
         assert {"host", "duration_s", "metrics"} <= set(trial.user_attrs)
         assert trial.system_attrs["sweeper:lease"]["agent"] == summary.agent_id
+
+
+@pytest.mark.ray
+@pytest.mark.usefixtures("ray_trainers")
+@pytest.mark.parametrize("method", ["random", "grid", "bayes"])
+def test_a_wave_of_trials_drawn_alone_starts_in_one_write(
+    project: Path, method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Random draws and grid points never read the other trials: the first wave is prepared
+    together and written at once (its trials start together); bayes writes each start before it
+    asks for the next, so that its model sees every running trial's params."""
+    from sweeper.storage import batch
+
+    writes: list[tuple[int, int]] = []  # (starts, ends) in each write of trials' starts or ends
+    real = batch.write_trials
+
+    def counted(storage: object, trial_writes: list[batch.TrialWrite]) -> object:
+        starts = sum(1 for w in trial_writes if w.params)
+        ends = sum(1 for w in trial_writes if w.state is not None)
+        if starts or ends:  # not the pruner's writes of reported values
+            writes.append((starts, ends))
+        return real(storage, trial_writes)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("sweeper.engine.loop.batch.write_trials", counted)
+    url = f"sqlite:///{project / 's.db'}"
+    spec = {
+        "method": method,
+        "metric": {"name": "loss"},
+        "parameters": {"x": {"values": [0.0, 0.5, 1.0, 1.5]}},
+        "run_cap": 4,
+        "sweeper": {"distinct": False},
+    }
+    sweep_id = sweeper.sweep(spec, storage=url)
+    summary = sweeper.agent(sweep_id, function=engine_trainers.quadratic, storage=url, max_concurrent=4)
+
+    assert summary.complete == 4
+    if method == "bayes":
+        assert writes[:4] == [(1, 0)] * 4, writes
+    else:
+        assert writes[0] == (4, 0), writes
+    assert sum(starts for starts, _ in writes) == 4 and sum(ends for _, ends in writes) == 4
