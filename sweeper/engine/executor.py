@@ -122,6 +122,8 @@ class RayExecutor:
         host = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
         self._lanes = LanePool(self._submit_lane)
         self._server = ReportServer(judge, self._note_started, host=host, lanes=self._lanes)
+        # A lane for each slot joins while the agent sets up: the first wave starts together.
+        self._lanes.prestart(self.slots())
         self._channel_warned = False
 
     def slots(self) -> int:
@@ -137,7 +139,7 @@ class RayExecutor:
         self._running[task.trial_id] = _Running(task, time.monotonic(), None)
         self._lanes.start(task)
 
-    def _submit_lane(self, first: TrialTask, lane: int) -> Any:
+    def _submit_lane(self, first: TrialTask | None, lane: int) -> Any:
         return self._remote.remote(first, lane, self._server.address, self._wants_decisions)
 
     def _note_started(self, trial_ids: list[int]) -> None:

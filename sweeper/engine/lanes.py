@@ -7,6 +7,11 @@ worker, more than a no-op trial itself, and a Ray leg each way in every hand-ove
 argument; the lane then joins the agent run's :class:`~sweeper.engine.report_server.ReportServer`,
 and each later trial goes to it over that connection, each outcome back the same way.
 
+The agent run starts a lane for each slot at once, without a trial, so that the lanes join while
+the agent sets up and asks its first trials: the first wave then starts over the connections,
+within milliseconds, rather than as Ray dispatches one task after another. A trial given to a lane
+that has not joined yet goes to it when it joins.
+
 The pool keeps a lane's state: the trial it runs, whether it has joined, whether it is leaving.
 A lane with no trial offers to leave after :data:`~sweeper.engine.ray_task.LANE_IDLE_S` (a paused
 or drained sweep frees the cluster's GPUs); the pool answers from the report server's thread, so
@@ -42,16 +47,18 @@ class _Lane:
     trial: TrialTask | None  # the trial it runs now
     connection: Connection | None = None  # once it joined the report server
     leaving: bool = False  # told to go (idle, or killed): no trial is sent to it
+    sent: bool = True  # whether ``trial`` reached it (else it waits for the lane to join)
 
 
 class LanePool:
     """The lanes of one agent run.
 
     Args:
-        submit: Starts a lane: ``submit(first_task, lane_id)`` returns its Ray task's ref.
+        submit: Starts a lane: ``submit(first_task, lane_id)`` returns its Ray task's ref (a lane
+            started with no first task joins and waits for one).
     """
 
-    def __init__(self, submit: Callable[[TrialTask, int], Any]) -> None:
+    def __init__(self, submit: Callable[[TrialTask | None, int], Any]) -> None:
         self._submit = submit
         self._lanes: dict[int, _Lane] = {}
         self._ids = itertools.count()
@@ -59,23 +66,47 @@ class LanePool:
         self._ended: queue.SimpleQueue[Ended] = queue.SimpleQueue()
         self._polled = 0.0
 
+    def prestart(self, count: int) -> None:
+        """Start ``count`` lanes without a trial: they join and wait for one (or leave, idle)."""
+        with self._lock:
+            for _ in range(count):
+                lane_id = next(self._ids)
+                self._lanes[lane_id] = _Lane(self._submit(None, lane_id), None)
+
     def start(self, task: TrialTask) -> None:
-        """Run ``task`` on an idle lane that joined, else on a new lane."""
+        """Run ``task`` on an idle lane that joined, else on one still joining, else on a new lane."""
+        with self._lock:
+            joining = None
+            for lane in self._lanes.values():
+                if lane.trial is not None or lane.leaving:
+                    continue
+                if lane.connection is None:
+                    joining = joining or lane
+                elif self._send(lane, task):
+                    return
+            if joining is not None:  # sent when it joins (see joined)
+                joining.trial, joining.sent = task, False
+                return
+            self._new_lane(task)
+
+    def _send(self, lane: _Lane, task: TrialTask) -> bool:
+        """Send ``task`` to a lane that joined; False (and the lane goes) if its connection broke."""
         import ray
 
-        payload: bytes = ray.cloudpickle.dumps(task)  # type: ignore[no-untyped-call]  # as Ray pickles a task's argument: functions by value
-        with self._lock:
-            for lane in self._lanes.values():
-                if lane.trial is None and lane.connection is not None and not lane.leaving:
-                    try:
-                        lane.connection.send(("run", (task.trial_id, payload)))
-                    except (OSError, ValueError):  # its connection broke: its task ends by itself
-                        lane.leaving = True
-                        continue
-                    lane.trial = task
-                    return
-            lane_id = next(self._ids)
-            self._lanes[lane_id] = _Lane(self._submit(task, lane_id), task)
+        assert lane.connection is not None
+        # As Ray pickles a task's argument: functions by value, with cloudpickle.
+        payload: bytes = ray.cloudpickle.dumps(task)  # type: ignore[no-untyped-call]
+        try:
+            lane.connection.send(("run", (task.trial_id, payload)))
+        except (OSError, ValueError):  # its task ends by itself (it reads the end of the connection)
+            lane.leaving = True
+            return False
+        lane.trial, lane.sent = task, True
+        return True
+
+    def _new_lane(self, task: TrialTask) -> None:
+        lane_id = next(self._ids)
+        self._lanes[lane_id] = _Lane(self._submit(task, lane_id), task)
 
     def kill(self, trial_id: int) -> bool:
         """Kill the lane running ``trial_id`` (its worker process with it); False if none runs it."""
@@ -83,10 +114,15 @@ class LanePool:
 
         with self._lock:
             for lane in self._lanes.values():
-                if lane.trial is not None and lane.trial.trial_id == trial_id:
-                    lane.leaving = True  # it ends with the kill, whatever it ran by then
-                    ray.cancel(lane.ref, force=True)
+                if lane.trial is None or lane.trial.trial_id != trial_id:
+                    continue
+                if not lane.sent:  # it waits for its lane to join: it never starts
+                    task, lane.trial = lane.trial, None
+                    self._ended.put((task, RuntimeError("cancelled before it started")))
                     return True
+                lane.leaving = True  # it ends with the kill, whatever it ran by then
+                ray.cancel(lane.ref, force=True)
+                return True
         return False
 
     def wait(self, timeout: float) -> list[Ended]:
@@ -97,7 +133,7 @@ class LanePool:
             with contextlib.suppress(queue.Empty):
                 while True:
                     ended.append(self._ended.get_nowait())
-            if time.monotonic() - self._polled >= _RAY_POLL_S or not ended:
+            if time.monotonic() - self._polled >= _RAY_POLL_S:
                 ended += self._lanes_ended()
             left = deadline - time.monotonic()
             if ended or left <= 0:
@@ -126,6 +162,9 @@ class LanePool:
                 lane = self._lanes.pop(refs[ref])
                 if lane.trial is None:
                     continue
+                if not lane.sent:  # it never joined (it could not reach the agent): a lane of its own
+                    self._new_lane(lane.trial)
+                    continue
                 if isinstance(result, BaseException):
                     ended.append((lane.trial, result))
                 elif result is not None and result[0] == lane.trial.trial_id:
@@ -138,11 +177,14 @@ class LanePool:
     # -- what the report server's thread tells the pool ---------------------------------------------
 
     def joined(self, lane_id: int, connection: Connection) -> None:
-        """Lane ``lane_id`` connected: trials can be sent to it once its first one ends."""
+        """Lane ``lane_id`` connected: the trial waiting for it goes now, the next ones once it ends."""
         with self._lock:
             lane = self._lanes.get(lane_id)
-            if lane is not None:
-                lane.connection = connection
+            if lane is None:
+                return
+            lane.connection = connection
+            if lane.trial is not None and not lane.sent:
+                self._send(lane, lane.trial)
 
     def handed_back(self, lane_id: int, trial_id: int, outcome: TrialOutcome) -> None:
         """Lane ``lane_id`` ran ``trial_id`` to ``outcome``; it waits for its next trial."""

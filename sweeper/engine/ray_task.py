@@ -1,9 +1,9 @@
 """The body of every lane, a Ray task that runs trials one after another: what a Ray worker imports.
 
-A lane is a Ray task with one trial's resources (see :mod:`sweeper.engine.lanes`). Its first trial
-is its argument; it then joins its agent run's report server and runs the trials the agent sends
-it there, until the agent has none for it. A lane that cannot reach the agent runs its first trial
-only and returns its outcome through Ray, as a task per trial did.
+A lane is a Ray task with one trial's resources (see :mod:`sweeper.engine.lanes`). It joins its
+agent run's report server, runs its first trial if it was given one as its argument, then the
+trials the agent sends it there, until the agent has none for it. A lane that cannot reach the
+agent runs its first trial only and returns its outcome through Ray, as a task per trial did.
 
 A fresh worker imports this module before its first trial, on that trial's clock. It imports the
 worker side only (the trial, its reporter to the agent, the reaper), not Optuna and NumPy, which
@@ -52,42 +52,51 @@ def run_trial(task: TrialTask, channel: ChannelAddress, wants_decisions: bool) -
     return drop_untouched_dir(task, outcome, keep=True)
 
 
-def run_lane(first: TrialTask, lane: int, channel: ChannelAddress, wants_decisions: bool) -> LaneEnd:
-    """Run ``first``, then the trials the agent sends over the channel, each handed back there.
+def run_lane(first: TrialTask | None, lane: int, channel: ChannelAddress, wants_decisions: bool) -> LaneEnd:
+    """Run ``first`` (if given), then the trials the agent sends over the channel, each handed back there.
 
     The lane ends when the agent says so (it has no trial for it), when the channel breaks (the
     trial it holds is returned through Ray), or after a trial that bound this worker's CUDA or
     found it bound to other GPUs: later trials get a worker of their own (see
-    :mod:`sweeper.worker.gpu_binding`).
+    :mod:`sweeper.worker.gpu_binding`). A lane started without a trial that cannot reach the agent
+    ends at once: the agent then gives its trial to a lane of its own.
     """
     connection = _join(channel, lane)
-    trial_id, outcome = first.trial_id, run_trial(first, channel, wants_decisions)
     try:
+        held = None if first is None else (first.trial_id, run_trial(first, channel, wants_decisions))
         while True:
-            if connection is None or outcome.gpu_bound or outcome.failure is Failure.MISPLACED:
-                return trial_id, outcome
-            try:
-                connection.send(("ended", (lane, trial_id, outcome)))
-            except OSError:
-                return trial_id, outcome
+            if held is not None:  # hand it back over the connection, or through Ray
+                _, outcome = held
+                if connection is None or outcome.gpu_bound or outcome.failure is Failure.MISPLACED:
+                    return held
+                try:
+                    connection.send(("ended", (lane, *held)))
+                except OSError:
+                    return held
+            if connection is None:
+                return None
             sent = _next_trial(connection, lane)
             if sent is None:
                 return None
-            trial_id, payload = sent
-            try:
-                task: TrialTask = pickle.loads(payload)
-            except Exception as exc:  # as Ray fails a task whose argument cannot be unpickled
-                reason = f"the trial could not be unpickled in its worker: {type(exc).__name__}: {exc}"
-                outcome = TrialOutcome.failed(Failure.TRAINER, reason, host=socket.gethostname())
-            else:
-                outcome = run_trial(task, channel, wants_decisions)
+            held = sent[0], _run_sent(sent[1], channel, wants_decisions)
     finally:
         if connection is not None:
             connection.close()
 
 
+def _run_sent(payload: bytes, channel: ChannelAddress, wants_decisions: bool) -> TrialOutcome:
+    """Run a trial the agent sent pickled; one that cannot be unpickled fails, as Ray fails a task
+    whose argument cannot be."""
+    try:
+        task: TrialTask = pickle.loads(payload)
+    except Exception as exc:
+        reason = f"the trial could not be unpickled in its worker: {type(exc).__name__}: {exc}"
+        return TrialOutcome.failed(Failure.TRAINER, reason, host=socket.gethostname())
+    return run_trial(task, channel, wants_decisions)
+
+
 def run_lane_in_fresh_worker(
-    first: TrialTask, lane: int, channel: ChannelAddress, wants_decisions: bool
+    first: TrialTask | None, lane: int, channel: ChannelAddress, wants_decisions: bool
 ) -> LaneEnd:
     """:func:`run_lane`, as a function of its own: the executor submits it with ``max_calls=1``,
     so the worker exits after the lane (Ray's options belong to a function, not to a call)."""

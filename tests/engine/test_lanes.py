@@ -41,10 +41,10 @@ def _task(trial_id: int) -> TrialTask:
 class TestPool:
     """The pool's bookkeeping, with pipes standing in for the lanes' connections (no Ray)."""
 
-    def _pool(self) -> tuple[LanePool, list[tuple[TrialTask, int]]]:
-        submitted: list[tuple[TrialTask, int]] = []
+    def _pool(self) -> tuple[LanePool, list[tuple[TrialTask | None, int]]]:
+        submitted: list[tuple[TrialTask | None, int]] = []
 
-        def submit(first: TrialTask, lane: int) -> str:
+        def submit(first: TrialTask | None, lane: int) -> str:
             submitted.append((first, lane))
             return f"ref-{lane}"
 
@@ -82,6 +82,30 @@ class TestPool:
         assert lane_end.recv() == ("exit", None)
         pool.start(_task(3))  # never to the lane that left
         assert [lane for _, lane in submitted] == [0, 1]
+        assert not lane_end.poll(0.1)
+
+    def test_a_trial_given_to_a_lane_still_joining_goes_to_it_when_it_joins(self) -> None:
+        pool, submitted = self._pool()
+        pool.prestart(2)
+        assert [(first, lane) for first, lane in submitted] == [(None, 0), (None, 1)]
+        pool.start(_task(1))  # no lane joined yet: it waits for one, no new lane
+        pool.start(_task(2))
+        pool.start(_task(3))  # both joining lanes hold a trial: a lane of its own
+        assert [(None if t is None else t.trial_id, lane) for t, lane in submitted][2:] == [(3, 2)]
+        agent_end, lane_end = Pipe()
+        pool.joined(1, agent_end)
+        kind, (trial_id, _) = lane_end.recv()
+        assert (kind, trial_id) == ("run", 2)
+
+    def test_a_trial_waiting_for_its_lane_to_join_is_cancelled_without_starting(self) -> None:
+        pool, _ = self._pool()
+        pool.prestart(1)
+        pool.start(_task(1))
+        assert pool.kill(1)
+        task, error = pool._ended.get_nowait()
+        assert task.trial_id == 1 and isinstance(error, RuntimeError)
+        agent_end, lane_end = Pipe()
+        pool.joined(0, agent_end)  # the lane joins later: nothing is sent to it
         assert not lane_end.poll(0.1)
 
     def test_an_unknown_lane_offering_to_leave_is_let_go(self) -> None:

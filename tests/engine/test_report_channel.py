@@ -337,16 +337,22 @@ def test_a_reporter_facing_a_port_that_never_answers_gives_up_and_keeps_its_valu
 @pytest.mark.ray
 @pytest.mark.usefixtures("ray_trainers")
 def test_a_trial_that_cannot_reach_the_agent_stores_its_values_at_its_end_and_the_agent_says_why(
-    journal_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    journal_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from sweeper.engine import report_server
+
     study = optuna.create_study(storage=open_storage(journal_url))
     trial = study.ask()
     pruner = RecordingPruner(stop_at=1)
+
+    # What the lanes and trials on a node that cannot pass the key check see (as one behind a
+    # firewall would see a refused or silent port): the channel fails, the trial goes on.
+    def wrong_key(host: str, port: int, _key: bytes) -> ChannelAddress:
+        return ChannelAddress(host, port, b"not the run's key")
+
+    monkeypatch.setattr(report_server, "ChannelAddress", wrong_key)
     executor = RayExecutor(Resources(cpus=1), PruningJudge(study, pruner))
     real = executor._server.address
-    # What a trial on a node that cannot pass the key check sees (as one behind a firewall would
-    # see a refused or silent port): the channel fails, the trial goes on.
-    executor._server.address = ChannelAddress(real.host, real.port, b"not the run's key")
     task = _task(trial, tmp_path, {"logs": 50, "out": str(tmp_path / "memory.json")})
     with caplog.at_level("WARNING", logger="sweeper.engine.executor"):
         outcome = _outcome(executor, task)
