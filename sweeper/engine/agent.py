@@ -219,6 +219,7 @@ class Agent:
                 max_concurrent=self._max_concurrent,
                 project=self._workdir,
                 ray_start=start,
+                count=self._count,
             )
         keeper = leases.LeaseKeeper(engine.study, self.agent_id, self._lease_policy, spec.sweeper.retries)
         keeper.start()

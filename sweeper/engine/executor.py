@@ -81,7 +81,8 @@ class RayExecutor:
 
     Which Ray it uses, and whether the project directory (``ship_dir``) travels to the workers, is
     :mod:`sweeper.engine.ray_start`'s rule; ``start`` is a :class:`RayStart` begun earlier, so that
-    Ray starts while the agent sets up.
+    Ray starts while the agent sets up. ``count`` bounds the lanes started ahead of the first trials
+    (an agent run of that many trials).
     """
 
     def __init__(
@@ -93,6 +94,7 @@ class RayExecutor:
         ship_dir: Path | None = None,
         max_concurrent: int | None = None,
         start: RayStart | None = None,
+        count: int | None = None,
     ) -> None:
         import ray
 
@@ -122,8 +124,9 @@ class RayExecutor:
         host = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
         self._lanes = LanePool(self._submit_lane)
         self._server = ReportServer(judge, self._note_started, host=host, lanes=self._lanes)
-        # A lane for each slot joins while the agent sets up: the first wave starts together.
-        self._lanes.prestart(self.slots())
+        # A lane for each slot (no more than the run's ``count`` of trials) joins while the agent
+        # sets up: the first wave starts together.
+        self._lanes.prestart(self.slots() if count is None else min(count, self.slots()))
         self._channel_warned = False
 
     def slots(self) -> int:

@@ -64,6 +64,7 @@ def make_executor(
     project: Path,
     max_concurrent: int | None,
     ray_start: RayStart | None = None,
+    count: int | None = None,
 ) -> Executor:
     """One trial at a time in forked processes (``local``), or Ray tasks with the spec's resources (on
     ``ray_start``'s Ray, if given)."""
@@ -76,6 +77,7 @@ def make_executor(
         ship_dir=project,
         max_concurrent=max_concurrent,
         start=ray_start,
+        count=count,
     )
 
 
@@ -103,9 +105,10 @@ def set_up(
     max_concurrent: int | None,
     project: Path,
     ray_start: RayStart | None = None,
+    count: int | None = None,
 ) -> Engine:
     """Load the sweep's study with its pruner and sampler, prepare its trackers, start the executor
-    (on ``ray_start``'s Ray, begun earlier, when given)."""
+    (on ``ray_start``'s Ray, begun earlier, when given) for an agent run of at most ``count`` trials."""
     from sweeper.search.strategy import plan_search
     from sweeper.trackers.tracker_set import prepare_trackers
 
@@ -130,6 +133,7 @@ def set_up(
         project=project,
         max_concurrent=max_concurrent,
         ray_start=ray_start,
+        count=count,
     )
     # The sampler's choice (GP or TPE) depends on how many trials run at once, and how many priors
     # (a warm start's earlier results) it models besides the budget.

@@ -195,3 +195,22 @@ def _until(check: Any, what: str, timeout: float = 20.0) -> None:
     while not check():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
+
+
+@pytest.mark.ray
+@pytest.mark.usefixtures("ray_session")
+def test_a_lane_per_slot_starts_with_the_run_but_no_more_than_its_count(journal_url: str) -> None:
+    import optuna
+
+    from sweeper.engine.executor import RayExecutor
+    from sweeper.engine.judge import PruningJudge
+    from sweeper.spec.model import Resources
+
+    study = optuna.create_study(storage=open_storage(journal_url))
+    judge = PruningJudge(study, optuna.pruners.NopPruner())
+    for count, lanes in ((None, 4), (2, 2)):  # the session's Ray has 4 CPUs
+        executor = RayExecutor(Resources(cpus=1), judge, count=count)
+        try:
+            assert executor.slots() == 4 and executor._lanes.size == lanes
+        finally:
+            executor.close()
