@@ -3,14 +3,15 @@
 A Ray task per trial paid, for each trial, a submit, the raylet's dispatch, a return through Ray's
 object store and a ``ray.wait``: several milliseconds of CPU across the agent, the raylet and the
 worker, more than a no-op trial itself, and a Ray leg each way in every hand-over of a slot
-(BENCHMARKS.md, sections 1 and 3). A lane pays that once. Its first trial travels as the task's
-argument; the lane then joins the agent run's :class:`~sweeper.engine.report_server.ReportServer`,
-and each later trial goes to it over that connection, each outcome back the same way.
+(BENCHMARKS.md, sections 1 and 3). A lane pays that once. It joins the agent run's
+:class:`~sweeper.engine.report_server.ReportServer`, and each trial goes to it over that
+connection, each outcome back the same way (a lane started for a trial takes that one as its
+task's argument).
 
-The agent run starts a lane for each slot at once, without a trial, so that the lanes join while
-the agent sets up and asks its first trials: the first wave then starts over the connections,
-within milliseconds, rather than as Ray dispatches one task after another. A trial given to a lane
-that has not joined yet goes to it when it joins.
+The agent run starts a lane for each slot at once (no more than its count of trials), without a
+trial, so that the lanes join while the agent sets up and asks its first trials: the first wave
+waits for no Ray dispatch of its own. A trial given to a lane that has not joined yet goes to it
+when it joins.
 
 The pool keeps a lane's state: the trial it runs, whether it has joined, whether it is leaving.
 A lane with no trial offers to leave after :data:`~sweeper.engine.ray_task.LANE_IDLE_S` (a paused
@@ -18,6 +19,11 @@ or drained sweep frees the cluster's GPUs); the pool answers from the report ser
 a trial is never sent to a lane that went. Ray still says how a lane ended: a crash, a lost node or
 a kill fails the trial it held, as it failed that trial's own task before; a lane that could not
 reach the agent returns its trial's outcome through Ray.
+
+The messages, pickled by :mod:`multiprocessing.connection` after its key check: a lane sends
+``("lane", lane_id)`` as it joins, ``("ended", (lane_id, trial_id, outcome))`` and
+``("leaving", lane_id)``; the agent sends ``("run", (trial_id, task pickled by cloudpickle))``
+(a trainer function travels by value, as in a Ray task's argument) and ``("exit", None)``.
 """
 
 from __future__ import annotations

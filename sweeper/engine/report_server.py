@@ -8,7 +8,8 @@ batches to the :class:`~sweeper.engine.judge.PruningJudge` at once (one read of 
 them all), answers each call with the trials it stops, and asks the
 :class:`~sweeper.engine.judge.Persister` to store the values. A call is answered only once the judge
 took its batch, so a trial that logs faster than the agent decides waits for it (see the reporter)
-rather than piling values up anywhere.
+rather than piling values up anywhere. The run's lanes (:mod:`sweeper.engine.lanes`) connect here
+too: the same thread hands their messages to the :class:`~sweeper.engine.lanes.LanePool`.
 
 The connection is the standard library's :mod:`multiprocessing.connection` (pickled messages, the
 key checked by an HMAC challenge before anything is read), so the cluster's nodes must reach the
