@@ -106,7 +106,7 @@ class RayExecutor:
         self._resources = resources
         self._max_concurrent = max_concurrent
         self._options = _task_options(resources)
-        self._remote = ray.remote(ray_task.run_lane).options(**self._options)
+        self._remote: Any = ray.remote(ray_task.run_lane).options(**self._options)
         self._fresh_workers = False  # see _collect: once a worker's CUDA is bound, one per trial
         self._wants_decisions = judge.prunes
         self._started_at: dict[int, float] = {}
@@ -142,8 +142,8 @@ class RayExecutor:
         self._running[task.trial_id] = _Running(task, time.monotonic(), None)
         self._lanes.start(task)
 
-    def _submit_lane(self, first: TrialTask | None, lane: int) -> Any:
-        return self._remote.remote(first, lane, self._server.address, self._wants_decisions)
+    def _submit_lane(self, first: TrialTask | None, lane: int, join: bool) -> Any:
+        return self._remote.remote(first, lane, self._server.address, self._wants_decisions, join)
 
     def _note_started(self, trial_ids: list[int]) -> None:
         # Called from the report server's thread: the timeout counts from the trainer's start, not from

@@ -18,7 +18,8 @@ A lane with no trial offers to leave after :data:`~sweeper.engine.ray_task.LANE_
 or drained sweep frees the cluster's GPUs); the pool answers from the report server's thread, so
 a trial is never sent to a lane that went. Ray still says how a lane ended: a crash, a lost node or
 a kill fails the trial it held, as it failed that trial's own task before; a lane that could not
-reach the agent returns its trial's outcome through Ray.
+reach the agent returns its trial's outcome through Ray, and the lanes after it do not try (a port
+a firewall drops would cost each of them the connect's bound): each runs one trial, as a task.
 
 The messages, pickled by :mod:`multiprocessing.connection` after its key check: a lane sends
 ``("lane", lane_id)`` as it joins, ``("ended", (lane_id, trial_id, outcome))`` and
@@ -60,12 +61,14 @@ class LanePool:
     """The lanes of one agent run.
 
     Args:
-        submit: Starts a lane: ``submit(first_task, lane_id)`` returns its Ray task's ref (a lane
-            started with no first task joins and waits for one).
+        submit: Starts a lane: ``submit(first_task, lane_id, join)`` returns its Ray task's ref (a
+            lane started with no first task joins and waits for one; one told not to join runs
+            its first task only).
     """
 
-    def __init__(self, submit: Callable[[TrialTask | None, int], Any]) -> None:
+    def __init__(self, submit: Callable[[TrialTask | None, int, bool], Any]) -> None:
         self._submit = submit
+        self.joins = True  # whether lanes reach the agent: False once one could not
         self._lanes: dict[int, _Lane] = {}
         self._ids = itertools.count()
         self._lock = threading.Lock()  # the report server's thread changes lanes too
@@ -77,7 +80,7 @@ class LanePool:
         with self._lock:
             for _ in range(count):
                 lane_id = next(self._ids)
-                self._lanes[lane_id] = _Lane(self._submit(None, lane_id), None)
+                self._lanes[lane_id] = _Lane(self._submit(None, lane_id, True), None)
 
     def start(self, task: TrialTask) -> None:
         """Run ``task`` on an idle lane that joined, else on one still joining, else on a new lane."""
@@ -112,7 +115,7 @@ class LanePool:
 
     def _new_lane(self, task: TrialTask) -> None:
         lane_id = next(self._ids)
-        self._lanes[lane_id] = _Lane(self._submit(task, lane_id), task)
+        self._lanes[lane_id] = _Lane(self._submit(task, lane_id, self.joins), task)
 
     def kill(self, trial_id: int) -> bool:
         """Kill the lane running ``trial_id`` (its worker process with it); False if none runs it."""
@@ -166,6 +169,8 @@ class LanePool:
                 result = exc
             with self._lock:
                 lane = self._lanes.pop(refs[ref])
+                if lane.connection is None and not isinstance(result, BaseException):
+                    self.joins = False  # it ended well without joining: it could not reach the agent
                 if lane.trial is None:
                     continue
                 if not lane.sent:  # it never joined (it could not reach the agent): a lane of its own

@@ -52,16 +52,19 @@ def run_trial(task: TrialTask, channel: ChannelAddress, wants_decisions: bool) -
     return drop_untouched_dir(task, outcome, keep=True)
 
 
-def run_lane(first: TrialTask | None, lane: int, channel: ChannelAddress, wants_decisions: bool) -> LaneEnd:
+def run_lane(
+    first: TrialTask | None, lane: int, channel: ChannelAddress, wants_decisions: bool, join: bool = True
+) -> LaneEnd:
     """Run ``first`` (if given), then the trials the agent sends over the channel, each handed back there.
 
     The lane ends when the agent says so (it has no trial for it), when the channel breaks (the
     trial it holds is returned through Ray), or after a trial that bound this worker's CUDA or
     found it bound to other GPUs: later trials get a worker of their own (see
     :mod:`sweeper.worker.gpu_binding`). A lane started without a trial that cannot reach the agent
-    ends at once: the agent then gives its trial to a lane of its own.
+    ends at once: the agent then gives its trial to a lane of its own. Without ``join`` (the agent
+    saw that lanes cannot reach it) the lane runs ``first`` only.
     """
-    connection = _join(channel, lane)
+    connection = _join(channel, lane) if join else None
     try:
         held = None if first is None else (first.trial_id, run_trial(first, channel, wants_decisions))
         while True:
@@ -96,11 +99,11 @@ def _run_sent(payload: bytes, channel: ChannelAddress, wants_decisions: bool) ->
 
 
 def run_lane_in_fresh_worker(
-    first: TrialTask | None, lane: int, channel: ChannelAddress, wants_decisions: bool
+    first: TrialTask | None, lane: int, channel: ChannelAddress, wants_decisions: bool, join: bool = True
 ) -> LaneEnd:
     """:func:`run_lane`, as a function of its own: the executor submits it with ``max_calls=1``,
     so the worker exits after the lane (Ray's options belong to a function, not to a call)."""
-    return run_lane(first, lane, channel, wants_decisions)
+    return run_lane(first, lane, channel, wants_decisions, join)
 
 
 def _join(channel: ChannelAddress, lane: int) -> Connection | None:

@@ -44,7 +44,8 @@ class TestPool:
     def _pool(self) -> tuple[LanePool, list[tuple[TrialTask | None, int]]]:
         submitted: list[tuple[TrialTask | None, int]] = []
 
-        def submit(first: TrialTask | None, lane: int) -> str:
+        def submit(first: TrialTask | None, lane: int, join: bool) -> str:
+            assert join
             submitted.append((first, lane))
             return f"ref-{lane}"
 
