@@ -107,7 +107,7 @@ class RayExecutor:
         self._max_concurrent = max_concurrent
         self._options = _task_options(resources)
         self._remote: Any = ray.remote(ray_task.run_lane).options(**self._options)
-        self._fresh_workers = False  # see _collect: once a worker's CUDA is bound, one per trial
+        self._fresh_workers = False  # see _collect: once a worker's CUDA is bound, a fresh one per lane
         self._wants_decisions = judge.prunes
         self._started_at: dict[int, float] = {}
         self._started_lock = threading.Lock()
@@ -216,13 +216,14 @@ class RayExecutor:
         return task, outcome
 
     def _start_fresh_workers(self) -> None:
-        """From now on each trial gets a fresh worker, as Ray gives GPU tasks by default: a trial's
+        """From now on each lane gets a fresh worker, as Ray gives GPU tasks by default: a trial's
         CUDA bound the worker that ran it to its GPUs (:mod:`sweeper.worker.gpu_binding`), so reusing
-        workers would put trials on GPUs Ray did not give them. A bound worker refuses a trial given
-        other GPUs; handed one of this function's, it exits after it, as every worker now does."""
+        workers would put trials on GPUs Ray did not give them. A lane ends after a trial that starts
+        CUDA in it, and a bound worker refuses a trial given other GPUs; handed a lane of this
+        function's, it exits after it, as every worker now does."""
         import ray
 
-        _logger.info("a trial started CUDA in its Ray worker: each later trial runs in a fresh worker")
+        _logger.info("a trial started CUDA in its Ray worker: each later lane runs in a fresh worker")
         self._fresh_workers = True
         self._remote = ray.remote(max_calls=1, **self._options)(ray_task.run_lane_in_fresh_worker)
 
