@@ -90,7 +90,8 @@ class LanePool:
                 if lane.trial is not None or lane.leaving:
                     continue
                 if lane.connection is None:
-                    joining = joining or lane
+                    if self.joins:  # else it will not join: it ends by itself
+                        joining = joining or lane
                 elif self._send(lane, task):
                     return
             if joining is not None:  # sent when it joins (see joined)

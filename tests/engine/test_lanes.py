@@ -45,11 +45,12 @@ class TestPool:
         submitted: list[tuple[TrialTask | None, int]] = []
 
         def submit(first: TrialTask | None, lane: int, join: bool) -> str:
-            assert join
+            assert join == pool.joins
             submitted.append((first, lane))
             return f"ref-{lane}"
 
-        return LanePool(submit), submitted
+        pool = LanePool(submit)
+        return pool, submitted
 
     def test_a_trial_goes_to_an_idle_lane_that_joined_else_to_a_new_lane(self) -> None:
         pool, submitted = self._pool()
@@ -108,6 +109,13 @@ class TestPool:
         agent_end, lane_end = Pipe()
         pool.joined(0, agent_end)  # the lane joins later: nothing is sent to it
         assert not lane_end.poll(0.1)
+
+    def test_once_a_lane_could_not_join_trials_wait_for_no_joining_lane(self) -> None:
+        pool, submitted = self._pool()
+        pool.prestart(1)
+        pool.joins = False  # as the pool sets it when a lane ends without having joined
+        pool.start(_task(1))  # a lane of its own, told not to try (see submit's check)
+        assert [(None if t is None else t.trial_id, lane) for t, lane in submitted] == [(None, 0), (1, 1)]
 
     def test_an_unknown_lane_offering_to_leave_is_let_go(self) -> None:
         pool, _ = self._pool()
