@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -147,6 +148,7 @@ def run(
     from pathlib import Path
 
     from sweeper.engine.ray_start import RayStart
+    from sweeper.engine.report_channel import PORTS_ENV, allowed_ports
     from sweeper.engine.trainer_check import check_trainer_module
     from sweeper.worker.trial import import_trainer
 
@@ -154,6 +156,8 @@ def run(
     trainer = options.get("trainer") or spec.sweeper.trainer
     project = Path.cwd().resolve()  # the agent's default workdir
     check_trainer_module(trainer, project)  # a misspelt trainer fails before Ray starts
+    if options["executor"] == "ray":
+        allowed_ports(os.environ.get(PORTS_ENV))  # a malformed setting fails before the sweep exists
     # Ray starts while the trainer is imported, the sweep created and the agent set up (a sweep
     # naming no trainer at all fails in the agent, before Ray starts).
     runs = trainer is not None or spec.program is not None or spec.command is not None

@@ -115,15 +115,20 @@ class RayExecutor:
         self._cancelled: dict[int, tuple[Failure, str]] = {}
         self._slots = 0
         self._slots_checked = -math.inf
-        if self.slots() == 0:
-            raise UsageError(
-                f"no node of the Ray cluster can run a trial: each needs {_describe_needs(self._options)}, "
-                f"the cluster has {_describe_needs(_cluster_resources())}"
-            )
-        # On the address Ray knows this node by: the one the cluster's other nodes reach it at.
-        host = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
         self._lanes = LanePool(self._submit_lane)
-        self._server = ReportServer(judge, self._note_started, host=host, lanes=self._lanes)
+        try:
+            if self.slots() == 0:
+                needs, has = _describe_needs(self._options), _describe_needs(_cluster_resources())
+                raise UsageError(
+                    f"no node of the Ray cluster can run a trial: each needs {needs}, the cluster has {has}"
+                )
+            # On the address Ray knows this node by: the one the cluster's other nodes reach it at.
+            host = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+            self._server = ReportServer(judge, self._note_started, host=host, lanes=self._lanes)
+        except BaseException:  # a Ray started for this run goes with it
+            if self._owns_ray:
+                ray_start.shutdown()
+            raise
         # A lane for each slot (no more than the run's ``count`` of trials) joins while the agent
         # sets up: the first wave starts together.
         self._lanes.prestart(self.slots() if count is None else min(count, self.slots()))
@@ -205,7 +210,7 @@ class RayExecutor:
             _logger.warning(
                 "trial %d could not report to this agent at %s:%d while it ran (%s): its values were "
                 "stored when it ended, too late for the pruner to stop it. The cluster's nodes must "
-                "reach this node on any TCP port, as Ray's own processes do",
+                "reach this node on its port, as Ray's own processes do (SWEEPER_AGENT_PORTS chooses it)",
                 task.number,
                 address.host,
                 address.port,

@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, answer_challenge, deliver_challenge
 
+from sweeper.errors import UsageError
+
 _logger = logging.getLogger(__name__)
 
 MAX_BUFFERED = 10_000
@@ -36,6 +38,9 @@ MAX_BUFFERED = 10_000
 CLOSE_TIMEOUT_S = 30.0
 """How long a trial's end waits for the agent to take its last values (the rest ride in its outcome)."""
 _SLOW_AGENT_S = 30.0
+PORTS_ENV = "SWEEPER_AGENT_PORTS"
+"""The ports an agent run may listen on (``40100`` or ``40100-40199``), one free port each: a
+cluster whose nodes reach each other on chosen ports only opens these. Unset: any free port."""
 HANDSHAKE_TIMEOUT_S = 10.0
 """How long a connect and its key check may take, on either end: a port a firewall drops packets
 for would otherwise hold a trial's reporter for the system's connect timeout (minutes)."""
@@ -290,3 +295,27 @@ def _bound(sock: socket.socket, seconds: float) -> None:
     timeval = struct.pack("ll", whole, int((seconds - whole) * 1e6))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+
+
+def allowed_ports(value: str | None) -> range:
+    """The ports :data:`PORTS_ENV` allows: ``None`` or empty -> port 0 (any free one).
+
+    Example:
+        >>> allowed_ports("40100-40102"), allowed_ports("40100"), allowed_ports(None)
+        (range(40100, 40103), range(40100, 40101), range(0, 1))
+
+    Raises:
+        UsageError: not a port or a range ``LOW-HIGH`` of ports within 1-65535.
+    """
+    if not value or not value.strip():
+        return range(0, 1)
+    low, dash, high = value.strip().partition("-")
+    try:
+        first, last = int(low), int(high if dash else low)
+    except ValueError:
+        first, last = 0, -1
+    if not 1 <= first <= last <= 65535:
+        raise UsageError(
+            f"{PORTS_ENV} must be a port or a range LOW-HIGH within 1-65535 (40100-40199), got {value!r}"
+        )
+    return range(first, last + 1)

@@ -20,7 +20,9 @@ that cannot connect keeps its values and they ride in its outcome: stored, never
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
+import os
 import secrets
 import socket
 import threading
@@ -30,7 +32,8 @@ from typing import Any
 
 from sweeper.engine.judge import Persister, PruningJudge
 from sweeper.engine.lanes import LanePool
-from sweeper.engine.report_channel import Batch, ChannelAddress, handshake
+from sweeper.engine.report_channel import PORTS_ENV, Batch, ChannelAddress, allowed_ports, handshake
+from sweeper.errors import UsageError
 
 _logger = logging.getLogger(__name__)
 
@@ -188,13 +191,28 @@ class ReportServer:
 
 
 def _listen(host: str) -> socket.socket:
-    """A listening socket on ``host`` (any free port); on every interface when ``host`` is not one of
-    this machine's own (an address translated on its way here), still reached as ``host``."""
+    """A listening socket on ``host``, on the first free port :data:`PORTS_ENV` allows (any free port
+    without it); on every interface when ``host`` is not one of this machine's own (an address
+    translated on its way here), still reached as ``host``.
+
+    Raises:
+        UsageError: :data:`PORTS_ENV` is malformed, or every port it allows is taken.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        return socket.create_server((host, 0), family=family, backlog=socket.SOMAXCONN)
-    except OSError:
-        return socket.create_server(("", 0), family=family, backlog=socket.SOMAXCONN)
+    ports = allowed_ports(os.environ.get(PORTS_ENV))
+    for port in ports:
+        for address in (host, ""):
+            try:
+                return socket.create_server((address, port), family=family, backlog=socket.SOMAXCONN)
+            except OSError as exc:
+                if port == 0 and address == "":
+                    raise  # any free port on every interface: nothing else to try
+                if exc.errno == errno.EADDRINUSE:
+                    break  # the port is taken on this node: the next one
+    raise UsageError(
+        f"{PORTS_ENV}={os.environ.get(PORTS_ENV)}: every port it allows is taken on this node "
+        f"({len(ports)} tried); widen the range, one port for each agent run on the node"
+    )
 
 
 def _reachable(listener: socket.socket) -> tuple[str, int]:

@@ -127,6 +127,17 @@ def test_state_commands_and_user_errors(project: Path) -> None:
     )
     assert bad.exit_code == 5 and "has no attribute 'nope'" in bad.stderr
     assert sweeps.list_sweeps(open_storage(fresh)) == []  # checked before the sweep was created
+    ports = runner.invoke(
+        main,
+        ["run", str(spec_path), "--storage", fresh, "--trainer", "mytrainers.quad:train"],
+        env={"SWEEPER_AGENT_PORTS": "40200-40100"},
+    )
+    assert ports.exit_code == 2 and "Traceback" not in ports.output
+    assert ports.stderr.strip() == (
+        "error: SWEEPER_AGENT_PORTS must be a port or a range LOW-HIGH within 1-65535 (40100-40199), "
+        "got '40200-40100'"
+    )
+    assert sweeps.list_sweeps(open_storage(fresh)) == []  # checked before the sweep was created
 
 
 def test_password_in_storage_url_is_never_printed(project: Path) -> None:

@@ -16,11 +16,12 @@ import pytest
 from optuna.trial import FrozenTrial
 
 from sweeper.engine import executor as executor_module
-from sweeper.engine import report_channel
+from sweeper.engine import report_channel, report_server
 from sweeper.engine.executor import RayExecutor
 from sweeper.engine.judge import PruningJudge
 from sweeper.engine.report_channel import Batch, ChannelAddress, ChannelReporter
 from sweeper.engine.report_server import ReportServer
+from sweeper.errors import UsageError
 from sweeper.spec.model import Resources
 from sweeper.storage.urls import open_storage
 from sweeper.worker.task import Failure, Objective, TrialOutcome, TrialTask
@@ -339,8 +340,6 @@ def test_a_reporter_facing_a_port_that_never_answers_gives_up_and_keeps_its_valu
 def test_a_trial_that_cannot_reach_the_agent_stores_its_values_at_its_end_and_the_agent_says_why(
     journal_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sweeper.engine import report_server
-
     study = optuna.create_study(storage=open_storage(journal_url))
     trial = study.ask()
     pruner = RecordingPruner(stop_at=1)
@@ -379,6 +378,63 @@ def test_a_host_address_this_machine_does_not_own_is_still_served_on_every_inter
     finally:
         server.close()
     assert [b.values for batches in judge.decided for b in batches] == [[0.5]]
+
+
+def test_agents_listen_on_the_ports_the_cluster_opens_one_port_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``SWEEPER_AGENT_PORTS``: each agent run on the node takes the next free port of the range;
+    when none is left, a user error names the setting."""
+    first = _two_free_ports()
+    monkeypatch.setenv(report_channel.PORTS_ENV, f"{first}-{first + 1}")
+    servers: list[ReportServer] = []
+    try:
+        for _ in range(2):
+            servers.append(ReportServer(ScriptedJudge()))  # type: ignore[arg-type]
+        assert sorted(s.address.port for s in servers) == [first, first + 1]
+        taken = rf"SWEEPER_AGENT_PORTS={first}-{first + 1}: every port .* taken"
+        with pytest.raises(UsageError, match=taken):
+            ReportServer(ScriptedJudge())  # type: ignore[arg-type]
+        # A trial reaches the agent on its port.
+        reporter = ChannelReporter(servers[0].address, wants_decisions=True)
+        reporter.report(1, 0, 0.5)
+        assert reporter.close(1) == []
+    finally:
+        for server in servers:
+            server.close()
+
+
+@pytest.mark.parametrize("value", ["port", "0", "70000", "40200-40100", "40100-", "-5"])
+def test_a_malformed_port_setting_is_a_user_error_that_says_the_form(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(report_channel.PORTS_ENV, value)
+    form = r"SWEEPER_AGENT_PORTS must be a port or a range LOW-HIGH within 1-65535"
+    with pytest.raises(UsageError, match=form):
+        ReportServer(ScriptedJudge())  # type: ignore[arg-type]
+
+
+def _two_free_ports() -> int:
+    """A port that is free on this machine with the one after it (asked of the system, then checked)."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("", 0))
+            first = int(probe.getsockname()[1])
+        if first >= 65535:
+            continue
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("", first))
+                b.bind(("", first + 1))
+        except OSError:
+            continue
+        return first
+
+
+@pytest.mark.ray
+@pytest.mark.usefixtures("ray_session")
+def test_trials_that_fit_no_node_are_a_user_error_that_says_what_they_need(journal_url: str) -> None:
+    study = optuna.create_study(storage=open_storage(journal_url))
+    with pytest.raises(UsageError, match=r"no node of the Ray cluster can run a trial: each needs .*GPU=100"):
+        RayExecutor(Resources(gpus=100), PruningJudge(study, optuna.pruners.NopPruner()))
 
 
 @pytest.mark.ray
