@@ -18,7 +18,7 @@ import pickle
 import socket
 from multiprocessing.connection import Connection
 
-from sweeper.engine.report_channel import HANDSHAKE_TIMEOUT_S, ChannelAddress, ChannelReporter, handshake
+from sweeper.engine.report_channel import ChannelAddress, ChannelReporter, connect
 from sweeper.worker import gpu_binding
 from sweeper.worker.reaper import trial_processes
 from sweeper.worker.task import Failure, TrialOutcome, TrialTask
@@ -109,8 +109,7 @@ def run_lane_in_fresh_worker(
 def _join(channel: ChannelAddress, lane: int) -> Connection | None:
     """The lane's connection to the agent, announced as lane ``lane``; None if it cannot be made."""
     try:
-        sock = socket.create_connection((channel.host, channel.port), timeout=HANDSHAKE_TIMEOUT_S)
-        connection = handshake(sock, channel.authkey, accepting=False)
+        connection = connect(channel)
         connection.send(("lane", lane))
     except Exception as exc:  # its first trial's outcome then goes back through Ray
         _logger.warning(

@@ -184,10 +184,8 @@ class ChannelReporter:
             if self._connect_error is not None:
                 raise self._connect_error
             if self._connection is None:
-                address = self._address
                 try:
-                    sock = socket.create_connection((address.host, address.port), timeout=HANDSHAKE_TIMEOUT_S)
-                    self._connection = handshake(sock, address.authkey, accepting=False)
+                    self._connection = connect(self._address)
                 except Exception as exc:
                     self._connect_error = exc
                     raise
@@ -258,6 +256,14 @@ class ChannelReporter:
                 )
         stopped: list[int] = connection.recv()
         return stopped
+
+
+def connect(address: ChannelAddress) -> Connection:
+    """A connection to the agent run's report server at ``address``, its key checked; the connect and
+    the check bounded by :data:`HANDSHAKE_TIMEOUT_S`. Raises what :func:`handshake` raises, or
+    ``OSError`` for a connect refused or timed out."""
+    sock = socket.create_connection((address.host, address.port), timeout=HANDSHAKE_TIMEOUT_S)
+    return handshake(sock, address.authkey, accepting=False)
 
 
 def handshake(sock: socket.socket, authkey: bytes, *, accepting: bool) -> Connection:
