@@ -41,6 +41,7 @@ from sweeper.heap import frozen_heap
 from sweeper.spec.model import SweepSpec
 from sweeper.storage import attrs as keys
 from sweeper.storage import journal_read, sweeps, work
+from sweeper.storage.snapshot_keeper import SnapshotKeeper
 from sweeper.storage.sweeps import SweepState
 from sweeper.storage.urls import open_storage
 from sweeper.worker.task import Failure
@@ -49,6 +50,7 @@ from sweeper.worker.workdir import remove_kept_dirs, trials_dir
 __all__ = ["EXECUTORS", "Agent", "AgentSummary", "End", "ExecutorKind"]
 
 _SHOWN_REASONS = 3  # fail reasons named in the summary
+_SNAPSHOT_WAIT_S = 10.0  # a child saving the journal's snapshot, waited for at the run's end
 
 
 @dataclass(frozen=True)
@@ -242,7 +244,10 @@ class Agent:
             signals.state = state
             signals.changed.set()
 
-        watch = SweepWatch(self._storage, info.study_id, self.agent_id, signals.state, on_change)
+        snapshots = SnapshotKeeper(self._storage)
+        watch = SweepWatch(
+            self._storage, info.study_id, self.agent_id, signals.state, on_change, snapshots=snapshots
+        )
         watch.start()
         metric = spec.objectives[0].name if spec.objectives else None
         self._progress.start(info.id, info.name, metric, self._tally)
@@ -305,7 +310,9 @@ class Agent:
             failures=tuple(self._tally.reasons.most_common(_SHOWN_REASONS)),
         )
         self._progress.finish(summary.line(), asdict(summary))
-        # The sweep's next reader (`sweeper best`) starts from a snapshot of what this run wrote.
+        # The sweep's next reader (`sweeper best`) starts from a snapshot of what this run wrote; a
+        # child still saving one is left a moment first, so that the two do not replay together.
+        snapshots.wait(_SNAPSHOT_WAIT_S)
         journal_read.refresh_snapshot(self._storage)
         return summary
 

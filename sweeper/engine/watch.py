@@ -1,4 +1,5 @@
-"""Watching a sweep from an agent: its state every second, the agent's heartbeat every few seconds.
+"""Watching a sweep from an agent: its state every second, the agent's heartbeat every few seconds,
+and the journal's snapshot kept fresh (:mod:`sweeper.storage.snapshot_keeper`).
 
 The watch runs in a background thread, so a pause, stop or cancel reaches the agent within a second
 even while its loop is busy.
@@ -19,6 +20,7 @@ from typing import Any
 from optuna.storages import BaseStorage
 
 from sweeper.storage import sweeps
+from sweeper.storage.snapshot_keeper import SnapshotKeeper
 from sweeper.storage.sweeps import HEARTBEAT_S, SweepState
 
 STATE_POLL_S = 1.0
@@ -33,6 +35,7 @@ class SweepWatch:
         agent_id: The agent whose heartbeat this is.
         state: The state the agent knows now; ``on_change`` is called when the stored one differs.
         on_change: Called from the watch thread with each new state.
+        snapshots: Polled every round: it refreshes the journal's snapshot once enough was appended.
     """
 
     def __init__(
@@ -42,12 +45,15 @@ class SweepWatch:
         agent_id: str,
         state: SweepState,
         on_change: Callable[[SweepState], None],
+        *,
+        snapshots: SnapshotKeeper | None = None,
     ) -> None:
         self._storage = storage
         self._study_id = study_id
         self._agent_id = agent_id
         self._state = state
         self._on_change = on_change
+        self._snapshots = snapshots
         self._record: dict[str, Any] = {
             "host": socket.gethostname(),
             "pid": os.getpid(),
@@ -75,6 +81,9 @@ class SweepWatch:
                 if state != self._state:
                     self._state = state
                     self._on_change(state)
+            if self._snapshots is not None:
+                with contextlib.suppress(Exception):  # only ever a faster read for others
+                    self._snapshots.poll()
             if time.monotonic() - last_beat >= HEARTBEAT_S:
                 last_beat = time.monotonic()
                 self._beat()

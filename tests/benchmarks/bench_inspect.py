@@ -2,10 +2,12 @@
 
 Run: ``python tests/benchmarks/bench_inspect.py [--trials N] [--dir DIR]``. Prints one line per
 measurement; the target is under a second for ``best``, ``trials`` (``--json`` too) and ``status``.
-On the journal, the first reader of a sweep replays the whole log and saves a snapshot of it; the
-later ones start from the snapshot: both are measured. Not a test: the figures depend on the
-machine. PostgreSQL is measured when the server of the tests answers (``$SWEEPER_TEST_POSTGRES``,
-else ``postgresql://postgres@127.0.0.1:5432/postgres``), in a database of its own, dropped afterwards.
+On the journal, a reader starts from the snapshot beside the log and replays what came after it:
+measured with the snapshot up to date, with the snapshot as far behind as a running agent lets it
+fall (:func:`lagging_snapshot`), and with none at all (the whole log replayed). Not a test: the
+figures depend on the machine. PostgreSQL is measured when the server of the tests answers
+(``$SWEEPER_TEST_POSTGRES``, else ``postgresql://postgres@127.0.0.1:5432/postgres``), in a database
+of its own, dropped afterwards.
 
 The sweep is written as the agent writes it (see :func:`build`), 500 trials a round trip: seconds on
 the journal and SQLite, where Optuna's ``add_trials`` of ready-made trials took minutes on SQLite.
@@ -38,7 +40,7 @@ from optuna.trial import TrialState
 from sweeper.analysis import results as res
 from sweeper.cli import main
 from sweeper.spec.reader import load_spec
-from sweeper.storage import batch, journal_snapshot, sweeps
+from sweeper.storage import batch, journal_read, journal_snapshot, sweeps
 from sweeper.storage.fast_read import database_of
 from sweeper.storage.urls import open_storage
 
@@ -234,6 +236,24 @@ def timed(label: str, action: Callable[[], Any], repeat: int = 3) -> float:
     return median
 
 
+def lagging_snapshot(journal: Path, lag: int = journal_read.STALE_BYTES) -> bytes:
+    """The snapshot of all but the last ``lag`` bytes of ``journal``, put beside it; its bytes.
+
+    The most a reader replays while an agent writes the sweep: the agent's keeper
+    (:mod:`sweeper.storage.snapshot_keeper`) starts a new snapshot once ``STALE_BYTES`` lie past
+    the last. A snapshot stands for a prefix of the log's bytes, so one taken of a copy of that
+    prefix is the one the keeper would have saved then.
+    """
+    data = journal.read_bytes()
+    prefix = journal.with_name(journal.name + ".prefix")
+    prefix.write_bytes(data[: data.rfind(b"\n", 0, max(1, len(data) - lag)) + 1])
+    journal_read.refresh_file(str(prefix))
+    saved = journal_snapshot.path_of(str(prefix))
+    os.replace(saved, journal_snapshot.path_of(str(journal)))
+    prefix.unlink()
+    return journal_snapshot.path_of(str(journal)).read_bytes()
+
+
 def cli(*args: str) -> Callable[[], None]:
     def run() -> None:
         result = CliRunner().invoke(main, list(args), catch_exceptions=False)
@@ -259,6 +279,15 @@ def bench(url: str, n_trials: int) -> None:
             cli("trials", sweep_id, "--json", "--storage", url)()
 
         timed("sweeper trials --json, first reader (replays all)", first_reader)
+        lagging = lagging_snapshot(Path(url[len("journal://") :]))
+
+        def lagging_reader() -> None:
+            snapshot.write_bytes(lagging)  # as the keeper left it, not as the last reader did
+            cli("trials", sweep_id, "--json", "--storage", url)()
+
+        timed(
+            f"sweeper trials --json, snapshot {journal_read.STALE_BYTES / 1e6:.0f} MB behind", lagging_reader
+        )
     timed("load (fresh storage, read every trial)", lambda: res.load(sweep_id, url))
     loaded = res.load(sweep_id, url)
     timed("best(10) on a loaded sweep", lambda: loaded.best(10))

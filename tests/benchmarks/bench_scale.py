@@ -3,9 +3,10 @@ and the agent's memory over a long no-op sweep.
 
 - Inspect: the sweep is built by ``bench_inspect.build`` (written as the agent writes it) on the
   default storage kind (journal file) and each CLI command runs in process, median of 3 after one
-  warm-up run (which saves the journal's snapshot: the runs after it start from there), and
-  ``trials --json`` once more with the snapshot removed before each run (the sweep's first reader);
-  ``trials --json`` also on SQLite and PostgreSQL (when the tests' server answers).
+  warm-up run (which saves the journal's snapshot: the runs after it start from there);
+  ``trials --json`` twice more: with the snapshot as far behind as running agents let it fall
+  (``STALE_BYTES``: the slowest reader of a sweep sweeper wrote) and with none at all (the whole
+  log replayed); ``trials --json`` also on SQLite and PostgreSQL (when the tests' server answers).
 - Sampler: an in-memory study holding N finished trials of a 6-parameter space (5 floats, one
   categorical); the time of one more ``ask`` with the sampler the agent uses (``make_sampler``).
 - Memory: one agent process runs a no-op sweep in chunks (``sweeper.agent(count=...)``, local
@@ -45,7 +46,7 @@ def inspect_figures(trials: int, root: Path) -> list[Figure]:
         import bench_inspect
     except ImportError as exc:  # the inspect benchmark is another helper's file
         return [Figure(SECTION, "inspect commands", "not measured", "< 1 s", None, f"bench_inspect: {exc}")]
-    from sweeper.storage import journal_snapshot
+    from sweeper.storage import journal_read, journal_snapshot
 
     url = f"journal://{root / 'inspect.log'}"
     began = time.perf_counter()
@@ -74,10 +75,28 @@ def inspect_figures(trials: int, root: Path) -> list[Figure]:
         snapshot.unlink(missing_ok=True)
         trials_json()
 
+    # While agents write the sweep, a reader replays what lies past the snapshot their keeper left,
+    # at most STALE_BYTES (sweeper.storage.snapshot_keeper): the slowest reader of a sweep sweeper wrote.
+    lagging = bench_inspect.lagging_snapshot(root / "inspect.log")
+
+    def lagging_reader() -> None:
+        snapshot.write_bytes(lagging)  # as the keeper left it, not as the last reader did
+        trials_json()
+
     figures.append(
-        _timed(f"sweeper trials --json, the sweep's first reader, {trials:,} trials (journal", first_reader)
+        _timed(
+            f"sweeper trials --json, a reader while agents write, {trials:,} trials (journal", lagging_reader
+        )
     )
-    figures[-1].note += "; replays the whole log, saves the snapshot"
+    figures[-1].note += f"; replays the {journal_read.STALE_BYTES / 1e6:.0f} MB past the snapshot agents keep"
+    figures.append(
+        _timed(f"sweeper trials --json, no snapshot at all, {trials:,} trials (journal", first_reader)
+    )
+    figures[-1].target, figures[-1].met = "documented", None
+    figures[-1].note += (
+        "; replays the whole log and saves the snapshot: a journal whose snapshot was lost, or whose"
+        " directory cannot hold one"
+    )
     with bench_inspect.postgres_database() as postgres:
         for kind, other in (("SQLite", f"sqlite:///{root / 'inspect.db'}"), ("PostgreSQL", postgres)):
             if other is None:

@@ -35,6 +35,7 @@ from optuna.trial import TrialState, create_trial
 
 import sweeper
 from sweeper.storage import journal_read, journal_snapshot
+from sweeper.storage.snapshot_keeper import SnapshotKeeper
 from sweeper.storage.urls import open_storage
 
 OTHER = "another-process-1234"  # the worker id of records another process appended
@@ -479,3 +480,76 @@ def test_an_agent_leaves_a_snapshot_for_the_sweeps_next_reader(
     saved = journal_snapshot.path_of(str(path)).stat().st_ino
     journal_read.refresh_snapshot(open_storage(url))  # nothing new since: nothing written
     assert journal_snapshot.path_of(str(path)).stat().st_ino == saved
+
+
+# -- the snapshot an agent keeps fresh from a child process ----------------------------------------
+
+
+def test_the_keeper_saves_a_snapshot_from_a_child_once_enough_was_appended(tmp_path: Path) -> None:
+    path = tmp_path / "journal.log"
+    _populate(path)
+    keeper = SnapshotKeeper(open_storage(f"journal://{path}"), stale_bytes=path.stat().st_size)
+    assert keeper.poll()  # the whole journal is more than that stale
+    assert keeper.wait(60)
+    assert journal_snapshot.covered(str(path)) == path.stat().st_size
+    assert _restored(path)
+    _assert_same_state(path)
+    assert not keeper.poll()  # nothing appended since
+    study = optuna.load_study(study_name="one", storage=JournalStorage(JournalFileBackend(str(path))))
+    study.tell(study.ask({"x": FLOAT}), 0.5)
+    assert not keeper.poll()  # appended, but less than it waits for
+    half = SnapshotKeeper(open_storage(f"journal://{path}"), stale_bytes=1)
+    assert half.poll() and half.wait(60)
+    assert journal_snapshot.covered(str(path)) == path.stat().st_size
+    _assert_same_state(path)  # the records after the first snapshot replayed on top of it
+
+
+def test_a_keeper_whose_child_cannot_save_waits_for_more_before_trying_again(tmp_path: Path) -> None:
+    path = tmp_path / "journal.log"
+    _populate(path)
+    journal_snapshot.path_of(str(path)).mkdir()  # nothing can be put in its place
+    keeper = SnapshotKeeper(open_storage(f"journal://{path}"), stale_bytes=100)
+    assert keeper.poll() and keeper.wait(60)
+    assert journal_snapshot.covered(str(path)) == 0
+    assert not keeper.poll()  # still stale, but a child would fail again: not started
+    _append(
+        path,
+        {"op_code": JournalOperation.CREATE_STUDY, "study_name": "late", "directions": [1]}
+        | {"pad": "x" * 100},
+    )
+    assert keeper.poll() and keeper.wait(60)
+    _assert_same_state(path)
+
+
+def test_a_keeper_of_another_storage_does_nothing(tmp_path: Path) -> None:
+    keeper = SnapshotKeeper(open_storage(f"sqlite:///{tmp_path / 'sweeps.db'}"), stale_bytes=0)
+    assert not keeper.poll()
+    assert not keeper.running() and keeper.wait(0)
+
+
+def _waits_for_a_snapshot(config: dict[str, Any], trial: sweeper.Trial) -> float:
+    """The sweep's second trial ends once its journal has a snapshot, which only the keeper writes
+    while the agent runs (the agent's own refresh comes after its last trial)."""
+    snapshot = journal_snapshot.path_of(config["journal"])
+    deadline = time.monotonic() + 60
+    while config["x"] > 1 and not snapshot.exists():
+        assert time.monotonic() < deadline, "no snapshot while the agent ran"
+        time.sleep(0.05)
+    return float(config["x"])
+
+
+def test_a_running_agent_keeps_the_snapshot_fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the trials' own files
+    path = tmp_path / "journal.log"
+    url = f"journal://{path}"
+    monkeypatch.setattr(journal_read, "STALE_BYTES", 1)  # the keeper starts a child at once
+    spec = {
+        "method": "grid",
+        "metric": {"name": "loss"},
+        "parameters": {"x": {"values": [1, 2]}, "journal": {"value": str(path)}},
+    }
+    sweep_id = sweeper.sweep(spec, storage=url)
+    sweeper.agent(sweep_id, function=_waits_for_a_snapshot, storage=url, executor="local")
+    assert [t.value for t in sweeper.load(sweep_id, storage=url).trials] == [1.0, 2.0]
+    assert journal_snapshot.covered(str(path)) == path.stat().st_size  # and the run's end refreshed it
+    _assert_same_state(path)
