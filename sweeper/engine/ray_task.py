@@ -38,18 +38,26 @@ def run_trial(task: TrialTask, channel: ChannelAddress, wants_decisions: bool) -
     """Run one trial in this Ray worker, reporting to the agent run's report server at ``channel``;
     what the trial started ends with it (Linux). The worker keeps a trial directory left untouched for
     its next trial; a worker whose CUDA runs on other GPUs than Ray gave the trial does not run it."""
+    return _run(task, channel, wants_decisions, None)[0]
+
+
+def _run(
+    task: TrialTask, channel: ChannelAddress, wants_decisions: bool, connection: Connection | None
+) -> tuple[TrialOutcome, bool]:
+    """:func:`run_trial`, its reports sent over ``connection`` (a lane's) when given; and whether
+    that connection can carry the lane on (its reporter left no call unanswered on it)."""
     devices = gpu_binding.visible_devices()
     why = gpu_binding.misplaced(devices)
     if why is not None:
-        return TrialOutcome.failed(Failure.MISPLACED, why, host=socket.gethostname())
-    reporter = ChannelReporter(channel, wants_decisions)
+        return TrialOutcome.failed(Failure.MISPLACED, why, host=socket.gethostname()), True
+    reporter = ChannelReporter(channel, wants_decisions, connection=connection)
     with trial_processes():
         outcome = execute_trial(task, reporter)
     if reporter.broken is not None:
         outcome = dataclasses.replace(outcome, channel_error=reporter.broken)
     if gpu_binding.note_trial_end(devices):
         outcome = dataclasses.replace(outcome, gpu_bound=True)
-    return drop_untouched_dir(task, outcome, keep=True)
+    return drop_untouched_dir(task, outcome, keep=True), reporter.reusable
 
 
 def run_lane(
@@ -57,45 +65,53 @@ def run_lane(
 ) -> LaneEnd:
     """Run ``first`` (if given), then the trials the agent sends over the channel, each handed back there.
 
-    The lane ends when the agent says so (it has no trial for it), when the channel breaks (the
-    trial it holds is returned through Ray), or after a trial that bound this worker's CUDA or
-    found it bound to other GPUs: later trials get a worker of their own (see
+    The trials report over the lane's own connection. The lane ends when the agent says so (it has
+    no trial for it), when the channel breaks or a trial's reporter gave up on an answer (the trial
+    it holds is returned through Ray), or after a trial that bound this worker's CUDA or found it
+    bound to other GPUs: later trials get a worker of their own (see
     :mod:`sweeper.worker.gpu_binding`). A lane started without a trial that cannot reach the agent
     ends at once: the agent then gives its trial to a lane of its own. Without ``join`` (the agent
     saw that lanes cannot reach it) the lane runs ``first`` only.
     """
     connection = _join(channel, lane) if join else None
     try:
-        held = None if first is None else (first.trial_id, run_trial(first, channel, wants_decisions))
+        held = None if first is None else (first.trial_id, *_run(first, channel, wants_decisions, connection))
         while True:
             if held is not None:  # hand it back over the connection, or through Ray
-                _, outcome = held
-                if connection is None or outcome.gpu_bound or outcome.failure is Failure.MISPLACED:
-                    return held
+                trial_id, outcome, reusable = held
+                if (
+                    connection is None
+                    or not reusable
+                    or outcome.gpu_bound
+                    or outcome.failure is Failure.MISPLACED
+                ):
+                    return trial_id, outcome
                 try:
-                    connection.send(("ended", (lane, *held)))
+                    connection.send(("ended", (lane, trial_id, outcome)))
                 except OSError:
-                    return held
+                    return trial_id, outcome
             if connection is None:
                 return None
             sent = _next_trial(connection, lane)
             if sent is None:
                 return None
-            held = sent[0], _run_sent(sent[1], channel, wants_decisions)
+            held = sent[0], *_run_sent(sent[1], channel, wants_decisions, connection)
     finally:
         if connection is not None:
             connection.close()
 
 
-def _run_sent(payload: bytes, channel: ChannelAddress, wants_decisions: bool) -> TrialOutcome:
+def _run_sent(
+    payload: bytes, channel: ChannelAddress, wants_decisions: bool, connection: Connection
+) -> tuple[TrialOutcome, bool]:
     """Run a trial the agent sent pickled; one that cannot be unpickled fails, as Ray fails a task
     whose argument cannot be."""
     try:
         task: TrialTask = pickle.loads(payload)
     except Exception as exc:
         reason = f"the trial could not be unpickled in its worker: {type(exc).__name__}: {exc}"
-        return TrialOutcome.failed(Failure.TRAINER, reason, host=socket.gethostname())
-    return run_trial(task, channel, wants_decisions)
+        return TrialOutcome.failed(Failure.TRAINER, reason, host=socket.gethostname()), True
+    return _run(task, channel, wants_decisions, connection)
 
 
 def run_lane_in_fresh_worker(

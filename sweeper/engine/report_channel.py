@@ -76,6 +76,8 @@ class ChannelReporter:
         wants_decisions: Whether the pruner can stop a trial (if not, the agent only stores values).
         max_buffered: The bound on buffered values (see :data:`MAX_BUFFERED`).
         close_timeout: See :data:`CLOSE_TIMEOUT_S`.
+        connection: A connection to the server already made (a lane's), used instead of a new one
+            and left open: a trial on a lane pays no connect and key check of its own.
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class ChannelReporter:
         *,
         max_buffered: int = MAX_BUFFERED,
         close_timeout: float = CLOSE_TIMEOUT_S,
+        connection: Connection | None = None,
     ) -> None:
         self._address = address
         self._wants = wants_decisions
@@ -100,7 +103,8 @@ class ChannelReporter:
         self._gave_up = False  # the trial ended without the agent taking its last call
         self._idle = False  # the sender waits for values
         self._thread: threading.Thread | None = None
-        self._connection: Connection | None = None
+        self._connection: Connection | None = connection
+        self._owned = connection is None  # made here, so closed here
         self._connect_error: Exception | None = None
         self._connect_lock = threading.Lock()  # one connection, made by whoever needs it first
         self._send_lock = threading.Lock()  # the sender's calls and the trial's start notice
@@ -109,6 +113,13 @@ class ChannelReporter:
     def broken(self) -> str | None:
         """Why the channel failed (its values then ride in the trial's outcome), or None."""
         return self._broken
+
+    @property
+    def reusable(self) -> bool:
+        """After :meth:`close`: whether the connection is as it was given, no call in flight and no
+        answer still to come, so that its owner may go on using it."""
+        thread = self._thread
+        return self._broken is None and not self._gave_up and (thread is None or not thread.is_alive())
 
     def report(self, trial_id: int, step: int, value: float) -> bool:
         """Buffer the value for the next call; wait for the call in flight if the buffer is full.
@@ -171,7 +182,7 @@ class ChannelReporter:
             thread = self._thread
         if thread is not None and not self._gave_up:
             thread.join(timeout=1.0)
-        if thread is None or not thread.is_alive():
+        if self._owned and (thread is None or not thread.is_alive()):
             with self._connect_lock:
                 if self._connection is not None:
                     self._connection.close()

@@ -319,8 +319,8 @@ def _execute(task: TrialTask, reporter: Reporter | None) -> TrialOutcome:
     trackers = _open_trackers(task)
     trial = Trial(task, reporter, trackers)
     if reporter is not None and task.timeout is not None:
-        # The notice serves the timeout only (counted from here); on Ray it costs the trial its
-        # connection to the agent, which a trial that reports makes anyway.
+        # The notice serves the timeout only (counted from here); on Ray it goes over the lane's
+        # connection to the agent, which the trial's reports take too.
         reporter.started(task.trial_id)
     state: OutcomeState = "failed"
     reason: str | None = None

@@ -15,8 +15,10 @@ import pytest
 from optuna.trial import TrialState
 
 import sweeper
+from sweeper.engine import report_server
 from sweeper.engine.agent import AgentSummary
 from sweeper.engine.lanes import LanePool
+from sweeper.engine.report_channel import handshake
 from sweeper.engine.watch import STATE_POLL_S
 from sweeper.storage import sweeps
 from sweeper.storage.urls import open_storage
@@ -135,7 +137,14 @@ class TestPool:
 
 @pytest.mark.ray
 @pytest.mark.usefixtures("ray_trainers")
-def test_trials_run_one_after_another_in_their_lanes(project: Path) -> None:
+def test_trials_run_one_after_another_in_their_lanes(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    connections = Counter[bool]()
+
+    def counted(sock: Any, authkey: bytes, *, accepting: bool) -> Any:
+        connections[accepting] += 1
+        return handshake(sock, authkey, accepting=accepting)
+
+    monkeypatch.setattr(report_server, "handshake", counted)  # the agent's side of each connect
     out = project / "out"
     out.mkdir()
     url = f"sqlite:///{project / 's.db'}"
@@ -155,6 +164,10 @@ def test_trials_run_one_after_another_in_their_lanes(project: Path) -> None:
     assert len(by_task) <= 2 and max(by_task.values()) >= 4, by_task
     for task in by_task:  # a lane keeps its process and its GPU from one trial to the next
         assert len({(s["pid"], s["gpus"]) for s in seen if s["task"] == task}) == 1
+    # Every trial's reports went over its lane's connection: one connect and key check a lane.
+    assert connections == {True: len(by_task)}
+    trials = open_storage(url).get_all_trials(sweeps.get_sweep(open_storage(url), sweep_id).study_id)
+    assert [t.intermediate_values for t in trials] == [{s: i + s for s in range(3)} for i in range(8)]
 
 
 @pytest.mark.ray

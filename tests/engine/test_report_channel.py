@@ -228,6 +228,51 @@ def test_the_trials_start_notices_reach_the_agent() -> None:
     assert started == [5]
 
 
+def test_a_reporter_given_a_lanes_connection_leaves_it_open_and_says_whether_it_can_carry_on() -> None:
+    started: list[int] = []
+    server = _server(ScriptedJudge(stop_first=True), started)
+    connection = report_channel.connect(server.address)
+    stops = []
+    try:
+        for trial_id in (1, 2):  # two trials one after the other on one connection, as on a lane
+            reporter = ChannelReporter(server.address, wants_decisions=True, connection=connection)
+            reporter.started(trial_id)
+            for step in range(50):
+                reporter.report(trial_id, step, 0.5)
+            assert reporter.close(trial_id) == []
+            assert reporter.reusable and not connection.closed
+            stops.append(reporter.stopped(trial_id))
+        assert started == [1, 2]
+        assert stops[0] is not None and stops[1] is None  # each answer reached its own trial
+    finally:
+        connection.close()
+        server.close()
+
+
+def test_a_reporter_that_gave_up_on_its_answer_leaves_the_connection_to_no_one() -> None:
+    release = threading.Event()
+
+    class StalledJudge(ScriptedJudge):
+        def decide_batches(self, batches: list[Batch]) -> set[int]:
+            release.wait(30)
+            return set()
+
+    server = _server(StalledJudge())
+    connection = report_channel.connect(server.address)
+    reporter = ChannelReporter(server.address, True, close_timeout=0.5, connection=connection)
+    try:
+        reporter.report(4, 0, 0.5)
+        assert reporter.close(4) == [(0, 0.5)]  # the value goes with the trial's end
+        # Its answer may still come over the connection: a lane must not read its next trial there.
+        assert not reporter.reusable and not connection.closed
+        time.sleep(1.5)  # its sender has stopped waiting by now (it looks every second); still not
+        assert not reporter.reusable
+    finally:
+        release.set()
+        connection.close()
+        server.close()
+
+
 def test_when_the_agent_is_gone_the_values_stay_with_the_trial_in_order() -> None:
     server = _server(ScriptedJudge())
     address = server.address
