@@ -9,8 +9,9 @@ replays the journal from it and saves a new one, and the next reader replays at 
 
 A child process, not a thread of the agent: the replay is a second of CPU at 10,000 trials, which
 in the agent's process would hold the GIL against its loop (hand-overs, pruning decisions). The
-child runs at the lowest CPU priority, one at a time per agent, and its failure costs nothing but
-speed: a reader replays more.
+child runs at the lowest CPU priority and holds ``<journal>.snapshot.lock`` (``flock``) while it
+works, so the agents of one machine start one child at a time between them, not one each. Its
+failure costs nothing but speed: a reader replays more.
 
 Run as ``python -m sweeper.storage.snapshot_keeper JOURNAL``: the child's own entry point.
 """
@@ -18,14 +19,16 @@ Run as ``python -m sweeper.storage.snapshot_keeper JOURNAL``: the child's own en
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import IO
 
 from optuna.storages import BaseStorage
 
-from sweeper.storage import journal_read
+from sweeper.storage import journal_read, journal_snapshot
 
 
 class SnapshotKeeper:
@@ -52,8 +55,12 @@ class SnapshotKeeper:
             size = os.stat(self._path).st_size
             grown = size - self._size_at_start >= self._stale
             if grown and journal_read.stale_bytes(self._path) >= self._stale:
+                lock = _lock(self._path)
+                if lock is None:  # another agent's child is at it
+                    return False
+                with lock:  # the child holds it from here to its exit
+                    self._child = _start(self._path, lock)
                 self._size_at_start = size
-                self._child = _start(self._path)
                 return True
         return False
 
@@ -70,7 +77,23 @@ class SnapshotKeeper:
         return not self.running()
 
 
-def _start(path: str) -> subprocess.Popen[bytes]:
+def lock_path(journal: str) -> str:
+    """The file whose ``flock`` a refreshing child holds."""
+    return str(journal_snapshot.path_of(journal)) + ".lock"
+
+
+def _lock(journal: str) -> IO[bytes] | None:
+    """The refresh lock of ``journal``, taken; None: another process holds it."""
+    handle = open(lock_path(journal), "ab")  # noqa: SIM115 (handed to the child, then closed)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle
+
+
+def _start(path: str, lock: IO[bytes]) -> subprocess.Popen[bytes]:
     # The child imports the sweeper this process runs, wherever it was imported from.
     package_root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ)
@@ -81,6 +104,7 @@ def _start(path: str) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=env,
+        pass_fds=(lock.fileno(),),  # the lock is the open file's: held while the child keeps it
         close_fds=True,
         start_new_session=True,  # a Ctrl-C meant for the agent does not cut a save short
     )

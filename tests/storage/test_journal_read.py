@@ -10,6 +10,7 @@ with the study's, a study created twice, a trial of a deleted study). The state 
 from __future__ import annotations
 
 import builtins
+import fcntl
 import json
 import math
 import time
@@ -34,7 +35,7 @@ from optuna.storages.journal._storage import JournalOperation
 from optuna.trial import TrialState, create_trial
 
 import sweeper
-from sweeper.storage import journal_read, journal_snapshot
+from sweeper.storage import journal_read, journal_snapshot, snapshot_keeper
 from sweeper.storage.snapshot_keeper import SnapshotKeeper
 from sweeper.storage.urls import open_storage
 
@@ -553,3 +554,17 @@ def test_a_running_agent_keeps_the_snapshot_fresh(tmp_path: Path, monkeypatch: p
     assert [t.value for t in sweeper.load(sweep_id, storage=url).trials] == [1.0, 2.0]
     assert journal_snapshot.covered(str(path)) == path.stat().st_size  # and the run's end refreshed it
     _assert_same_state(path)
+
+
+def test_one_child_at_a_time_refreshes_a_journal_whichever_agent_starts_it(tmp_path: Path) -> None:
+    path = tmp_path / "journal.log"
+    _populate(path)
+    storage = open_storage(f"journal://{path}")
+    with open(snapshot_keeper.lock_path(str(path)), "ab") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another agent's child is refreshing it
+        assert not SnapshotKeeper(storage, stale_bytes=1).poll()
+    keeper = SnapshotKeeper(storage, stale_bytes=1)  # it let go: this agent's turn
+    assert keeper.poll() and keeper.wait(60)
+    assert journal_snapshot.covered(str(path)) == path.stat().st_size
+    with open(snapshot_keeper.lock_path(str(path)), "ab") as after:
+        fcntl.flock(after, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the child's exit let it go
