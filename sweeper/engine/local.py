@@ -76,6 +76,7 @@ class LocalExecutor:
         zygote.prestart()  # its imports overlap the agent's set-up
         self._judge = judge
         self._queue: deque[TrialTask] = deque()
+        self._withdrawn: list[tuple[TrialTask, TrialOutcome]] = []  # cancelled before they started
         self._running: _Running | None = None
         self._next_key = 0
         self._persister = Persister(judge)
@@ -87,6 +88,9 @@ class LocalExecutor:
         self._queue.append(task)
 
     def wait(self, timeout: float) -> list[tuple[TrialTask, TrialOutcome]]:
+        if self._withdrawn:
+            withdrawn, self._withdrawn = self._withdrawn, []
+            return withdrawn
         if self._running is None:
             if not self._queue:
                 time.sleep(timeout)
@@ -116,7 +120,10 @@ class LocalExecutor:
         running = self._running
         if running is not None and running.task.trial_id == trial_id:
             self._stop(running, failure, reason)
-        self._queue = deque(t for t in self._queue if t.trial_id != trial_id)
+        for task in [t for t in self._queue if t.trial_id == trial_id]:
+            # It never started: it ends now, with the reason, as a killed trial would.
+            self._queue.remove(task)
+            self._withdrawn.append((task, TrialOutcome.failed(failure, reason, host=socket.gethostname())))
 
     def close(self) -> None:
         """Stop the running trial (if any) and wait, within bounds, until its processes are gone."""

@@ -1,9 +1,11 @@
 """The agent's fill-and-record loop: keep every slot of the executor busy, record each trial that ends.
 
 A freed slot is refilled before the trial that freed it is recorded, and the trials that ended
-together are recorded in one storage write, which also starts the last trial of the refill (its
-params, attrs and lease), or every trial of it when the sampler draws each trial alone (then the
-first wave starts in one write too). The loop ends for one of the reasons in :class:`End`.
+together are recorded in one storage write, which also writes the start of the last trial of the
+refill (its params, attrs and lease), or of every trial of it when the sampler draws each trial
+alone (then the first wave's starts are one write too). A trial is launched as soon as it is
+prepared, ahead of its start write: the hand-over of a slot does not wait on the storage. The
+loop ends for one of the reasons in :class:`End`.
 """
 
 from __future__ import annotations
@@ -173,7 +175,7 @@ class FillLoop:
             # The target ends the search, not a targeted agent's explicit trials.
             self._target_hit = (self._target_hit or self._recorder.note(ended)) and self._targets is None
             # Refill the freed slots first, then record the trials that freed them. The last trials
-            # the refill prepares start in the same write as their ends (one round trip for both);
+            # the refill launches have their starts written with those ends (one round trip for both);
             # a refill that raises (a broken search space) must not lose what already ended.
             last: list[_Starting] = []
             try:
@@ -183,11 +185,10 @@ class FillLoop:
                 try:
                     ends = self._recorder.prepare(ended)
                 except BaseException:
-                    self._start(last)
+                    self._write_starts(last)
                     raise
                 refused = batch.write_trials(self._storage, [each.write for each in last] + ends.writes)
-                for each in last:
-                    self._launch(each, started=each.trial_id not in refused)
+                self._withdraw([each for each in last if each.trial_id in refused])
                 for recorded in self._recorder.finish(
                     ends, refused, running=len(inflight), requeue=not self._cancelling
                 ):
@@ -196,10 +197,11 @@ class FillLoop:
     def _fill(self, state: str, *, keep_last: bool = False) -> list[_Starting]:
         """Start trials until every slot is busy or nothing may start now.
 
-        With ``keep_last``, the last trials prepared are returned unwritten, for the caller to write
-        with its own writes and then :meth:`_launch`. Each trial is written before the next is
-        asked for, so that the sampler sees the params of every trial started before it, unless the
-        sampler draws each trial alone: those are prepared together and written in one go.
+        Each trial is launched as soon as it is prepared (see :meth:`_launch`); its start write
+        follows. With ``keep_last``, the last trials' start writes are returned unwritten, for the
+        caller to write with its own writes. Each trial is written before the next is asked for, so
+        that the sampler sees the params of every trial started before it, unless the sampler draws
+        each trial alone: those are written together in one go.
         """
         # A finished sweep still runs a targeted agent's trials (see sweeper.engine.agent).
         runnable = state == "running" or (state == "finished" and self._targets is not None)
@@ -209,13 +211,13 @@ class FillLoop:
                 runnable
                 and not self._exhausted
                 and not self._target_hit
-                and (self._count is None or self._launched + len(pending) < self._count)
-                and len(self._inflight) + len(pending) < self._executor.slots()
+                and (self._count is None or self._launched < self._count)
+                and len(self._inflight) < self._executor.slots()
                 and not self._flaps.paused()
                 and not self._signals.draining.is_set()
             ):
                 if pending and not self._together:
-                    self._start(pending)
+                    self._write_starts(pending)
                     pending = []
                 if self._targets is None:
                     trial = queue.ask_trial(self._study, self._asks, self._spec)
@@ -231,35 +233,47 @@ class FillLoop:
                     continue
                 # Params, config, attempt, agent and the lease: one storage write.
                 write = queue.start_write(trial, system_attrs=self._keeper.take(trial._trial_id))
-                pending.append(_Starting(trial, task, write))
+                starting = _Starting(trial, task, write)
+                self._launch(starting)
+                pending.append(starting)
         except BaseException:
-            self._start(pending)  # prepared and leased: they run, as if the error came after them
+            self._write_starts(pending)  # launched and leased: they run, as if the error came after them
             raise
         if pending and not keep_last:
-            self._start(pending)
+            self._write_starts(pending)
             pending = []
         return pending
 
-    def _start(self, startings: list[_Starting]) -> None:
-        """Write prepared trials' starts in one write, then launch them."""
+    def _write_starts(self, startings: list[_Starting]) -> None:
+        """Write launched trials' starts in one write."""
         if not startings:
             return
         refused = batch.write_trials(self._storage, [each.write for each in startings])
-        for each in startings:
-            self._launch(each, started=each.trial_id not in refused)
+        self._withdraw([each for each in startings if each.trial_id in refused])
 
-    def _launch(self, starting: _Starting, *, started: bool) -> None:
-        """Hand a trial whose start was written (``started``; else it was ended meanwhile) to the executor."""
+    def _launch(self, starting: _Starting) -> None:
+        """Hand a prepared trial to the executor, ahead of its start write.
+
+        A trial is RUNNING in the storage from its ask (the pop or the create), and nothing in a
+        trial reads the storage, so its trainer need not wait for the write of its params, attrs
+        and lease: a freed slot's next trial starts a write earlier (about 2 ms on the journal,
+        its ``fsync`` included), on every hand-over. :meth:`_withdraw` stops the rare trial whose
+        start the write refused.
+        """
         trial, task = starting.trial, starting.task
-        if not started:
-            self._keeper.release(trial._trial_id)  # ended meanwhile (cancelled, reaped)
-            return
         self._executor.start(task)
         self._inflight[trial._trial_id] = trial
         self._launched += 1
         self._tally.started += 1
         self._tally.running = len(self._inflight)
         self._progress.trial_started(trial.number, dict(task.config), self._tally)
+
+    def _withdraw(self, refused: list[_Starting]) -> None:
+        """Stop launched trials whose start write was refused: someone ended them between their ask
+        and that write (``sweeper cancel``). The storage keeps the end they were given; the kill's
+        outcome is then refused too, when it is recorded."""
+        for each in refused:
+            self._executor.cancel(each.trial_id, Failure.CANCELLED, "ended by another process as it started")
 
     def _cancel_all(self) -> None:
         self._cancelling = True

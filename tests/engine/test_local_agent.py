@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import engine_trainers
 import optuna
@@ -13,7 +14,7 @@ from optuna.trial import TrialState
 
 import sweeper
 from sweeper.errors import TrainerError, UsageError
-from sweeper.storage import sweeps
+from sweeper.storage import batch, sweeps
 from sweeper.storage.urls import open_storage
 
 
@@ -179,6 +180,60 @@ def test_stop_lets_the_running_trial_finish_and_pause_starts_nothing(project: Pa
     assert result and result[0].ended == "sweep stopped"
     trials = _trials(url, sweep_id)
     assert [t.state for t in trials if t.state != TrialState.WAITING] == [TrialState.COMPLETE]
+
+
+@pytest.mark.parametrize("executor", ["local", pytest.param("ray", marks=pytest.mark.ray)])
+def test_a_trial_ended_elsewhere_before_its_start_write_is_stopped_and_keeps_that_end(
+    project: Path, executor: str, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    # Trials start ahead of their start write (engine/loop.py); `sweeper cancel` (here, a write of
+    # another process) can end one in between: the write refuses its start, and the agent stops it
+    # (on Ray its lane has it already: killed; the local executor has it queued: dropped).
+    if executor == "ray":
+        request.getfixturevalue("ray_trainers")
+    url = f"journal://{project / 'j.log'}"
+    started = project / "started"
+    started.mkdir()
+    spec = {
+        "method": "grid",
+        "metric": {"name": "loss"},
+        "parameters": {
+            "x": {"values": [0.0, 1.0, 2.0]},
+            "first_s": {"value": 60},
+            "started": {"value": str(started)},
+        },
+    }
+    sweep_id = sweeper.sweep(spec, storage=url)
+    elsewhere = open_storage(url)
+    real_write = batch.write_trials
+    ended: list[int] = []
+
+    def end_first_start_elsewhere(storage: Any, writes: list[batch.TrialWrite]) -> batch.Refused:
+        starts = [w.trial_id for w in writes if w.params and w.state is None]
+        if starts and not ended:
+            ended.append(starts[0])
+            if executor == "ray":  # its lane runs it already
+                deadline = time.monotonic() + 30
+                while not (started / "0").exists() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            elsewhere.set_trial_user_attr(starts[0], "fail_reason", "cancelled elsewhere")
+            elsewhere.set_trial_state_values(starts[0], TrialState.FAIL)
+        return real_write(storage, writes)
+
+    monkeypatch.setattr(batch, "write_trials", end_first_start_elsewhere)
+    began = time.monotonic()
+    summary = sweeper.agent(sweep_id, function=engine_trainers.slow_first, storage=url, executor=executor)
+
+    assert time.monotonic() - began < 40  # trial 0 (60 s) was stopped, not waited for
+    assert (started / "0").exists() == (executor == "ray")
+    trials = {t._trial_id: t for t in _trials(url, sweep_id)}
+    withdrawn = trials.pop(ended[0])
+    assert withdrawn.number == 0
+    assert withdrawn.state == TrialState.FAIL
+    assert withdrawn.user_attrs["fail_reason"] == "cancelled elsewhere"  # the stop's outcome was refused
+    assert sorted(t.params["x"] for t in trials.values()) == [1.0, 2.0]
+    assert all(t.state == TrialState.COMPLETE for t in trials.values())
+    assert summary.complete == 2
 
 
 def test_unknown_trainer_and_bad_options_are_user_errors(project: Path) -> None:

@@ -53,6 +53,15 @@ def noop(config: dict[str, Any], trial: Any) -> float:
     return float(config["x"])
 
 
+def slow_first(config: dict[str, Any], trial: Any) -> float:
+    """Trial 0 sleeps ``first_s`` seconds, the others return at once: ``x``. Each leaves a file named
+    after its number in the folder ``started`` as it starts."""
+    Path(config["started"]).joinpath(str(trial.number)).write_text("1")
+    if trial.number == 0:
+        time.sleep(float(config["first_s"]))
+    return float(config["x"])
+
+
 def constant(config: dict[str, Any], trial: Any) -> float:
     """Takes any config and returns 0: for sweeps whose points, not results, are under test."""
     return 0.0
