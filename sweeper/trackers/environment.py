@@ -146,7 +146,7 @@ def git_state(path: str) -> dict[str, Any] | None:
 
 
 def _read_git_state(path: str) -> dict[str, Any] | None:
-    if shutil.which("git") is None or not os.path.isdir(path):
+    if shutil.which("git") is None or not os.path.isdir(path) or not _may_be_in_repository(path):
         return None
     # One rev-parse for both answers: every trial pays for each git process it starts.
     parsed = _run(["git", "rev-parse", "HEAD", "--show-toplevel"], cwd=path)
@@ -159,3 +159,24 @@ def _read_git_state(path: str) -> dict[str, Any] | None:
         "dirty": bool(status.strip()) if status is not None else None,
         "root": lines[1].strip() if len(lines) > 1 and lines[1].strip() else None,
     }
+
+
+def _may_be_in_repository(path: str) -> bool:
+    """Whether git could find a repository from ``path``: a ``.git`` in it or in a folder above it
+    (by its real path, as git walks, or as written), or the environment names one (``GIT_DIR``).
+
+    A few ``stat`` calls: most trials' code is no repository (a copy Ray shipped to a node, a
+    scratch folder), and asking git costs a process, 5-15 ms of a 2-core machine each reading.
+    """
+    if os.environ.get("GIT_DIR"):
+        return True
+    for start in {os.path.realpath(path), os.path.abspath(path)}:
+        current = start
+        while True:
+            if os.path.lexists(os.path.join(current, ".git")):
+                return True
+            parent = os.path.dirname(current)
+            if parent == current:
+                break
+            current = parent
+    return False

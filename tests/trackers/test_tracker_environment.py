@@ -69,6 +69,28 @@ def test_a_process_reads_a_directorys_git_state_at_most_once_in_its_freshness_wi
     assert len(commands) == 4 and later is not None and later["dirty"] is True
 
 
+def test_a_folder_outside_any_repository_starts_no_git_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commands: list[list[str]] = []
+    run = environment._run
+    monkeypatch.setattr(environment, "_run", lambda args, cwd=None: commands.append(args) or run(args, cwd))
+    (tmp_path / "plain" / "sub").mkdir(parents=True)
+    assert environment._read_git_state(str(tmp_path / "plain" / "sub")) is None
+    assert commands == []
+    # Below a repository, through a link, or named by GIT_DIR: git is asked.
+    commit = make_repo(tmp_path / "code")
+    (tmp_path / "code" / "sub").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "code" / "sub")
+    for where in (tmp_path / "code" / "sub", tmp_path / "link"):
+        state = environment._read_git_state(str(where))
+        assert state is not None and state["commit"] == commit
+    commands.clear()
+    monkeypatch.setenv("GIT_DIR", str(tmp_path / "code" / ".git"))
+    assert environment._read_git_state(str(tmp_path / "plain"))["commit"] == commit  # type: ignore[index]
+    assert commands
+
+
 def test_records_the_visible_devices(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,3")
     env = collect_environment()
