@@ -5,6 +5,7 @@ from __future__ import annotations
 import doctest
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -315,6 +316,48 @@ def test_load_reads_a_database_sweep_through_the_fast_reader(
     assert [t.state for t in results.trials] == ["complete", "waiting", "waiting"]
     assert results.best()[0].config == {"lr": trial.params["lr"]}
     assert fallbacks() == []
+
+
+@pytest.mark.postgres
+def test_postgresql_reads_its_tables_at_once_and_all_as_of_one_moment(
+    postgres_url: str, fallbacks: Callable[[], list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The biggest tables are read on connections of their own, each importing the first one's
+    # snapshot: a write that commits in between is seen by none of the queries.
+    storage = open_storage(postgres_url)
+    study = optuna.create_study(storage=storage, study_name="moment")
+    first = study.ask({"lr": FloatDistribution(1e-4, 1e-1, log=True)})
+    first.set_user_attr("config", {"lr": first.params["lr"]})
+    first.report(0.5, 1)  # running: it still takes attrs
+    later = open_storage(postgres_url)
+    threads: list[str] = []
+    real_pool = trial_reader.ThreadPoolExecutor
+
+    class WriteFirst(real_pool):  # type: ignore[misc,valid-type]
+        """Commits a write once the first connection's snapshot is taken, then reads alongside."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            later.set_trial_user_attr(first._trial_id, "late", True)
+            later.set_trial_system_attr(first._trial_id, "late", True)
+            super().__init__(*args, **kwargs)
+
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            def traced(*a: Any, **k: Any) -> Any:
+                threads.append(threading.current_thread().name)
+                return fn(*a, **k)
+
+            return super().submit(traced, *args, **kwargs)
+
+    monkeypatch.setattr(trial_reader, "ThreadPoolExecutor", WriteFirst)
+    (read,) = trial_reader.read_trials(storage, study._study_id)
+
+    assert len(threads) == 3 and all(name.startswith("sweeper-read") for name in threads)
+    assert "late" not in read.user_attrs  # read alongside, in the snapshot
+    assert "late" not in read.system_attrs  # read on the first connection
+    assert read.user_attrs["config"] == {"lr": first.params["lr"]} and read.intermediate_values == {1: 0.5}
+    assert fallbacks() == []
+    (now,) = trial_reader.read_trials(storage, study._study_id)
+    assert now.user_attrs["late"] is True and now.system_attrs["late"] is True
 
 
 def test_docstring_examples_run() -> None:
