@@ -113,7 +113,10 @@ def requeue(study: optuna.Study, trial: FrozenTrial, failure: Failure | None) ->
     attrs: dict[str, Any] = {**keys.retry_attrs(trial), keys.ATTEMPT: attempt, keys.RETRY_OF: original}
     if lost:
         attrs[LOST] = lost
-    study.enqueue_trial(dict(trial.params), user_attrs=attrs, skip_if_exists=False)
+    # An agent lost between a trial's ask and its start write left no params: the point it was
+    # given (a grid point's, a retry's) is still in the fixed params its queue entry carried.
+    params = dict(trial.params) or dict(trial.system_attrs.get("fixed_params") or {})
+    study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=False)
 
 
 def fail_and_requeue(study: optuna.Study, trial_id: int, failure: Failure, reason: str, retries: int) -> bool:

@@ -84,7 +84,8 @@ def test_two_watchers_of_a_dead_agents_trial_requeue_it_once(
     sweep_id = sweeper.sweep(GRID, storage=url)
     storage = open_storage(url)
     study = sweeps.load_study(storage, sweep_id)
-    # A dead agent: it popped a grid point and took its lease, then renewed nothing.
+    # A dead agent: it popped a grid point and took its lease, then renewed nothing (it died before
+    # its start write: no params stored, only the grid point its queue entry carried).
     dead = leases.LeaseKeeper(study, "dead-agent", leases.LeasePolicy(grace_s=0.3, renew_s=0.1), retries=0)
     trial = queue.ask_trial(study, sweeper.load_spec(GRID).space.distributions(), sweeper.load_spec(GRID))
     assert trial is not None
@@ -122,7 +123,8 @@ def test_two_watchers_of_a_dead_agents_trial_requeue_it_once(
     retries = [t for t in trials if t.user_attrs.get("retry_of") == trial.number]
     assert len(retries) == 1
     assert retries[0].state == TrialState.WAITING
-    assert retries[0].system_attrs["fixed_params"] == lost.params
+    assert lost.params == {}
+    assert retries[0].system_attrs["fixed_params"] == trial.params == {"x": trial.params["x"]}
     assert (retries[0].user_attrs["attempt"], retries[0].user_attrs["lost"]) == (1, 1)
 
 
