@@ -187,8 +187,7 @@ class FillLoop:
                 except BaseException:
                     self._write_starts(last)
                     raise
-                refused = batch.write_trials(self._storage, [each.write for each in last] + ends.writes)
-                self._withdraw([each for each in last if each.trial_id in refused])
+                refused = self._write_starts(last, with_ends=ends.writes)
                 for recorded in self._recorder.finish(
                     ends, refused, running=len(inflight), requeue=not self._cancelling
                 ):
@@ -244,12 +243,16 @@ class FillLoop:
             pending = []
         return pending
 
-    def _write_starts(self, startings: list[_Starting]) -> None:
-        """Write launched trials' starts in one write."""
-        if not startings:
-            return
-        refused = batch.write_trials(self._storage, [each.write for each in startings])
+    def _write_starts(
+        self, startings: list[_Starting], *, with_ends: list[batch.TrialWrite] | None = None
+    ) -> batch.Refused:
+        """Write launched trials' starts (and ``with_ends``) in one write; stop those it refused."""
+        writes = [each.write for each in startings] + (with_ends or [])
+        if not writes:
+            return {}
+        refused = batch.write_trials(self._storage, writes)
         self._withdraw([each for each in startings if each.trial_id in refused])
+        return refused
 
     def _launch(self, starting: _Starting) -> None:
         """Hand a prepared trial to the executor, ahead of its start write.
