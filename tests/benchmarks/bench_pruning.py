@@ -101,15 +101,23 @@ def main() -> None:
     # after the sweep. A fresh Ray worker costs 1.5 s of CPU here, and one wave of short trials can
     # leave some workers unused (one that started late finds every trial taken): ten starting
     # during the measured sweep took most of its 2 cores and slowed the echo after it too.
+    # The warm-up's records go in a folder of their own: in the project's top level, each of them
+    # was linked into every measured trial's directory.
+    warm_out = root / "warm-up"
+    warm_out.mkdir()
     with stopwatch() as warm_s:
         # No pruner: every warm-up trial runs its 100 steps, so all of them run at once. Pruned
         # early, they freed their workers for the next ones and fewer workers were started.
         warm = {key: value for key, value in spec.items() if key != "early_terminate"}
         warm |= {"name": "warm-up", "run_cap": gpus}
-        warm["parameters"] = {**spec["parameters"], "outdir": {"value": str(root)}, "steps": {"value": 100}}
+        warm["parameters"] = {
+            **spec["parameters"],
+            "outdir": {"value": str(warm_out)},
+            "steps": {"value": 100},
+        }
         for _ in range(4):
             sweeper.agent(sweeper.sweep(warm, storage=storage), storage=storage)
-            if len(harness.live_workers(root)) >= gpus:
+            if len(harness.live_workers(warm_out)) >= gpus:
                 break
     sweep_id = sweeper.sweep(str(root / "pruning.yaml"), storage=storage)
     before = harness.cpu_by_process()

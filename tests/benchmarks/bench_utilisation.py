@@ -54,14 +54,22 @@ def main() -> None:
     }
     (root / "utilisation.yaml").write_text(yaml.safe_dump(spec))
     storage = f"journal://{root / 'journal.log'}"
+    # The warm-up's records go in a folder of their own: in the project's top level, each of them
+    # was linked into every measured trial's directory.
+    warm_out = root / "warm-up"
+    warm_out.mkdir()
     with stopwatch() as warm_s:
         # Until 16 live workers have each run a trial: a wave of fresh workers on 2 cores starts
         # over several seconds, so one warm-up wave of short trials can leave some never used.
         warm = {**spec, "name": "warm-up", "run_cap": gpus}
-        warm["parameters"] = {**spec["parameters"], "outdir": {"value": str(root)}, "duration": {"value": 3}}
+        warm["parameters"] = {
+            **spec["parameters"],
+            "outdir": {"value": str(warm_out)},
+            "duration": {"value": 3},
+        }
         for _ in range(3):
             sweeper.agent(sweeper.sweep(warm, storage=storage), storage=storage)
-            if len(harness.live_workers(root)) >= gpus:
+            if len(harness.live_workers(warm_out)) >= gpus:
                 break
     sweep_id = sweeper.sweep(str(root / "utilisation.yaml"), storage=storage)
     before = harness.cpu_by_process()
