@@ -3,6 +3,7 @@ one the trainer left nothing of its own in does not."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import engine_trainers
@@ -236,3 +237,31 @@ def test_the_projects_entries_are_linked_in_and_names_already_there_are_left_alo
     assert (trial / "data").readlink() == project / "data"  # the resolved project, not the link to it
     link_project(project, project)  # a trial run in the project itself links nothing
     assert not (project / "data" / "data").exists()
+
+
+def test_a_directory_that_holds_the_projects_links_already_is_not_linked_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (project / name).write_text(name)
+    trial = tmp_path / "trial"
+    trial.mkdir()
+    link_project(project, trial)
+    made: list[str] = []
+    real_symlink = os.symlink
+
+    def counting(source: str, target: Path) -> None:
+        made.append(Path(target).name)
+        real_symlink(source, target)
+
+    monkeypatch.setattr(os, "symlink", counting)
+    link_project(project, trial)  # a kept directory: every link is there
+    assert made == []
+    (trial / "b.txt").unlink()
+    (project / "d.txt").write_text("d")
+    link_project(project, trial)  # only what is missing is made
+    assert sorted(made) == ["b.txt", "d.txt"]
+    assert sorted(p.name for p in trial.iterdir()) == ["a.txt", "b.txt", "c.txt", "d.txt"]
+    assert (trial / "d.txt").read_text() == "d"
