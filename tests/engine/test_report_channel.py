@@ -4,6 +4,7 @@ and, for its own rules, between threads of this process over a real connection."
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
@@ -226,6 +227,28 @@ def test_the_trials_start_notices_reach_the_agent() -> None:
     finally:
         server.close()
     assert started == [5]
+
+
+def test_both_ends_of_a_connection_send_each_message_at_once() -> None:
+    # With Nagle's algorithm a message sent right after another (a lane's join after the key
+    # check's last message, a report after a start notice) waited for the peer's delayed ACK.
+    server = _server(ScriptedJudge(), [])
+    connection = report_channel.connect(server.address)
+    try:
+        deadline = time.monotonic() + 10
+        while not server._connections and time.monotonic() < deadline:
+            time.sleep(0.01)
+        ends = [connection, *server._connections]
+        assert len(ends) == 2
+        for end in ends:
+            sock = socket.socket(fileno=os.dup(end.fileno()))
+            try:
+                assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+            finally:
+                sock.close()
+    finally:
+        connection.close()
+        server.close()
 
 
 def test_a_reporter_given_a_lanes_connection_leaves_it_open_and_says_whether_it_can_carry_on() -> None:
