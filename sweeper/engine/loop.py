@@ -34,6 +34,10 @@ from sweeper.storage import batch, queue, work
 from sweeper.storage.sweeps import SweepState
 from sweeper.worker.task import Failure, TrialOutcome, TrialTask
 
+_REFILL_ROUNDS = 16
+"""At most this many refills (of the slots freed since the last) before the trials that freed them are
+recorded: the write waits a few milliseconds at most, the slots none."""
+
 
 class End(str, enum.Enum):
     """Why an agent stopped (:attr:`AgentSummary.ended` says it in words, with the details)."""
@@ -166,21 +170,15 @@ class FillLoop:
                 signals.changed.wait(STATE_POLL_S)
                 signals.changed.clear()
                 continue
-            ended = [
-                (inflight.pop(task.trial_id), task, outcome)
-                for task, outcome in self._executor.wait(STATE_POLL_S / 2)
-            ]
+            ended = self._ended(STATE_POLL_S / 2)
             if not ended:
                 continue
-            # The target ends the search, not a targeted agent's explicit trials.
-            self._target_hit = (self._target_hit or self._recorder.note(ended)) and self._targets is None
             # Refill the freed slots first, then record the trials that freed them. The last trials
             # the refill launches have their starts written with those ends (one round trip for both);
             # a refill that raises (a broken search space) must not lose what already ended.
             last: list[_Starting] = []
             try:
-                if signals.state != "cancelled":
-                    last = self._fill(signals.state, keep_last=True)
+                self._refill(ended, last)
             finally:
                 try:
                     ends = self._recorder.prepare(ended)
@@ -192,6 +190,40 @@ class FillLoop:
                     ends, refused, running=len(inflight), requeue=not self._cancelling
                 ):
                     self._exhausted = self._exhausted and not recorded.retried
+
+    def _ended(self, timeout: float) -> list[tuple[optuna.Trial, TrialTask, TrialOutcome]]:
+        """The trials that ended, waiting up to ``timeout`` seconds for one; out of the running."""
+        return [
+            (self._inflight.pop(task.trial_id), task, outcome)
+            for task, outcome in self._executor.wait(timeout)
+        ]
+
+    def _refill(
+        self, ended: list[tuple[optuna.Trial, TrialTask, TrialOutcome]], last: list[_Starting]
+    ) -> None:
+        """Refill the slots ``ended`` freed, and those of the trials that end meanwhile, which join
+        ``ended``; the starts left to write with their ends are added to ``last``.
+
+        Trials that end together seldom end at the same instant: those that end while the loop
+        refills would otherwise wait for the write (a millisecond or two, its ``fsync`` included)
+        before their slots are seen free. All of them are recorded in the one write after.
+        """
+        new = list(ended)
+        for round_ in range(_REFILL_ROUNDS):
+            # The target ends the search, not a targeted agent's explicit trials.
+            self._target_hit = (self._target_hit or self._recorder.note(new)) and self._targets is None
+            if self._signals.state == "cancelled":
+                return
+            if last and not self._together:  # the sampler sees every trial started before its ask
+                self._write_starts(last)
+                last.clear()
+            last += self._fill(self._signals.state, keep_last=True)
+            if round_ + 1 == _REFILL_ROUNDS:
+                return
+            new = self._ended(0.0)
+            if not new:
+                return
+            ended += new
 
     def _fill(self, state: str, *, keep_last: bool = False) -> list[_Starting]:
         """Start trials until every slot is busy or nothing may start now.
