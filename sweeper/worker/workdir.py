@@ -174,8 +174,8 @@ def link_project(project: Path, directory: Path) -> None:
     Every trial pays this: each link names the entry under the project's resolved path (an entry
     that is itself a link is followed from there). The names the directory has already (a kept
     directory's links) are read in one listing and skipped, rather than found by a failing
-    ``symlink`` each: those calls, a project's worth per trial in every worker at once, held up
-    the start of a wave of trials by tens of milliseconds on 2 cores (BENCHMARKS.md, section 3).
+    ``symlink`` each: one call per project entry, in every worker starting a trial at once (45
+    entries held a wave of 16 trials up by tens of milliseconds on 2 cores: BENCHMARKS.md, section 3).
     """
     source = project.resolve()
     if source == directory.resolve():
