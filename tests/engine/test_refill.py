@@ -42,7 +42,8 @@ class OneEndAWait:
         if not self.running:
             return []
         task = self.running.popleft()
-        return [(task, TrialOutcome("complete", values=(float(task.config["x"]),), metrics={"loss": 0.0}))]
+        loss = float(task.config["x"])
+        return [(task, TrialOutcome("complete", values=(loss,), metrics={"loss": loss}))]
 
     def cancel(self, trial_id: int, failure: Failure, reason: str) -> None:
         raise AssertionError("nothing is cancelled here")
