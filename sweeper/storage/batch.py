@@ -96,7 +96,7 @@ def write_trials(storage: BaseStorage, writes: Sequence[TrialWrite]) -> Refused:
     Transient database errors are retried as :class:`RetryingStorage` retries any call (the
     transaction is all or nothing, so a retry writes it once).
     """
-    writes = [w for w in writes if not w.empty]
+    writes = _one_per_trial([w for w in writes if not w.empty])
     if not writes:
         return {}
     rdb = database_of(storage)
@@ -106,6 +106,33 @@ def write_trials(storage: BaseStorage, writes: Sequence[TrialWrite]) -> Refused:
     if journal is not None:
         return _retried(storage, "write_trials", lambda: _write_journal(journal, writes))
     return _write_each(storage, writes)
+
+
+def _one_per_trial(writes: list[TrialWrite]) -> list[TrialWrite]:
+    """The writes with each trial's merged into one, in order (a later value wins, as a later call
+    would), where the first of them stood.
+
+    A trial launched by a refill can end before the loop's write, which then carries its start and
+    its end; the database writer keeps one row set per trial, so a second write of it would drop
+    the first (its params).
+    """
+    merged: dict[int, TrialWrite] = {}
+    for w in writes:
+        into = merged.get(w.trial_id)
+        if into is None:
+            merged[w.trial_id] = w
+            continue
+        ends = w.state is not None
+        merged[w.trial_id] = TrialWrite(
+            w.trial_id,
+            params={**into.params, **w.params},
+            user_attrs={**into.user_attrs, **w.user_attrs},
+            system_attrs={**into.system_attrs, **w.system_attrs},
+            intermediate={**into.intermediate, **w.intermediate},
+            state=w.state if ends else into.state,
+            values=w.values if ends else into.values,
+        )
+    return list(merged.values())
 
 
 def _retried(storage: BaseStorage, what: str, call: Callable[[], _T]) -> _T:

@@ -231,3 +231,32 @@ def test_deferred_writes_keep_a_trials_params_and_attrs_until_written(any_storag
 def test_a_write_must_end_a_trial_not_restart_it() -> None:
     with pytest.raises(ValueError, match="can only end a trial"):
         TrialWrite(1, state=TrialState.RUNNING)
+
+
+def test_a_trials_start_and_end_in_one_batch_are_both_written(any_storage_url: str) -> None:
+    # A trial launched by a refill can end before the loop writes: its start and its end then ride
+    # in the same batch, and Optuna reads both, as if written one after the other.
+    storage = open_storage(any_storage_url)
+    study_id = storage.create_new_study([StudyDirection.MINIMIZE], "start-and-end")
+    by_calls = storage.create_new_trial(study_id)
+    together = storage.create_new_trial(study_id)
+    other = storage.create_new_trial(study_id)
+    _by_calls(storage, by_calls, TrialState.COMPLETE, [0.25])
+    start = TrialWrite(
+        together, params=dict(PARAMS), user_attrs=dict(START_USER), system_attrs=dict(START_SYSTEM)
+    )
+    end = TrialWrite(
+        together,
+        user_attrs=dict(END_USER),
+        intermediate=dict(INTERMEDIATE),
+        state=TrialState.COMPLETE,
+        values=[0.25],
+    )
+    other_end = TrialWrite(other, user_attrs={"host": "b"}, state=TrialState.FAIL)
+
+    assert write_trials(storage, [start, other_end, end]) == {}
+
+    fresh = {t._trial_id: t for t in open_storage(any_storage_url).get_all_trials(study_id)}
+    assert _comparable(fresh[together]) == _comparable(fresh[by_calls])
+    assert fresh[other].state == TrialState.FAIL and fresh[other].user_attrs == {"host": "b"}
+    assert start.state is None and end.params == {}  # the caller's writes are left as they were
