@@ -93,6 +93,8 @@ class TrialWrite:
 def write_trials(storage: BaseStorage, writes: Sequence[TrialWrite]) -> Refused:
     """Write ``writes`` in one round trip (see the module docstring); returns the refused trials.
 
+    Several writes of one trial are written as one, merged in their order.
+
     Transient database errors are retried as :class:`RetryingStorage` retries any call (the
     transaction is all or nothing, so a retry writes it once).
     """
