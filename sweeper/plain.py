@@ -146,8 +146,16 @@ def event_json(value: Any) -> Any:
     >>> event_json({"loss": float("inf"), "tags": ("a",)})
     {'loss': 'Infinity', 'tags': ['a']}
     """
+    kind = type(value)
+    # Exact-type checks first: every trial's events and every logged value pass here.
+    if kind in _PLAIN:
+        return value
+    if kind is dict:
+        return {str(k): event_json(v) for k, v in value.items()}
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if kind is float:
+        return value
     if isinstance(value, Mapping):
         return {str(k): event_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
