@@ -20,7 +20,7 @@ import time
 import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 
 from sweeper.errors import AgentExit, TrainerError, TrialPruned
 from sweeper.plain import finite, stored_metrics
@@ -70,7 +70,7 @@ class Trial:
     ) -> None:
         self._task = task
         self._reporter: Reporter = reporter or NullReporter()
-        self._buffering = reporter if isinstance(reporter, BufferingReporter) else None
+        self._buffering = reporter if _buffers(reporter) else None
         self._trackers = trackers
         self._best: list[float | None] = [None] * len(task.objectives)
         self._non_finite: dict[str, str] = {}  # objective -> a non-finite value it got, for the reason
@@ -379,9 +379,22 @@ def drop_untouched_dir(task: TrialTask, outcome: TrialOutcome, *, keep: bool) ->
     return dataclasses.replace(outcome, trial_dir=None)
 
 
+_BUFFERS: dict[type, bool] = {}
+
+
+def _buffers(reporter: Reporter | None) -> TypeGuard[BufferingReporter]:
+    """Whether ``reporter`` is a :class:`BufferingReporter`, worked out once per type: a protocol's
+    ``isinstance`` looks up each of its members, twice a trial."""
+    kind = type(reporter)
+    known = _BUFFERS.get(kind)
+    if known is None:
+        known = _BUFFERS[kind] = isinstance(reporter, BufferingReporter)
+    return known
+
+
 def _close_reporter(reporter: Reporter | None, trial_id: int) -> list[tuple[int, float]]:
     """Flush a buffering reporter at the trial's end: the values it could not deliver."""
-    if not isinstance(reporter, BufferingReporter):
+    if not _buffers(reporter):
         return []  # it delivered each value as it was reported
     try:
         return reporter.close(trial_id)

@@ -25,6 +25,7 @@ import os
 import signal
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -42,10 +43,27 @@ _SIGTERM_EXIT = 128 + int(signal.SIGTERM)
 def takes_no_arguments(function: Callable[..., Any]) -> bool:
     """Whether ``function`` is W&B's form, ``def train():``, rather than ``def train(config, trial):``.
 
+    Worked out once per function (a worker runs the same trainer trial after trial).
+
     Example:
         >>> takes_no_arguments(lambda: None), takes_no_arguments(lambda config, trial: None)
         (True, False)
     """
+    try:
+        return _FORMS[function]
+    except (KeyError, TypeError):  # not seen yet, or not weakly referenceable
+        pass
+    form = _takes_no_arguments(function)
+    with contextlib.suppress(TypeError):
+        _FORMS[function] = form
+    return form
+
+
+# Weak: a trainer closing over a dataset is not kept alive by having run.
+_FORMS: weakref.WeakKeyDictionary[Callable[..., Any], bool] = weakref.WeakKeyDictionary()
+
+
+def _takes_no_arguments(function: Callable[..., Any]) -> bool:
     try:
         signature = inspect.signature(function)
     except (TypeError, ValueError):  # a builtin or C callable: call it our way

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import os
 import socket
 from collections.abc import Iterator
@@ -83,7 +84,7 @@ def _reuse_spare(preferred: Path, project: Path | None) -> bool:
     spare, _spare = _spare, None
     if spare is None:
         return False
-    if project is not None and str(project.resolve()) == spare.project:
+    if project is not None and _resolved(project) == spare.project:
         with contextlib.suppress(OSError):
             try:
                 os.rename(spare.path, preferred)
@@ -114,7 +115,7 @@ def release_trial_dir(directory: Path, project: Path | None, *, keep: bool) -> b
     :func:`make_trial_dir`, else it is removed. Call it once the trial's processes have ended.
     """
     global _spare
-    source = str(project.resolve()) if project is not None else None
+    source = _resolved(project) if project is not None else None
     try:
         with os.scandir(directory) as entries:
             for entry in entries:
@@ -177,10 +178,10 @@ def link_project(project: Path, directory: Path) -> None:
     ``symlink`` each: one call per project entry, in every worker starting a trial at once (45
     entries held a wave of 16 trials up by tens of milliseconds on 2 cores: BENCHMARKS.md, section 3).
     """
-    source = project.resolve()
-    if source == directory.resolve():
-        return
+    source = _resolved(project)
     try:
+        if os.path.samefile(source, directory):
+            return
         with os.scandir(directory) as present:
             there = {entry.name for entry in present}
     except OSError:  # no directory to link into: nothing to do
@@ -191,6 +192,13 @@ def link_project(project: Path, directory: Path) -> None:
                 continue
             with contextlib.suppress(OSError):  # a race with another trial, no links here
                 os.symlink(os.path.join(source, entry.name), directory / entry.name)
+
+
+@functools.lru_cache(maxsize=8)
+def _resolved(project: Path) -> str:
+    """The project's real path, worked out once per process: a worker serves one project, and
+    resolving walks every component of the path (three times a trial)."""
+    return str(project.resolve())
 
 
 @contextlib.contextmanager

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
 import textwrap
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,27 @@ def _one_required(config: Any) -> None: ...
 )
 def test_which_trainers_are_wandb_style(function: Any, expected: bool) -> None:
     assert takes_no_arguments(function) is expected
+
+
+class _Slotted:
+    """A callable that cannot be weakly referenced."""
+
+    __slots__ = ()
+
+    def __call__(self) -> None: ...
+
+
+def test_a_trainers_form_is_known_without_keeping_the_trainer_alive() -> None:
+    def trainer() -> None: ...
+
+    assert takes_no_arguments(trainer) is True
+    assert takes_no_arguments(trainer) is True  # the second answer is the first's
+    assert trainer in wandb_bridge._FORMS
+    gone = weakref.ref(trainer)
+    del trainer
+    gc.collect()
+    assert gone() is None  # the cache held it weakly
+    assert takes_no_arguments(_Slotted()) is True  # not weakly referenceable: worked out each time
 
 
 def _run_program(

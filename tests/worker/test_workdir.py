@@ -236,7 +236,10 @@ def test_the_projects_entries_are_linked_in_and_names_already_there_are_left_alo
     assert (trial / "gone").readlink() == tmp_path / "nowhere"
     assert (trial / "data").readlink() == project / "data"  # the resolved project, not the link to it
     link_project(project, project)  # a trial run in the project itself links nothing
+    link_project(tmp_path / "via", project)  # ... however either is named
+    link_project(project, tmp_path / "via")
     assert not (project / "data" / "data").exists()
+    assert sorted(p.name for p in project.iterdir()) == [".git", "config.yaml", "data", "gone", "shared"]
 
 
 def test_a_directory_that_holds_the_projects_links_already_is_not_linked_again(
