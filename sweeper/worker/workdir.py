@@ -194,10 +194,15 @@ def link_project(project: Path, directory: Path) -> None:
                 os.symlink(os.path.join(source, entry.name), directory / entry.name)
 
 
-@functools.lru_cache(maxsize=8)
 def _resolved(project: Path) -> str:
-    """The project's real path, worked out once per process: a worker serves one project, and
-    resolving walks every component of the path (three times a trial)."""
+    """The project's real path, worked out once per process for an absolute one: a worker serves
+    one project, and resolving walks every component of the path (three times a trial). A relative
+    one depends on the working directory, which a trial changes."""
+    return _resolved_absolute(project) if project.is_absolute() else str(project.resolve())
+
+
+@functools.lru_cache(maxsize=8)
+def _resolved_absolute(project: Path) -> str:
     return str(project.resolve())
 
 

@@ -268,3 +268,16 @@ def test_a_directory_that_holds_the_projects_links_already_is_not_linked_again(
     assert sorted(made) == ["b.txt", "d.txt"]
     assert sorted(p.name for p in trial.iterdir()) == ["a.txt", "b.txt", "c.txt", "d.txt"]
     assert (trial / "d.txt").read_text() == "d"
+
+
+def test_a_project_named_relative_to_the_working_directory_is_the_one_there_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for side in ("a", "b"):
+        (tmp_path / side / "project").mkdir(parents=True)
+        (tmp_path / side / "project" / f"{side}.txt").write_text(side)
+        (tmp_path / side / "trial").mkdir()
+    for side in ("a", "b"):  # the project's real path is kept per process, never a relative one's
+        monkeypatch.chdir(tmp_path / side)
+        link_project(Path("project"), tmp_path / side / "trial")
+        assert [p.name for p in (tmp_path / side / "trial").iterdir()] == [f"{side}.txt"]
