@@ -147,20 +147,18 @@ def event_json(value: Any) -> Any:
     {'loss': 'Infinity', 'tags': ['a']}
     """
     kind = type(value)
-    # Exact-type checks first: every trial's events and every logged value pass here.
+    # Exact types before the ABC check: every trial's events and every logged value pass here.
     if kind in _PLAIN:
         return value
-    if kind is dict:
-        return {str(k): event_json(v) for k, v in value.items()}
-    if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if kind is float:
-        return value
-    if isinstance(value, Mapping):
+    if kind is dict or isinstance(value, Mapping):
         return {str(k): event_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [event_json(v) for v in value]
-    if value is None or isinstance(value, bool | int | float | str):
+    if isinstance(value, int | str):  # their subclasses (an IntEnum member, a str of a library's)
         return value
     item = getattr(value, "item", None)  # numpy scalars
     if callable(item):
