@@ -4,15 +4,20 @@ A freed slot is refilled before the trial that freed it is recorded, and the tri
 together are recorded in one storage write, which also writes the start of the last trial of the
 refill (its params, attrs and lease), or of every trial of it when the sampler draws each trial
 alone (then the first wave's starts are one write too). A trial is launched as soon as it is
-prepared, ahead of its start write: the hand-over of a slot does not wait on the storage. The
-loop ends for one of the reasons in :class:`End`.
+prepared, ahead of its start write: the hand-over of a slot does not wait on the storage. Where
+the next asks need not see that write (a sampler that draws each trial alone, on PostgreSQL or the
+journal file), it commits on a thread of its own while the loop refills the slots freed meanwhile.
+The loop ends for one of the reasons in :class:`End`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import threading
 import time
+from concurrent import futures
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import optuna
@@ -22,7 +27,7 @@ from optuna.trial import TrialState
 from sweeper.engine import leases
 from sweeper.engine.executor import Executor
 from sweeper.engine.flapping import FlapGuard
-from sweeper.engine.outcomes import OutcomeRecorder
+from sweeper.engine.outcomes import Ended, OutcomeRecorder
 from sweeper.engine.progress import Progress, Tally
 from sweeper.engine.setup import Engine
 from sweeper.engine.tasks import TaskFactory
@@ -33,6 +38,10 @@ from sweeper.storage import attrs as keys
 from sweeper.storage import batch, queue, work
 from sweeper.storage.sweeps import SweepState
 from sweeper.worker.task import Failure, TrialOutcome, TrialTask
+
+_BESIDE_POLL_S = 0.001
+"""While a write runs beside the loop, how often it looks whether the write is done (it refills as
+soon as a trial ends either way)."""
 
 _REFILL_ROUNDS = 16
 """At most this many refills (of the slots freed since the last) before the trials that freed them are
@@ -72,6 +81,16 @@ class _Starting:
     @property
     def trial_id(self) -> int:
         return self.trial._trial_id
+
+
+@dataclass
+class _Meanwhile:
+    """Trials that ended while a write ran, their slots refilled already, and the starts of those
+    refills left to write: the next write records them."""
+
+    ended: list[Ended] = field(default_factory=list)
+    last: list[_Starting] = field(default_factory=list)
+    error: BaseException | None = None  # what a refill raised meanwhile
 
 
 class FillLoop:
@@ -126,12 +145,23 @@ class FillLoop:
         self._asks = engine.search.asks
         # Trials the sampler draws alone need not be written one by one for the next ask to see them.
         self._together = draws_alone(engine.study.sampler)
+        # And its writes may run beside the next asks (see _write_starts).
+        self._beside = self._together and batch.writes_beside_asks(storage)
+        self._writer: ThreadPoolExecutor | None = None
         self._launched = 0
         self._exhausted = False
         self._target_hit = False
         self._cancelling = False
 
     def run(self) -> tuple[End, str]:
+        try:
+            return self._run()
+        finally:
+            if self._writer is not None:
+                self._writer.shutdown()
+                self._writer = None
+
+    def _run(self) -> tuple[End, str]:
         signals, inflight = self._signals, self._inflight
         while True:
             state = signals.state
@@ -171,44 +201,61 @@ class FillLoop:
                 signals.changed.clear()
                 continue
             ended = self._ended(STATE_POLL_S / 2)
-            if not ended:
-                continue
-            # Refill the freed slots first, then record the trials that freed them. The last trials
-            # the refill launches have their starts written with those ends (one round trip for both);
-            # a refill that raises (a broken search space) must not lose what already ended.
             last: list[_Starting] = []
-            try:
-                self._refill(ended, last)
-            finally:
+            refilled = False
+            while ended or last:  # the starts of refills are written whatever ended
+                # Refill the freed slots first, then record the trials that freed them. The last trials
+                # the refill launches have their starts written with those ends (one round trip for
+                # both); a refill that raises (a broken search space) must not lose what already ended.
+                # Trials that end while the write runs are refilled meanwhile, and recorded next.
                 try:
-                    ends = self._recorder.prepare(ended)
+                    self._refill(ended, last, refilled=refilled)
                 except BaseException:
-                    self._write_starts(last)
+                    self._record(ended, last, None)
                     raise
-                refused = self._write_starts(last, with_ends=ends.writes)
-                for recorded in self._recorder.finish(
-                    ends, refused, running=len(inflight), requeue=not self._cancelling
-                ):
-                    self._exhausted = self._exhausted and not recorded.retried
+                ended, last = self._record(ended, last, _Meanwhile() if self._beside else None)
+                refilled = True
 
-    def _ended(self, timeout: float) -> list[tuple[optuna.Trial, TrialTask, TrialOutcome]]:
+    def _ended(self, timeout: float) -> list[Ended]:
         """The trials that ended, waiting up to ``timeout`` seconds for one; out of the running."""
         return [
             (self._inflight.pop(task.trial_id), task, outcome)
             for task, outcome in self._executor.wait(timeout)
         ]
 
-    def _refill(
-        self, ended: list[tuple[optuna.Trial, TrialTask, TrialOutcome]], last: list[_Starting]
-    ) -> None:
-        """Refill the slots ``ended`` freed, and those of the trials that end meanwhile, which join
-        ``ended``; the starts left to write with their ends are added to ``last``.
+    def _record(
+        self, ended: list[Ended], last: list[_Starting], meanwhile: _Meanwhile | None
+    ) -> tuple[list[Ended], list[_Starting]]:
+        """Record ``ended`` with the starts in ``last``, in one write; with ``meanwhile``, the write runs
+        on the writer thread while this one refills the slots of the trials that end meanwhile, which
+        it returns, with their starts, for the next write."""
+        try:
+            ends = self._recorder.prepare(ended)
+        except BaseException:
+            self._write_starts(last)
+            raise
+        refused = self._write_starts(last, with_ends=ends.writes, meanwhile=meanwhile)
+        for recorded in self._recorder.finish(
+            ends, refused, running=len(self._inflight), requeue=not self._cancelling
+        ):
+            self._exhausted = self._exhausted and not recorded.retried
+        if meanwhile is None:
+            return [], []
+        if meanwhile.error is not None:
+            self._record(meanwhile.ended, meanwhile.last, None)
+            raise meanwhile.error
+        return meanwhile.ended, meanwhile.last
+
+    def _refill(self, ended: list[Ended], last: list[_Starting], *, refilled: bool = False) -> None:
+        """Refill the slots ``ended`` freed (``refilled``: done already), and those of the trials that
+        end meanwhile, which join ``ended``; the starts left to write with their ends are added to
+        ``last``.
 
         Trials that end together seldom end at the same instant: those that end while the loop
         refills would otherwise wait for the write (a millisecond or two, its ``fsync`` included)
         before their slots are seen free. All of them are recorded in the one write after.
         """
-        new = list(ended)
+        new = [] if refilled else list(ended)
         for round_ in range(_REFILL_ROUNDS):
             # The target ends the search, not a targeted agent's explicit trials.
             self._target_hit = (self._target_hit or self._recorder.note(new)) and self._targets is None
@@ -276,15 +323,53 @@ class FillLoop:
         return pending
 
     def _write_starts(
-        self, startings: list[_Starting], *, with_ends: list[batch.TrialWrite] | None = None
+        self,
+        startings: list[_Starting],
+        *,
+        with_ends: list[batch.TrialWrite] | None = None,
+        meanwhile: _Meanwhile | None = None,
     ) -> batch.Refused:
-        """Write launched trials' starts (and ``with_ends``) in one write; stop those it refused."""
+        """Write launched trials' starts (and ``with_ends``) in one write; stop those it refused.
+
+        With ``meanwhile``, the write runs on the writer thread, and this one refills the slots of
+        the trials that end before it is done (into ``meanwhile``): a slow ``fsync`` (tens of
+        milliseconds now and then, on a busy disk) holds no slot idle. The sampler draws each trial
+        alone (see :func:`~sweeper.search.samplers.draws_alone`), so those asks need not wait for it.
+        """
         writes = [each.write for each in startings] + (with_ends or [])
         if not writes:
             return {}
-        refused = batch.write_trials(self._storage, writes)
+        if meanwhile is None:
+            refused = batch.write_trials(self._storage, writes)
+        else:
+            refused = self._write_beside(writes, meanwhile)
         self._withdraw([each for each in startings if each.trial_id in refused])
         return refused
+
+    def _write_beside(self, writes: list[batch.TrialWrite], meanwhile: _Meanwhile) -> batch.Refused:
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="sweeper-write")
+        done = self._writer.submit(batch.write_trials, self._storage, writes)
+        try:
+            while not done.done():
+                new = self._ended(_BESIDE_POLL_S)
+                if not new:
+                    continue
+                meanwhile.ended += new
+                self._target_hit = (self._target_hit or self._recorder.note(new)) and self._targets is None
+                if self._signals.state != "cancelled":
+                    meanwhile.last += self._fill(self._signals.state, keep_last=True)
+        except BaseException as exc:  # a refill raised: this write is recorded first (see _record)
+            meanwhile.error = exc
+            futures.wait([done])
+        try:
+            return done.result()
+        except BaseException:
+            # Launched and leased: their starts are written as if the error came after them (their
+            # ends, as the failed write's, are left to their leases: those trials are retried).
+            with contextlib.suppress(Exception):
+                self._write_starts(meanwhile.last)
+            raise
 
     def _launch(self, starting: _Starting) -> None:
         """Hand a prepared trial to the executor, ahead of its start write.

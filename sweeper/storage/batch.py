@@ -38,6 +38,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.trial import TrialState
 
 from sweeper.storage.fast_read import cache_of, database_of
+from sweeper.storage.journal_read import JournalFile, unsynced
 from sweeper.storage.retry import RetryingStorage
 
 _T = TypeVar("_T")
@@ -140,6 +142,21 @@ def _one_per_trial(writes: list[TrialWrite]) -> list[TrialWrite]:
 def _retried(storage: BaseStorage, what: str, call: Callable[[], _T]) -> _T:
     """Run ``call`` as one call of the storage's retry wrapper (which also counts it), if any."""
     return storage._call(what, call) if isinstance(storage, RetryingStorage) else call()
+
+
+def writes_beside_asks(storage: BaseStorage) -> bool:
+    """Whether another thread's asks go on while a write to ``storage`` commits.
+
+    On PostgreSQL the commit waits on the server, the write's rows locked, not the WAITING ones an
+    ask takes; on our journal file the write's ``fsync`` comes after its append, outside the locks
+    (another thread's append meanwhile is made durable by it, or by the next). Not on SQLite, whose
+    commit holds the database's one write lock, nor in memory, where a write takes no time.
+    """
+    rdb = database_of(storage)
+    if rdb is not None:
+        return bool(rdb.engine.dialect.name == "postgresql")
+    journal = _journal_of(storage)
+    return journal is not None and isinstance(journal._backend, JournalFile)
 
 
 def _journal_of(storage: BaseStorage) -> JournalStorage | None:
@@ -399,6 +416,9 @@ def _write_journal(journal: JournalStorage, writes: Sequence[TrialWrite]) -> Ref
     refused: Refused = {}
     logs: list[dict[str, Any]] = []
     ends: dict[int, datetime] = {}
+    backend = journal._backend
+    # Our journal file appends under the locks and syncs after them (see writes_beside_asks).
+    later = isinstance(backend, JournalFile)
     with journal._thread_lock:
         journal._sync_with_backend()
         replay = journal._replay_result
@@ -414,7 +434,8 @@ def _write_journal(journal: JournalStorage, writes: Sequence[TrialWrite]) -> Ref
             logs.extend(_journal_logs(w, worker_id, JournalOperation, ends))
         if not logs:
             return refused
-        journal._backend.append_logs(logs)
+        with unsynced() if later else contextlib.nullcontext():
+            backend.append_logs(logs)
         # Replaying our own records raises for each one another agent's record made void (the trial
         # ended between our read and our append); replay on past them, then see whose end won.
         while True:
@@ -427,6 +448,8 @@ def _write_journal(journal: JournalStorage, writes: Sequence[TrialWrite]) -> Ref
             trial = replay._trials[trial_id]
             if trial.datetime_complete != ended_at.astimezone().replace(tzinfo=None):
                 refused[trial_id] = _finished(trial.number)
+    if later:
+        cast(JournalFile, backend).sync()
     return refused
 
 

@@ -1,0 +1,244 @@
+"""A write beside the loop: while the loop's storage write commits, the slots freed meanwhile are refilled.
+
+Only where asks need not wait for that write: the sampler draws each trial alone (W&B's random
+law), and the storage lets another thread's asks through while it commits (PostgreSQL, the journal
+file). On SQLite and in memory the loop writes as before, then refills.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import engine_trainers
+import optuna
+import pytest
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+import sweeper
+from sweeper.engine import setup
+from sweeper.storage import batch, queue, sweeps
+from sweeper.storage.urls import open_storage
+from sweeper.worker.task import Failure, TrialOutcome, TrialTask
+
+RANDOM: dict[str, Any] = {
+    "method": "random",
+    "metric": {"name": "loss"},
+    "parameters": {"x": {"min": 0.0, "max": 1.0}},
+    "run_cap": 8,
+    "sweeper": {"seed": 3},
+}
+
+
+class EndsAtOnce:
+    """An executor of ``slots`` slots whose every ``wait`` that waits hands back its oldest trial,
+    complete (a look that does not wait sees none end); it counts the trials it started."""
+
+    shipped = False
+
+    def __init__(self, slots: int) -> None:
+        self._slots = slots
+        self.running: deque[TrialTask] = deque()
+        self.started = 0
+        self.most_at_once = 0
+
+    def slots(self) -> int:
+        return self._slots
+
+    def start(self, task: TrialTask) -> None:
+        self.running.append(task)
+        self.started += 1
+        self.most_at_once = max(self.most_at_once, len(self.running))
+
+    def wait(self, timeout: float) -> list[tuple[TrialTask, TrialOutcome]]:
+        if not self.running or timeout == 0:
+            return []
+        task = self.running.popleft()
+        loss = float(task.config["x"])
+        return [(task, TrialOutcome("complete", values=(loss,), metrics={"loss": loss}))]
+
+    def cancel(self, trial_id: int, failure: Failure, reason: str) -> None:
+        raise AssertionError("nothing is cancelled here")
+
+    def close(self) -> None:
+        pass
+
+
+def _run_with_slow_writes(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[optuna.trial.FrozenTrial], list[tuple[int, int]], list[list[int]]]:
+    """Run a random sweep of 8 trials on 2 slots, each write that ends trials taking 0.2 s.
+
+    Returns the trials, and for each such write how many trials had been started when it began and
+    when it returned, and the trials each write ended."""
+    sweep_id = sweeper.sweep(RANDOM, storage=url)
+    executor = EndsAtOnce(slots=2)
+    monkeypatch.setattr(setup, "make_executor", lambda *args, **kwargs: executor)
+    real_write = batch.write_trials
+    spans: list[tuple[int, int]] = []
+    ended_by: list[list[int]] = []
+
+    def slow(storage: Any, writes: list[batch.TrialWrite]) -> batch.Refused:
+        ends = [w.trial_id for w in writes if w.state is not None]
+        if not ends:
+            return real_write(storage, writes)
+        before = executor.started
+        time.sleep(0.2)  # a stalled commit (a busy disk's fsync)
+        refused = real_write(storage, writes)
+        spans.append((before, executor.started))
+        ended_by.append(ends)
+        return refused
+
+    monkeypatch.setattr(batch, "write_trials", slow)
+    summary = sweeper.agent(sweep_id, function=engine_trainers.quadratic, storage=url, executor="local")
+    assert summary.complete == 8
+    assert executor.most_at_once == 2  # never more trials than slots
+    trials = optuna.load_study(study_name=sweep_id, storage=open_storage(url)).trials
+    return trials, spans, ended_by
+
+
+def _recorded_once_each(trials: list[optuna.trial.FrozenTrial], ended_by: list[list[int]]) -> None:
+    assert len(trials) == 8
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert all(t.values == [t.params["x"]] for t in trials)  # each its own params and value
+    assert len({t.params["x"] for t in trials}) == 8
+    ends = [trial_id for each in ended_by for trial_id in each]
+    assert sorted(ends) == sorted(t._trial_id for t in trials)  # each end written once
+
+
+@pytest.mark.usefixtures("project")
+@pytest.mark.parametrize("kind", [pytest.param("postgresql", marks=pytest.mark.postgres), "journal"])
+def test_slots_freed_while_a_write_commits_are_refilled_before_it_returns(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    url = (
+        f"journal://{tmp_path / 'journal.log'}"
+        if kind == "journal"
+        else request.getfixturevalue("postgres_url")
+    )
+    trials, spans, ended_by = _run_with_slow_writes(url, monkeypatch)
+    _recorded_once_each(trials, ended_by)
+    # Trials were started while a write of ends was still committing: no slot waited for it.
+    assert any(after > before for before, after in spans), spans
+    # And the trials that ended meanwhile were recorded by the next write, not left behind.
+    assert len(ended_by) < 8
+
+
+@pytest.mark.usefixtures("project")
+def test_on_sqlite_the_loop_refills_after_its_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite's commit holds the database's one write lock: an ask beside it would only queue behind it."""
+    trials, spans, ended_by = _run_with_slow_writes(f"sqlite:///{tmp_path / 'db.sqlite'}", monkeypatch)
+    _recorded_once_each(trials, ended_by)
+    assert all(after == before for before, after in spans), spans
+
+
+@pytest.mark.parametrize(
+    ("kind", "beside"),
+    [
+        ("memory", False),
+        ("sqlite", False),
+        pytest.param("postgresql", True, marks=pytest.mark.postgres),
+        ("journal", True),
+    ],
+)
+def test_which_storages_let_asks_through_while_a_write_commits(
+    kind: str, beside: bool, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    urls = {
+        "sqlite": f"sqlite:///{tmp_path / 'db.sqlite'}",
+        "journal": f"journal://{tmp_path / 'journal.log'}",
+    }
+    if kind == "memory":
+        storage = optuna.storages.InMemoryStorage()
+    else:
+        storage = open_storage(
+            urls[kind] if kind != "postgresql" else request.getfixturevalue("postgres_url")
+        )
+    assert batch.writes_beside_asks(storage) is beside
+
+
+def test_a_journal_writes_fsync_lets_another_threads_ask_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The write's records are appended under the storage's locks; its ``fsync`` comes after them."""
+    path = tmp_path / "journal.log"
+    storage = open_storage(f"journal://{path}")
+    sweep_id = sweeper.sweep(RANDOM, storage=f"journal://{path}")
+    study = sweeps.load_study(storage, sweep_id)
+    trial_id = storage.create_new_trial(study._study_id)
+    in_fsync, release = threading.Event(), threading.Event()
+    real_fsync = os.fsync
+
+    def held(fd: int) -> None:
+        if threading.current_thread().name == "writer":
+            in_fsync.set()
+            assert release.wait(10)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", held)
+    end = batch.TrialWrite(trial_id, params={}, state=TrialState.COMPLETE, values=[0.25])
+    refused: list[batch.Refused] = []
+    writer = threading.Thread(
+        target=lambda: refused.append(batch.write_trials(storage, [end])), name="writer"
+    )
+    writer.start()
+    try:
+        assert in_fsync.wait(10)
+        asked: list[int] = []
+        asker = threading.Thread(target=lambda: asked.append(storage.create_new_trial(study._study_id)))
+        asker.start()
+        asker.join(5)
+        assert asked, "the ask waited for the other thread's fsync"
+        assert not refused  # the write is not done until its fsync is
+    finally:
+        release.set()
+        writer.join(10)
+    assert refused == [{}]
+    # Optuna's own reader sees what Optuna's calls would have written.
+    other = JournalStorage(JournalFileBackend(str(path)))
+    assert other.get_trial(trial_id).state == TrialState.COMPLETE
+    assert other.get_trial(trial_id).values == [0.25]
+    assert other.get_trial(asked[0]).state == TrialState.RUNNING
+
+
+@pytest.mark.usefixtures("project")
+def test_a_refill_that_raises_beside_a_write_loses_no_trial_that_ended(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The write under way is recorded, then the trials that ended meanwhile, then the error is raised."""
+    url = f"journal://{tmp_path / 'journal.log'}"
+    sweep_id = sweeper.sweep(RANDOM, storage=url)
+    executor = EndsAtOnce(slots=2)
+    monkeypatch.setattr(setup, "make_executor", lambda *args, **kwargs: executor)
+    real_write, real_ask = batch.write_trials, queue.ask_trial
+    asks = 0
+
+    def slow(storage: Any, writes: list[batch.TrialWrite]) -> batch.Refused:
+        if any(w.state is not None for w in writes):
+            time.sleep(0.2)
+        return real_write(storage, writes)
+
+    def fourth_breaks(*args: Any) -> Any:
+        nonlocal asks
+        asks += 1
+        if asks == 4:  # beside the first write of ends: the second trial ended meanwhile
+            raise RuntimeError("the search space broke")
+        return real_ask(*args)
+
+    monkeypatch.setattr(batch, "write_trials", slow)
+    monkeypatch.setattr(queue, "ask_trial", fourth_breaks)
+    with pytest.raises(RuntimeError, match="the search space broke"):
+        sweeper.agent(sweep_id, function=engine_trainers.quadratic, storage=url, executor="local")
+    trials = optuna.load_study(study_name=sweep_id, storage=open_storage(url)).trials
+    assert len(trials) >= 3
+    assert all(t.state != TrialState.RUNNING for t in trials)  # the third, in flight, was handed back
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    # The first two trials ended (the second while the first's end was written): both recorded.
+    assert sorted(t.number for t in done) == [0, 1]
+    assert all(t.values == [t.params["x"]] for t in done)
