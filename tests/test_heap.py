@@ -50,6 +50,7 @@ def test_the_agent_decides_and_starts_trials_on_a_frozen_heap_and_unfreezes_it_a
         return run(self)
 
     monkeypatch.setattr(FillLoop, "run", watched)
+    gc.collect()  # earlier tests' garbage is not held: a collection in the set-up frees it
     before = len(gc.get_objects())
     summary = sweeper.agent(sweep_id, function=lambda config, trial: 0.5, storage=url, executor="local")
 
