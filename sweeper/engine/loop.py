@@ -349,7 +349,7 @@ class FillLoop:
     def _write_beside(self, writes: list[batch.TrialWrite], meanwhile: _Meanwhile) -> batch.Refused:
         if self._writer is None:
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="sweeper-write")
-        done = self._writer.submit(batch.write_trials, self._storage, writes)
+        done = self._writer.submit(batch.start_write(self._storage, writes))
         try:
             while not done.done():
                 new = self._ended(_BESIDE_POLL_S)

@@ -39,6 +39,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -142,6 +143,27 @@ def _one_per_trial(writes: list[TrialWrite]) -> list[TrialWrite]:
 def _retried(storage: BaseStorage, what: str, call: Callable[[], _T]) -> _T:
     """Run ``call`` as one call of the storage's retry wrapper (which also counts it), if any."""
     return storage._call(what, call) if isinstance(storage, RetryingStorage) else call()
+
+
+def start_write(storage: BaseStorage, writes: Sequence[TrialWrite]) -> Callable[[], Refused]:
+    """Begin :func:`write_trials`; the call it returns ends it (on any thread) with its refused trials.
+
+    On our journal file the records are appended now, and the call makes them durable: a thread
+    of its own then holds no lock, and needs no Python, for the ``fsync``. Elsewhere the call is the
+    whole write.
+    """
+    journal = _journal_of(storage)
+    if journal is None or not isinstance(journal._backend, JournalFile):
+        return functools.partial(write_trials, storage, writes)
+    merged = _one_per_trial([w for w in writes if not w.empty])
+    refused = _retried(storage, "write_trials", lambda: _write_journal(journal, merged, sync=False))
+    backend = journal._backend
+
+    def synced() -> Refused:
+        backend.sync()
+        return refused
+
+    return synced
 
 
 def writes_beside_asks(storage: BaseStorage) -> bool:
@@ -410,7 +432,7 @@ def _cached_distribution(cache: Any, study_id: int, name: str) -> BaseDistributi
 # -- the journal: one append -----------------------------------------------------------------------
 
 
-def _write_journal(journal: JournalStorage, writes: Sequence[TrialWrite]) -> Refused:
+def _write_journal(journal: JournalStorage, writes: Sequence[TrialWrite], *, sync: bool = True) -> Refused:
     from optuna.storages.journal._storage import JournalOperation
 
     refused: Refused = {}
@@ -448,7 +470,7 @@ def _write_journal(journal: JournalStorage, writes: Sequence[TrialWrite]) -> Ref
             trial = replay._trials[trial_id]
             if trial.datetime_complete != ended_at.astimezone().replace(tzinfo=None):
                 refused[trial_id] = _finished(trial.number)
-    if later:
+    if later and sync:
         cast(JournalFile, backend).sync()
     return refused
 

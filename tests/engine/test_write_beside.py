@@ -7,10 +7,12 @@ file). On SQLite and in memory the loop writes as before, then refills.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,27 +82,53 @@ def _run_with_slow_writes(
     sweep_id = sweeper.sweep(RANDOM, storage=url)
     executor = EndsAtOnce(slots=2)
     monkeypatch.setattr(setup, "make_executor", lambda *args, **kwargs: executor)
-    real_write = batch.write_trials
     spans: list[tuple[int, int]] = []
     ended_by: list[list[int]] = []
 
-    def slow(storage: Any, writes: list[batch.TrialWrite]) -> batch.Refused:
-        ends = [w.trial_id for w in writes if w.state is not None]
-        if not ends:
-            return real_write(storage, writes)
+    def noted(ends: list[int], commit: Callable[[], batch.Refused]) -> batch.Refused:
         before = executor.started
-        time.sleep(0.2)  # a stalled commit (a busy disk's fsync)
-        refused = real_write(storage, writes)
+        refused = commit()
         spans.append((before, executor.started))
         ended_by.append(ends)
         return refused
 
-    monkeypatch.setattr(batch, "write_trials", slow)
+    _slow_writes(monkeypatch, noted)
     summary = sweeper.agent(sweep_id, function=engine_trainers.quadratic, storage=url, executor="local")
     assert summary.complete == 8
     assert executor.most_at_once == 2  # never more trials than slots
     trials = optuna.load_study(study_name=sweep_id, storage=open_storage(url)).trials
     return trials, spans, ended_by
+
+
+def _slow_writes(
+    monkeypatch: pytest.MonkeyPatch,
+    around: Callable[[list[int], Callable[[], batch.Refused]], batch.Refused] = lambda ends, commit: commit(),
+) -> None:
+    """Each write that ends trials takes 0.2 s more to commit (a stalled ``fsync`` on a busy disk),
+    whether the loop writes itself (``write_trials``) or beside it (``start_write``); ``around``
+    runs each such commit (given the trials it ends)."""
+    real_write, real_start = batch.write_trials, batch.start_write
+
+    def ends_of(writes: list[batch.TrialWrite]) -> list[int]:
+        return [w.trial_id for w in writes if w.state is not None]
+
+    def stalled(commit: Callable[[], batch.Refused]) -> batch.Refused:
+        time.sleep(0.2)
+        return commit()
+
+    def write(storage: Any, writes: list[batch.TrialWrite]) -> batch.Refused:
+        commit = functools.partial(real_write, storage, writes)
+        ends = ends_of(writes)
+        return around(ends, functools.partial(stalled, commit)) if ends else commit()
+
+    def start(storage: Any, writes: list[batch.TrialWrite]) -> Callable[[], batch.Refused]:
+        commit, ends = real_start(storage, writes), ends_of(writes)
+        if isinstance(commit, functools.partial) and commit.func is write:  # a database's whole write
+            commit = functools.partial(real_write, storage, writes)
+        return functools.partial(around, ends, functools.partial(stalled, commit)) if ends else commit
+
+    monkeypatch.setattr(batch, "write_trials", write)
+    monkeypatch.setattr(batch, "start_write", start)
 
 
 def _recorded_once_each(trials: list[optuna.trial.FrozenTrial], ended_by: list[list[int]]) -> None:
@@ -216,13 +244,8 @@ def test_a_refill_that_raises_beside_a_write_loses_no_trial_that_ended(
     sweep_id = sweeper.sweep(RANDOM, storage=url)
     executor = EndsAtOnce(slots=2)
     monkeypatch.setattr(setup, "make_executor", lambda *args, **kwargs: executor)
-    real_write, real_ask = batch.write_trials, queue.ask_trial
+    real_ask = queue.ask_trial
     asks = 0
-
-    def slow(storage: Any, writes: list[batch.TrialWrite]) -> batch.Refused:
-        if any(w.state is not None for w in writes):
-            time.sleep(0.2)
-        return real_write(storage, writes)
 
     def fourth_breaks(*args: Any) -> Any:
         nonlocal asks
@@ -231,7 +254,7 @@ def test_a_refill_that_raises_beside_a_write_loses_no_trial_that_ended(
             raise RuntimeError("the search space broke")
         return real_ask(*args)
 
-    monkeypatch.setattr(batch, "write_trials", slow)
+    _slow_writes(monkeypatch)
     monkeypatch.setattr(queue, "ask_trial", fourth_breaks)
     with pytest.raises(RuntimeError, match="the search space broke"):
         sweeper.agent(sweep_id, function=engine_trainers.quadratic, storage=url, executor="local")
@@ -242,3 +265,33 @@ def test_a_refill_that_raises_beside_a_write_loses_no_trial_that_ended(
     # The first two trials ended (the second while the first's end was written): both recorded.
     assert sorted(t.number for t in done) == [0, 1]
     assert all(t.values == [t.params["x"]] for t in done)
+
+
+def test_a_journal_write_begun_is_appended_at_once_and_made_durable_by_its_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "journal.log"
+    storage = open_storage(f"journal://{path}")
+    study = sweeps.load_study(storage, sweeper.sweep(RANDOM, storage=f"journal://{path}"))
+    mine, theirs = (storage.create_new_trial(study._study_id) for _ in range(2))
+    # Another process ends the second one first (``sweeper cancel``, a lease reaper).
+    JournalStorage(JournalFileBackend(str(path))).set_trial_state_values(theirs, TrialState.FAIL)
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.fstat(fd).st_size) or real_fsync(fd))
+
+    writes = [
+        batch.TrialWrite(trial_id, user_attrs={"host": "a"}, state=TrialState.COMPLETE, values=[0.5])
+        for trial_id in (mine, theirs)
+    ]
+    commit = batch.start_write(storage, writes)
+    # Appended: every process reads it now; durable once the call has run.
+    seen = JournalStorage(JournalFileBackend(str(path)))
+    assert seen.get_trial(mine).state == TrialState.COMPLETE
+    assert seen.get_trial(mine).user_attrs == {"host": "a"}
+    assert seen.get_trial(theirs).state == TrialState.FAIL  # their end stands
+    assert synced == []
+    refused = commit()
+    assert synced == [path.stat().st_size]
+    assert sorted(refused) == [theirs]
+    assert isinstance(refused[theirs], optuna.exceptions.UpdateFinishedTrialError)
