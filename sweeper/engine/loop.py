@@ -5,8 +5,9 @@ together are recorded in one storage write, which also writes the start of the l
 refill (its params, attrs and lease), or of every trial of it when the sampler draws each trial
 alone (then the first wave's starts are one write too). A trial is launched as soon as it is
 prepared, ahead of its start write: the hand-over of a slot does not wait on the storage. Where
-the next asks need not see that write (a sampler that draws each trial alone, on PostgreSQL or the
-journal file), it commits on a thread of its own while the loop refills the slots freed meanwhile.
+the next asks need not see that write (a sampler that draws each trial alone) and the storage lets
+them through while it commits (PostgreSQL), it commits on a thread of its own while the loop
+refills the slots freed meanwhile.
 The loop ends for one of the reasons in :class:`End`.
 """
 
@@ -332,9 +333,9 @@ class FillLoop:
         """Write launched trials' starts (and ``with_ends``) in one write; stop those it refused.
 
         With ``meanwhile``, the write runs on the writer thread, and this one refills the slots of
-        the trials that end before it is done (into ``meanwhile``): a slow ``fsync`` (tens of
-        milliseconds now and then, on a busy disk) holds no slot idle. The sampler draws each trial
-        alone (see :func:`~sweeper.search.samplers.draws_alone`), so those asks need not wait for it.
+        the trials that end before it is done (into ``meanwhile``): a commit's round trip to the
+        database server holds no slot idle. The sampler draws each trial alone (see
+        :func:`~sweeper.search.samplers.draws_alone`), so those asks need not wait for it.
         """
         writes = [each.write for each in startings] + (with_ends or [])
         if not writes:
@@ -349,7 +350,7 @@ class FillLoop:
     def _write_beside(self, writes: list[batch.TrialWrite], meanwhile: _Meanwhile) -> batch.Refused:
         if self._writer is None:
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="sweeper-write")
-        done = self._writer.submit(batch.start_write(self._storage, writes))
+        done = self._writer.submit(batch.write_trials, self._storage, writes)
         try:
             while not done.done():
                 new = self._ended(_BESIDE_POLL_S)

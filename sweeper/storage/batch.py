@@ -38,8 +38,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -52,7 +50,6 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.trial import TrialState
 
 from sweeper.storage.fast_read import cache_of, database_of
-from sweeper.storage.journal_read import JournalFile, unsynced
 from sweeper.storage.retry import RetryingStorage
 
 _T = TypeVar("_T")
@@ -145,40 +142,17 @@ def _retried(storage: BaseStorage, what: str, call: Callable[[], _T]) -> _T:
     return storage._call(what, call) if isinstance(storage, RetryingStorage) else call()
 
 
-def start_write(storage: BaseStorage, writes: Sequence[TrialWrite]) -> Callable[[], Refused]:
-    """Begin :func:`write_trials`; the call it returns ends it (on any thread) with its refused trials.
-
-    On our journal file the records are appended now, and the call makes them durable: a thread
-    of its own then holds no lock, and needs no Python, for the ``fsync``. Elsewhere the call is the
-    whole write.
-    """
-    journal = _journal_of(storage)
-    if journal is None or not isinstance(journal._backend, JournalFile):
-        return functools.partial(write_trials, storage, writes)
-    merged = _one_per_trial([w for w in writes if not w.empty])
-    refused = _retried(storage, "write_trials", lambda: _write_journal(journal, merged, sync=False))
-    backend = journal._backend
-
-    def synced() -> Refused:
-        backend.sync()
-        return refused
-
-    return synced
-
-
 def writes_beside_asks(storage: BaseStorage) -> bool:
-    """Whether another thread's asks go on while a write to ``storage`` commits.
+    """Whether the agent's loop lets its writes of ends commit beside it (see ``engine/loop.py``).
 
-    On PostgreSQL the commit waits on the server, the write's rows locked, not the WAITING ones an
-    ask takes; on our journal file the write's ``fsync`` comes after its append, outside the locks
-    (another thread's append meanwhile is made durable by it, or by the next). Not on SQLite, whose
-    commit holds the database's one write lock, nor in memory, where a write takes no time.
+    PostgreSQL: its commit waits on the server, the write's rows locked, not the WAITING ones an ask
+    takes, so the asks go on meanwhile, and trials/s rose by about 40 % (BENCHMARKS.md). Not SQLite,
+    whose commit holds the database's one write lock; not memory, where a write takes no time; not
+    the journal file, whose appends share one lock and whose ``fsync`` takes a millisecond: there the
+    second thread cost the loop more than the wait it saved (BENCHMARKS.md, section 3).
     """
     rdb = database_of(storage)
-    if rdb is not None:
-        return bool(rdb.engine.dialect.name == "postgresql")
-    journal = _journal_of(storage)
-    return journal is not None and isinstance(journal._backend, JournalFile)
+    return rdb is not None and rdb.engine.dialect.name == "postgresql"
 
 
 def _journal_of(storage: BaseStorage) -> JournalStorage | None:
@@ -432,15 +406,12 @@ def _cached_distribution(cache: Any, study_id: int, name: str) -> BaseDistributi
 # -- the journal: one append -----------------------------------------------------------------------
 
 
-def _write_journal(journal: JournalStorage, writes: Sequence[TrialWrite], *, sync: bool = True) -> Refused:
+def _write_journal(journal: JournalStorage, writes: Sequence[TrialWrite]) -> Refused:
     from optuna.storages.journal._storage import JournalOperation
 
     refused: Refused = {}
     logs: list[dict[str, Any]] = []
     ends: dict[int, datetime] = {}
-    backend = journal._backend
-    # Our journal file appends under the locks and syncs after them (see writes_beside_asks).
-    later = isinstance(backend, JournalFile)
     with journal._thread_lock:
         journal._sync_with_backend()
         replay = journal._replay_result
@@ -456,8 +427,7 @@ def _write_journal(journal: JournalStorage, writes: Sequence[TrialWrite], *, syn
             logs.extend(_journal_logs(w, worker_id, JournalOperation, ends))
         if not logs:
             return refused
-        with unsynced() if later else contextlib.nullcontext():
-            backend.append_logs(logs)
+        journal._backend.append_logs(logs)
         # Replaying our own records raises for each one another agent's record made void (the trial
         # ended between our read and our append); replay on past them, then see whose end won.
         while True:
@@ -470,8 +440,6 @@ def _write_journal(journal: JournalStorage, writes: Sequence[TrialWrite], *, syn
             trial = replay._trials[trial_id]
             if trial.datetime_complete != ended_at.astimezone().replace(tzinfo=None):
                 refused[trial_id] = _finished(trial.number)
-    if later and sync:
-        cast(JournalFile, backend).sync()
     return refused
 
 

@@ -87,11 +87,6 @@ class JournalFile(JournalFileBackend):
             with open(self._file_path, "ab") as f:
                 f.write(text.encode("utf-8"))
 
-    def sync(self) -> None:
-        """``fsync`` the log: every append made to it before, by any process, is durable after."""
-        with open(self._file_path, "ab") as f:
-            os.fsync(f.fileno())
-
     def read_logs(self, log_number_from: int) -> Generator[dict[str, Any], None, None]:
         if log_number_from > 0 and self._log_number_offset.get(log_number_from) == _size(self._file_path):
             # Nothing appended since: the file is not opened (the storage reads the log before every

@@ -1,15 +1,13 @@
 """A write beside the loop: while the loop's storage write commits, the slots freed meanwhile are refilled.
 
 Only where asks need not wait for that write: the sampler draws each trial alone (W&B's random
-law), and the storage lets another thread's asks through while it commits (PostgreSQL, the journal
-file). On SQLite and in memory the loop writes as before, then refills.
+law), and the storage lets another thread's asks through while it commits (PostgreSQL). On SQLite,
+the journal file and in memory the loop writes, then refills.
 """
 
 from __future__ import annotations
 
 import functools
-import os
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -19,13 +17,11 @@ from typing import Any
 import engine_trainers
 import optuna
 import pytest
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 import sweeper
 from sweeper.engine import setup
-from sweeper.storage import batch, queue, sweeps
+from sweeper.storage import batch, queue
 from sweeper.storage.urls import open_storage
 from sweeper.worker.task import Failure, TrialOutcome, TrialTask
 
@@ -104,13 +100,9 @@ def _slow_writes(
     monkeypatch: pytest.MonkeyPatch,
     around: Callable[[list[int], Callable[[], batch.Refused]], batch.Refused] = lambda ends, commit: commit(),
 ) -> None:
-    """Each write that ends trials takes 0.2 s more to commit (a stalled ``fsync`` on a busy disk),
-    whether the loop writes itself (``write_trials``) or beside it (``start_write``); ``around``
-    runs each such commit (given the trials it ends)."""
-    real_write, real_start = batch.write_trials, batch.start_write
-
-    def ends_of(writes: list[batch.TrialWrite]) -> list[int]:
-        return [w.trial_id for w in writes if w.state is not None]
+    """Each write that ends trials takes 0.2 s more to commit (a slow round trip to the database);
+    ``around`` runs each such commit (given the trials it ends)."""
+    real_write = batch.write_trials
 
     def stalled(commit: Callable[[], batch.Refused]) -> batch.Refused:
         time.sleep(0.2)
@@ -118,17 +110,10 @@ def _slow_writes(
 
     def write(storage: Any, writes: list[batch.TrialWrite]) -> batch.Refused:
         commit = functools.partial(real_write, storage, writes)
-        ends = ends_of(writes)
+        ends = [w.trial_id for w in writes if w.state is not None]
         return around(ends, functools.partial(stalled, commit)) if ends else commit()
 
-    def start(storage: Any, writes: list[batch.TrialWrite]) -> Callable[[], batch.Refused]:
-        commit, ends = real_start(storage, writes), ends_of(writes)
-        if isinstance(commit, functools.partial) and commit.func is write:  # a database's whole write
-            commit = functools.partial(real_write, storage, writes)
-        return functools.partial(around, ends, functools.partial(stalled, commit)) if ends else commit
-
     monkeypatch.setattr(batch, "write_trials", write)
-    monkeypatch.setattr(batch, "start_write", start)
 
 
 def _recorded_once_each(trials: list[optuna.trial.FrozenTrial], ended_by: list[list[int]]) -> None:
@@ -141,16 +126,11 @@ def _recorded_once_each(trials: list[optuna.trial.FrozenTrial], ended_by: list[l
 
 
 @pytest.mark.usefixtures("project")
-@pytest.mark.parametrize("kind", [pytest.param("postgresql", marks=pytest.mark.postgres), "journal"])
+@pytest.mark.postgres
 def test_slots_freed_while_a_write_commits_are_refilled_before_it_returns(
-    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url = (
-        f"journal://{tmp_path / 'journal.log'}"
-        if kind == "journal"
-        else request.getfixturevalue("postgres_url")
-    )
-    trials, spans, ended_by = _run_with_slow_writes(url, monkeypatch)
+    trials, spans, ended_by = _run_with_slow_writes(postgres_url, monkeypatch)
     _recorded_once_each(trials, ended_by)
     # Trials were started while a write of ends was still committing: no slot waited for it.
     assert any(after > before for before, after in spans), spans
@@ -159,9 +139,16 @@ def test_slots_freed_while_a_write_commits_are_refilled_before_it_returns(
 
 
 @pytest.mark.usefixtures("project")
-def test_on_sqlite_the_loop_refills_after_its_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """SQLite's commit holds the database's one write lock: an ask beside it would only queue behind it."""
-    trials, spans, ended_by = _run_with_slow_writes(f"sqlite:///{tmp_path / 'db.sqlite'}", monkeypatch)
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_elsewhere_the_loop_refills_after_its_write(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's commit holds the database's one write lock, the journal's appends share one lock:
+    an ask beside the write would only queue behind it."""
+    url = (
+        f"sqlite:///{tmp_path / 'db.sqlite'}" if kind == "sqlite" else f"journal://{tmp_path / 'journal.log'}"
+    )
+    trials, spans, ended_by = _run_with_slow_writes(url, monkeypatch)
     _recorded_once_each(trials, ended_by)
     assert all(after == before for before, after in spans), spans
 
@@ -172,7 +159,7 @@ def test_on_sqlite_the_loop_refills_after_its_write(tmp_path: Path, monkeypatch:
         ("memory", False),
         ("sqlite", False),
         pytest.param("postgresql", True, marks=pytest.mark.postgres),
-        ("journal", True),
+        ("journal", False),
     ],
 )
 def test_which_storages_let_asks_through_while_a_write_commits(
@@ -191,56 +178,13 @@ def test_which_storages_let_asks_through_while_a_write_commits(
     assert batch.writes_beside_asks(storage) is beside
 
 
-def test_a_journal_writes_fsync_lets_another_threads_ask_through(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The write's records are appended under the storage's locks; its ``fsync`` comes after them."""
-    path = tmp_path / "journal.log"
-    storage = open_storage(f"journal://{path}")
-    sweep_id = sweeper.sweep(RANDOM, storage=f"journal://{path}")
-    study = sweeps.load_study(storage, sweep_id)
-    trial_id = storage.create_new_trial(study._study_id)
-    in_fsync, release = threading.Event(), threading.Event()
-    real_fsync = os.fsync
-
-    def held(fd: int) -> None:
-        if threading.current_thread().name == "writer":
-            in_fsync.set()
-            assert release.wait(10)
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", held)
-    end = batch.TrialWrite(trial_id, params={}, state=TrialState.COMPLETE, values=[0.25])
-    refused: list[batch.Refused] = []
-    writer = threading.Thread(
-        target=lambda: refused.append(batch.write_trials(storage, [end])), name="writer"
-    )
-    writer.start()
-    try:
-        assert in_fsync.wait(10)
-        asked: list[int] = []
-        asker = threading.Thread(target=lambda: asked.append(storage.create_new_trial(study._study_id)))
-        asker.start()
-        asker.join(5)
-        assert asked, "the ask waited for the other thread's fsync"
-        assert not refused  # the write is not done until its fsync is
-    finally:
-        release.set()
-        writer.join(10)
-    assert refused == [{}]
-    # Optuna's own reader sees what Optuna's calls would have written.
-    other = JournalStorage(JournalFileBackend(str(path)))
-    assert other.get_trial(trial_id).state == TrialState.COMPLETE
-    assert other.get_trial(trial_id).values == [0.25]
-    assert other.get_trial(asked[0]).state == TrialState.RUNNING
-
-
 @pytest.mark.usefixtures("project")
+@pytest.mark.postgres
 def test_a_refill_that_raises_beside_a_write_loses_no_trial_that_ended(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The write under way is recorded, then the trials that ended meanwhile, then the error is raised."""
-    url = f"journal://{tmp_path / 'journal.log'}"
+    url = postgres_url
     sweep_id = sweeper.sweep(RANDOM, storage=url)
     executor = EndsAtOnce(slots=2)
     monkeypatch.setattr(setup, "make_executor", lambda *args, **kwargs: executor)
@@ -265,33 +209,3 @@ def test_a_refill_that_raises_beside_a_write_loses_no_trial_that_ended(
     # The first two trials ended (the second while the first's end was written): both recorded.
     assert sorted(t.number for t in done) == [0, 1]
     assert all(t.values == [t.params["x"]] for t in done)
-
-
-def test_a_journal_write_begun_is_appended_at_once_and_made_durable_by_its_call(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = tmp_path / "journal.log"
-    storage = open_storage(f"journal://{path}")
-    study = sweeps.load_study(storage, sweeper.sweep(RANDOM, storage=f"journal://{path}"))
-    mine, theirs = (storage.create_new_trial(study._study_id) for _ in range(2))
-    # Another process ends the second one first (``sweeper cancel``, a lease reaper).
-    JournalStorage(JournalFileBackend(str(path))).set_trial_state_values(theirs, TrialState.FAIL)
-    synced: list[int] = []
-    real_fsync = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(os.fstat(fd).st_size) or real_fsync(fd))
-
-    writes = [
-        batch.TrialWrite(trial_id, user_attrs={"host": "a"}, state=TrialState.COMPLETE, values=[0.5])
-        for trial_id in (mine, theirs)
-    ]
-    commit = batch.start_write(storage, writes)
-    # Appended: every process reads it now; durable once the call has run.
-    seen = JournalStorage(JournalFileBackend(str(path)))
-    assert seen.get_trial(mine).state == TrialState.COMPLETE
-    assert seen.get_trial(mine).user_attrs == {"host": "a"}
-    assert seen.get_trial(theirs).state == TrialState.FAIL  # their end stands
-    assert synced == []
-    refused = commit()
-    assert synced == [path.stat().st_size]
-    assert sorted(refused) == [theirs]
-    assert isinstance(refused[theirs], optuna.exceptions.UpdateFinishedTrialError)
