@@ -145,9 +145,11 @@ def test_digits_rejects_bad_configs(config, message, make_trial) -> None:
 def test_a_missing_library_fails_at_call_time_naming_the_extra(
     module, missing, extra, make_trial, monkeypatch
 ) -> None:
-    # None in sys.modules makes `import missing` raise ImportError, as if it were not installed.
+    # None in sys.modules makes `import missing` raise ImportError, as if it were not installed
+    # (set whether or not an earlier test of this process imported it).
+    monkeypatch.setitem(sys.modules, missing, None)
     for name in list(sys.modules):
-        if name == missing or name.startswith(missing + "."):
+        if name.startswith(missing + "."):
             monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(ImportError, match=re.escape(extra)):
         module.train({}, make_trial())
