@@ -28,7 +28,7 @@ import os
 import threading
 from collections.abc import Callable, Generator, Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 from optuna.distributions import BaseDistribution, check_distribution_compatibility, json_to_distribution
 from optuna.storages import BaseStorage
@@ -78,14 +78,29 @@ class JournalFile(JournalFileBackend):
     """
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
-        if not getattr(_unsynced, "active", False):
-            super().append_logs(logs)
-            return
-        # Optuna's append (under its lock, the same encoding, one write) without its fsync.
-        with get_lock_file(self._lock):
-            text = "\n".join([json.dumps(log, separators=(",", ":")) for log in logs]) + "\n"
-            with open(self._file_path, "ab") as f:
-                f.write(text.encode("utf-8"))
+        # Optuna's append: under its lock, the same encoding, one write, then an fsync (not inside
+        # unsynced()). A record a killed writer left half-written is cut off first: appended to,
+        # it would make one line of two records, which no reader can read (every line before the
+        # last must be whole), and no reader ever took it (they read whole lines only).
+        text = "\n".join([json.dumps(log, separators=(",", ":")) for log in logs]) + "\n"
+        with get_lock_file(self._lock), open(self._file_path, "r+b") as f:
+            end = f.seek(0, os.SEEK_END)
+            whole = _whole_lines_end(f, end)
+            if whole != end:
+                _log.warning(
+                    "%s: cut off %d bytes a killed writer left unfinished", self._file_path, end - whole
+                )
+                f.truncate(whole)
+                f.seek(whole)
+            f.write(text.encode("utf-8"))
+            f.flush()
+            if not getattr(_unsynced, "active", False):
+                os.fsync(f.fileno())
+
+    def sync(self) -> None:
+        """``fsync`` the log: every append made to it before, by any process, is durable after."""
+        with open(self._file_path, "ab") as f:
+            os.fsync(f.fileno())
 
     def read_logs(self, log_number_from: int) -> Generator[dict[str, Any], None, None]:
         if log_number_from > 0 and self._log_number_offset.get(log_number_from) == _size(self._file_path):
@@ -128,6 +143,24 @@ class JournalFile(JournalFileBackend):
         # Where the next read starts, as Optuna's reader records it (it notes every line's offset).
         self._log_number_offset[log_number + lines] = end
         return logs, finite
+
+
+def _whole_lines_end(f: BinaryIO, end: int) -> int:
+    """Where the whole lines of the open log ``f`` (``end`` bytes long) end: past its last newline."""
+    if end == 0:
+        return 0
+    f.seek(end - 1)
+    if f.read(1) == b"\n":
+        return end
+    at = end
+    while at > 0:  # back, a block at a time, to the last newline
+        start = max(0, at - 65536)
+        f.seek(start)
+        found = f.read(at - start).rfind(b"\n")
+        if found >= 0:
+            return start + found + 1
+        at = start
+    return 0
 
 
 def _size(path: str) -> int | None:

@@ -10,6 +10,7 @@ with the study's, a study created twice, a trial of a deleted study). The state 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import fcntl
 import json
 import math
@@ -568,3 +569,29 @@ def test_one_child_at_a_time_refreshes_a_journal_whichever_agent_starts_it(tmp_p
     assert journal_snapshot.covered(str(path)) == path.stat().st_size
     with open(snapshot_keeper.lock_path(str(path)), "ab") as after:
         fcntl.flock(after, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the child's exit let it go
+
+
+@pytest.mark.parametrize("synced", [True, False])
+def test_a_record_a_killed_writer_left_half_written_is_cut_off_before_the_next_append(
+    tmp_path: Path, synced: bool
+) -> None:
+    """Appended to, it would make one line of two records: every reader after would fail on it."""
+    path = tmp_path / "journal.log"
+    url = f"journal://{path}"
+    sweeper.sweep({"method": "random", "parameters": {"x": {"min": 0.0, "max": 1.0}}}, storage=url)
+    whole = path.read_bytes()
+    with path.open("ab") as f:  # the writer was killed (SIGKILL) halfway through its record
+        f.write(b'{"op_code":4,"worker_id":"killed","study_id":0,"datetime_st')
+
+    storage = open_storage(url)
+    study_id = storage.get_all_studies()[0]._study_id
+    with journal_read.unsynced() if not synced else contextlib.nullcontext():
+        trial_id = storage.create_new_trial(study_id)
+
+    data = path.read_bytes()
+    assert data.startswith(whole) and data.endswith(b"\n")
+    assert b'"killed"' not in data  # the unfinished record is gone, the rest kept
+    # Optuna's own reader reads the log through, the new trial in it.
+    theirs = JournalStorage(JournalFileBackend(str(path)))
+    assert theirs.get_trial(trial_id).state == TrialState.RUNNING
+    assert len(theirs.get_all_studies()) == 1
