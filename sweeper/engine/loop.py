@@ -7,8 +7,8 @@ alone (then the first wave's starts are one write too). A trial is launched as s
 prepared, ahead of its start write: the hand-over of a slot does not wait on the storage. Where
 the next asks need not see that write (a sampler that draws each trial alone) and the storage lets
 them through while it commits (PostgreSQL), it commits on a thread of its own while the loop
-refills the slots freed meanwhile.
-The loop ends for one of the reasons in :class:`End`.
+refills the slots freed meanwhile. On the journal file the loop's appends are made durable on a
+thread of their own (:mod:`sweeper.engine.syncer`). The loop ends for one of the reasons in :class:`End`.
 """
 
 from __future__ import annotations
@@ -31,12 +31,13 @@ from sweeper.engine.flapping import FlapGuard
 from sweeper.engine.outcomes import Ended, OutcomeRecorder
 from sweeper.engine.progress import Progress, Tally
 from sweeper.engine.setup import Engine
+from sweeper.engine.syncer import Syncer
 from sweeper.engine.tasks import TaskFactory
 from sweeper.engine.watch import STATE_POLL_S
 from sweeper.errors import UsageError
 from sweeper.search.samplers import draws_alone
 from sweeper.storage import attrs as keys
-from sweeper.storage import batch, queue, work
+from sweeper.storage import batch, journal_read, queue, work
 from sweeper.storage.sweeps import SweepState
 from sweeper.worker.task import Failure, TrialOutcome, TrialTask
 
@@ -149,6 +150,9 @@ class FillLoop:
         # And its writes may run beside the next asks (see _write_starts).
         self._beside = self._together and batch.writes_beside_asks(storage)
         self._writer: ThreadPoolExecutor | None = None
+        # On the journal file the loop's appends are made durable on a thread of their own.
+        sync = batch.durable_later(storage)
+        self._syncer = Syncer(sync) if sync is not None else None
         self._launched = 0
         self._exhausted = False
         self._target_hit = False
@@ -156,11 +160,19 @@ class FillLoop:
 
     def run(self) -> tuple[End, str]:
         try:
-            return self._run()
+            ended = self._run()
+        except BaseException:
+            if self._syncer is not None:
+                with contextlib.suppress(Exception):  # the error that stopped the loop is the one told
+                    self._syncer.close()
+            raise
         finally:
             if self._writer is not None:
                 self._writer.shutdown()
                 self._writer = None
+        if self._syncer is not None:
+            self._syncer.close()  # the loop's last appends, durable before it returns
+        return ended
 
     def _run(self) -> tuple[End, str]:
         signals, inflight = self._signals, self._inflight
@@ -214,7 +226,7 @@ class FillLoop:
                 except BaseException:
                     self._record(ended, last, None)
                     raise
-                ended, last = self._record(ended, last, _Meanwhile() if self._beside else None)
+                ended, last = self._record(ended, last, self._meanwhile())
                 refilled = True
 
     def _ended(self, timeout: float) -> list[Ended]:
@@ -223,6 +235,13 @@ class FillLoop:
             (self._inflight.pop(task.trial_id), task, outcome)
             for task, outcome in self._executor.wait(timeout)
         ]
+
+    def _meanwhile(self) -> _Meanwhile | None:
+        """Where a write beside the loop gathers what ends meanwhile, or None: write on this thread.
+
+        One slot has no other to refill meanwhile: its next trial starts as its last is recorded.
+        """
+        return _Meanwhile() if self._beside and self._executor.slots() > 1 else None
 
     def _record(
         self, ended: list[Ended], last: list[_Starting], meanwhile: _Meanwhile | None
@@ -340,7 +359,11 @@ class FillLoop:
         writes = [each.write for each in startings] + (with_ends or [])
         if not writes:
             return {}
-        if meanwhile is None:
+        if meanwhile is None and self._syncer is not None:
+            with journal_read.unsynced():
+                refused = batch.write_trials(self._storage, writes)
+            self._syncer.request()
+        elif meanwhile is None:
             refused = batch.write_trials(self._storage, writes)
         else:
             refused = self._write_beside(writes, meanwhile)

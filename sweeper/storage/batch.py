@@ -50,6 +50,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.trial import TrialState
 
 from sweeper.storage.fast_read import cache_of, database_of
+from sweeper.storage.journal_read import JournalFile
 from sweeper.storage.retry import RetryingStorage
 
 _T = TypeVar("_T")
@@ -153,6 +154,16 @@ def writes_beside_asks(storage: BaseStorage) -> bool:
     """
     rdb = database_of(storage)
     return rdb is not None and rdb.engine.dialect.name == "postgresql"
+
+
+def durable_later(storage: BaseStorage) -> Callable[[], None] | None:
+    """On our journal file, the call that makes its appends durable (one ``fsync``): a write made
+    inside :func:`~sweeper.storage.journal_read.unsynced` is durable once it has run. None elsewhere:
+    every write there is durable as it returns."""
+    journal = _journal_of(storage)
+    if journal is None or not isinstance(journal._backend, JournalFile):
+        return None
+    return journal._backend.sync
 
 
 def _journal_of(storage: BaseStorage) -> JournalStorage | None:

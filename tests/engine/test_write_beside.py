@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import time
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,54 +17,12 @@ import engine_trainers
 import optuna
 import pytest
 from optuna.trial import TrialState
+from quick_executor import RANDOM, EndsAtOnce
 
 import sweeper
 from sweeper.engine import setup
 from sweeper.storage import batch, queue
 from sweeper.storage.urls import open_storage
-from sweeper.worker.task import Failure, TrialOutcome, TrialTask
-
-RANDOM: dict[str, Any] = {
-    "method": "random",
-    "metric": {"name": "loss"},
-    "parameters": {"x": {"min": 0.0, "max": 1.0}},
-    "run_cap": 8,
-    "sweeper": {"seed": 3},
-}
-
-
-class EndsAtOnce:
-    """An executor of ``slots`` slots whose every ``wait`` that waits hands back its oldest trial,
-    complete (a look that does not wait sees none end); it counts the trials it started."""
-
-    shipped = False
-
-    def __init__(self, slots: int) -> None:
-        self._slots = slots
-        self.running: deque[TrialTask] = deque()
-        self.started = 0
-        self.most_at_once = 0
-
-    def slots(self) -> int:
-        return self._slots
-
-    def start(self, task: TrialTask) -> None:
-        self.running.append(task)
-        self.started += 1
-        self.most_at_once = max(self.most_at_once, len(self.running))
-
-    def wait(self, timeout: float) -> list[tuple[TrialTask, TrialOutcome]]:
-        if not self.running or timeout == 0:
-            return []
-        task = self.running.popleft()
-        loss = float(task.config["x"])
-        return [(task, TrialOutcome("complete", values=(loss,), metrics={"loss": loss}))]
-
-    def cancel(self, trial_id: int, failure: Failure, reason: str) -> None:
-        raise AssertionError("nothing is cancelled here")
-
-    def close(self) -> None:
-        pass
 
 
 def _run_with_slow_writes(

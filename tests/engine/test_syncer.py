@@ -1,0 +1,164 @@
+"""The loop's journal appends made durable on a thread of their own (sweeper.engine.syncer)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import engine_trainers
+import pytest
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+from quick_executor import RANDOM, EndsAtOnce
+
+import sweeper
+from sweeper.engine import setup
+from sweeper.engine.loop import FillLoop
+from sweeper.engine.syncer import Syncer
+
+
+def test_requests_made_while_a_sync_runs_are_covered_by_one_more() -> None:
+    started, release = threading.Event(), threading.Event()
+    calls: list[str] = []
+
+    def sync() -> None:
+        calls.append(threading.current_thread().name)
+        if len(calls) == 1:
+            started.set()
+            assert release.wait(5)
+
+    syncer = Syncer(sync)
+    syncer.request()
+    assert started.wait(5)
+    for _ in range(5):  # while the first runs: one more covers them all
+        syncer.request()
+    release.set()
+    deadline = time.monotonic() + 5
+    while len(calls) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)
+    assert calls == ["sweeper-sync", "sweeper-sync"]
+    syncer.close()  # and the closing thread's own, last
+    assert calls == ["sweeper-sync", "sweeper-sync", threading.current_thread().name]
+
+
+def test_a_failed_sync_is_raised_by_the_next_request_or_by_close() -> None:
+    def broken() -> None:
+        raise OSError("the disk is gone")
+
+    def failed(syncer: Syncer) -> Syncer:
+        syncer.request()
+        assert syncer._thread is not None
+        syncer._thread.join(5)  # its thread ends with the error
+        return syncer
+
+    with pytest.raises(OSError, match="the disk is gone"):
+        failed(Syncer(broken)).request()
+    with pytest.raises(OSError, match="the disk is gone"):
+        failed(Syncer(broken)).close()
+
+
+def test_a_syncer_never_asked_syncs_nothing() -> None:
+    calls: list[int] = []
+    Syncer(lambda: calls.append(1)).close()
+    assert calls == []
+
+
+Synced = list[tuple[str, int, float, float]]
+
+
+def _watch_fsync(monkeypatch: pytest.MonkeyPatch, stall_s: float = 0.0) -> Synced:
+    """Record each ``fsync``: its thread, the file's size, when it began and ended (stalled ``stall_s``)."""
+    synced: Synced = []
+    real_fsync = os.fsync
+
+    def watched(fd: int) -> None:
+        began = time.monotonic()
+        time.sleep(stall_s)
+        real_fsync(fd)
+        synced.append((threading.current_thread().name, os.fstat(fd).st_size, began, time.monotonic()))
+
+    monkeypatch.setattr(os, "fsync", watched)
+    return synced
+
+
+@pytest.mark.usefixtures("project")
+def test_the_loop_waits_on_no_fsync_and_leaves_every_append_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "journal.log"
+    url = f"journal://{path}"
+    sweep_id = sweeper.sweep(RANDOM, storage=url)
+    synced = _watch_fsync(monkeypatch)
+    looping: list[float] = []  # when the loop began and ended
+    real_loop = FillLoop._run
+
+    def timed(self: FillLoop) -> Any:
+        looping.append(time.monotonic())
+        try:
+            return real_loop(self)
+        finally:
+            looping.append(time.monotonic())
+
+    monkeypatch.setattr(FillLoop, "_run", timed)
+    summary = sweeper.agent(sweep_id, function=engine_trainers.quadratic, storage=url, executor="local")
+
+    assert summary.complete == 8
+    trials = JournalStorage(JournalFileBackend(str(path))).get_all_trials(0)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 8
+    assert all(t.values is not None and "x" in t.params for t in trials)
+    # While it ran, the loop's thread made no fsync: the syncer's thread made them (the lease
+    # keeper makes its own writes' on its thread).
+    began, ended = looping
+    loop_thread = threading.current_thread().name
+    assert not [each for each in synced if each[0] == loop_thread and began <= each[2] <= ended]
+    assert any(thread == "sweeper-sync" for thread, *_ in synced)
+    # Nothing was left unsynced: the journal as it ends was made durable.
+    assert max(size for _, size, *_ in synced) == path.stat().st_size
+
+
+@pytest.mark.usefixtures("project")
+def test_slots_freed_while_an_fsync_stalls_are_refilled_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"journal://{tmp_path / 'journal.log'}"
+    sweep_id = sweeper.sweep(RANDOM, storage=url)
+    executor = EndsAtOnce(slots=2)
+    monkeypatch.setattr(setup, "make_executor", lambda *args, **kwargs: executor)
+    starts: list[float] = []
+    real_start = executor.start
+
+    def noting(task: Any) -> None:
+        starts.append(time.monotonic())
+        real_start(task)
+
+    monkeypatch.setattr(executor, "start", noting)
+    synced = _watch_fsync(monkeypatch, stall_s=0.2)  # a busy disk
+    summary = sweeper.agent(sweep_id, function=engine_trainers.quadratic, storage=url, executor="local")
+
+    assert summary.complete == 8
+    # Trials started while an fsync was stalled: no slot waited for the disk.
+    stalls = [(began, ended) for _, _, began, ended in synced]
+    assert any(began < at < ended for at in starts for began, ended in stalls), (starts, stalls)
+
+
+@pytest.mark.usefixtures("project")
+def test_a_failing_fsync_stops_the_agent_with_its_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"journal://{tmp_path / 'journal.log'}"
+    sweep_id = sweeper.sweep(RANDOM, storage=url)
+    real_fsync = os.fsync
+
+    def failing(fd: int) -> None:
+        if threading.current_thread().name == "sweeper-sync":
+            raise OSError(5, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing)
+    with pytest.raises(OSError, match="Input/output error"):
+        sweeper.agent(sweep_id, function=engine_trainers.quadratic, storage=url, executor="local")
