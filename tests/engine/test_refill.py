@@ -2,53 +2,18 @@
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 import engine_trainers
 import optuna
 import pytest
 from optuna.trial import TrialState
+from quick_executor import EndsAtOnce
 
 import sweeper
 from sweeper.engine import setup
 from sweeper.storage import batch
 from sweeper.storage.urls import open_storage
-from sweeper.worker.task import Failure, TrialOutcome, TrialTask
-
-
-class OneEndAWait:
-    """An executor of ``slots`` slots whose every ``wait`` hands back its oldest trial, complete.
-
-    So each trial has ended by the loop's next look: a wave of slots freed one after another.
-    """
-
-    shipped = False
-
-    def __init__(self, slots: int) -> None:
-        self._slots = slots
-        self.running: deque[TrialTask] = deque()
-        self.most_at_once = 0
-
-    def slots(self) -> int:
-        return self._slots
-
-    def start(self, task: TrialTask) -> None:
-        self.running.append(task)
-        self.most_at_once = max(self.most_at_once, len(self.running))
-
-    def wait(self, timeout: float) -> list[tuple[TrialTask, TrialOutcome]]:
-        if not self.running:
-            return []
-        task = self.running.popleft()
-        loss = float(task.config["x"])
-        return [(task, TrialOutcome("complete", values=(loss,), metrics={"loss": loss}))]
-
-    def cancel(self, trial_id: int, failure: Failure, reason: str) -> None:
-        raise AssertionError("nothing is cancelled here")
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.mark.usefixtures("project")
@@ -58,7 +23,7 @@ def test_trials_ending_while_the_loop_refills_are_refilled_first_and_recorded_in
     url = any_storage_url
     spec = {"method": "grid", "metric": {"name": "loss"}, "parameters": {"x": {"values": [0, 1, 2, 3, 4, 5]}}}
     sweep_id = sweeper.sweep(spec, storage=url)
-    executor = OneEndAWait(slots=2)
+    executor = EndsAtOnce(slots=2, on_looks=True)
     monkeypatch.setattr(setup, "make_executor", lambda *args, **kwargs: executor)
     real_write = batch.write_trials
     writes: list[tuple[list[int], list[int]]] = []  # (starts, ends) of each write

@@ -86,13 +86,18 @@ def _watch_fsync(monkeypatch: pytest.MonkeyPatch, stall_s: float = 0.0) -> Synce
     return synced
 
 
-@pytest.mark.usefixtures("project")
+@pytest.fixture
+def journal_sweep(tmp_path: Path, project: Path) -> tuple[str, str]:
+    """A journal's URL and a random sweep of 8 trials in it, run from the scratch project."""
+    url = f"journal://{tmp_path / 'journal.log'}"
+    return url, sweeper.sweep(RANDOM, storage=url)
+
+
 def test_the_loop_waits_on_no_fsync_and_leaves_every_append_durable(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    journal_sweep: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "journal.log"
-    url = f"journal://{path}"
-    sweep_id = sweeper.sweep(RANDOM, storage=url)
+    url, sweep_id = journal_sweep
+    path = Path(url.removeprefix("journal://"))
     synced = _watch_fsync(monkeypatch)
     looping: list[float] = []  # when the loop began and ended
     real_loop = FillLoop._run
@@ -121,37 +126,26 @@ def test_the_loop_waits_on_no_fsync_and_leaves_every_append_durable(
     assert max(size for _, size, *_ in synced) == path.stat().st_size
 
 
-@pytest.mark.usefixtures("project")
 def test_slots_freed_while_an_fsync_stalls_are_refilled_meanwhile(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    journal_sweep: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url = f"journal://{tmp_path / 'journal.log'}"
-    sweep_id = sweeper.sweep(RANDOM, storage=url)
+    url, sweep_id = journal_sweep
     executor = EndsAtOnce(slots=2)
     monkeypatch.setattr(setup, "make_executor", lambda *args, **kwargs: executor)
-    starts: list[float] = []
-    real_start = executor.start
-
-    def noting(task: Any) -> None:
-        starts.append(time.monotonic())
-        real_start(task)
-
-    monkeypatch.setattr(executor, "start", noting)
     synced = _watch_fsync(monkeypatch, stall_s=0.2)  # a busy disk
     summary = sweeper.agent(sweep_id, function=engine_trainers.quadratic, storage=url, executor="local")
 
     assert summary.complete == 8
     # Trials started while an fsync was stalled: no slot waited for the disk.
     stalls = [(began, ended) for _, _, began, ended in synced]
+    starts = executor.started_at
     assert any(began < at < ended for at in starts for began, ended in stalls), (starts, stalls)
 
 
-@pytest.mark.usefixtures("project")
 def test_a_failing_fsync_stops_the_agent_with_its_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    journal_sweep: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url = f"journal://{tmp_path / 'journal.log'}"
-    sweep_id = sweeper.sweep(RANDOM, storage=url)
+    url, sweep_id = journal_sweep
     real_fsync = os.fsync
 
     def failing(fd: int) -> None:
