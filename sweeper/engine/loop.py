@@ -239,7 +239,8 @@ class FillLoop:
     def _meanwhile(self) -> _Meanwhile | None:
         """Where a write beside the loop gathers what ends meanwhile, or None: write on this thread.
 
-        One slot has no other to refill meanwhile: its next trial starts as its last is recorded.
+        With one slot there is no other to refill meanwhile: its next trial starts once the last is
+        recorded, as before.
         """
         return _Meanwhile() if self._beside and self._executor.slots() > 1 else None
 
@@ -354,7 +355,8 @@ class FillLoop:
         With ``meanwhile``, the write runs on the writer thread, and this one refills the slots of
         the trials that end before it is done (into ``meanwhile``): a commit's round trip to the
         database server holds no slot idle. The sampler draws each trial alone (see
-        :func:`~sweeper.search.samplers.draws_alone`), so those asks need not wait for it.
+        :func:`~sweeper.search.samplers.draws_alone`), so those asks need not wait for it. On the
+        journal file the write is appended unsynced, and the syncer makes it durable behind the loop.
         """
         writes = [each.write for each in startings] + (with_ends or [])
         if not writes:
