@@ -402,9 +402,9 @@ class FillLoop:
 
         A trial is RUNNING in the storage from its ask (the pop or the create), and nothing in a
         trial reads the storage, so its trainer need not wait for the write of its params, attrs
-        and lease: a freed slot's next trial starts a write earlier (about 2 ms on the journal,
-        its ``fsync`` included), on every hand-over. :meth:`_withdraw` stops the rare trial whose
-        start the write refused.
+        and lease: a freed slot's next trial starts a write earlier (a commit's round trip on a
+        database, an append on the journal), on every hand-over. :meth:`_withdraw` stops the rare
+        trial whose start the write refused.
         """
         trial, task = starting.trial, starting.task
         self._executor.start(task)

@@ -57,9 +57,10 @@ def unsynced() -> Iterator[None]:
     For a write nothing outside the storage acts on before the next synced write of the same
     process, which makes it durable with its own: an ``fsync`` flushes every write made to the file
     before it, whoever made it. An agent's ask (the trial it creates or takes) is such a write: the
-    trial's start write follows it before the trial is launched, so a trial costs one ``fsync`` (a
-    millisecond of the agent's loop here), not two. Every process reads the record at once either
-    way; only a power cut between the two writes could lose it, with nothing launched from it.
+    trial's start write follows it, so a trial costs one ``fsync`` (a millisecond here), not two.
+    The agent's loop makes its start and end writes this way too, and its
+    :class:`~sweeper.engine.syncer.Syncer` fsyncs the file behind it. Every process reads the
+    records at once either way; only a power cut before the ``fsync`` could lose them.
     """
     before = getattr(_unsynced, "active", False)
     _unsynced.active = True
