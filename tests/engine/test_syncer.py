@@ -19,6 +19,7 @@ import sweeper
 from sweeper.engine import setup
 from sweeper.engine.loop import FillLoop
 from sweeper.engine.syncer import Syncer
+from sweeper.worker.task import TrialOutcome, TrialTask
 
 
 def test_requests_made_while_a_sync_runs_are_covered_by_one_more() -> None:
@@ -71,14 +72,13 @@ def test_a_syncer_never_asked_syncs_nothing() -> None:
 Synced = list[tuple[str, int, float, float]]
 
 
-def _watch_fsync(monkeypatch: pytest.MonkeyPatch, stall_s: float = 0.0) -> Synced:
-    """Record each ``fsync``: its thread, the file's size, when it began and ended (stalled ``stall_s``)."""
+def _watch_fsync(monkeypatch: pytest.MonkeyPatch) -> Synced:
+    """Record each ``fsync``: its thread, the file's size, when it began and ended."""
     synced: Synced = []
     real_fsync = os.fsync
 
     def watched(fd: int) -> None:
         began = time.monotonic()
-        time.sleep(stall_s)
         real_fsync(fd)
         synced.append((threading.current_thread().name, os.fstat(fd).st_size, began, time.monotonic()))
 
@@ -126,20 +126,54 @@ def test_the_loop_waits_on_no_fsync_and_leaves_every_append_durable(
     assert max(size for _, size, *_ in synced) == path.stat().st_size
 
 
+class _EndsWhileTheDiskIsBusy(EndsAtOnce):
+    """Ends no trial until the syncer's first ``fsync`` has begun (or 5 s have passed, so that a loop
+    which never asks the syncer fails the test rather than hangs it): every refill then falls inside
+    that ``fsync``."""
+
+    def __init__(self, slots: int, disk_busy: threading.Event) -> None:
+        super().__init__(slots)
+        self._disk_busy = disk_busy
+        self._give_up_at = time.monotonic() + 5
+
+    def wait(self, timeout: float) -> list[tuple[TrialTask, TrialOutcome]]:
+        waited = min(timeout, max(0.0, self._give_up_at - time.monotonic()))
+        if timeout > 0 and not self._disk_busy.wait(waited) and time.monotonic() < self._give_up_at:
+            return []
+        return super().wait(timeout)
+
+
 def test_slots_freed_while_an_fsync_stalls_are_refilled_meanwhile(
     journal_sweep: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url, sweep_id = journal_sweep
-    executor = EndsAtOnce(slots=2)
+    disk_busy = threading.Event()
+    executor = _EndsWhileTheDiskIsBusy(2, disk_busy)
     monkeypatch.setattr(setup, "make_executor", lambda *args, **kwargs: executor)
-    synced = _watch_fsync(monkeypatch, stall_s=0.2)  # a busy disk
+    stall: list[float] = []  # when the syncer's first fsync began and ended, and whether it gave up
+    real_fsync = os.fsync
+
+    def busy(fd: int) -> None:
+        # The syncer's first fsync lasts until all 8 trials have started (5 s at most): a loop that
+        # waited for it would start none meanwhile, and this fsync would give up.
+        if threading.current_thread().name == "sweeper-sync" and not stall:
+            stall.append(time.monotonic())
+            disk_busy.set()
+            deadline = time.monotonic() + 5
+            while executor.started < 8 and time.monotonic() < deadline:
+                time.sleep(0.001)
+            stall.extend([time.monotonic(), float(executor.started < 8)])
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", busy)
     summary = sweeper.agent(sweep_id, function=engine_trainers.quadratic, storage=url, executor="local")
 
     assert summary.complete == 8
-    # Trials started while an fsync was stalled: no slot waited for the disk.
-    stalls = [(began, ended) for _, _, began, ended in synced]
-    starts = executor.started_at
-    assert any(began < at < ended for at in starts for began, ended in stalls), (starts, stalls)
+    assert stall, "the syncer made no fsync"
+    began, ended, gave_up = stall
+    assert not gave_up, executor.started_at
+    # The six refills all started while the disk was busy (the first two may have, too).
+    assert sum(began < at < ended for at in executor.started_at) >= 6, (executor.started_at, stall)
 
 
 def test_a_failing_fsync_stops_the_agent_with_its_error(
