@@ -381,10 +381,10 @@ class FillLoop:
                 new = self._ended(_BESIDE_POLL_S)
                 if not new:
                     continue
-                meanwhile.ended += new
-                self._target_hit = (self._target_hit or self._recorder.note(new)) and self._targets is None
-                if self._signals.state != "cancelled":
-                    meanwhile.last += self._fill(self._signals.state, keep_last=True)
+                try:
+                    self._refill(new, meanwhile.last)  # ``new`` gains what ends as it refills
+                finally:
+                    meanwhile.ended += new
         except BaseException as exc:  # a refill raised: this write is recorded first (see _record)
             meanwhile.error = exc
             futures.wait([done])
