@@ -5,6 +5,12 @@ wall-clock start and end. busy = sum of trial durations / (GPUs x makespan), the
 from the first trial's start to the last trial's end. Warm-up sweeps of one short trial per GPU
 run first, until 16 Ray workers have each run a trial (imports done), as on a cluster that has
 been up for a while.
+
+Beside it, in the same run, two peers on the same trials: Ray's own scheduler (a Ray task per
+trial, all submitted at once, on the same warm workers) and the machine's floor (16 processes
+each running its 12 trials back to back, with no scheduler at all: what sleeping and writing the
+record cost here). The share of CPU time the hypervisor stole during the sweep is printed as the
+machine's context: on a shared virtual machine, neighbours slow every hand-over.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from __future__ import annotations
 import itertools
 import json
 import os
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import harness
@@ -73,16 +81,23 @@ def main() -> None:
                 break
     sweep_id = sweeper.sweep(str(root / "utilisation.yaml"), storage=storage)
     before = harness.cpu_by_process()
+    cpu_before = _cpu_jiffies()
     with stopwatch() as took:
         summary = sweeper.agent(sweep_id, storage=storage)
+    stolen = _stolen(cpu_before, _cpu_jiffies())
     started = sum(1 for pid in harness.cpu_by_process() if pid not in before)  # Ray processes started
-    records = [{**json.loads(p.read_text()), "pid": p.stem.rsplit("-", 1)[1]} for p in outdir.glob("*.json")]
-    busy = sum(r["end"] - r["start"] for r in records)
-    makespan = max(r["end"] for r in records) - min(r["start"] for r in records)
-    share = busy / (gpus * makespan)
-    ideal = -(-len(records) // gpus) * 1.0
-    # A perfect scheduler runs the same trials in ``ideal`` seconds (whole waves of 1-s trials).
-    of_perfect = share / (busy / (gpus * ideal))
+    records = _records(outdir)
+    share, makespan, of_perfect = _utilisation(records, gpus)
+    ideal = -(-len(records) // gpus)  # seconds: whole waves of 1-s trials
+    ray_out = root / "ray-tasks"
+    ray_out.mkdir()
+    _ray_tasks(trials, ray_out)
+    ray_records = _records(ray_out)
+    ray_share, ray_makespan, ray_of_perfect = _utilisation(ray_records, gpus)
+    floor_out = root / "floor"
+    floor_out.mkdir()
+    _floor(trials, gpus, floor_out)
+    _, floor_makespan, floor_of_perfect = _utilisation(_records(floor_out), gpus)
     section = "3. Cluster utilisation"
     figures = [
         Figure(
@@ -101,14 +116,114 @@ def main() -> None:
             ">= 99%",
             of_perfect >= 0.99,
             f"load average (1 min) at the end {os.getloadavg()[0]:.1f}; "
-            f"Ray processes started during the sweep: {started}",
+            f"Ray processes started during the sweep: {started}; "
+            f"CPU time stolen by the hypervisor during the sweep {stolen:.1%}",
         ),
     ]
     figures += _losses(section, records)
+    figures += [
+        Figure(
+            section,
+            "peer: Ray's own scheduler (a task per trial, all submitted at once), / a perfect scheduler's",
+            f"{ray_of_perfect:.1%}",
+            "",
+            None,
+            f"{len(ray_records)} trials, makespan {ray_makespan:.2f} s ({ray_share:.1%} busy); "
+            f"sweeper / Ray {of_perfect / ray_of_perfect:.3f}",
+        ),
+        *_losses(section, ray_records, who="Ray tasks"),
+        Figure(
+            section,
+            f"floor: no scheduler ({gpus} processes, {trials // gpus} trials each back to back), "
+            "/ a perfect scheduler's",
+            f"{floor_of_perfect:.1%}",
+            "",
+            None,
+            f"makespan {floor_makespan:.2f} s: what the trials' own sleep and record cost on this machine",
+        ),
+    ]
     harness.emit(figures, args.json)
 
 
-def _losses(section: str, records: list[dict[str, Any]]) -> list[Figure]:
+def _records(outdir: Path) -> list[dict[str, Any]]:
+    """The trials' own records in ``outdir``, each with the process that ran it."""
+    return [{**json.loads(p.read_text()), "pid": p.stem.rsplit("-", 1)[1]} for p in outdir.glob("*.json")]
+
+
+def _utilisation(records: list[dict[str, Any]], gpus: int) -> tuple[float, float, float]:
+    """The busy share, the makespan, and the utilisation as a share of a perfect scheduler's."""
+    busy = sum(r["end"] - r["start"] for r in records)
+    makespan = max(r["end"] for r in records) - min(r["start"] for r in records)
+    share = busy / (gpus * makespan)
+    ideal = -(-len(records) // gpus) * 1.0
+    # A perfect scheduler runs the same trials in ``ideal`` seconds (whole waves of 1-s trials).
+    return share, makespan, share / (busy / (gpus * ideal))
+
+
+def _ray_tasks(trials: int, outdir: Path) -> None:
+    """The same trials as Ray tasks, one per trial, with a sweeper lane's resources (1 CPU, 1 GPU):
+    Ray queues them and hands each freed GPU's worker the next. In Ray's best form: by default a
+    GPU task's worker exits after it (``max_calls=1``), and each trial would pay a fresh worker."""
+    import ray
+
+    @ray.remote(num_cpus=1, num_gpus=1, max_retries=0, max_calls=0)
+    def trial(number: int) -> None:
+        import bench_trainers
+
+        config = {"duration": 1.0, "x": 0.5, "outdir": str(outdir)}
+        bench_trainers.sleeper(config, _Numbered(number))
+
+    ray.get([trial.remote(number) for number in range(trials)])
+
+
+def _floor(trials: int, gpus: int, outdir: Path) -> None:
+    """The same trials with no scheduler: ``gpus`` processes, each runs its share back to back,
+    all released at once."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # not a fork of a process running Ray's threads
+    ready = context.Barrier(gpus + 1)  # every process imported: the first trials start together
+    workers = [
+        context.Process(target=_run_back_to_back, args=(range(lane, trials, gpus), outdir, ready))
+        for lane in range(gpus)
+    ]
+    for worker in workers:
+        worker.start()
+    ready.wait()
+    for worker in workers:
+        worker.join()
+
+
+def _run_back_to_back(numbers: range, outdir: Path, ready: Any) -> None:
+    import bench_trainers
+
+    ready.wait()
+    for number in numbers:
+        config = {"duration": 1.0, "x": 0.5, "outdir": str(outdir)}
+        bench_trainers.sleeper(config, _Numbered(number))
+
+
+@dataclass(frozen=True)
+class _Numbered:
+    """What ``bench_trainers.sleeper`` reads of its trial: a number and an attempt."""
+
+    number: int
+    attempt: int = 0
+
+
+def _cpu_jiffies() -> list[int]:
+    """The machine's CPU time by kind (``/proc/stat``'s first line): user, nice, system, idle,
+    iowait, irq, softirq, steal."""
+    return [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+
+
+def _stolen(before: list[int], after: list[int]) -> float:
+    """The share of the CPU time between two readings that the hypervisor gave to someone else."""
+    spent = [b - a for a, b in zip(before, after, strict=True)]
+    return spent[7] / max(1, sum(spent))
+
+
+def _losses(section: str, records: list[dict[str, Any]], who: str = "") -> list[Figure]:
     """Where the idle GPU-seconds went, from the Ray worker (process id) each trial ran in.
 
     A worker's late first start, the hand-overs between its trials (a trial's end to the next
@@ -134,7 +249,7 @@ def _losses(section: str, records: list[dict[str, Any]]) -> list[Figure]:
     return [
         Figure(
             section,
-            "idle GPU-seconds: workers' late first starts / hand-overs / tails",
+            f"{who + ': ' if who else ''}idle GPU-seconds: workers' late first starts / hand-overs / tails",
             f"{sum(starts):.1f} / {sum(gaps):.1f} / {sum(tails):.1f}",
             "",
             None,
