@@ -9,10 +9,12 @@ shares the agent's terminal. What it changes: what a trainer assigns in memory s
 process (write to a file, or return it as a metric, to see it from the agent).
 
 Reports reach the :class:`~sweeper.engine.judge.PruningJudge` in batches, as many as the pipe
-holds at each read, and the pruner's "stop" goes back to the trial process without it ever waiting:
-the trainer's next ``trial.log`` after the decision raises ``TrialPruned``. Timeouts and cancels
-SIGTERM the trial (its trainer gets :class:`~sweeper.worker.forked.TrialTerminated`, so its
-trackers finish), then SIGKILL it after :data:`~sweeper.worker.forked.KILL_GRACE_S`.
+holds at each read, and the pruner's "stop" goes back to the trial process without it waiting
+(except after one of hyperband's bands, where the next report waits for the band's verdict if it
+has not come yet): the trainer's next ``trial.log`` after the decision raises ``TrialPruned``.
+Timeouts and cancels SIGTERM the trial (its trainer gets
+:class:`~sweeper.worker.forked.TrialTerminated`, so its trackers finish), then SIGKILL it after
+:data:`~sweeper.worker.forked.KILL_GRACE_S`.
 """
 
 from __future__ import annotations
@@ -169,6 +171,7 @@ class LocalExecutor:
         stopped = [report.step for report in reports if decisions.get(report.key)]
         if stopped:
             running.process.prune(stopped[0])
+        running.process.judged(len(reports))  # a report waiting for a band's verdict goes on
 
     def _outcome(self, running: _Running) -> TrialOutcome:
         process = running.process

@@ -144,6 +144,17 @@ class ChannelReporter:
         """``(step, value)`` of the report the pruner stopped the trial at, once its answer arrived."""
         return self._stops.get(trial_id)
 
+    def settle(self, trial_id: int, timeout: float) -> None:
+        """Wait until the agent has answered every report so far (what is buffered goes with the next
+        call), or ``timeout`` seconds, or the channel failed."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while (self._buffered or self._sending) and self._broken is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._cond.wait(left)
+
     def started(self, trial_id: int) -> None:
         """Tell the agent the trainer starts now (its timeout counts from here); never raises."""
         try:

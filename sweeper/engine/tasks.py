@@ -16,6 +16,7 @@ from typing import Any
 
 import optuna
 
+from sweeper.search.pruners import verdict_points
 from sweeper.search.strategy import SearchPlan
 from sweeper.spec import overrides
 from sweeper.spec.model import SweepSpec, TrackerSpec
@@ -98,4 +99,5 @@ class TaskFactory:
             tags=spec.sweeper.tags,
             workdir=self.workdir,
             trial_dir=str(trial_dir(self.outputs_dir, self.sweep_id, trial.number)),
+            verdict_at=verdict_points(trial.study.pruner),
         )

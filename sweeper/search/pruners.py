@@ -167,6 +167,24 @@ class WandbHyperbandPruner(BasePruner):
         return reached
 
 
+def verdict_points(pruner: BasePruner) -> frozenset[int]:
+    """The report counts whose verdict a trial's next report waits for: hyperband's bands.
+
+    Reports travel without waiting for their decision, so a trainer whose steps take less time
+    than a decision would report its whole budget before the first "stop" reached it. At a band
+    the rule compares the trial with every other that reached it, so the report after it waits
+    (bounded) for that verdict if it has not arrived yet; the other pruners decide at any report
+    and no report waits for them.
+
+    Example:
+        >>> sorted(verdict_points(WandbHyperbandPruner(max_iter=27, s=2)))
+        [3, 9]
+        >>> verdict_points(MedianPruner())
+        frozenset()
+    """
+    return frozenset(pruner.bands) if isinstance(pruner, WandbHyperbandPruner) else frozenset()
+
+
 def make_pruner(early_terminate: EarlyTerminate | None, directions: Sequence[str]) -> BasePruner:
     """The Optuna pruner for a spec's ``early_terminate`` block (a no-op pruner when there is none).
 

@@ -8,8 +8,10 @@ The *trial process* runs the trainer with a :class:`PipeReporter`: each value of
 objective is one 17-byte frame on a pipe to the agent (never a storage call; a bounded pipe holds
 back a trainer that logs faster than the agent takes its reports), and the pruner's "stop" comes
 back as a flag in memory shared with the agent, read at no cost by the next report, which raises
-``TrialPruned``. Its :class:`~sweeper.worker.task.TrialOutcome` follows on the same pipe; then it
-exits with ``os._exit``, so no exit handler or finalizer of the agent's state runs twice.
+``TrialPruned``; beside it the agent counts the reports it has decided on, which the report after
+one of hyperband's bands waits for. Its :class:`~sweeper.worker.task.TrialOutcome` follows on the
+same pipe; then it exits with ``os._exit``, so no exit handler or finalizer of the agent's state
+runs twice.
 
 The *supervisor* waits for it, whatever it does (``os._exit``, a segfault, a fatal signal), then
 ends every process the trial left behind, ``setsid`` ones included, which the subreaper flag
@@ -40,6 +42,7 @@ import signal
 import struct
 import sys
 import tempfile
+import time
 import traceback
 import warnings
 from types import FrameType
@@ -60,8 +63,11 @@ _REPORT = struct.Struct("<cqd")  # b"R", step, value: one report of the first ob
 _OUTCOME = struct.Struct("<cQ")  # b"O", length of the pickled TrialOutcome that follows
 # b"M" and the same length field: the libraries the trial imported, for the zygote to preload.
 _STEP = struct.Struct("<q")  # the step the pruner stopped the trial at, after its flag byte
+_JUDGED = struct.Struct("<Q")  # how many of the trial's reports the agent has decided on
+_JUDGED_AT = 16  # 8-aligned: the agent stores the count in one write, never seen torn
 _STATUS = struct.Struct("<ii")  # the trial process's wait status, leftover processes ended
-STOP_BYTES = 1 + _STEP.size  # the stop flag and its step
+STOP_BYTES = _JUDGED_AT + _JUDGED.size  # the stop flag, its step, and the count decided on
+_SETTLE_POLL_S = (0.0002, 0.005)  # how often a report waiting for its verdict looks: first, at most
 _PIPE_BYTES = 1 << 20  # about 60,000 reports in flight before a trainer waits for the agent
 _READ_BYTES = 1 << 20
 
@@ -73,14 +79,16 @@ class TrialTerminated(Exception):  # noqa: N818 - it says what happened, as Tria
 class PipeReporter:
     """The trial process's side of the report channel: a frame per report, the pruner's flag.
 
-    Reports never wait for their decision. A stop decided on an earlier report is raised at the
-    first report after it arrived, as a synchronous channel raises it at the report after the
-    decided one (W&B's rule: a run is stopped once it goes on after the decision).
+    Reports do not wait for their decision (only the report after one of hyperband's bands waits,
+    see :meth:`settle`). A stop decided on an earlier report is raised at the first report after it
+    arrived, as a synchronous channel raises it at the report after the decided one (W&B's rule: a
+    run is stopped once it goes on after the decision).
     """
 
     def __init__(self, fd: int, stop: mmap.mmap) -> None:
         self._fd = fd
         self._stop = stop
+        self._sent = 0
 
     def report(self, trial_id: int, step: int, value: float) -> bool:
         """Send the report; raises TrialPruned if the pruner stopped the trial on an earlier one."""
@@ -89,7 +97,19 @@ class PipeReporter:
             raise TrialPruned(f"the pruner stopped the trial at step {decided}")
         # One frame is far below PIPE_BUF: written whole or not at all, even if a signal lands.
         os.write(self._fd, _REPORT.pack(b"R", step, value))
+        self._sent += 1
         return False
+
+    def settle(self, trial_id: int, timeout: float) -> None:
+        """Wait until the agent has decided on every report sent (its stop, if any, is then raised
+        by the next report), or ``timeout`` seconds. It looks at the shared memory, ever less often."""
+        deadline = time.monotonic() + timeout
+        pause, longest = _SETTLE_POLL_S
+        while self._stop[0] != 1 and _JUDGED.unpack_from(self._stop, _JUDGED_AT)[0] < self._sent:
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(pause)
+            pause = min(2 * pause, longest)
 
     def started(self, trial_id: int) -> None:
         pass  # the agent counts the timeout from the fork
@@ -105,6 +125,7 @@ class ForkedTrial:
         self._stop = stop
         self._buffer = bytearray()
         self._reports_open = True
+        self._judged = 0  # the trial's reports decided on so far
         self._status = b""
         self._reaped: int | None = None
         self.outcome: TrialOutcome | None = None
@@ -187,6 +208,13 @@ class ForkedTrial:
         if not self._stop.closed:
             _STEP.pack_into(self._stop, 1, step)
             self._stop[0] = 1
+
+    def judged(self, count: int) -> None:
+        """The agent decided on ``count`` more of the trial's reports (after :meth:`prune`, if it stops
+        the trial: a report waiting for its verdict sees the stop with the count)."""
+        self._judged += count
+        if not self._stop.closed:
+            _JUDGED.pack_into(self._stop, _JUDGED_AT, self._judged)
 
     def terminate(self) -> None:
         """Stop the trial: SIGTERM now, SIGKILL after the grace period (the supervisor sees to it)."""

@@ -34,6 +34,11 @@ class Reporter(Protocol):
         only for a trial with a timeout."""
         ...
 
+    def settle(self, trial_id: int, timeout: float) -> None:
+        """Wait until the pruner has decided on every report so far, or ``timeout`` seconds (a
+        reporter that decides within :meth:`report` returns at once)."""
+        ...
+
 
 @runtime_checkable
 class BufferingReporter(Reporter, Protocol):
@@ -59,6 +64,9 @@ class NullReporter:
         return False
 
     def started(self, trial_id: int) -> None:
+        pass
+
+    def settle(self, trial_id: int, timeout: float) -> None:
         pass
 
 
@@ -98,6 +106,8 @@ class TrialTask:
     workdir: str | None = None
     # Where the trial runs and its relative files stay (see sweeper.worker.workdir); None: the cwd.
     trial_dir: str | None = None
+    # The counts of reports whose verdict the next report waits for (hyperband's bands).
+    verdict_at: frozenset[int] = frozenset()
 
     @property
     def runs_program(self) -> bool:

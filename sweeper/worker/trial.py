@@ -47,6 +47,9 @@ _TRACKER_STATES: dict[OutcomeState, Literal["completed", "pruned", "failed"]] = 
     "failed": "failed",
 }
 _REASON_TAIL_LINES = 12
+VERDICT_WAIT_S = 5.0
+"""How long the report after one of hyperband's bands waits for the verdict on the band's report; past
+it the trial goes on, and a stop decided later is raised at a later report, as anywhere else."""
 _logger = logging.getLogger(__name__)
 
 
@@ -148,11 +151,13 @@ class Trial:
         """Record metrics (W&B's ``wandb.log``); forwarded to the trackers.
 
         A stop the pruner decides at one report is raised at the trial's first report after the
-        decision reached it (no report waits for its decision), as W&B's agent stops a run only once
-        the run goes on after the decision: a trial that reports through to the end of its budget
-        completes, with everything it logged. Reports travel in the background, so ``log`` returns
-        at once; it waits only when the trial is far ahead of the agent (a bounded number of values
-        not yet taken).
+        decision reached it, as W&B's agent stops a run only once the run goes on after the
+        decision: a trial that reports through to the end of its budget completes, with everything
+        it logged. Reports travel in the background, so ``log`` returns at once; it waits only when
+        the trial is far ahead of the agent (a bounded number of values not yet taken), and at the
+        report after one of hyperband's bands if the verdict on the band's report has not arrived
+        yet (at most :data:`VERDICT_WAIT_S`): a trainer that steps faster than the agent decides is
+        stopped there all the same, and one whose steps take longer than a decision never waits.
 
         Raises:
             TrialPruned: the pruner stopped this trial; let it propagate out of the trainer.
@@ -166,6 +171,10 @@ class Trial:
             return
         self._reports += 1
         at = int(step) if step is not None else self._reports
+        if self._stop is None and self._reports - 1 in self._task.verdict_at:
+            # The report after a band: the verdict on the band's report is awaited if it has not
+            # arrived yet, so that a trainer stepping faster than the agent decides is stopped here.
+            self._reporter.settle(self._task.trial_id, VERDICT_WAIT_S)
         if self._stop is None and self._buffering is not None:
             decided = self._buffering.stopped(self._task.trial_id)
             if decided is not None:

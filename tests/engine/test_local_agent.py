@@ -128,6 +128,17 @@ def test_metric_target_ends_the_sweep(project: Path) -> None:
     assert summary.ran == 2  # x=3 misses the target, x=1 reaches it, nothing after
 
 
+def test_hyperband_stops_a_trainer_that_steps_faster_than_the_agent_decides_at_its_band(
+    project: Path,
+) -> None:
+    url = f"sqlite:///{project / 's.db'}"
+    sweep_id = sweeper.sweep(engine_trainers.INSTANT_HYPERBAND, storage=url)
+    summary = sweeper.agent(sweep_id, function=engine_trainers.quadratic, storage=url, executor="local")
+    assert (summary.complete, summary.pruned) == (2, 4)
+    study = optuna.load_study(study_name=sweep_id, storage=open_storage(url))
+    engine_trainers.assert_stopped_at_the_first_band(study.trials)
+
+
 def test_multi_objective_sweep_keeps_both_values(project: Path) -> None:
     url = f"sqlite:///{project / 's.db'}"
     spec = {

@@ -103,6 +103,16 @@ def test_hyperband_prunes_bad_trials_through_the_report_channel(project: Path) -
             assert t.value == pytest.approx(min(t.intermediate_values.values()))
 
 
+def test_hyperband_stops_a_trainer_that_steps_faster_than_the_agent_decides_at_its_band(
+    project: Path,
+) -> None:
+    url = f"sqlite:///{project / 's.db'}"
+    sweep_id = sweeper.sweep(engine_trainers.INSTANT_HYPERBAND, storage=url)
+    summary = sweeper.agent(sweep_id, function=engine_trainers.quadratic, storage=url)
+    assert (summary.complete, summary.pruned) == (2, 4)
+    engine_trainers.assert_stopped_at_the_first_band(_trials(url, sweep_id))
+
+
 def test_cancel_kills_running_trials(project: Path) -> None:
     url = f"sqlite:///{project / 's.db'}"
     started = project / "started"

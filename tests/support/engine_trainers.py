@@ -9,7 +9,10 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # not imported in the Ray workers that run these trainers
+    import optuna
 
 
 def quadratic(config: dict[str, Any], trial: Any) -> float:
@@ -240,3 +243,23 @@ def lane_witness(config: dict[str, Any], trial: Any) -> float:
     }
     (Path(config["out"]) / f"{trial.number}.json").write_text(json.dumps(seen))
     return float(config.get("i", 0))
+
+
+# quadratic's steps taking no time: every report of a trial is sent before the agent decides on the first.
+INSTANT_HYPERBAND = {
+    "method": "grid",
+    "metric": {"name": "loss"},
+    "parameters": {"x": {"values": [1.0, 1.1, 4.0, 5.0, 6.0, 7.0]}, "steps": {"value": 9}},
+    "early_terminate": {"type": "hyperband", "min_iter": 3, "eta": 2},  # bands at 3 and 6 reports
+    "sweeper": {"max_concurrent": 1},
+}
+
+
+def assert_stopped_at_the_first_band(trials: list[optuna.trial.FrozenTrial]) -> None:
+    """x = 1.0 and 1.1 pass the band of 3 reports (the best half); each later one is stopped there,
+    its fourth report raising TrialPruned (W&B's rule: stopped once it goes on after the decision)."""
+    states = {t.params["x"]: t for t in trials}
+    assert [x for x, t in states.items() if t.state.name == "COMPLETE"] == [1.0, 1.1]
+    for x in (4.0, 5.0, 6.0, 7.0):
+        assert states[x].state.name == "PRUNED", x
+        assert sorted(states[x].intermediate_values) == [1, 2, 3, 4], x

@@ -27,6 +27,9 @@ class StopAt:
     def started(self, trial_id: int) -> None:
         pass
 
+    def settle(self, trial_id: int, timeout: float) -> None:
+        pass  # it decides within report()
+
 
 def _task(tmp_path: Path, trainer: Any) -> TrialTask:
     return TrialTask(
@@ -128,6 +131,9 @@ class LateStop:
     def started(self, trial_id: int) -> None:
         pass
 
+    def settle(self, trial_id: int, timeout: float) -> None:
+        self.lag = 0  # every value so far decided on: a stop for one of them is known now
+
     def close(self, trial_id: int) -> list[tuple[int, float]]:
         cut = len(self.buffered) - self.undelivered
         self.closed = self.buffered[:cut]
@@ -146,6 +152,30 @@ def test_a_stop_that_arrives_later_is_raised_at_the_first_report_after_it_named_
 
     assert [step for step, _ in reporter.buffered] == [0, 1, 2, 3]
     assert trial.unreported() == ((4, 0.9),)
+
+
+def test_the_report_after_a_band_waits_for_the_bands_verdict_and_raises_the_stop(tmp_path: Path) -> None:
+    reporter = LateStop(2, lag=5)  # decided at the 2nd report; without waiting, known after the 7th
+    task = dataclasses.replace(_task(tmp_path, None), verdict_at=frozenset({2}))
+    trial = Trial(task, reporter)
+    trial.log({"acc": 0.5}, step=0)
+    trial.log({"acc": 0.6}, step=1)  # the band
+    with pytest.raises(TrialPruned, match=r"pruned at step 1 \(acc=0.6\)"):
+        trial.log({"acc": 0.7}, step=2)  # waits for the band's verdict: the stop
+    assert trial.unreported() == ((2, 0.7),)
+
+
+def test_no_other_report_waits_the_band_s_own_included(tmp_path: Path) -> None:
+    class Settles(LateStop):
+        def settle(self, trial_id: int, timeout: float) -> None:
+            raise AssertionError("only the report after a band waits")
+
+    task = dataclasses.replace(_task(tmp_path, None), verdict_at=frozenset({2}))
+    trial = Trial(task, Settles(None, lag=0))
+    trial.log({"acc": 0.5}, step=0)
+    trial.log({"acc": 0.5}, step=1)  # the band's own report
+    with pytest.raises(AssertionError, match="only the report after a band waits"):
+        trial.log({"acc": 0.5}, step=2)
 
 
 def test_a_buffering_reporter_is_flushed_at_the_end_and_what_it_could_not_deliver_rides_in_the_outcome(

@@ -82,7 +82,7 @@ def test_wandb_tutorial_trainer_runs_unchanged_and_matches_trial_log(project: Pa
     _, trial_style = outcomes["tutorial_with_trial"]
     epochs = list(range(TUTORIAL_SPEC["parameters"]["epochs"]["value"]))
     # The pruner's stop reaches a trainer at its first report after the decision came back (reports
-    # never wait for theirs): a trial may run a few reports past its stop, or to its end if the
+    # wait for theirs only after a band): a trial may run a few reports past its stop, or to its end if the
     # stop comes after its last report (then it completes, as under W&B's agent). So each sweep is
     # held to the hyperband rule replayed on its own values, not to the other's states.
     for trials in (wandb_style, trial_style):
