@@ -157,7 +157,7 @@ class Trial:
         the trial is far ahead of the agent (a bounded number of values not yet taken), and at the
         report after one of hyperband's bands if the verdict on the band's report has not arrived
         yet (at most :data:`VERDICT_WAIT_S`): a trainer that steps faster than the agent decides is
-        stopped there all the same, and one whose steps take longer than a decision never waits.
+        stopped there all the same, and one whose steps take longer than a decision seldom waits.
 
         Raises:
             TrialPruned: the pruner stopped this trial; let it propagate out of the trainer.
