@@ -172,9 +172,16 @@ def test_sigkilled_agent_then_a_new_one_every_grid_point_completes_once(
     }
     sweep_id = sweeper.sweep(spec, storage=url)
     proc = _start_agent(project, url, sweep_id)
+    storage = open_storage(url)
     try:
-        # Kill it as its second trial starts: one trial done, one RUNNING, four waiting.
-        while not marks.exists() or len(list(marks.iterdir())) < 2:
+        # Kill it while its second trial runs: one trial done, one RUNNING, four waiting. The first
+        # trial's end is written just after the second starts (its slot is refilled first), so the
+        # kill waits for that write too: a kill between them leaves two trials for the leases.
+        while (
+            not marks.exists()
+            or len(list(marks.iterdir())) < 2
+            or not [t for t in sweeps.load_study(storage, sweep_id).trials if t.state == TrialState.COMPLETE]
+        ):
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.02)
         proc.send_signal(signal.SIGKILL)
@@ -182,7 +189,6 @@ def test_sigkilled_agent_then_a_new_one_every_grid_point_completes_once(
     finally:
         if proc.poll() is None:
             proc.kill()
-    storage = open_storage(url)
     running = [t for t in sweeps.load_study(storage, sweep_id).trials if t.state == TrialState.RUNNING]
     assert len(running) == 1  # the dead agent's trial, until some agent reaps it
 
