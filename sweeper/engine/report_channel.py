@@ -147,13 +147,8 @@ class ChannelReporter:
     def settle(self, trial_id: int, timeout: float) -> None:
         """Wait until the agent has answered every report so far (what is buffered goes with the next
         call), or ``timeout`` seconds, or the channel failed."""
-        deadline = time.monotonic() + timeout
         with self._cond:
-            while (self._buffered or self._sending) and self._broken is None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return
-                self._cond.wait(left)
+            self._wait_answered(timeout)
 
     def started(self, trial_id: int) -> None:
         """Tell the agent the trainer starts now (its timeout counts from here); never raises."""
@@ -173,18 +168,13 @@ class ChannelReporter:
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-            deadline = time.monotonic() + self._close_timeout
-            while (self._buffered or self._sending) and self._broken is None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    self._gave_up = True
-                    _logger.warning(
-                        "trial %d: the agent took none of its last reports for %g s; they go with its end",
-                        trial_id,
-                        self._close_timeout,
-                    )
-                    break
-                self._cond.wait(left)
+            if not self._wait_answered(self._close_timeout):
+                self._gave_up = True
+                _logger.warning(
+                    "trial %d: the agent took none of its last reports for %g s; they go with its end",
+                    trial_id,
+                    self._close_timeout,
+                )
             kept: list[tuple[int, float]] = []
             for held in (self._sending, self._buffer):  # the call in flight holds the older values
                 steps, values = held.get(trial_id, ([], []))
@@ -198,6 +188,17 @@ class ChannelReporter:
                 if self._connection is not None:
                     self._connection.close()
         return kept
+
+    def _wait_answered(self, timeout: float) -> bool:
+        """With the lock held: wait until every report so far is answered or the channel failed (True),
+        or ``timeout`` seconds passed first (False)."""
+        deadline = time.monotonic() + timeout
+        while (self._buffered or self._sending) and self._broken is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._cond.wait(left)
+        return True
 
     def _connect(self) -> Connection:
         """The connection to the agent, made once; a failed attempt is not made again (it could cost

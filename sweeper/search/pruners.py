@@ -135,6 +135,7 @@ class WandbHyperbandPruner(BasePruner):
         strict: bool = True,
     ) -> None:
         self.bands = hyperband_bands(min_iter, max_iter, s, eta)
+        self._verdict_points = frozenset(self.bands)  # see verdict_points: read for every trial
         self.eta = eta
         self.strict = strict
         # W&B multiplies by r = 1/eta rather than dividing by eta; keep its rounding exactly.
@@ -167,6 +168,9 @@ class WandbHyperbandPruner(BasePruner):
         return reached
 
 
+_NO_VERDICT_POINTS: frozenset[int] = frozenset()
+
+
 def verdict_points(pruner: BasePruner) -> frozenset[int]:
     """The report counts whose verdict a trial's next report waits for: hyperband's bands.
 
@@ -182,7 +186,7 @@ def verdict_points(pruner: BasePruner) -> frozenset[int]:
         >>> verdict_points(MedianPruner())
         frozenset()
     """
-    return frozenset(pruner.bands) if isinstance(pruner, WandbHyperbandPruner) else frozenset()
+    return pruner._verdict_points if isinstance(pruner, WandbHyperbandPruner) else _NO_VERDICT_POINTS
 
 
 def make_pruner(early_terminate: EarlyTerminate | None, directions: Sequence[str]) -> BasePruner:
